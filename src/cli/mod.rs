@@ -1,0 +1,296 @@
+//! The command line: `serve`, `keys`, `token`, `verify`.
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::Settings;
+use crate::crypto::{SigningAlg, jwt, keys};
+use crate::service::bootstrap::Bootstrap;
+use crate::startup::Application;
+
+/// Tessera: application secrets in, short-lived signed JWTs out.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version)]
+pub struct Cli {
+    /// TOML configuration file (also `TESSERA_CONFIG`).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Machine-readable JSON output.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway.
+    Serve,
+    /// Manage signing keys in the keys directory.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Exchange application credentials for an access token and print it.
+    Token(TokenArgs),
+    /// Check a token against a JWKS URL and print its claims.
+    Verify(VerifyArgs),
+}
+
+/// `tessera keys …`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Write a new private key; it becomes the active key on the next start.
+    Generate {
+        /// ES256, EdDSA or RS256 (default: the configured algorithm).
+        #[arg(long)]
+        alg: Option<String>,
+    },
+    /// List the keys, their ids and which one signs.
+    List,
+}
+
+/// Where the gateway is and how to authenticate.
+#[derive(Debug, Args)]
+pub struct Remote {
+    /// Gateway base URL.
+    #[arg(long, env = "TESSERA_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Application id.
+    #[arg(long, env = "TESSERA_APP_ID")]
+    pub app_id: Option<String>,
+    /// Application secret (prefer the environment variable: arguments are
+    /// visible to other users of the machine).
+    #[arg(long, env = "TESSERA_APP_SECRET", hide_env_values = true)]
+    pub app_secret: Option<String>,
+}
+
+/// `tessera token`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Gateway and credentials.
+    #[command(flatten)]
+    pub remote: Remote,
+    /// Space-separated permissions to narrow the token to.
+    #[arg(long)]
+    pub scope: Option<String>,
+    /// Audience to request.
+    #[arg(long)]
+    pub audience: Option<String>,
+}
+
+/// `tessera verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The token.
+    pub token: String,
+    /// JWKS URL (default: `<TESSERA_URL>/.well-known/jwks.json`).
+    #[arg(long)]
+    pub jwks_url: Option<String>,
+    /// Gateway base URL, used when `--jwks-url` is not given.
+    #[arg(long, env = "TESSERA_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Required issuer.
+    #[arg(long)]
+    pub issuer: Option<String>,
+    /// Required audience.
+    #[arg(long)]
+    pub audience: Option<String>,
+}
+
+fn fail(json_out: bool, msg: &str) -> ExitCode {
+    if json_out {
+        println!("{}", json!({"ok": false, "error": msg}));
+    } else {
+        eprintln!("error: {msg}");
+    }
+    ExitCode::FAILURE
+}
+
+/// Parses the command line and runs it.
+pub async fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let json_out = cli.json;
+    match cli.command {
+        Command::Serve => serve(cli.config).await,
+        Command::Keys(k) => match Settings::load(cli.config.as_deref()) {
+            Ok(s) => keys_cmd(&s, k, json_out),
+            Err(e) => fail(json_out, &e.to_string()),
+        },
+        Command::Token(t) => match token_cmd(t).await {
+            Ok(v) => {
+                if json_out {
+                    println!("{v}");
+                } else {
+                    println!("{}", v["access_token"].as_str().unwrap_or_default());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(json_out, &e),
+        },
+        Command::Verify(v) => match verify_cmd(v).await {
+            Ok(claims) => {
+                if json_out {
+                    println!("{}", json!({"ok": true, "claims": claims}));
+                } else {
+                    println!(
+                        "valid\n{}",
+                        serde_json::to_string_pretty(&claims).unwrap_or_default()
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(json_out, &format!("invalid token: {e}")),
+        },
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> ExitCode {
+    let settings = match Settings::load(config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => return fail(false, &e.to_string()),
+    };
+    if let Err(e) = crate::telemetry::init(&settings.log, settings.log_format) {
+        return fail(false, &e.to_string());
+    }
+    let mut app = match Application::build(settings).await {
+        Ok(a) => a,
+        Err(e) => return fail(false, &e.to_string()),
+    };
+    match app.take_bootstrap() {
+        Bootstrap::Created { app_id, secret } => {
+            // Shown once, on standard output only; never logged.
+            println!("Tessera created an admin application on first start.");
+            println!("  AppId:     {app_id}");
+            println!("  AppSecret: {}", secret.expose_secret());
+            println!("The secret is shown only this once and is stored only as a hash.");
+        }
+        Bootstrap::Ensured { app_id } => {
+            println!("Admin application {app_id} ensured from TESSERA_ADMIN_APP_ID.");
+        }
+        Bootstrap::Existing => {}
+    }
+    println!("tessera listening on http://{}", app.gateway().settings.listen);
+    tracing::info!(listen = %app.gateway().settings.listen, issuer = %app.gateway().issuer, "serving");
+    match app.run_until_stopped().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(false, &e.to_string()),
+    }
+}
+
+fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
+    match cmd {
+        KeysCommand::Generate { alg } => {
+            let alg = match alg.as_deref().map(SigningAlg::parse) {
+                None => settings.signing_alg,
+                Some(Some(a)) => a,
+                Some(None) => return fail(json_out, "--alg: expected ES256, EdDSA or RS256"),
+            };
+            let path = match keys::generate_file(&settings.keys_dir, alg) {
+                Ok(p) => p,
+                Err(e) => return fail(json_out, &e.to_string()),
+            };
+            if json_out {
+                println!("{}", json!({"file": path.display().to_string(), "alg": alg.as_str()}));
+            } else {
+                println!("wrote {} ({alg})", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::List => {
+            let loaded = match keys::load_dir(&settings.keys_dir) {
+                Ok(k) => k,
+                Err(e) => return fail(json_out, &e.to_string()),
+            };
+            let active = loaded
+                .iter()
+                .rposition(|k| k.alg() == settings.signing_alg);
+            let rows: Vec<Value> = loaded
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    json!({"kid": k.kid(), "alg": k.alg().as_str(),
+                           "file": k.file().display().to_string(), "active": Some(i) == active})
+                })
+                .collect();
+            if json_out {
+                println!("{}", Value::Array(rows));
+            } else {
+                println!("{:<45} {:<6} {:<7} FILE", "KID", "ALG", "ACTIVE");
+                for r in rows {
+                    println!(
+                        "{:<45} {:<6} {:<7} {}",
+                        r["kid"].as_str().unwrap_or_default(),
+                        r["alg"].as_str().unwrap_or_default(),
+                        if r["active"] == true { "yes" } else { "" },
+                        r["file"].as_str().unwrap_or_default()
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+async fn token_cmd(t: TokenArgs) -> Result<Value, String> {
+    let secret = SecretString::from(
+        t.remote
+            .app_secret
+            .ok_or("no secret: set TESSERA_APP_SECRET or --app-secret")?,
+    );
+    let mut form: Vec<(&str, String)> = vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_secret", secret.expose_secret().to_owned()),
+    ];
+    if let Some(id) = t.remote.app_id {
+        form.push(("client_id", id));
+    }
+    if let Some(s) = t.scope {
+        form.push(("scope", s));
+    }
+    if let Some(a) = t.audience {
+        form.push(("audience", a));
+    }
+    let url = format!("{}/oauth/token", t.remote.url.trim_end_matches('/'));
+    let res = reqwest::Client::new()
+        .post(&url)
+        .form(&form)
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    let status = res.status();
+    let body: Value = res
+        .json()
+        .await
+        .map_err(|e| format!("{url}: unreadable answer: {e}"))?;
+    if !status.is_success() {
+        return Err(format!(
+            "{status}: {} {}",
+            body["error"].as_str().unwrap_or("error"),
+            body["error_description"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(body)
+}
+
+async fn verify_cmd(v: VerifyArgs) -> Result<Value, String> {
+    let url = v
+        .jwks_url
+        .unwrap_or_else(|| format!("{}/.well-known/jwks.json", v.url.trim_end_matches('/')));
+    let res = reqwest::get(&url).await.map_err(|e| format!("{url}: {e}"))?;
+    if !res.status().is_success() {
+        return Err(format!("{url}: HTTP {}", res.status()));
+    }
+    let jwks = res.text().await.map_err(|e| format!("{url}: {e}"))?;
+    jwt::verify_with_jwks(
+        &jwks,
+        v.token.trim(),
+        v.issuer.as_deref(),
+        v.audience.as_deref(),
+        30,
+    )
+    .map_err(|e| e.to_string())
+}

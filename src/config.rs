@@ -1,0 +1,330 @@
+//! Settings: built-in defaults, then an optional TOML file, then `TESSERA_*`
+//! environment variables. A bad setting is an error naming the setting.
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::crypto::SigningAlg;
+use crate::domain::PermissionDef;
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the gateway can be told. Field docs give the default.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// `iss` of minted tokens. Default `http://<listen>`.
+    pub issuer: Option<String>,
+    /// Default `aud` of minted tokens, and the audience the gateway's own
+    /// admin API accepts. Default `tessera`.
+    pub audience: String,
+    /// Embedded store directory. Default `./data`.
+    pub data_dir: PathBuf,
+    /// Signing keys directory. Default `./keys`.
+    pub keys_dir: PathBuf,
+    /// Shared Redis backend; unset means the embedded store.
+    pub redis_url: Option<String>,
+    /// Token lifetime in seconds and the ceiling for per-application TTLs.
+    /// Default 600.
+    pub token_ttl: u64,
+    /// Prefix of generated secrets. Default `tsr`.
+    pub key_prefix: String,
+    /// `tracing` filter. Default `info`.
+    pub log: String,
+    /// `pretty` or `json`. Default `pretty`.
+    pub log_format: LogFormat,
+    /// Algorithm of generated and active signing keys. Default `ES256`.
+    pub signing_alg: SigningAlg,
+    /// Largest accepted request body in bytes. Default 32768.
+    pub max_body_bytes: usize,
+    /// argon2 jobs run at once. Default: the number of CPUs.
+    pub hash_concurrency: usize,
+    /// argon2 jobs allowed to wait; more are refused with 503. Default 256.
+    pub hash_queue: usize,
+    /// How long a verified secret skips argon2, in seconds. Default 300.
+    pub secret_cache_ttl: u64,
+    /// Failed exchanges allowed per application id, and per client IP, in a
+    /// minute before further attempts get 429. Default 20 and 100.
+    pub max_failures_per_app: u32,
+    /// See `max_failures_per_app`.
+    pub max_failures_per_ip: u32,
+    /// HTTP worker threads. Default: the number of CPUs.
+    pub workers: Option<usize>,
+    /// Ensured bootstrap admin id (`TESSERA_ADMIN_APP_ID`).
+    pub admin_app_id: Option<String>,
+    /// Ensured bootstrap admin secret (`TESSERA_ADMIN_APP_SECRET`).
+    #[serde(skip)]
+    pub admin_app_secret: Option<SecretString>,
+    /// Leeway for `exp`/`nbf` when checking tokens, seconds. Default 30.
+    pub leeway: u64,
+    /// The permission catalogue (`[[permissions]]`).
+    pub permissions: Vec<PermissionDef>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            issuer: None,
+            audience: "tessera".into(),
+            data_dir: PathBuf::from("./data"),
+            keys_dir: PathBuf::from("./keys"),
+            redis_url: None,
+            token_ttl: 600,
+            key_prefix: "tsr".into(),
+            log: "info".into(),
+            log_format: LogFormat::Pretty,
+            signing_alg: SigningAlg::ES256,
+            max_body_bytes: 32 * 1024,
+            hash_concurrency: cpus,
+            hash_queue: 256,
+            secret_cache_ttl: 300,
+            max_failures_per_app: 20,
+            max_failures_per_ip: 100,
+            workers: None,
+            admin_app_id: None,
+            admin_app_secret: None,
+            leeway: 30,
+            permissions: Vec::new(),
+        }
+    }
+}
+
+/// A setting that cannot be used, with its name and the reason.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting}: {reason}")]
+pub struct ConfigError {
+    /// The setting (file key or environment variable).
+    pub setting: String,
+    /// What is wrong.
+    pub reason: String,
+}
+
+fn err(setting: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting: setting.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError> {
+    v.trim()
+        .parse()
+        .map_err(|_| err(var, format!("{v:?} is not a valid number")))
+}
+
+impl Settings {
+    /// Defaults, then `file` (or `TESSERA_CONFIG`), then the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env: HashMap<String, String> = std::env::vars()
+            .filter(|(k, _)| k.starts_with("TESSERA_"))
+            .collect();
+        Self::load_from(file, &env)
+    }
+
+    /// As [`Settings::load`], with the environment given explicitly.
+    pub fn load_from(
+        file: Option<&Path>,
+        env: &HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        let file = file
+            .map(Path::to_path_buf)
+            .or_else(|| env.get("TESSERA_CONFIG").map(PathBuf::from));
+        let mut s = match &file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| err("--config", format!("{}: {e}", path.display())))?;
+                toml::from_str::<Settings>(&text)
+                    .map_err(|e| err(&format!("{}", path.display()), e.to_string()))?
+            }
+            None => Settings::default(),
+        };
+        s.apply_env(env)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn apply_env(&mut self, env: &HashMap<String, String>) -> Result<(), ConfigError> {
+        for (k, v) in env {
+            match k.as_str() {
+                "TESSERA_LISTEN" => self.listen = v.clone(),
+                "TESSERA_ISSUER" => self.issuer = Some(v.clone()),
+                "TESSERA_AUDIENCE" => self.audience = v.clone(),
+                "TESSERA_DATA_DIR" => self.data_dir = PathBuf::from(v),
+                "TESSERA_KEYS_DIR" => self.keys_dir = PathBuf::from(v),
+                "TESSERA_REDIS_URL" => {
+                    self.redis_url = Some(v.clone()).filter(|v| !v.is_empty());
+                }
+                "TESSERA_TOKEN_TTL" => self.token_ttl = parse_num(k, v)?,
+                "TESSERA_KEY_PREFIX" => self.key_prefix = v.clone(),
+                "TESSERA_LOG" => self.log = v.clone(),
+                "TESSERA_LOG_FORMAT" => {
+                    self.log_format = match v.as_str() {
+                        "pretty" => LogFormat::Pretty,
+                        "json" => LogFormat::Json,
+                        _ => return Err(err(k, format!("{v:?}: expected pretty or json"))),
+                    }
+                }
+                "TESSERA_SIGNING_ALG" => {
+                    self.signing_alg = SigningAlg::parse(v)
+                        .ok_or_else(|| err(k, format!("{v:?}: expected ES256, EdDSA or RS256")))?;
+                }
+                "TESSERA_MAX_BODY_BYTES" => self.max_body_bytes = parse_num(k, v)?,
+                "TESSERA_HASH_CONCURRENCY" => self.hash_concurrency = parse_num(k, v)?,
+                "TESSERA_WORKERS" => self.workers = Some(parse_num(k, v)?),
+                "TESSERA_ADMIN_APP_ID" => self.admin_app_id = Some(v.clone()),
+                "TESSERA_ADMIN_APP_SECRET" => {
+                    self.admin_app_secret = Some(SecretString::from(v.clone()));
+                }
+                // Read elsewhere (TESSERA_CONFIG) or by the CLI (URL, credentials).
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks every setting; the first bad one is reported.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(err(
+                "listen (TESSERA_LISTEN)",
+                format!("{:?} is not an IP:port address", self.listen),
+            ));
+        }
+        if self.token_ttl < 10 || self.token_ttl > 86_400 {
+            return Err(err(
+                "token_ttl (TESSERA_TOKEN_TTL)",
+                "must be between 10 and 86400 seconds",
+            ));
+        }
+        let prefix_ok = (1..=16).contains(&self.key_prefix.len())
+            && self
+                .key_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+        if !prefix_ok {
+            return Err(err(
+                "key_prefix (TESSERA_KEY_PREFIX)",
+                "must be 1 to 16 lowercase letters or digits",
+            ));
+        }
+        if self.audience.is_empty() || self.audience.contains(char::is_whitespace) {
+            return Err(err("audience (TESSERA_AUDIENCE)", "must be a non-empty word"));
+        }
+        if let Some(iss) = &self.issuer
+            && !(iss.starts_with("http://") || iss.starts_with("https://"))
+        {
+            return Err(err("issuer (TESSERA_ISSUER)", "must be an http(s) URL"));
+        }
+        if self.max_body_bytes < 1024 || self.max_body_bytes > 1024 * 1024 {
+            return Err(err(
+                "max_body_bytes (TESSERA_MAX_BODY_BYTES)",
+                "must be between 1024 and 1048576",
+            ));
+        }
+        if self.hash_concurrency == 0 || self.hash_concurrency > 256 {
+            return Err(err(
+                "hash_concurrency (TESSERA_HASH_CONCURRENCY)",
+                "must be between 1 and 256",
+            ));
+        }
+        if self.workers == Some(0) {
+            return Err(err("workers (TESSERA_WORKERS)", "must be at least 1"));
+        }
+        if self.admin_app_id.is_some() != self.admin_app_secret.is_some() {
+            return Err(err(
+                "TESSERA_ADMIN_APP_ID / TESSERA_ADMIN_APP_SECRET",
+                "set both or neither",
+            ));
+        }
+        if let Some(id) = &self.admin_app_id {
+            crate::domain::application::validate_app_id(id)
+                .map_err(|e| err("TESSERA_ADMIN_APP_ID", e.to_string()))?;
+        }
+        if let Some(s) = &self.admin_app_secret
+            && secrecy::ExposeSecret::expose_secret(s).len() < 16
+        {
+            return Err(err(
+                "TESSERA_ADMIN_APP_SECRET",
+                "must be at least 16 characters",
+            ));
+        }
+        crate::domain::Catalogue::new(self.permissions.clone())
+            .map_err(|e| err("permissions", e.to_string()))?;
+        Ok(())
+    }
+
+    /// The issuer: the configured one, or `http://<listen>`.
+    pub fn issuer(&self) -> String {
+        self.issuer
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+    }
+
+    #[test]
+    fn defaults_match_the_spec() {
+        let s = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(s.listen, "127.0.0.1:8080");
+        assert_eq!(s.token_ttl, 600);
+        assert_eq!(s.key_prefix, "tsr");
+        assert_eq!(s.data_dir, PathBuf::from("./data"));
+        assert_eq!(s.issuer(), "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(
+            &path,
+            "token_ttl = 300\nkey_prefix = \"acme\"\n[[permissions]]\nname = \"content:read\"\npublic = true\n",
+        )
+        .unwrap();
+        let s = Settings::load_from(Some(&path), &env(&[("TESSERA_TOKEN_TTL", "120")])).unwrap();
+        assert_eq!(s.token_ttl, 120);
+        assert_eq!(s.key_prefix, "acme");
+        assert_eq!(s.permissions.len(), 1);
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let e = Settings::load_from(None, &env(&[("TESSERA_TOKEN_TTL", "ten")])).unwrap_err();
+        assert!(e.to_string().contains("TESSERA_TOKEN_TTL"), "{e}");
+        let e = Settings::load_from(None, &env(&[("TESSERA_LISTEN", "nowhere")])).unwrap_err();
+        assert!(e.to_string().contains("listen"), "{e}");
+        let e = Settings::load_from(None, &env(&[("TESSERA_ADMIN_APP_ID", "admin")])).unwrap_err();
+        assert!(e.to_string().contains("TESSERA_ADMIN_APP_SECRET"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "tokenttl = 5\n").unwrap();
+        let e = Settings::load_from(Some(&path), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("tokenttl"), "{e}");
+        std::fs::write(&path, "[[permissions]]\nname = \"bad perm\"\n").unwrap();
+        assert!(Settings::load_from(Some(&path), &env(&[])).is_err());
+    }
+}

@@ -1,0 +1,215 @@
+//! Minting access tokens with the active key, and checking them.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::keys::{KeyError, KeyRing, SigningAlg};
+
+/// Signs `claims` as a compact JWS with the ring's active key
+/// (header `alg`, `kid`, `typ: at+jwt`, RFC 9068).
+pub fn mint<C: Serialize>(ring: &KeyRing, claims: &C) -> Result<String, KeyError> {
+    let key = ring.active();
+    let payload =
+        serde_json::to_vec(claims).map_err(|e| KeyError::Crypto(format!("claims: {e}")))?;
+    let header = key.header_b64();
+    let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 100);
+    token.push_str(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    let sig = key.sign(token.as_bytes())?;
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&sig, &mut token);
+    Ok(token)
+}
+
+/// Why a token was refused. Callers outside show one generic message; the
+/// variant is for logs and the `verify` command.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// Not three base64url parts, or a header that does not parse.
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    /// The header's `typ` is not `at+jwt`.
+    #[error("not an access token (typ must be at+jwt)")]
+    WrongType,
+    /// No key with that `kid` is published.
+    #[error("unknown signing key (kid {0:?})")]
+    UnknownKey(String),
+    /// The header's `alg` differs from the key's.
+    #[error("algorithm {0:?} does not match the signing key")]
+    WrongAlgorithm(String),
+    /// Signature, expiry, not-before, issuer or audience check failed.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn jose_alg(alg: SigningAlg) -> Algorithm {
+    match alg {
+        SigningAlg::ES256 => Algorithm::ES256,
+        SigningAlg::EdDSA => Algorithm::EdDSA,
+        SigningAlg::RS256 => Algorithm::RS256,
+    }
+}
+
+/// Checks a token from this gateway: key by `kid`, algorithm pinned to the
+/// key's (never the header's alone), `typ`, signature, `exp`/`nbf` with
+/// `leeway_secs`, issuer and audience.
+pub fn verify<C: DeserializeOwned>(
+    ring: &KeyRing,
+    token: &str,
+    issuer: &str,
+    audience: &str,
+    leeway_secs: u64,
+) -> Result<C, TokenError> {
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err(TokenError::WrongType);
+    }
+    let kid = header.kid.unwrap_or_default();
+    let key = ring.get(&kid).ok_or(TokenError::UnknownKey(kid))?;
+    let alg = jose_alg(key.alg());
+    if header.alg != alg {
+        return Err(TokenError::WrongAlgorithm(format!("{:?}", header.alg)));
+    }
+    let mut v = Validation::new(alg);
+    v.leeway = leeway_secs;
+    v.validate_nbf = true;
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
+    jsonwebtoken::decode::<C>(token, key.decoding_key(), &v)
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Invalid(e.to_string()))
+}
+
+/// Checks any token against a JWKS document, as a downstream verifier
+/// would: the key is found by `kid` and its own `alg` decides the algorithm;
+/// `issuer` and `audience` are checked when given. Returns the claims.
+pub fn verify_with_jwks(
+    jwks_json: &str,
+    token: &str,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+    leeway_secs: u64,
+) -> Result<serde_json::Value, TokenError> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
+    let set: JwkSet = serde_json::from_str(jwks_json)
+        .map_err(|e| TokenError::Malformed(format!("JWKS does not parse: {e}")))?;
+    let header =
+        jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
+    if header.typ.as_deref() != Some("at+jwt") {
+        return Err(TokenError::WrongType);
+    }
+    let kid = header.kid.clone().unwrap_or_default();
+    let jwk = set.find(&kid).ok_or(TokenError::UnknownKey(kid))?;
+    let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
+        (Some(KeyAlgorithm::ES256), _) => Algorithm::ES256,
+        (Some(KeyAlgorithm::EdDSA), _) => Algorithm::EdDSA,
+        (Some(KeyAlgorithm::RS256), _) => Algorithm::RS256,
+        (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
+        _ => return Err(TokenError::WrongAlgorithm("key has no usable alg".into())),
+    };
+    if header.alg != alg {
+        return Err(TokenError::WrongAlgorithm(format!("{:?}", header.alg)));
+    }
+    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
+        .map_err(|e| TokenError::Malformed(format!("JWK: {e}")))?;
+    let mut v = Validation::new(alg);
+    v.leeway = leeway_secs;
+    v.validate_nbf = true;
+    v.set_required_spec_claims(&["exp"]);
+    match issuer {
+        Some(i) => v.set_issuer(&[i]),
+        None => v.iss = None,
+    }
+    match audience {
+        Some(a) => v.set_audience(&[a]),
+        None => v.validate_aud = false,
+    }
+    jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| TokenError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::keys::{generate_file, load_dir};
+    use serde_json::{Value, json};
+
+    fn ring(alg: SigningAlg) -> (tempfile::TempDir, KeyRing) {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, _) = KeyRing::load_or_init(dir.path(), alg).unwrap();
+        (dir, ring)
+    }
+
+    fn claims(exp_in: i64) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({"iss": "https://gw", "aud": "api", "sub": "app_1", "iat": now, "nbf": now, "exp": now + exp_in})
+    }
+
+    #[test]
+    fn minted_tokens_verify_with_every_algorithm() {
+        for alg in [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256] {
+            let (_d, ring) = ring(alg);
+            let t = mint(&ring, &claims(60)).unwrap();
+            let c: Value = verify(&ring, &t, "https://gw", "api", 0).unwrap();
+            assert_eq!(c["sub"], "app_1");
+            let h = jsonwebtoken::decode_header(&t).unwrap();
+            assert_eq!(h.kid.as_deref(), Some(ring.active().kid()));
+            assert_eq!(h.typ.as_deref(), Some("at+jwt"));
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        let (_d, ring) = ring(SigningAlg::ES256);
+        let t = mint(&ring, &claims(60)).unwrap();
+        assert!(verify::<Value>(&ring, &t, "https://other", "api", 0).is_err());
+        assert!(verify::<Value>(&ring, &t, "https://gw", "other", 0).is_err());
+        let expired = mint(&ring, &claims(-120)).unwrap();
+        assert!(verify::<Value>(&ring, &expired, "https://gw", "api", 5).is_err());
+        // A payload swapped under a valid signature.
+        let mut parts: Vec<&str> = t.split('.').collect();
+        let mut forged = claims(60);
+        forged["sub"] = json!("app_2");
+        let body = URL_SAFE_NO_PAD.encode(forged.to_string());
+        parts[1] = &body;
+        assert!(verify::<Value>(&ring, &parts.join("."), "https://gw", "api", 0).is_err());
+        // A key the ring does not hold.
+        let (_d2, other) = super::tests::ring(SigningAlg::ES256);
+        let foreign = mint(&other, &claims(60)).unwrap();
+        assert!(matches!(
+            verify::<Value>(&ring, &foreign, "https://gw", "api", 0),
+            Err(TokenError::UnknownKey(_))
+        ));
+        assert!(verify::<Value>(&ring, "a.b.c", "https://gw", "api", 0).is_err());
+    }
+
+    #[test]
+    fn jwks_verification_uses_the_keys_alg() {
+        let (_d, ring) = ring(SigningAlg::EdDSA);
+        let t = mint(&ring, &claims(60)).unwrap();
+        let c = verify_with_jwks(ring.jwks_json(), &t, Some("https://gw"), Some("api"), 0).unwrap();
+        assert_eq!(c["sub"], "app_1");
+        assert!(verify_with_jwks(ring.jwks_json(), &t, None, Some("nope"), 0).is_err());
+        assert!(verify_with_jwks("{\"keys\": []}", &t, None, None, 0).is_err());
+    }
+
+    #[test]
+    fn a_retired_key_still_verifies_until_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        generate_file(dir.path(), SigningAlg::ES256).unwrap();
+        let old = KeyRing::from_keys(load_dir(dir.path()).unwrap(), SigningAlg::ES256).unwrap();
+        let t = mint(&old, &claims(60)).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        generate_file(dir.path(), SigningAlg::ES256).unwrap();
+        let new = KeyRing::from_keys(load_dir(dir.path()).unwrap(), SigningAlg::ES256).unwrap();
+        assert_ne!(new.active().kid(), old.active().kid());
+        assert!(verify::<Value>(&new, &t, "https://gw", "api", 0).is_ok());
+    }
+}

@@ -1,0 +1,518 @@
+//! The signing key ring: private keys as PKCS#8 PEM files in the keys
+//! directory, their public halves as a JWKS.
+//!
+//! - `kid` is the RFC 7638 thumbprint of the public key, so every gateway
+//!   reading the same files agrees on it without coordination.
+//! - Generated files are named `<UTC time>-<alg>.pem`; the active key is the
+//!   last file, in name order, of the configured algorithm. Every key in the
+//!   directory is published, so a retired key keeps verifying the tokens it
+//!   signed until its file is removed.
+//! - Key pairs are parsed once at load; signing never re-parses a key.
+
+use aws_lc_rs::digest;
+use aws_lc_rs::encoding::AsDer;
+use aws_lc_rs::rand::SystemRandom;
+use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
+use aws_lc_rs::signature::{
+    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, KeyPair, RSA_PKCS1_SHA256,
+};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use std::fmt;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// The signing algorithms the gateway can use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum SigningAlg {
+    /// ECDSA P-256 with SHA-256 (the default: small and fast).
+    #[default]
+    ES256,
+    /// Ed25519.
+    EdDSA,
+    /// RSA PKCS#1 v1.5 with SHA-256, 2048-bit keys when generated.
+    RS256,
+}
+
+impl SigningAlg {
+    /// The JOSE `alg` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
+            SigningAlg::RS256 => "RS256",
+        }
+    }
+    /// Parses a JOSE `alg` name (case-insensitive).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "ES256" => Some(SigningAlg::ES256),
+            "EDDSA" => Some(SigningAlg::EdDSA),
+            "RS256" => Some(SigningAlg::RS256),
+            _ => None,
+        }
+    }
+    fn file_tag(self) -> &'static str {
+        match self {
+            SigningAlg::ES256 => "es256",
+            SigningAlg::EdDSA => "eddsa",
+            SigningAlg::RS256 => "rs256",
+        }
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A key-ring failure, naming the file involved.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Reading or writing the keys directory failed.
+    #[error("keys directory {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is not a private key we can use.
+    #[error("key file {path}: {reason}")]
+    BadKey {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Key generation or signing failed inside the crypto library.
+    #[error("crypto failure: {0}")]
+    Crypto(String),
+}
+
+enum Pair {
+    Ec(EcdsaKeyPair),
+    Ed(Ed25519KeyPair),
+    Rsa(RsaKeyPair),
+}
+
+/// One loaded key: private half for signing, public half for the JWKS.
+pub struct SigningKey {
+    kid: String,
+    alg: SigningAlg,
+    file: PathBuf,
+    pair: Pair,
+    public_jwk: Value,
+    header_b64: String,
+    decoding: jsonwebtoken::DecodingKey,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("file", &self.file)
+            .field("private", &"<hidden>")
+            .finish()
+    }
+}
+
+fn b64(bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// RFC 7638 thumbprint (SHA-256, base64url) of a public JWK, or `None` when
+/// the key type is not one we sign with.
+pub fn thumbprint(jwk: &Value) -> Option<String> {
+    let s = |k: &str| jwk.get(k).and_then(Value::as_str);
+    // Members in lexicographic order, no white space (RFC 7638 §3.2).
+    let canonical = match s("kty")? {
+        "EC" => format!(
+            r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+            s("crv")?,
+            s("x")?,
+            s("y")?
+        ),
+        "OKP" => format!(r#"{{"crv":"{}","kty":"OKP","x":"{}"}}"#, s("crv")?, s("x")?),
+        "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e")?, s("n")?),
+        _ => return None,
+    };
+    Some(b64(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref()))
+}
+
+impl SigningKey {
+    /// The key id (RFC 7638 thumbprint).
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+    /// The algorithm.
+    pub fn alg(&self) -> SigningAlg {
+        self.alg
+    }
+    /// The PEM file it came from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+    /// The public JWK (with `kid`, `alg`, `use`).
+    pub fn public_jwk(&self) -> &Value {
+        &self.public_jwk
+    }
+    /// The precomputed base64url JOSE header (`alg`, `kid`, `typ: at+jwt`).
+    pub(crate) fn header_b64(&self) -> &str {
+        &self.header_b64
+    }
+    /// Key for verifying tokens this key signed.
+    pub(crate) fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {
+        &self.decoding
+    }
+
+    /// Signs `message`, returning the raw JWS signature bytes.
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let rng = SystemRandom::new();
+        match &self.pair {
+            Pair::Ec(k) => k
+                .sign(&rng, message)
+                .map(|s| s.as_ref().to_vec())
+                .map_err(|_| KeyError::Crypto("ECDSA signing failed".into())),
+            Pair::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
+            Pair::Rsa(k) => {
+                let mut sig = vec![0u8; k.public_modulus_len()];
+                k.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
+                    .map_err(|_| KeyError::Crypto("RSA signing failed".into()))?;
+                Ok(sig)
+            }
+        }
+    }
+
+    fn from_pair(pair: Pair, file: PathBuf) -> Result<Self, KeyError> {
+        let bad = |reason: &str| KeyError::BadKey {
+            path: file.clone(),
+            reason: reason.to_owned(),
+        };
+        let (alg, mut jwk, decoding) = match &pair {
+            Pair::Ec(k) => {
+                let p = k.public_key().as_ref();
+                if p.len() != 65 || p[0] != 4 {
+                    return Err(bad("unexpected P-256 public key encoding"));
+                }
+                let (x, y) = (b64(&p[1..33]), b64(&p[33..]));
+                let dk = jsonwebtoken::DecodingKey::from_ec_components(&x, &y)
+                    .map_err(|e| bad(&e.to_string()))?;
+                (
+                    SigningAlg::ES256,
+                    json!({"kty": "EC", "crv": "P-256", "x": x, "y": y}),
+                    dk,
+                )
+            }
+            Pair::Ed(k) => {
+                let x = b64(k.public_key().as_ref());
+                let dk = jsonwebtoken::DecodingKey::from_ed_components(&x)
+                    .map_err(|e| bad(&e.to_string()))?;
+                (
+                    SigningAlg::EdDSA,
+                    json!({"kty": "OKP", "crv": "Ed25519", "x": x}),
+                    dk,
+                )
+            }
+            Pair::Rsa(k) => {
+                let pk = k.public_key();
+                let n = b64(pk.modulus().big_endian_without_leading_zero());
+                let e = b64(pk.exponent().big_endian_without_leading_zero());
+                let dk = jsonwebtoken::DecodingKey::from_rsa_components(&n, &e)
+                    .map_err(|e| bad(&e.to_string()))?;
+                (SigningAlg::RS256, json!({"kty": "RSA", "n": n, "e": e}), dk)
+            }
+        };
+        let kid = thumbprint(&jwk).ok_or_else(|| bad("cannot compute thumbprint"))?;
+        jwk["kid"] = json!(kid);
+        jwk["alg"] = json!(alg.as_str());
+        jwk["use"] = json!("sig");
+        let header = json!({"alg": alg.as_str(), "kid": kid, "typ": "at+jwt"});
+        let header_b64 = b64(header.to_string().as_bytes());
+        Ok(Self {
+            kid,
+            alg,
+            file,
+            pair,
+            public_jwk: jwk,
+            header_b64,
+            decoding,
+        })
+    }
+
+    /// Parses a PEM private key: PKCS#8 (`PRIVATE KEY`) holding P-256,
+    /// Ed25519 or RSA, or the legacy `EC PRIVATE KEY` / `RSA PRIVATE KEY`.
+    pub fn from_pem(text: &[u8], file: PathBuf) -> Result<Self, KeyError> {
+        let bad = |reason: String| KeyError::BadKey {
+            path: file.clone(),
+            reason,
+        };
+        let block = pem::parse(text).map_err(|e| bad(format!("not PEM: {e}")))?;
+        let der = block.contents();
+        let pair = match block.tag() {
+            "PRIVATE KEY" => {
+                if let Ok(k) = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der) {
+                    Pair::Ec(k)
+                } else if let Ok(k) = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der) {
+                    Pair::Ed(k)
+                } else if let Ok(k) = RsaKeyPair::from_pkcs8(der) {
+                    Pair::Rsa(k)
+                } else {
+                    return Err(bad(
+                        "PKCS#8 key is not P-256, Ed25519 or RSA (2048 to 8192 bits)".into(),
+                    ));
+                }
+            }
+            "EC PRIVATE KEY" => Pair::Ec(
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P256_SHA256_FIXED_SIGNING, der)
+                    .map_err(|e| bad(format!("not a P-256 key: {e}")))?,
+            ),
+            "RSA PRIVATE KEY" => Pair::Rsa(
+                RsaKeyPair::from_der(der).map_err(|e| bad(format!("not an RSA key: {e}")))?,
+            ),
+            other => return Err(bad(format!("unsupported PEM block {other:?}"))),
+        };
+        Self::from_pair(pair, file)
+    }
+}
+
+/// Generates a fresh private key as PKCS#8 PEM text.
+pub fn generate_pem(alg: SigningAlg) -> Result<zeroize::Zeroizing<String>, KeyError> {
+    let crypto = |what: &str| KeyError::Crypto(format!("{what} key generation failed"));
+    let der: zeroize::Zeroizing<Vec<u8>> = match alg {
+        SigningAlg::ES256 => {
+            let rng = SystemRandom::new();
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                .map_err(|_| crypto("P-256"))?
+                .as_ref()
+                .to_vec()
+                .into()
+        }
+        SigningAlg::EdDSA => {
+            let rng = SystemRandom::new();
+            Ed25519KeyPair::generate_pkcs8(&rng)
+                .map_err(|_| crypto("Ed25519"))?
+                .as_ref()
+                .to_vec()
+                .into()
+        }
+        SigningAlg::RS256 => {
+            let k = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| crypto("RSA"))?;
+            let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der<'static>>::as_der(&k)
+                .map_err(|_| crypto("RSA"))?;
+            der.as_ref().to_vec().into()
+        }
+    };
+    Ok(pem::encode(&pem::Pem::new("PRIVATE KEY", der.to_vec())).into())
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> KeyError + '_ {
+    move |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates the keys directory (mode 0700) if it is missing.
+fn ensure_dir(dir: &Path) -> Result<(), KeyError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut b = std::fs::DirBuilder::new();
+    b.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+    b.create(dir).map_err(io_err(dir))
+}
+
+/// Writes a new key of `alg` into `dir` (mode 0600, written to a temporary
+/// name, synced, then renamed, so a crash never leaves half a key) and
+/// returns its path.
+pub fn generate_file(dir: &Path, alg: SigningAlg) -> Result<PathBuf, KeyError> {
+    ensure_dir(dir)?;
+    let pem = generate_pem(alg)?;
+    let now = chrono::Utc::now();
+    let name = format!("{}-{}.pem", now.format("%Y%m%dT%H%M%S%.6fZ"), alg.file_tag());
+    let path = dir.join(&name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts.open(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(pem.as_bytes()).map_err(io_err(&tmp))?;
+    f.sync_all().map_err(io_err(&tmp))?;
+    drop(f);
+    std::fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        // Make the rename durable; failure here is not fatal to the key.
+        let _ = d.sync_all();
+    }
+    Ok(path)
+}
+
+/// Loads every `*.pem` in `dir`, sorted by file name.
+pub fn load_dir(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "pem") && p.is_file())
+        .collect();
+    paths.sort();
+    let mut keys: Vec<SigningKey> = Vec::with_capacity(paths.len());
+    for p in paths {
+        let text = zeroize::Zeroizing::new(std::fs::read(&p).map_err(io_err(&p))?);
+        let key = SigningKey::from_pem(&text, p)?;
+        // The same key under two names would publish a duplicate kid.
+        if !keys.iter().any(|k| k.kid == key.kid) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+/// The loaded keys, the active one, and the JWKS document.
+pub struct KeyRing {
+    keys: Vec<SigningKey>,
+    active: usize,
+    jwks: String,
+}
+
+impl fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("active", &self.active().kid)
+            .field("keys", &self.keys.len())
+            .finish()
+    }
+}
+
+impl KeyRing {
+    /// Loads the keys in `dir`, generating one of `alg` first when the
+    /// directory holds none of that algorithm. Returns the ring and the path
+    /// of the key it generated, if any.
+    pub fn load_or_init(dir: &Path, alg: SigningAlg) -> Result<(Self, Option<PathBuf>), KeyError> {
+        ensure_dir(dir)?;
+        let mut keys = load_dir(dir)?;
+        let mut generated = None;
+        if !keys.iter().any(|k| k.alg == alg) {
+            let path = generate_file(dir, alg)?;
+            keys = load_dir(dir)?;
+            generated = Some(path);
+        }
+        Ok((Self::from_keys(keys, alg)?, generated))
+    }
+
+    /// Builds a ring from loaded keys; the active key is the last of `alg`.
+    pub fn from_keys(keys: Vec<SigningKey>, alg: SigningAlg) -> Result<Self, KeyError> {
+        let active = keys
+            .iter()
+            .rposition(|k| k.alg == alg)
+            .ok_or_else(|| KeyError::Crypto(format!("no {alg} key in the key ring")))?;
+        // The JWKS is built here and only here, from public members.
+        let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()})
+            .to_string();
+        Ok(Self { keys, active, jwks })
+    }
+
+    /// The key that signs new tokens.
+    pub fn active(&self) -> &SigningKey {
+        // `active` is an index computed from `keys` in `from_keys`.
+        &self.keys[self.active]
+    }
+
+    /// A key by `kid`.
+    pub fn get(&self, kid: &str) -> Option<&SigningKey> {
+        self.keys.iter().find(|k| k.kid == kid)
+    }
+
+    /// Every key, in file-name order.
+    pub fn keys(&self) -> &[SigningKey] {
+        &self.keys
+    }
+
+    /// The JWKS document (public keys only).
+    pub fn jwks_json(&self) -> &str {
+        &self.jwks
+    }
+
+    /// Algorithms a verifier may meet in our tokens.
+    pub fn algorithms(&self) -> Vec<&'static str> {
+        let mut algs: Vec<&'static str> = self.keys.iter().map(|k| k.alg.as_str()).collect();
+        algs.sort_unstable();
+        algs.dedup();
+        algs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vectors() -> Value {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/testdata/jose-rfc-vectors.json"
+        ))
+        .expect("shared/testdata beside the repository");
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn thumbprint_matches_rfc7638_and_rfc8037() {
+        let v = vectors();
+        let rsa = &v["rfc7638_3_1"];
+        assert_eq!(thumbprint(&rsa["jwk"]).unwrap(), rsa["thumbprint_sha256"]);
+        let ed = &v["rfc8037_A"];
+        assert_eq!(thumbprint(&ed["public_jwk"]).unwrap(), ed["thumbprint_sha256"]);
+    }
+
+    #[test]
+    fn ed25519_signature_matches_rfc8037() {
+        let v = &vectors()["rfc8037_A"];
+        let d = URL_SAFE_NO_PAD.decode(v["private_jwk"]["d"].as_str().unwrap()).unwrap();
+        let x = URL_SAFE_NO_PAD.decode(v["private_jwk"]["x"].as_str().unwrap()).unwrap();
+        let pair = Ed25519KeyPair::from_seed_and_public_key(&d, &x).unwrap();
+        let key = SigningKey::from_pair(Pair::Ed(pair), PathBuf::from("rfc8037")).unwrap();
+        assert_eq!(key.kid(), v["thumbprint_sha256"]);
+        let jws = v["jws_compact"].as_str().unwrap();
+        let (signing_input, sig) = jws.rsplit_once('.').unwrap();
+        assert_eq!(b64(&key.sign(signing_input.as_bytes()).unwrap()), sig);
+    }
+
+    #[test]
+    fn every_algorithm_generates_loads_and_publishes_no_private_part() {
+        let dir = tempfile::tempdir().unwrap();
+        for alg in [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256] {
+            let path = generate_file(dir.path(), alg).unwrap();
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o777, 0o600);
+            }
+        }
+        let ring = KeyRing::from_keys(load_dir(dir.path()).unwrap(), SigningAlg::EdDSA).unwrap();
+        assert_eq!(ring.keys().len(), 3);
+        assert_eq!(ring.active().alg(), SigningAlg::EdDSA);
+        let jwks: Value = serde_json::from_str(ring.jwks_json()).unwrap();
+        for k in jwks["keys"].as_array().unwrap() {
+            for private in ["d", "p", "q", "dp", "dq", "qi"] {
+                assert!(k.get(private).is_none(), "{private} published: {k}");
+            }
+            assert_eq!(thumbprint(k).unwrap(), k["kid"]);
+        }
+    }
+
+    #[test]
+    fn a_bad_file_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("broken.pem"), "not a key").unwrap();
+        let err = KeyRing::load_or_init(dir.path(), SigningAlg::ES256).unwrap_err();
+        assert!(err.to_string().contains("broken.pem"), "{err}");
+    }
+}

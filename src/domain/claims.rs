@@ -1,0 +1,36 @@
+//! The access-token claims (RFC 9068 profile plus Tessera's own).
+
+use serde::{Deserialize, Serialize};
+
+/// What every access token from this gateway carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessClaims {
+    /// Issuer: the gateway's configured issuer URL.
+    pub iss: String,
+    /// Subject: the application (or user) id.
+    pub sub: String,
+    /// Audience.
+    pub aud: String,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// Not before.
+    pub nbf: i64,
+    /// Unique token id, for revocation.
+    pub jti: String,
+    /// The application that asked for the token.
+    pub client_id: String,
+    /// Space-separated granted permissions.
+    pub scope: String,
+    /// Role names.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Granted permissions (may contain wildcards).
+    #[serde(default)]
+    pub permissions: Vec<String>,
+    /// `live` or `test`.
+    pub env: String,
+    /// `secret` or `public`.
+    pub key_type: String,
+}

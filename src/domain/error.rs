@@ -1,0 +1,61 @@
+//! Domain errors: what went wrong, with no knowledge of HTTP.
+
+use std::net::IpAddr;
+
+/// Every failure a use case can report. The HTTP layer maps each to a status
+/// and a body in exactly one place (`http::error`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DomainError {
+    /// No credentials were presented at all.
+    #[error("no API key was provided")]
+    MissingCredentials,
+    /// Unknown id, wrong secret or revoked application: deliberately one case.
+    #[error("the API key provided is invalid or has been revoked")]
+    InvalidCredentials,
+    /// The secret was right but the application's `expiresAt` has passed.
+    #[error("the API key has expired")]
+    KeyExpired,
+    /// A bearer token that is malformed, badly signed, expired or revoked.
+    #[error("the access token is invalid, expired or revoked")]
+    InvalidToken,
+    /// The caller lacks a permission; the message names what is missing.
+    #[error("{0}")]
+    InsufficientPermissions(String),
+    /// The request asked for a scope the application does not hold.
+    #[error("{0}")]
+    InvalidScope(String),
+    /// The requested audience is not one the application may use.
+    #[error("{0}")]
+    AudienceNotAllowed(String),
+    /// The client IP is outside the application's allow-list.
+    #[error("requests from {0} are not allowed for this API key")]
+    IpNotAllowed(IpAddr),
+    /// The request is malformed (missing or contradictory parameters).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// The grant type is not one this endpoint knows.
+    #[error("unsupported grant type: {0}")]
+    UnsupportedGrantType(String),
+    /// Well-formed input that breaks a rule; the message names the field.
+    #[error("{0}")]
+    Validation(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The thing exists already or a concurrent change won.
+    #[error("{0}")]
+    Conflict(String),
+    /// Too many failed attempts; retry after the given number of seconds.
+    #[error("too many failed attempts, retry in {retry_after} s")]
+    RateLimited {
+        /// Seconds until another attempt may succeed.
+        retry_after: u64,
+    },
+    /// A dependency (store, hashing pool) cannot serve right now.
+    #[error("the service is temporarily unavailable")]
+    Unavailable,
+    /// A bug or an unexpected failure; the detail is logged, never returned.
+    #[error("internal error")]
+    Internal(String),
+}

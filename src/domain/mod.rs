@@ -1,0 +1,11 @@
+//! Pure types and rules: no actix, no store, no I/O.
+
+pub mod application;
+pub mod claims;
+pub mod error;
+pub mod permission;
+
+pub use application::{AppStatus, Application, Environment, KeyType};
+pub use claims::AccessClaims;
+pub use error::DomainError;
+pub use permission::{Catalogue, Permission, PermissionDef};

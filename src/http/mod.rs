@@ -1,0 +1,62 @@
+//! The HTTP surface: the route table, the error shapes, and the extractors.
+//! Handlers only parse, call a service, and map the result.
+
+pub mod apps;
+pub mod discovery;
+pub mod error;
+pub mod extract;
+pub mod health;
+pub mod token;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+pub use error::{ApiError, OAuthError};
+
+/// Answers 405 with the JSON error shape for a method a resource lacks.
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    error::method_not_allowed(req.method())
+}
+
+/// Answers 404 with the JSON error shape for an unknown path.
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    error::path_not_found(req.path())
+}
+
+/// A resource whose unmatched methods get a JSON 405.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Registers every route, the body limits and the extractor error handlers.
+pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(error::json_config(max_body))
+            .app_data(error::form_config(max_body))
+            .app_data(error::query_config())
+            .app_data(error::path_config())
+            .app_data(web::PayloadConfig::new(max_body))
+            .service(resource("/healthz").route(web::get().to(health::healthz)))
+            .service(resource("/readyz").route(web::get().to(health::readyz)))
+            .service(resource("/metrics").route(web::get().to(health::metrics)))
+            .service(resource("/.well-known/jwks.json").route(web::get().to(discovery::jwks)))
+            .service(
+                resource("/.well-known/oauth-authorization-server")
+                    .route(web::get().to(discovery::metadata)),
+            )
+            .service(
+                resource("/.well-known/openid-configuration")
+                    .route(web::get().to(discovery::metadata)),
+            )
+            .service(resource("/oauth/token").route(web::post().to(token::oauth_token)))
+            .service(resource("/api/v1/token").route(web::post().to(token::api_token)))
+            .service(
+                resource("/api/v1/apps")
+                    .route(web::post().to(apps::create))
+                    .route(web::get().to(apps::list)),
+            )
+            .service(resource("/api/v1/apps/{id}").route(web::get().to(apps::get)))
+            .service(resource("/api/v1/apps/{id}/revoke").route(web::post().to(apps::revoke)))
+            .service(resource("/api/v1/permissions").route(web::get().to(apps::permissions)))
+            .default_service(web::to(not_found));
+    }
+}

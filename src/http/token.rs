@@ -1,0 +1,198 @@
+//! `POST /api/v1/token` (JSON) and `POST /oauth/token` (RFC 6749 form).
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::{client_ip, gateway};
+use super::{ApiError, OAuthError};
+use crate::domain::DomainError;
+use crate::service::token::{ExchangeRequest, exchange};
+
+/// The JSON token request (SPEC §2.1). Fields of other grants are accepted
+/// and ignored here so that those grants can be refused by name.
+#[derive(Deserialize)]
+pub struct ApiTokenRequest {
+    #[serde(rename = "grantType", alias = "grant_type")]
+    grant_type: Option<String>,
+    #[serde(rename = "AppId", alias = "appId", alias = "app_id")]
+    app_id: Option<String>,
+    #[serde(rename = "AppSecret", alias = "appSecret", alias = "app_secret")]
+    app_secret: Option<SecretString>,
+    scope: Option<String>,
+    audience: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ApiTokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: u64,
+    scope: String,
+}
+
+fn no_store(res: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+}
+
+fn unsupported(grant: &str) -> DomainError {
+    let shown: String = grant.chars().take(64).collect();
+    match grant {
+        "password" | "refresh_token" => DomainError::UnsupportedGrantType(format!(
+            "{shown} (user login is not enabled on this gateway)"
+        )),
+        _ => DomainError::UnsupportedGrantType(shown),
+    }
+}
+
+/// `POST /api/v1/token`.
+pub async fn api_token(
+    req: HttpRequest,
+    body: web::Json<ApiTokenRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let gw = gateway(&req)?;
+    let body = body.into_inner();
+    match body.grant_type.as_deref() {
+        None | Some("app_token") => {}
+        Some(other) => return Err(unsupported(other).into()),
+    }
+    let secret = body.app_secret.ok_or(DomainError::MissingCredentials)?;
+    let issued = exchange(
+        &gw,
+        ExchangeRequest {
+            app_id: body.app_id,
+            secret,
+            scope: body.scope,
+            audience: body.audience,
+            client_ip: client_ip(&req),
+        },
+    )
+    .await?;
+    Ok(no_store(&mut HttpResponse::Ok()).json(ApiTokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: issued.scope,
+    }))
+}
+
+/// Percent-decoding as in `application/x-www-form-urlencoded` (RFC 6749
+/// §2.3.1 encodes Basic credentials this way).
+fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Client credentials from `Authorization: Basic`, if present.
+fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>, OAuthError> {
+    let Some(v) = req.headers().get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || OAuthError::from(DomainError::InvalidCredentials);
+    let v = v.to_str().map_err(|_| bad())?;
+    let Some((scheme, b64)) = v.split_once(' ') else {
+        return Err(bad());
+    };
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return Err(bad());
+    }
+    let raw = zeroize::Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| bad())?);
+    let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
+    let (id, secret) = text.split_once(':').ok_or_else(bad)?;
+    let id = form_decode(id).ok_or_else(bad)?;
+    let secret = SecretString::from(form_decode(secret).ok_or_else(bad)?);
+    Ok(Some((id, secret)))
+}
+
+/// `POST /oauth/token`.
+pub async fn oauth_token(
+    req: HttpRequest,
+    form: web::Form<Vec<(String, SecretString)>>,
+) -> Result<HttpResponse, OAuthError> {
+    use secrecy::ExposeSecret;
+    let gw = gateway(&req).map_err(OAuthError::from)?;
+    // RFC 6749 §3.2: parameters must not repeat. Values are held as secrets
+    // until we know which one is the client secret.
+    let mut params: std::collections::HashMap<String, SecretString> = Default::default();
+    for (k, v) in form.into_inner() {
+        if params.contains_key(&k) {
+            let shown: String = k.chars().take(64).collect();
+            return Err(OAuthError::invalid_request(format!("parameter {shown} is repeated")));
+        }
+        params.insert(k, v);
+    }
+    let body_secret = params.remove("client_secret");
+    let plain = |k: &str| params.get(k).map(|v| v.expose_secret().to_owned());
+    let grant = plain("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    if grant != "client_credentials" {
+        return Err(unsupported(&grant).into());
+    }
+    let basic = basic_credentials(&req)?;
+    let (client_id, secret) = match (basic, body_secret) {
+        (Some(_), Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "use one client authentication method, not both Basic and client_secret",
+            ));
+        }
+        (Some((id, secret)), None) => {
+            if plain("client_id").is_some_and(|body_id| body_id != id) {
+                return Err(OAuthError::invalid_request("client_id differs from Basic credentials"));
+            }
+            (Some(id), secret)
+        }
+        (None, Some(secret)) => (plain("client_id"), secret),
+        (None, None) => return Err(DomainError::MissingCredentials.into()),
+    };
+    let audience = plain("audience").or_else(|| plain("resource"));
+    let issued = exchange(
+        &gw,
+        ExchangeRequest {
+            app_id: client_id.filter(|s| !s.is_empty()),
+            secret,
+            scope: plain("scope"),
+            audience,
+            client_ip: client_ip(&req),
+        },
+    )
+    .await?;
+    Ok(no_store(&mut HttpResponse::Ok()).json(json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::form_decode;
+
+    #[test]
+    fn form_decoding() {
+        assert_eq!(form_decode("a%3Ab+c").as_deref(), Some("a:b c"));
+        assert_eq!(form_decode("%zz"), None);
+        assert_eq!(form_decode("%4"), None);
+        assert_eq!(form_decode("%C3%A9").as_deref(), Some("é"));
+    }
+}

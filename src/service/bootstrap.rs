@@ -1,0 +1,124 @@
+//! First start: make sure an administrator application exists.
+
+use chrono::Utc;
+use secrecy::SecretString;
+use std::sync::Arc;
+
+use super::Gateway;
+use crate::crypto::secret;
+use crate::domain::application::GATEWAY_OWNER;
+use crate::domain::{Application, DomainError, Environment, KeyType, Permission};
+use crate::store::StoredApp;
+
+/// What bootstrap did.
+pub enum Bootstrap {
+    /// Applications exist and no admin was configured: nothing to do.
+    Existing,
+    /// A new admin was generated; its secret must be shown once.
+    Created {
+        /// The new admin's id.
+        app_id: String,
+        /// Its secret.
+        secret: SecretString,
+    },
+    /// The configured admin (`TESSERA_ADMIN_APP_ID`) exists with that secret.
+    Ensured {
+        /// Its id.
+        app_id: String,
+    },
+}
+
+impl std::fmt::Debug for Bootstrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bootstrap::Existing => f.write_str("Existing"),
+            Bootstrap::Created { app_id, .. } => write!(f, "Created({app_id}, <hidden>)"),
+            Bootstrap::Ensured { app_id } => write!(f, "Ensured({app_id})"),
+        }
+    }
+}
+
+fn admin_record(id: String, prefix: String, secret_hash: String) -> Result<StoredApp, DomainError> {
+    let now = Utc::now();
+    Ok(StoredApp {
+        app: Application {
+            id,
+            name: "bootstrap admin".into(),
+            description: "Created by the gateway on first start".into(),
+            owner: GATEWAY_OWNER.into(),
+            key_type: KeyType::Secret,
+            environment: Environment::Live,
+            prefix,
+            permissions: vec![Permission::parse("*")?],
+            audiences: Vec::new(),
+            expires_at: None,
+            token_ttl: None,
+            revoked_at: None,
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+            last_used_ip: None,
+            use_count: 0,
+        },
+        secret_hash,
+    })
+}
+
+/// Ensures the configured admin, or creates one when the store is empty.
+pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
+    if let (Some(id), Some(secret)) = (&gw.settings.admin_app_id, &gw.settings.admin_app_secret) {
+        return ensure(gw, id, secret).await;
+    }
+    if gw.apps.count().await? > 0 {
+        return Ok(Bootstrap::Existing);
+    }
+    let id = secret::new_app_id().map_err(|e| DomainError::Internal(e.to_string()))?;
+    let generated = secret::generate(
+        &gw.settings.key_prefix,
+        KeyType::Secret,
+        Environment::Live,
+        &id,
+    )
+    .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let hash = gw.hasher.hash(&generated.secret).await?;
+    gw.apps
+        .insert(&admin_record(id.clone(), generated.prefix, hash)?)
+        .await?;
+    tracing::info!(app_id = %id, "bootstrap admin application created");
+    Ok(Bootstrap::Created {
+        app_id: id,
+        secret: generated.secret,
+    })
+}
+
+async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstrap, DomainError> {
+    match gw.apps.get(id).await? {
+        None => {
+            let hash = gw.hasher.hash(secret).await?;
+            // An operator-chosen secret has no public head to show.
+            let prefix = "(configured)".to_owned();
+            gw.apps
+                .insert(&admin_record(id.to_owned(), prefix, hash)?)
+                .await?;
+            tracing::info!(app_id = %id, "configured admin application created");
+        }
+        Some(mut stored) => {
+            let current = Arc::from(stored.secret_hash.as_str());
+            if !gw.hasher.verify(secret, Some(current)).await? {
+                stored.secret_hash = gw.hasher.hash(secret).await?;
+                stored.app.updated_at = Utc::now();
+                gw.apps.update(&stored).await?;
+                gw.app_cache.invalidate(id);
+                gw.secret_cache.invalidate_app(id);
+                tracing::info!(app_id = %id, "configured admin secret replaced");
+            }
+            if stored.app.revoked_at.is_some() {
+                // Revocation is an operator's decision; a restart must not undo it.
+                tracing::warn!(app_id = %id, "configured admin application is revoked");
+            }
+        }
+    }
+    Ok(Bootstrap::Ensured {
+        app_id: id.to_owned(),
+    })
+}

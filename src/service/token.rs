@@ -1,0 +1,256 @@
+//! Token exchange: an application's secret in, a signed access token out.
+//!
+//! The order matters for security and speed:
+//! 1. classify the secret; a generated key with a bad checksum is refused
+//!    before any lookup;
+//! 2. a verified-secret cache hit (HMAC-keyed) skips argon2 entirely;
+//! 3. otherwise the failure limiter runs before any hashing;
+//! 4. argon2id runs on the bounded pool; an unknown id is verified against a
+//!    dummy hash, so it costs what a wrong secret costs and answers the same;
+//! 5. policy: revoked looks like unknown, expired says so only after a
+//!    correct secret; scope must be a subset; audience must be allowed;
+//! 6. claims are minted and signed with the active key.
+
+use chrono::Utc;
+use secrecy::SecretString;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use super::Gateway;
+use super::cache::VerifiedSecret;
+use super::metrics::inc;
+use crate::crypto::{SecretCheck, jwt, random, secret};
+use crate::domain::{AccessClaims, AppStatus, DomainError, Permission};
+use crate::store::StoredApp;
+
+/// What the caller presented.
+pub struct ExchangeRequest {
+    /// AppId, when given separately (required for non-generated secrets).
+    pub app_id: Option<String>,
+    /// The secret or API key.
+    pub secret: SecretString,
+    /// Requested permissions, space-separated (downscoping).
+    pub scope: Option<String>,
+    /// Requested audience.
+    pub audience: Option<String>,
+    /// The client's IP address.
+    pub client_ip: IpAddr,
+}
+
+impl std::fmt::Debug for ExchangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("app_id", &self.app_id)
+            .field("secret", &"<hidden>")
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
+            .field("client_ip", &self.client_ip)
+            .finish()
+    }
+}
+
+/// A minted token and what it grants.
+#[derive(Debug)]
+pub struct IssuedToken {
+    /// The signed JWT.
+    pub access_token: String,
+    /// Seconds until it expires.
+    pub expires_in: u64,
+    /// Space-separated granted permissions.
+    pub scope: String,
+}
+
+/// Reads an application through the cache.
+pub async fn load_app(gw: &Gateway, id: &str) -> Result<Option<Arc<StoredApp>>, DomainError> {
+    if let Some(app) = gw.app_cache.get(id) {
+        return Ok(Some(app));
+    }
+    match gw.apps.get(id).await? {
+        Some(app) => {
+            let app = Arc::new(app);
+            gw.app_cache.put(app.clone());
+            Ok(Some(app))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Which application the request names, or `None` when it cannot name one
+/// (a refusal that must still cost a dummy verification).
+fn claimed_id(gw: &Gateway, req: &ExchangeRequest) -> Result<Option<String>, DomainError> {
+    match secret::check(&gw.settings.key_prefix, &req.secret) {
+        SecretCheck::Generated(parsed) => match &req.app_id {
+            Some(given) if *given != parsed.app_id => Ok(None),
+            _ => Ok(Some(parsed.app_id)),
+        },
+        // A mistyped generated key: refuse at once, no lookup, no hashing.
+        SecretCheck::Corrupt => Err(DomainError::InvalidCredentials),
+        SecretCheck::Opaque => match &req.app_id {
+            Some(id) if crate::domain::application::validate_app_id(id).is_ok() => {
+                Ok(Some(id.clone()))
+            }
+            Some(_) => Ok(None),
+            None => Err(DomainError::InvalidCredentials),
+        },
+    }
+}
+
+/// Verifies the secret and returns the application it belongs to.
+async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredApp>, DomainError> {
+    let id = match claimed_id(gw, req) {
+        Ok(id) => id,
+        Err(e) => {
+            inc(&gw.metrics.exchange_failures);
+            return Err(e);
+        }
+    };
+    let digest = gw.pepper.digest(&req.secret);
+    if let (Some(id), Some(hit)) = (&id, gw.secret_cache.get(&digest))
+        && hit.app_id == *id
+        && let Some(app) = load_app(gw, id).await?
+        && *app.secret_hash == *hit.secret_hash
+    {
+        inc(&gw.metrics.secret_cache_hits);
+        return Ok(app);
+    }
+
+    let limiter_key = id.as_deref().unwrap_or("-");
+    if let Err(retry_after) = gw.limiter.check(limiter_key, req.client_ip) {
+        inc(&gw.metrics.rate_limited);
+        return Err(DomainError::RateLimited { retry_after });
+    }
+    let app = match &id {
+        Some(id) => load_app(gw, id).await?,
+        None => None,
+    };
+    let hash: Option<Arc<str>> = app.as_ref().map(|a| Arc::from(a.secret_hash.as_str()));
+    inc(&gw.metrics.secret_verifications);
+    let ok = gw.hasher.verify(&req.secret, hash.clone()).await?;
+    match (ok, app, hash) {
+        (true, Some(app), Some(secret_hash)) => {
+            gw.secret_cache.put(
+                digest,
+                VerifiedSecret {
+                    app_id: app.app.id.clone(),
+                    secret_hash,
+                },
+            );
+            Ok(app)
+        }
+        _ => {
+            gw.limiter.record_failure(limiter_key, req.client_ip);
+            inc(&gw.metrics.exchange_failures);
+            Err(DomainError::InvalidCredentials)
+        }
+    }
+}
+
+/// Splits and checks a requested scope against what the application holds.
+pub fn narrow_scope(
+    held: &[Permission],
+    requested: Option<&str>,
+) -> Result<Vec<Permission>, DomainError> {
+    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(held.to_vec());
+    };
+    let mut wanted: Vec<Permission> = Vec::new();
+    for word in requested.split_ascii_whitespace() {
+        let p = Permission::parse(word)
+            .map_err(|_| DomainError::InvalidScope(format!("invalid scope value {word:?}")))?;
+        if !wanted.contains(&p) {
+            wanted.push(p);
+        }
+    }
+    let missing: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !Permission::any_covers(held, w))
+        .map(Permission::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(DomainError::InvalidScope(format!(
+            "the application does not hold: {}",
+            missing.join(", ")
+        )));
+    }
+    Ok(wanted)
+}
+
+/// Exchanges application credentials for an access token.
+pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
+    let stored = authenticate(gw, &req).await?;
+    let app = &stored.app;
+    let now = Utc::now();
+    match app.status_at(now) {
+        AppStatus::Active => {}
+        // Revoked must be indistinguishable from unknown.
+        AppStatus::Revoked => {
+            inc(&gw.metrics.exchange_failures);
+            return Err(DomainError::InvalidCredentials);
+        }
+        AppStatus::Expired => return Err(DomainError::KeyExpired),
+    }
+
+    let granted = narrow_scope(&app.permissions, req.scope.as_deref())?;
+    let audience = match req.audience.as_deref().map(str::trim) {
+        None | Some("") => gw.settings.audience.clone(),
+        Some(a) if a == gw.settings.audience || app.audiences.iter().any(|x| x == a) => a.to_owned(),
+        Some(a) => {
+            return Err(DomainError::AudienceNotAllowed(format!(
+                "audience {a:?} is not allowed for this application"
+            )));
+        }
+    };
+    let ttl = app
+        .token_ttl
+        .map_or(gw.settings.token_ttl, |t| t.min(gw.settings.token_ttl));
+    let iat = now.timestamp();
+    let permissions: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
+    let scope = permissions.join(" ");
+    let claims = AccessClaims {
+        iss: gw.issuer.clone(),
+        sub: app.id.clone(),
+        aud: audience,
+        exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
+        iat,
+        nbf: iat,
+        jti: random::token_id().map_err(|e| DomainError::Internal(e.to_string()))?,
+        client_id: app.id.clone(),
+        scope: scope.clone(),
+        roles: Vec::new(),
+        permissions,
+        env: app.environment.as_str().to_owned(),
+        key_type: app.key_type.to_string(),
+    };
+    let access_token =
+        jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+    inc(&gw.metrics.tokens_issued);
+    tracing::debug!(app_id = %app.id, "token issued");
+    Ok(IssuedToken {
+        access_token,
+        expires_in: ttl,
+        scope,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn perms(s: &[&str]) -> Vec<Permission> {
+        s.iter().map(|p| Permission::parse(p).unwrap()).collect()
+    }
+
+    #[test]
+    fn scope_narrows_within_wildcards() {
+        let held = perms(&["content:*", "users:read"]);
+        assert_eq!(narrow_scope(&held, None).unwrap(), held);
+        assert_eq!(
+            narrow_scope(&held, Some("content:read users:read content:read")).unwrap(),
+            perms(&["content:read", "users:read"])
+        );
+        let e = narrow_scope(&held, Some("content:read users:write")).unwrap_err();
+        assert!(e.to_string().contains("users:write"), "{e}");
+        assert!(narrow_scope(&held, Some("*")).is_err());
+        assert!(narrow_scope(&held, Some("not-a-scope")).is_err());
+    }
+}

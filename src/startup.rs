@@ -1,0 +1,156 @@
+//! Assembling and running the gateway: the backend is chosen here, once.
+
+use actix_web::dev::{Server, Service};
+use actix_web::{App, HttpServer, web};
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use crate::config::Settings;
+use crate::crypto::KeyRing;
+use crate::http;
+use crate::service::Gateway;
+use crate::service::bootstrap::{self, Bootstrap};
+use crate::service::metrics::inc;
+use crate::store::AppStore;
+use crate::store::embedded::EmbeddedStore;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartupError(pub String);
+
+/// A built gateway, bound to its port, not yet serving.
+pub struct Application {
+    port: u16,
+    server: Server,
+    gateway: web::Data<Gateway>,
+    bootstrap: Option<Bootstrap>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open_store(settings: &Settings) -> Result<Arc<dyn AppStore>, StartupError> {
+    if settings.redis_url.is_some() {
+        return Err(StartupError(
+            "TESSERA_REDIS_URL: the Redis backend is not available in this build yet; \
+             unset it to use the embedded store"
+                .into(),
+        ));
+    }
+    let store = EmbeddedStore::open(&settings.data_dir)
+        .map_err(|e| StartupError(format!("data_dir (TESSERA_DATA_DIR): {e}")))?;
+    Ok(Arc::new(store))
+}
+
+impl Application {
+    /// Loads keys, opens the store, bootstraps the admin, and binds the
+    /// listener (`port 0` picks a free port: tests rely on it).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let (keys, generated) = KeyRing::load_or_init(&settings.keys_dir, settings.signing_alg)
+            .map_err(|e| StartupError(format!("keys_dir (TESSERA_KEYS_DIR): {e}")))?;
+        if let Some(path) = generated {
+            tracing::info!(file = %path.display(), "generated a new signing key");
+        }
+        tracing::info!(kid = %keys.active().kid(), alg = %keys.active().alg(), "signing key loaded");
+        let store = open_store(&settings)?;
+        let listener = TcpListener::bind(&settings.listen)
+            .map_err(|e| StartupError(format!("listen (TESSERA_LISTEN) {}: {e}", settings.listen)))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| StartupError(e.to_string()))?
+            .port();
+        let mut settings = settings;
+        if settings.listen.ends_with(":0") {
+            // The default issuer names the address actually bound.
+            if let Ok(addr) = listener.local_addr() {
+                settings.listen = addr.to_string();
+            }
+        }
+        let workers = settings
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+        let max_body = settings.max_body_bytes;
+        let gateway = Gateway::new(settings, keys, store).map_err(|e| StartupError(e.0))?;
+        let boot = bootstrap::run(&gateway)
+            .await
+            .map_err(|e| StartupError(format!("bootstrap: {e}")))?;
+        let gateway = web::Data::new(gateway);
+        let data = gateway.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(data.clone())
+                .wrap_fn(|req, srv| {
+                    let gw = req.app_data::<web::Data<Gateway>>().cloned();
+                    let method = req.method().clone();
+                    let path = req.path().to_owned();
+                    let started = std::time::Instant::now();
+                    let fut = srv.call(req);
+                    async move {
+                        let res = fut.await?;
+                        let status = res.status().as_u16();
+                        if let Some(gw) = gw {
+                            match status / 100 {
+                                2 => inc(&gw.metrics.http_2xx),
+                                4 => inc(&gw.metrics.http_4xx),
+                                5 => inc(&gw.metrics.http_5xx),
+                                _ => {}
+                            }
+                        }
+                        // The path only: query strings are never logged.
+                        tracing::debug!(%method, %path, status, micros = started.elapsed().as_micros() as u64, "request");
+                        Ok(res)
+                    }
+                })
+                .configure(http::routes(max_body))
+        })
+        .workers(workers)
+        .shutdown_timeout(30)
+        .listen(listener)
+        .map_err(|e| StartupError(e.to_string()))?
+        .run();
+        Ok(Self {
+            port,
+            server,
+            gateway,
+            bootstrap: Some(boot),
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state.
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// What bootstrap did (once; later calls return `Existing`).
+    pub fn take_bootstrap(&mut self) -> Bootstrap {
+        self.bootstrap.take().unwrap_or(Bootstrap::Existing)
+    }
+
+    /// A handle to stop the server gracefully.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or a handle stops it); in-flight requests
+    /// finish first, then the store is closed as the state is dropped.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Self {
+            server, gateway, ..
+        } = self;
+        let res = server.await;
+        drop(gateway);
+        tracing::info!("gateway stopped");
+        res
+    }
+}

@@ -1,0 +1,143 @@
+//! The store conformance suite: every backend runs these checks unchanged.
+//!
+//! Test support, compiled into the library so the integration tests can run
+//! it against backends that need a live server (Redis).
+
+use chrono::{Duration, TimeZone, Utc};
+
+use super::{AppFilter, AppStore, ListQuery, StoreError, StoredApp};
+use crate::domain::{AppStatus, Application, Environment, KeyType, Permission};
+
+fn must<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: {e:?}"),
+    }
+}
+
+/// A sample application with a deterministic creation time (`n` seconds
+/// after a fixed instant), so ordering checks do not depend on the clock.
+pub fn sample_app(id: &str, n: i64) -> StoredApp {
+    let base = Utc.timestamp_opt(1_700_000_000, 0).single().unwrap_or_else(Utc::now);
+    let t = base + Duration::seconds(n);
+    StoredApp {
+        app: Application {
+            id: id.to_owned(),
+            name: format!("sample {id}"),
+            description: "conformance".into(),
+            owner: "gateway".into(),
+            key_type: KeyType::Secret,
+            environment: Environment::Live,
+            prefix: "tsr_sk_live_x".into(),
+            permissions: vec![must(Permission::parse("content:read"), "permission")],
+            audiences: vec![],
+            expires_at: None,
+            token_ttl: None,
+            revoked_at: None,
+            created_at: t,
+            updated_at: t,
+            last_used_at: None,
+            last_used_ip: None,
+            use_count: 0,
+        },
+        secret_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash{id}"),
+    }
+}
+
+/// Runs every check against an empty store.
+pub async fn run_all(store: &dyn AppStore) {
+    crud(store).await;
+    listing(store).await;
+}
+
+async fn crud(store: &dyn AppStore) {
+    must(store.ping().await, "ping");
+    let a = sample_app("app_crud", 1);
+    assert_eq!(must(store.get("app_crud").await, "get missing"), None);
+    must(store.insert(&a).await, "insert");
+    assert_eq!(must(store.get("app_crud").await, "get"), Some(a.clone()));
+    assert!(
+        matches!(store.insert(&a).await, Err(StoreError::Conflict(_))),
+        "a second insert of one id must conflict"
+    );
+
+    let mut changed = a.clone();
+    changed.app.name = "renamed".into();
+    changed.app.revoked_at = Some(Utc::now());
+    changed.secret_hash = "$argon2id$other".into();
+    must(store.update(&changed).await, "update");
+    assert_eq!(must(store.get("app_crud").await, "get after update"), Some(changed));
+
+    let ghost = sample_app("app_ghost", 2);
+    assert!(
+        matches!(store.update(&ghost).await, Err(StoreError::NotFound(_))),
+        "update of a missing id must be NotFound"
+    );
+    assert_eq!(must(store.get("app_ghost").await, "no upsert"), None);
+
+    assert_eq!(must(store.count().await, "count"), 1);
+    assert!(must(store.delete("app_crud").await, "delete"));
+    assert!(!must(store.delete("app_crud").await, "delete again"));
+    assert_eq!(must(store.get("app_crud").await, "get deleted"), None);
+    assert_eq!(must(store.count().await, "count after delete"), 0);
+}
+
+async fn listing(store: &dyn AppStore) {
+    // Inserted out of order: listing follows creation time, not insertion.
+    for (i, n) in [3, 1, 4, 0, 2].iter().enumerate() {
+        let mut a = sample_app(&format!("app_list{n}"), *n);
+        if i % 2 == 0 {
+            a.app.environment = Environment::Test;
+        }
+        must(store.insert(&a).await, "insert for listing");
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let q = ListQuery {
+            limit: 2,
+            after: after.clone(),
+            filter: AppFilter::default(),
+        };
+        let page = must(store.list(&q).await, "list page");
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|a| a.app.id));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["app_list0", "app_list1", "app_list2", "app_list3", "app_list4"],
+        "pages in creation order, each once"
+    );
+
+    let test_only = ListQuery {
+        limit: 10,
+        after: None,
+        filter: AppFilter {
+            environment: Some(Environment::Test),
+            ..AppFilter::default()
+        },
+    };
+    let page = must(store.list(&test_only).await, "filtered list");
+    let ids: Vec<_> = page.items.iter().map(|a| a.app.id.as_str()).collect();
+    assert_eq!(ids, ["app_list2", "app_list3", "app_list4"]);
+    assert!(page.next.is_none(), "a short last page has no cursor");
+
+    let revoked = ListQuery {
+        limit: 10,
+        after: None,
+        filter: AppFilter {
+            status: Some(AppStatus::Revoked),
+            ..AppFilter::default()
+        },
+    };
+    assert!(must(store.list(&revoked).await, "status filter").items.is_empty());
+
+    for n in 0..5 {
+        must(store.delete(&format!("app_list{n}")).await, "cleanup");
+    }
+    assert_eq!(must(store.count().await, "empty again"), 0);
+}

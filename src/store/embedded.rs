@@ -1,0 +1,238 @@
+//! The embedded store: one redb file under the data directory.
+//!
+//! redb commits are copy-on-write with an fsync before `commit` returns, so
+//! an acknowledged write survives a crash or `kill -9`, and a failed write
+//! leaves the previous state intact. redb is synchronous, so every call runs
+//! on tokio's blocking pool, never on an actix worker.
+
+use async_trait::async_trait;
+use chrono::Utc;
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{AppStore, ListPage, ListQuery, StoreError, StoredApp, order_key};
+
+const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
+const BY_CREATED: TableDefinition<&str, &str> = TableDefinition::new("apps_by_created");
+
+/// The redb-backed store.
+#[derive(Clone)]
+pub struct EmbeddedStore {
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EmbeddedStore")
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn decode(bytes: &[u8]) -> Result<StoredApp, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn encode(app: &StoredApp) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(app).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) `tessera.redb` in `dir`, creating `dir` (0700).
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+        b.create(dir)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+        let path = dir.join("tessera.redb");
+        let db = Database::create(&path)
+            .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        // Create the tables once so read transactions never meet a missing one.
+        let txn = db.begin_write().map_err(backend)?;
+        txn.open_table(APPS).map_err(backend)?;
+        txn.open_table(BY_CREATED).map_err(backend)?;
+        txn.commit().map_err(backend)?;
+        Ok(Self { db: Arc::new(db) })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl AppStore for EmbeddedStore {
+    async fn insert(&self, app: &StoredApp) -> Result<(), StoreError> {
+        let bytes = encode(app)?;
+        let id = app.app.id.clone();
+        let order = order_key(&app.app);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut apps = txn.open_table(APPS).map_err(backend)?;
+                if apps.get(id.as_str()).map_err(backend)?.is_some() {
+                    return Err(StoreError::Conflict(id));
+                }
+                apps.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
+                let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
+                idx.insert(order.as_str(), id.as_str()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let apps = txn.open_table(APPS).map_err(backend)?;
+            match apps.get(id.as_str()).map_err(backend)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn update(&self, app: &StoredApp) -> Result<(), StoreError> {
+        let bytes = encode(app)?;
+        let id = app.app.id.clone();
+        let order = order_key(&app.app);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut apps = txn.open_table(APPS).map_err(backend)?;
+                let old = match apps.get(id.as_str()).map_err(backend)? {
+                    Some(v) => decode(v.value())?,
+                    None => return Err(StoreError::NotFound(id)),
+                };
+                apps.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
+                let old_order = order_key(&old.app);
+                if old_order != order {
+                    let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
+                    idx.remove(old_order.as_str()).map_err(backend)?;
+                    idx.insert(order.as_str(), id.as_str()).map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let existed = {
+                let mut apps = txn.open_table(APPS).map_err(backend)?;
+                let old = match apps.remove(id.as_str()).map_err(backend)? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                if let Some(old) = &old {
+                    let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
+                    idx.remove(order_key(&old.app).as_str()).map_err(backend)?;
+                }
+                old.is_some()
+            };
+            txn.commit().map_err(backend)?;
+            Ok(existed)
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let query = query.clone();
+        self.blocking(move |db| {
+            let now = Utc::now();
+            let limit = query.limit.max(1);
+            let txn = db.begin_read().map_err(backend)?;
+            let apps = txn.open_table(APPS).map_err(backend)?;
+            let idx = txn.open_table(BY_CREATED).map_err(backend)?;
+            let mut items = Vec::new();
+            let mut last_order = None;
+            let mut more = false;
+            let range = match &query.after {
+                Some(after) => idx.range::<&str>((
+                    std::ops::Bound::Excluded(after.as_str()),
+                    std::ops::Bound::Unbounded,
+                )),
+                None => idx.range::<&str>(..),
+            }
+            .map_err(backend)?;
+            for entry in range {
+                let (order, id) = entry.map_err(backend)?;
+                let Some(v) = apps.get(id.value()).map_err(backend)? else {
+                    continue;
+                };
+                let app = decode(v.value())?;
+                if !query.filter.matches(&app.app, now) {
+                    continue;
+                }
+                if items.len() == limit {
+                    more = true;
+                    break;
+                }
+                items.push(app);
+                last_order = Some(order.value().to_owned());
+            }
+            let next = if more { last_order } else { None };
+            Ok(ListPage { items, next })
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let apps = txn.open_table(APPS).map_err(backend)?;
+            apps.len().map_err(backend)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|db| {
+            let txn = db.begin_read().map_err(backend)?;
+            txn.open_table(APPS).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn embedded_store_passes_the_conformance_suite() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        super::super::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn data_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = super::super::conformance::sample_app("app_reopen", 1);
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            store.insert(&app).await.unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(store.get("app_reopen").await.unwrap(), Some(app));
+    }
+}

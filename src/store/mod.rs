@@ -1,0 +1,119 @@
+//! Storage: the traits the services use, and the backends behind them.
+//!
+//! The backend is chosen once, in `startup`; services only see the traits.
+//! Every backend must pass [`conformance`], unchanged.
+
+pub mod conformance;
+pub mod embedded;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{AppStatus, Application, Environment, KeyType};
+
+/// An application as stored: the public record plus its argon2id hash.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredApp {
+    /// What operators see.
+    pub app: Application,
+    /// PHC-format argon2id hash of the current secret. Never the secret.
+    pub secret_hash: String,
+}
+
+impl std::fmt::Debug for StoredApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredApp")
+            .field("app", &self.app)
+            .field("secret_hash", &"<hidden>")
+            .finish()
+    }
+}
+
+/// Filters for listing applications; `None` matches everything.
+#[derive(Clone, Debug, Default)]
+pub struct AppFilter {
+    /// Only this environment.
+    pub environment: Option<Environment>,
+    /// Only this key type.
+    pub key_type: Option<KeyType>,
+    /// Only this status (evaluated at the time of the query).
+    pub status: Option<AppStatus>,
+    /// Only this owner.
+    pub owner: Option<String>,
+}
+
+impl AppFilter {
+    /// Whether `app` passes the filter at `now`.
+    pub fn matches(&self, app: &Application, now: DateTime<Utc>) -> bool {
+        self.environment.is_none_or(|e| app.environment == e)
+            && self.key_type.is_none_or(|t| app.key_type == t)
+            && self.status.is_none_or(|s| app.status_at(now) == s)
+            && self.owner.as_deref().is_none_or(|o| app.owner == o)
+    }
+}
+
+/// One page request, in creation order.
+#[derive(Clone, Debug)]
+pub struct ListQuery {
+    /// Page size, at least 1.
+    pub limit: usize,
+    /// Continue after this position (from a previous page's `next`).
+    pub after: Option<String>,
+    /// Which applications.
+    pub filter: AppFilter,
+}
+
+/// One page of results.
+#[derive(Clone, Debug)]
+pub struct ListPage {
+    /// The applications, oldest first.
+    pub items: Vec<StoredApp>,
+    /// Position to continue from, when there may be more.
+    pub next: Option<String>,
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Insert of an id that exists.
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// Update of an id that does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A list cursor this store did not produce.
+    #[error("invalid cursor")]
+    BadCursor,
+    /// The backend cannot be reached or failed; nothing was written.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data does not decode.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Applications and their secret hashes.
+#[async_trait]
+pub trait AppStore: Send + Sync + 'static {
+    /// Stores a new application; `Conflict` if the id exists. Atomic: either
+    /// everything is written and durable when this returns, or nothing.
+    async fn insert(&self, app: &StoredApp) -> Result<(), StoreError>;
+    /// Reads one application.
+    async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError>;
+    /// Replaces an existing application; `NotFound` if it is absent.
+    async fn update(&self, app: &StoredApp) -> Result<(), StoreError>;
+    /// Deletes an application; false if it was absent.
+    async fn delete(&self, id: &str) -> Result<bool, StoreError>;
+    /// A page of applications in creation order.
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;
+    /// How many applications exist.
+    async fn count(&self) -> Result<u64, StoreError>;
+    /// Whether the store is usable now.
+    async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// The ordering key of an application: creation time, then id.
+pub fn order_key(app: &Application) -> String {
+    format!("{:020}:{}", app.created_at.timestamp_micros().max(0), app.id)
+}
