@@ -223,7 +223,10 @@ impl Settings {
             ));
         }
         if self.audience.is_empty() || self.audience.contains(char::is_whitespace) {
-            return Err(err("audience (TESSERA_AUDIENCE)", "must be a non-empty word"));
+            return Err(err(
+                "audience (TESSERA_AUDIENCE)",
+                "must be a non-empty word",
+            ));
         }
         if let Some(iss) = &self.issuer
             && !(iss.starts_with("http://") || iss.starts_with("https://"))
@@ -283,7 +286,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect()
     }
 
     #[test]

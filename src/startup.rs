@@ -59,8 +59,9 @@ impl Application {
         }
         tracing::info!(kid = %keys.active().kid(), alg = %keys.active().alg(), "signing key loaded");
         let store = open_store(&settings)?;
-        let listener = TcpListener::bind(&settings.listen)
-            .map_err(|e| StartupError(format!("listen (TESSERA_LISTEN) {}: {e}", settings.listen)))?;
+        let listener = TcpListener::bind(&settings.listen).map_err(|e| {
+            StartupError(format!("listen (TESSERA_LISTEN) {}: {e}", settings.listen))
+        })?;
         let port = listener
             .local_addr()
             .map_err(|e| StartupError(e.to_string()))?

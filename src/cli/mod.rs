@@ -173,7 +173,10 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
         }
         Bootstrap::Existing => {}
     }
-    println!("tessera listening on http://{}", app.gateway().settings.listen);
+    println!(
+        "tessera listening on http://{}",
+        app.gateway().settings.listen
+    );
     tracing::info!(listen = %app.gateway().settings.listen, issuer = %app.gateway().issuer, "serving");
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,7 +197,10 @@ fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
                 Err(e) => return fail(json_out, &e.to_string()),
             };
             if json_out {
-                println!("{}", json!({"file": path.display().to_string(), "alg": alg.as_str()}));
+                println!(
+                    "{}",
+                    json!({"file": path.display().to_string(), "alg": alg.as_str()})
+                );
             } else {
                 println!("wrote {} ({alg})", path.display());
             }
@@ -205,9 +211,7 @@ fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
                 Ok(k) => k,
                 Err(e) => return fail(json_out, &e.to_string()),
             };
-            let active = loaded
-                .iter()
-                .rposition(|k| k.alg() == settings.signing_alg);
+            let active = loaded.iter().rposition(|k| k.alg() == settings.signing_alg);
             let rows: Vec<Value> = loaded
                 .iter()
                 .enumerate()
@@ -280,7 +284,9 @@ async fn verify_cmd(v: VerifyArgs) -> Result<Value, String> {
     let url = v
         .jwks_url
         .unwrap_or_else(|| format!("{}/.well-known/jwks.json", v.url.trim_end_matches('/')));
-    let res = reqwest::get(&url).await.map_err(|e| format!("{url}: {e}"))?;
+    let res = reqwest::get(&url)
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
     if !res.status().is_success() {
         return Err(format!("{url}: HTTP {}", res.status()));
     }

@@ -6,11 +6,11 @@
 //! threads, at most `max_queue` more wait, and anything beyond that is
 //! refused at once as `Busy` instead of queueing without end.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use secrecy::{ExposeSecret, SecretString};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::Semaphore;
 
 use super::random;
@@ -103,7 +103,8 @@ impl SecretHasher {
     /// Hashes a secret with argon2id and a random salt (PHC string).
     pub async fn hash(&self, secret: &SecretString) -> Result<String, HashError> {
         let owned = SecretString::from(secret.expose_secret().to_owned());
-        self.run(move || hash_blocking(owned.expose_secret())).await?
+        self.run(move || hash_blocking(owned.expose_secret()))
+            .await?
     }
 
     /// Checks a secret against a stored hash. With `None` (unknown id) it
@@ -136,7 +137,11 @@ mod tests {
         assert!(phc.starts_with("$argon2id$"), "{phc}");
         assert!(!phc.contains("correct horse"));
         assert!(h.verify(&s, Some(phc.clone())).await.unwrap());
-        assert!(!h.verify(&SecretString::from("wrong"), Some(phc)).await.unwrap());
+        assert!(
+            !h.verify(&SecretString::from("wrong"), Some(phc))
+                .await
+                .unwrap()
+        );
         assert!(!h.verify(&s, None).await.unwrap());
         assert!(!h.verify(&s, Some("garbage".into())).await.unwrap());
     }

@@ -141,7 +141,9 @@ pub fn thumbprint(jwk: &Value) -> Option<String> {
         "RSA" => format!(r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#, s("e")?, s("n")?),
         _ => return None,
     };
-    Some(b64(digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref()))
+    Some(b64(
+        digest::digest(&digest::SHA256, canonical.as_bytes()).as_ref()
+    ))
 }
 
 impl SigningKey {
@@ -336,7 +338,11 @@ pub fn generate_file(dir: &Path, alg: SigningAlg) -> Result<PathBuf, KeyError> {
     ensure_dir(dir)?;
     let pem = generate_pem(alg)?;
     let now = chrono::Utc::now();
-    let name = format!("{}-{}.pem", now.format("%Y%m%dT%H%M%S%.6fZ"), alg.file_tag());
+    let name = format!(
+        "{}-{}.pem",
+        now.format("%Y%m%dT%H%M%S%.6fZ"),
+        alg.file_tag()
+    );
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let mut opts = std::fs::OpenOptions::new();
@@ -468,14 +474,21 @@ mod tests {
         let rsa = &v["rfc7638_3_1"];
         assert_eq!(thumbprint(&rsa["jwk"]).unwrap(), rsa["thumbprint_sha256"]);
         let ed = &v["rfc8037_A"];
-        assert_eq!(thumbprint(&ed["public_jwk"]).unwrap(), ed["thumbprint_sha256"]);
+        assert_eq!(
+            thumbprint(&ed["public_jwk"]).unwrap(),
+            ed["thumbprint_sha256"]
+        );
     }
 
     #[test]
     fn ed25519_signature_matches_rfc8037() {
         let v = &vectors()["rfc8037_A"];
-        let d = URL_SAFE_NO_PAD.decode(v["private_jwk"]["d"].as_str().unwrap()).unwrap();
-        let x = URL_SAFE_NO_PAD.decode(v["private_jwk"]["x"].as_str().unwrap()).unwrap();
+        let d = URL_SAFE_NO_PAD
+            .decode(v["private_jwk"]["d"].as_str().unwrap())
+            .unwrap();
+        let x = URL_SAFE_NO_PAD
+            .decode(v["private_jwk"]["x"].as_str().unwrap())
+            .unwrap();
         let pair = Ed25519KeyPair::from_seed_and_public_key(&d, &x).unwrap();
         let key = SigningKey::from_pair(Pair::Ed(pair), PathBuf::from("rfc8037")).unwrap();
         assert_eq!(key.kid(), v["thumbprint_sha256"]);

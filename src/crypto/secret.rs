@@ -178,10 +178,22 @@ mod tests {
 
     #[test]
     fn foreign_strings_are_opaque_or_corrupt() {
-        assert_eq!(check("tsr", &SecretString::from("hunter2")), SecretCheck::Opaque);
-        assert_eq!(check("tsr", &SecretString::from("tsr_xx_live_abc")), SecretCheck::Corrupt);
-        assert_eq!(check("tsr", &SecretString::from("tsr_")), SecretCheck::Corrupt);
-        assert_eq!(check("tsr", &SecretString::from("tsr_sk_live_é")), SecretCheck::Corrupt);
+        assert_eq!(
+            check("tsr", &SecretString::from("hunter2")),
+            SecretCheck::Opaque
+        );
+        assert_eq!(
+            check("tsr", &SecretString::from("tsr_xx_live_abc")),
+            SecretCheck::Corrupt
+        );
+        assert_eq!(
+            check("tsr", &SecretString::from("tsr_")),
+            SecretCheck::Corrupt
+        );
+        assert_eq!(
+            check("tsr", &SecretString::from("tsr_sk_live_é")),
+            SecretCheck::Corrupt
+        );
     }
 
     #[test]

@@ -172,9 +172,16 @@ pub fn validate_app_id(id: &str) -> Result<(), DomainError> {
 }
 
 /// Checks a name or description: bounded length, no control characters.
-pub fn validate_text(field: &str, value: &str, max: usize, required: bool) -> Result<(), DomainError> {
+pub fn validate_text(
+    field: &str,
+    value: &str,
+    max: usize,
+    required: bool,
+) -> Result<(), DomainError> {
     if required && value.trim().is_empty() {
-        return Err(DomainError::Validation(format!("{field} must not be empty")));
+        return Err(DomainError::Validation(format!(
+            "{field} must not be empty"
+        )));
     }
     if value.chars().count() > max {
         return Err(DomainError::Validation(format!(

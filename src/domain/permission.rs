@@ -19,8 +19,7 @@ const MAX_LEN: usize = 128;
 
 fn valid_part(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
 }
 
@@ -208,7 +207,9 @@ mod tests {
         for ok in ["*", "content:read", "content:*", "a.b-c_d:x"] {
             assert!(Permission::parse(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "content", ":read", "content:", "a b:c", "a:b:c", "*:read", "a:r*"] {
+        for bad in [
+            "", "content", ":read", "content:", "a b:c", "a:b:c", "*:read", "a:r*",
+        ] {
             assert!(Permission::parse(bad).is_err(), "{bad}");
         }
     }
@@ -240,15 +241,25 @@ mod tests {
         assert!(cat.knows(&p("*")));
         assert!(!cat.knows(&p("content:write")));
         assert!(!cat.knows(&p("nope:*")));
-        let err = cat.check_all(&[p("content:read"), p("x:y"), p("z:*")]).unwrap_err();
+        let err = cat
+            .check_all(&[p("content:read"), p("x:y"), p("z:*")])
+            .unwrap_err();
         assert!(err.to_string().contains("x:y, z:*"), "{err}");
     }
 
     #[test]
     fn catalogue_refuses_duplicates_and_wildcards() {
-        let dup = PermissionDef { name: p("api_keys:read"), description: String::new(), public: false };
+        let dup = PermissionDef {
+            name: p("api_keys:read"),
+            description: String::new(),
+            public: false,
+        };
         assert!(Catalogue::new(vec![dup]).is_err());
-        let wild = PermissionDef { name: p("content:*"), description: String::new(), public: false };
+        let wild = PermissionDef {
+            name: p("content:*"),
+            description: String::new(),
+            public: false,
+        };
         assert!(Catalogue::new(vec![wild]).is_err());
     }
 }

@@ -313,7 +313,8 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                     "the request body could not be read".to_owned(),
                 ),
             };
-            let res = api_error_response(status, "invalid_request", "invalid_request_error", &message);
+            let res =
+                api_error_response(status, "invalid_request", "invalid_request_error", &message);
             actix_web::error::InternalError::from_response(err, res).into()
         })
 }

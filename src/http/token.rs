@@ -137,14 +137,16 @@ pub async fn oauth_token(
     for (k, v) in form.into_inner() {
         if params.contains_key(&k) {
             let shown: String = k.chars().take(64).collect();
-            return Err(OAuthError::invalid_request(format!("parameter {shown} is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {shown} is repeated"
+            )));
         }
         params.insert(k, v);
     }
     let body_secret = params.remove("client_secret");
     let plain = |k: &str| params.get(k).map(|v| v.expose_secret().to_owned());
-    let grant = plain("grant_type")
-        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let grant =
+        plain("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     if grant != "client_credentials" {
         return Err(unsupported(&grant).into());
     }
@@ -157,7 +159,9 @@ pub async fn oauth_token(
         }
         (Some((id, secret)), None) => {
             if plain("client_id").is_some_and(|body_id| body_id != id) {
-                return Err(OAuthError::invalid_request("client_id differs from Basic credentials"));
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from Basic credentials",
+                ));
             }
             (Some(id), secret)
         }

@@ -131,7 +131,9 @@ fn validate_create(gw: &Gateway, req: &CreateApp, now: DateTime<Utc>) -> Result<
     if let Some(t) = req.expires_at
         && t <= now
     {
-        return Err(DomainError::Validation("expiresAt must be in the future".into()));
+        return Err(DomainError::Validation(
+            "expiresAt must be in the future".into(),
+        ));
     }
     if let Some(ttl) = req.token_ttl
         && !(10..=gw.settings.token_ttl).contains(&ttl)
@@ -234,7 +236,9 @@ pub struct AppPage {
 pub async fn list(gw: &Gateway, params: ListParams) -> Result<AppPage, DomainError> {
     let limit = params.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(DomainError::Validation("limit must be between 1 and 200".into()));
+        return Err(DomainError::Validation(
+            "limit must be between 1 and 200".into(),
+        ));
     }
     let after = match params.cursor {
         Some(c) => {

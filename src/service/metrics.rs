@@ -37,7 +37,11 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
         };
-        counter("tessera_tokens_issued_total", "Access tokens minted.", &self.tokens_issued);
+        counter(
+            "tessera_tokens_issued_total",
+            "Access tokens minted.",
+            &self.tokens_issued,
+        );
         counter(
             "tessera_exchange_failures_total",
             "Token exchanges refused for bad credentials.",
@@ -62,7 +66,11 @@ impl Metrics {
             out,
             "# HELP tessera_http_responses_total HTTP responses by status class.\n# TYPE tessera_http_responses_total counter"
         );
-        for (class, v) in [("2xx", &self.http_2xx), ("4xx", &self.http_4xx), ("5xx", &self.http_5xx)] {
+        for (class, v) in [
+            ("2xx", &self.http_2xx),
+            ("4xx", &self.http_4xx),
+            ("5xx", &self.http_5xx),
+        ] {
             let _ = writeln!(
                 out,
                 "tessera_http_responses_total{{class=\"{class}\"}} {}",

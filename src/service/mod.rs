@@ -26,7 +26,9 @@ impl From<StoreError> for DomainError {
                 tracing::error!(%detail, "store unavailable");
                 DomainError::Unavailable
             }
-            StoreError::Corrupt(detail) => DomainError::Internal(format!("corrupt record: {detail}")),
+            StoreError::Corrupt(detail) => {
+                DomainError::Internal(format!("corrupt record: {detail}"))
+            }
         }
     }
 }

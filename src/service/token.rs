@@ -193,7 +193,9 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
     let granted = narrow_scope(&app.permissions, req.scope.as_deref())?;
     let audience = match req.audience.as_deref().map(str::trim) {
         None | Some("") => gw.settings.audience.clone(),
-        Some(a) if a == gw.settings.audience || app.audiences.iter().any(|x| x == a) => a.to_owned(),
+        Some(a) if a == gw.settings.audience || app.audiences.iter().any(|x| x == a) => {
+            a.to_owned()
+        }
         Some(a) => {
             return Err(DomainError::AudienceNotAllowed(format!(
                 "audience {a:?} is not allowed for this application"

@@ -18,7 +18,10 @@ fn must<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
 /// A sample application with a deterministic creation time (`n` seconds
 /// after a fixed instant), so ordering checks do not depend on the clock.
 pub fn sample_app(id: &str, n: i64) -> StoredApp {
-    let base = Utc.timestamp_opt(1_700_000_000, 0).single().unwrap_or_else(Utc::now);
+    let base = Utc
+        .timestamp_opt(1_700_000_000, 0)
+        .single()
+        .unwrap_or_else(Utc::now);
     let t = base + Duration::seconds(n);
     StoredApp {
         app: Application {
@@ -66,7 +69,10 @@ async fn crud(store: &dyn AppStore) {
     changed.app.revoked_at = Some(Utc::now());
     changed.secret_hash = "$argon2id$other".into();
     must(store.update(&changed).await, "update");
-    assert_eq!(must(store.get("app_crud").await, "get after update"), Some(changed));
+    assert_eq!(
+        must(store.get("app_crud").await, "get after update"),
+        Some(changed)
+    );
 
     let ghost = sample_app("app_ghost", 2);
     assert!(
@@ -109,7 +115,13 @@ async fn listing(store: &dyn AppStore) {
     }
     assert_eq!(
         seen,
-        ["app_list0", "app_list1", "app_list2", "app_list3", "app_list4"],
+        [
+            "app_list0",
+            "app_list1",
+            "app_list2",
+            "app_list3",
+            "app_list4"
+        ],
         "pages in creation order, each once"
     );
 
@@ -134,7 +146,11 @@ async fn listing(store: &dyn AppStore) {
             ..AppFilter::default()
         },
     };
-    assert!(must(store.list(&revoked).await, "status filter").items.is_empty());
+    assert!(
+        must(store.list(&revoked).await, "status filter")
+            .items
+            .is_empty()
+    );
 
     for n in 0..5 {
         must(store.delete(&format!("app_list{n}")).await, "cleanup");

@@ -84,7 +84,8 @@ impl AppStore for EmbeddedStore {
                 if apps.get(id.as_str()).map_err(backend)?.is_some() {
                     return Err(StoreError::Conflict(id));
                 }
-                apps.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
+                apps.insert(id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
                 let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
                 idx.insert(order.as_str(), id.as_str()).map_err(backend)?;
             }
@@ -118,7 +119,8 @@ impl AppStore for EmbeddedStore {
                     Some(v) => decode(v.value())?,
                     None => return Err(StoreError::NotFound(id)),
                 };
-                apps.insert(id.as_str(), bytes.as_slice()).map_err(backend)?;
+                apps.insert(id.as_str(), bytes.as_slice())
+                    .map_err(backend)?;
                 let old_order = order_key(&old.app);
                 if old_order != order {
                     let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;

@@ -115,5 +115,9 @@ pub trait AppStore: Send + Sync + 'static {
 
 /// The ordering key of an application: creation time, then id.
 pub fn order_key(app: &Application) -> String {
-    format!("{:020}:{}", app.created_at.timestamp_micros().max(0), app.id)
+    format!(
+        "{:020}:{}",
+        app.created_at.timestamp_micros().max(0),
+        app.id
+    )
 }

@@ -1,0 +1,215 @@
+//! Malformed input: every case gets a SPEC §6 body and changes nothing.
+
+use reqwest::header::CONTENT_TYPE;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn an_oversized_body_is_413_with_json() {
+    let app = spawn_app().await;
+    let big = "x".repeat(64 * 1024);
+    let res = app
+        .post_json("/api/v1/token", &json!({"AppSecret": big}))
+        .await;
+    let (status, code, body) = error_code(res).await;
+    assert_eq!(status, 413);
+    assert_eq!(code, "invalid_request");
+    assert!(body["error"]["message"].as_str().unwrap().contains("32768"));
+
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(format!("grant_type=client_credentials&client_secret={big}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_wrong_types_and_bad_utf8_are_400() {
+    let app = spawn_app().await;
+    let send = |body: Vec<u8>| {
+        app.client
+            .post(app.url("/api/v1/token"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+    };
+    for body in [
+        b"{not json".to_vec(),
+        br#"{"AppSecret": 12}"#.to_vec(),
+        br#"{"AppSecret": ["a"]}"#.to_vec(),
+        b"{\"AppSecret\": \"\xff\xfe\"}".to_vec(),
+        br#"[]"#.to_vec(),
+        Vec::new(),
+    ] {
+        let res = send(body.clone()).await.unwrap();
+        let (status, code, parsed) = error_code(res).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_request"),
+            "{:?} -> {parsed}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(parsed["error"]["type"], "invalid_request_error");
+    }
+    // Wrong content type.
+    let res = app
+        .client
+        .post(app.url("/api/v1/token"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_request"
+    );
+}
+
+#[tokio::test]
+async fn a_type_error_never_echoes_the_value() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/apps"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "x", "tokenTtl": "tsr_sk_live_pretend_secret"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains("pretend_secret"), "{text}");
+}
+
+#[tokio::test]
+async fn wrong_method_is_405_and_unknown_path_404() {
+    let app = spawn_app().await;
+    let res = app
+        .client
+        .get(app.url("/api/v1/token"))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, body) = error_code(res).await;
+    assert_eq!(status, 405);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let res = app
+        .client
+        .delete(app.url("/oauth/token"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 405);
+    let res = app
+        .client
+        .get(app.url("/api/v1/nothing"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn every_401_carries_www_authenticate() {
+    let app = spawn_app().await;
+    let responses = vec![
+        app.exchange(Some("app_nobody_at_all"), "secret-secret")
+            .await,
+        app.post_json("/api/v1/token", &json!({})).await,
+        app.client
+            .get(app.url("/api/v1/apps"))
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .get(app.url("/api/v1/apps"))
+            .bearer_auth("x.y.z")
+            .send()
+            .await
+            .unwrap(),
+        app.client
+            .post(app.url("/oauth/token"))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", "nobody"),
+                ("client_secret", "nope"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    ];
+    for res in responses {
+        assert_eq!(res.status(), 401);
+        assert!(
+            res.headers().get("www-authenticate").is_some(),
+            "{:?}",
+            res.url()
+        );
+    }
+}
+
+#[tokio::test]
+async fn garbage_never_takes_the_server_down() {
+    let app = spawn_app().await;
+    let bodies: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02".to_vec(),
+        "{\"AppSecret\": \"tsr_sk_live_".repeat(50).into_bytes(),
+        br#"{"AppSecret": "tsr_sk_live_0000000000000000"}"#.to_vec(),
+        br#"{"AppId": "a b c", "AppSecret": "x"}"#.to_vec(),
+        format!(
+            "{{\"AppId\": \"{}\", \"AppSecret\": \"x\"}}",
+            "a".repeat(5000)
+        )
+        .into_bytes(),
+        br#"{"AppSecret": "tsr_", "scope": "\u0000"}"#.to_vec(),
+    ];
+    for b in bodies {
+        let res = app
+            .client
+            .post(app.url("/api/v1/token"))
+            .header(CONTENT_TYPE, "application/json")
+            .body(b)
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_client_error(), "{}", res.status());
+    }
+    let res = app
+        .client
+        .get(app.url("/api/v1/apps/%ff%fe"))
+        .bearer_auth("a")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error());
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .header("authorization", "Basic %%%")
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}

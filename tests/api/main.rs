@@ -1,0 +1,8 @@
+//! The one integration-test binary: real servers on loopback, real HTTP.
+
+mod apps;
+mod discovery;
+mod errors;
+mod helpers;
+mod process;
+mod token;

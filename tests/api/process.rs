@@ -1,0 +1,382 @@
+//! The real `tessera` binary: first start, restart, kill -9, logs, CLI.
+
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+const ISSUER: &str = "http://tessera.test";
+
+struct Proc {
+    child: Child,
+    address: String,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn pump(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let mut s = into.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+}
+
+fn start(dir: &Path, extra: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("TESSERA_LISTEN", "127.0.0.1:0")
+        .env("TESSERA_ISSUER", ISSUER)
+        .env("TESSERA_DATA_DIR", dir.join("data"))
+        .env("TESSERA_KEYS_DIR", dir.join("keys"))
+        .env("TESSERA_WORKERS", "2")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in extra {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("binary starts");
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    pump(child.stdout.take().unwrap(), stdout.clone());
+    pump(child.stderr.take().unwrap(), stderr.clone());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = stdout
+            .lock()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("tessera listening on ").map(str::to_owned));
+        if let Some(addr) = found {
+            return Proc {
+                child,
+                address: addr,
+                stdout,
+                stderr,
+            };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("gateway exited with {status}: {}", stderr.lock().unwrap());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "gateway did not start: {}",
+            stderr.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Proc {
+    fn bootstrap_credentials(&self) -> (String, String) {
+        let out = self.stdout.lock().unwrap();
+        let get = |label: &str| {
+            out.lines()
+                .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
+                .unwrap_or_else(|| panic!("no {label} in {out}"))
+        };
+        (get("AppId:"), get("AppSecret:"))
+    }
+
+    fn sigterm(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(40);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.stderr.lock().unwrap().clone();
+                return (status, log);
+            }
+            assert!(Instant::now() < deadline, "no exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn token(
+    client: &reqwest::Client,
+    address: &str,
+    id: Option<&str>,
+    secret: &str,
+) -> reqwest::Response {
+    let mut body = json!({"grantType": "app_token", "AppSecret": secret});
+    if let Some(id) = id {
+        body["AppId"] = json!(id);
+    }
+    client
+        .post(format!("{address}/api/v1/token"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn access_token(
+    client: &reqwest::Client,
+    address: &str,
+    id: Option<&str>,
+    secret: &str,
+) -> String {
+    let res = token(client, address, id, secret).await;
+    assert_eq!(res.status(), 200);
+    res.json::<Value>().await.unwrap()["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn create(client: &reqwest::Client, address: &str, admin: &str) -> (String, String) {
+    let res = client
+        .post(format!("{address}/api/v1/apps"))
+        .bearer_auth(admin)
+        .json(&json!({"name": "persisted", "permissions": ["api_keys:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let v: Value = res.json().await.unwrap();
+    (
+        v["id"].as_str().unwrap().to_owned(),
+        v["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn first_start_bootstraps_then_restart_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let gw = start(
+        dir.path(),
+        &[("TESSERA_LOG", "debug"), ("TESSERA_LOG_FORMAT", "json")],
+    );
+    let (admin_id, admin_secret) = gw.bootstrap_credentials();
+    assert!(admin_secret.starts_with("tsr_sk_live_"));
+    let admin = access_token(&client, &gw.address, Some(&admin_id), &admin_secret).await;
+    let (app_id, app_secret) = create(&client, &gw.address, &admin).await;
+    let app_token = access_token(&client, &gw.address, None, &app_secret).await;
+    let jwks_before = client
+        .get(format!("{}/.well-known/jwks.json", gw.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    // A failed attempt too, so that error paths are in the log.
+    assert_eq!(
+        token(&client, &gw.address, Some(&app_id), "wrong-secret-xyz")
+            .await
+            .status(),
+        401
+    );
+
+    let (status, log) = gw.sigterm();
+    assert!(status.success(), "exit after SIGTERM: {status}\n{log}");
+    assert!(log.contains("gateway stopped"), "{log}");
+    for line in log.lines() {
+        serde_json::from_str::<Value>(line)
+            .unwrap_or_else(|_| panic!("not a JSON log line: {line}"));
+    }
+    for secret in [&admin_secret, &app_secret] {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+        assert_absent_under(&dir.path().join("data"), secret);
+        assert_absent_under(&dir.path().join("keys"), secret);
+    }
+    #[cfg(unix)]
+    for f in files_under(&dir.path().join("keys")) {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o077,
+            0,
+            "{}",
+            f.display()
+        );
+    }
+
+    let gw = start(dir.path(), &[]);
+    assert!(
+        !gw.stdout.lock().unwrap().contains("AppSecret"),
+        "bootstrap ran twice"
+    );
+    let jwks_after = client
+        .get(format!("{}/.well-known/jwks.json", gw.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(jwks_before, jwks_after, "the same key ring after restart");
+    let claims =
+        verify_with_jwks(&jwks_after, &app_token, ISSUER, "tessera").expect("old token verifies");
+    assert_eq!(claims["sub"], app_id.as_str());
+    // The token minted before the restart is accepted by the admin API too.
+    let res = client
+        .get(format!("{}/api/v1/apps/{app_id}", gw.address))
+        .bearer_auth(&app_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    access_token(&client, &gw.address, Some(&admin_id), &admin_secret).await;
+    access_token(&client, &gw.address, None, &app_secret).await;
+}
+
+#[tokio::test]
+async fn kill_9_right_after_an_acknowledged_create_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = reqwest::Client::new();
+    let env = [
+        ("TESSERA_ADMIN_APP_ID", ADMIN_ID),
+        ("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET),
+    ];
+    let mut gw = start(dir.path(), &env);
+    assert!(
+        !gw.stdout.lock().unwrap().contains(ADMIN_SECRET),
+        "configured secret printed"
+    );
+    let admin = access_token(&client, &gw.address, Some(ADMIN_ID), ADMIN_SECRET).await;
+    let (app_id, app_secret) = create(&client, &gw.address, &admin).await;
+    gw.child.kill().unwrap(); // SIGKILL, no chance to flush anything
+    gw.child.wait().unwrap();
+    drop(gw);
+
+    let gw = start(dir.path(), &env);
+    let admin = access_token(&client, &gw.address, Some(ADMIN_ID), ADMIN_SECRET).await;
+    let res = client
+        .get(format!("{}/api/v1/apps/{app_id}", gw.address))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    access_token(&client, &gw.address, None, &app_secret).await;
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for (var, value) in [
+        ("TESSERA_TOKEN_TTL", "ten"),
+        ("TESSERA_LOG_FORMAT", "xml"),
+        ("TESSERA_SIGNING_ALG", "HS256"),
+    ] {
+        let out = Command::new(BIN)
+            .arg("serve")
+            .env("TESSERA_DATA_DIR", dir.path().join("data"))
+            .env("TESSERA_KEYS_DIR", dir.path().join("keys"))
+            .env("TESSERA_LISTEN", "127.0.0.1:0")
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(var), "{var}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "token_ttl = \"soon\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("token_ttl"));
+}
+
+#[tokio::test]
+async fn the_cli_fetches_verifies_and_lists_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TESSERA_ADMIN_APP_ID", ADMIN_ID),
+        ("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET),
+    ];
+    let gw = start(dir.path(), &env);
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("TESSERA_URL", &gw.address)
+            .env("TESSERA_APP_ID", ADMIN_ID)
+            .env("TESSERA_APP_SECRET", ADMIN_SECRET)
+            .env("TESSERA_KEYS_DIR", dir.path().join("keys"))
+            .output()
+            .unwrap()
+    };
+    let out = cli(&["token"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert_eq!(token.split('.').count(), 3);
+
+    let out = cli(&[
+        "verify",
+        &token,
+        "--issuer",
+        ISSUER,
+        "--audience",
+        "tessera",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["claims"]["sub"], ADMIN_ID);
+
+    let out = cli(&["verify", &token, "--audience", "someone-else"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("InvalidAudience"));
+    let mut tampered = token.clone();
+    tampered.pop();
+    tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+    assert!(!cli(&["verify", &tampered]).status.success());
+
+    let out = cli(&["keys", "list", "--json"]);
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    assert_eq!(keys[0]["active"], true);
+    let out = cli(&["keys", "generate", "--alg", "EdDSA"]);
+    assert!(out.status.success());
+    let out = cli(&["keys", "list", "--json"]);
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+
+    let out = Command::new(BIN)
+        .args(["token"])
+        .env("TESSERA_URL", &gw.address)
+        .env("TESSERA_APP_ID", ADMIN_ID)
+        .env("TESSERA_APP_SECRET", "wrong-wrong-wrong")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_client"));
+}

@@ -1,0 +1,419 @@
+//! Token exchange over real HTTP: both endpoints, every credential path.
+
+use reqwest::header::WWW_AUTHENTICATE;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_minted_token_verifies_with_the_published_jwks() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": ["content:read", "content:write"]}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let res = app.exchange(Some(id), &secret).await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["tokenType"], "Bearer");
+    assert_eq!(body["expiresIn"], 600);
+    assert_eq!(body["scope"], "content:read content:write");
+
+    let token = body["accessToken"].as_str().unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert!(header.kid.is_some());
+    let claims = verify_with_jwks(&app.jwks().await, token, &app.address, "tessera").unwrap();
+    for claim in [
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "scope",
+        "roles",
+        "permissions",
+        "env",
+        "key_type",
+    ] {
+        assert!(
+            claims.get(claim).is_some(),
+            "claim {claim} missing: {claims}"
+        );
+    }
+    assert_eq!(claims["sub"], id);
+    assert_eq!(claims["client_id"], id);
+    assert_eq!(claims["env"], "live");
+    assert_eq!(claims["key_type"], "secret");
+    assert_eq!(
+        claims["permissions"],
+        json!(["content:read", "content:write"])
+    );
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        600
+    );
+}
+
+#[tokio::test]
+async fn aliases_and_a_key_presented_alone_work() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": ["content:read"]}))
+        .await;
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "app_token", "appId": created["id"], "appSecret": secret}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    // The generated key embeds its application: no AppId needed.
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "app_token", "AppSecret": secret}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let token: Value = res.json().await.unwrap();
+    assert_eq!(
+        claims_of(token["accessToken"].as_str().unwrap())["sub"],
+        created["id"]
+    );
+}
+
+#[tokio::test]
+async fn client_credentials_by_basic_and_by_body() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": ["content:read"]}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(id, Some(&secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["cache-control"], "no-store");
+    assert_eq!(res.headers()["pragma"], "no-cache");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    assert!(body["access_token"].as_str().unwrap().split('.').count() == 3);
+
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", &secret),
+            ("scope", "content:read"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["scope"], "content:read");
+    let claims = verify_with_jwks(
+        &app.jwks().await,
+        body["access_token"].as_str().unwrap(),
+        &app.address,
+        "tessera",
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], id);
+}
+
+#[tokio::test]
+async fn oauth_errors_follow_rfc6749() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": ["content:read"]}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let post = |form: Vec<(&'static str, String)>| {
+        app.client.post(app.url("/oauth/token")).form(&form).send()
+    };
+
+    let res = post(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", id.into()),
+        ("client_secret", "wrong".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 401);
+    assert!(res.headers().get(WWW_AUTHENTICATE).is_some());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+
+    let res = post(vec![
+        ("grant_type", "client_credentials".into()),
+        ("client_id", id.into()),
+        ("client_secret", secret.clone()),
+        ("scope", "content:write".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_scope");
+
+    let res = post(vec![("grant_type", "authorization_code".into())])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+
+    let res = post(vec![("client_id", id.into())]).await.unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+
+    let res = post(vec![
+        ("grant_type", "client_credentials".into()),
+        ("grant_type", "client_credentials".into()),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+
+    // Two authentication methods at once are refused.
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(id, Some(&secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+
+    let res = post(vec![("grant_type", "client_credentials".into())])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_client");
+    assert!(!body.to_string().contains(&secret));
+}
+
+#[tokio::test]
+async fn scope_narrows_and_cannot_widen() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": ["content:*"]}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"AppId": id, "AppSecret": secret, "scope": "content:read"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["scope"], "content:read");
+    assert_eq!(
+        claims_of(body["accessToken"].as_str().unwrap())["permissions"],
+        json!(["content:read"])
+    );
+
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"AppId": id, "AppSecret": secret, "scope": "content:read api_keys:manage"}),
+        )
+        .await;
+    let (status, code, body) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (403, "insufficient_permissions"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("api_keys:manage")
+    );
+}
+
+#[tokio::test]
+async fn unknown_id_and_wrong_secret_are_byte_identical() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": []}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+
+    let wrong = app.exchange(Some(id), "not-the-secret-at-all").await;
+    let unknown = app
+        .exchange(Some("app_doesnotexist00"), "not-the-secret-at-all")
+        .await;
+    let wrong_headers = (
+        wrong.status(),
+        wrong.headers().get(WWW_AUTHENTICATE).cloned(),
+    );
+    let unknown_headers = (
+        unknown.status(),
+        unknown.headers().get(WWW_AUTHENTICATE).cloned(),
+    );
+    assert_eq!(wrong_headers, unknown_headers);
+    assert_eq!(wrong_headers.0, 401);
+    let (a, b) = (wrong.bytes().await.unwrap(), unknown.bytes().await.unwrap());
+    assert_eq!(a, b);
+    let body: Value = serde_json::from_slice(&a).unwrap();
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    assert_eq!(body["error"]["type"], "authentication_error");
+
+    // A revoked application answers exactly the same.
+    let admin = app.admin_token().await;
+    let res = app
+        .authed(
+            reqwest::Method::POST,
+            &format!("/api/v1/apps/{id}/revoke"),
+            &admin,
+        )
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let revoked = app.exchange(Some(id), &secret).await;
+    assert_eq!(revoked.status(), 401);
+    assert_eq!(revoked.bytes().await.unwrap(), a);
+}
+
+#[tokio::test]
+async fn a_mistyped_key_is_refused_and_never_echoed() {
+    let app = spawn_app().await;
+    let (_created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": []}))
+        .await;
+    let mut typo = secret.clone().into_bytes();
+    let i = typo.len() - 8;
+    typo[i] = if typo[i] == b'x' { b'y' } else { b'x' };
+    let typo = String::from_utf8(typo).unwrap();
+    let res = app.exchange(None, &typo).await;
+    let (status, code, body) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_api_key"));
+    assert!(!body.to_string().contains(&typo[12..]));
+
+    let res = app
+        .post_json("/api/v1/token", &json!({"grantType": "app_token"}))
+        .await;
+    let (status, code, _) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (401, "missing_api_key"));
+}
+
+#[tokio::test]
+async fn audience_and_ttl_follow_the_application() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(
+            json!({"name": "svc", "permissions": [], "audiences": ["cluster-api"], "tokenTtl": 60}),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"AppId": id, "AppSecret": secret, "audience": "cluster-api"}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["expiresIn"], 60);
+    let claims = verify_with_jwks(
+        &app.jwks().await,
+        body["accessToken"].as_str().unwrap(),
+        &app.address,
+        "cluster-api",
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], "cluster-api");
+
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"AppId": id, "AppSecret": secret, "audience": "admin-api"}),
+        )
+        .await;
+    let (status, code, _) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (403, "insufficient_permissions"));
+}
+
+#[tokio::test]
+async fn an_expired_key_says_so_only_after_the_right_secret() {
+    let app = spawn_app().await;
+    let soon = chrono::Utc::now() + chrono::Duration::seconds(2);
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": [], "expiresAt": soon}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    assert_eq!(app.exchange(Some(id), &secret).await.status(), 200);
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (status, code, _) = error_code(app.exchange(Some(id), &secret).await).await;
+    assert_eq!((status, code.as_str()), (401, "key_expired"));
+    let (status, code, _) = error_code(app.exchange(Some(id), "wrong-secret-here").await).await;
+    assert_eq!((status, code.as_str()), (401, "invalid_api_key"));
+}
+
+#[tokio::test]
+async fn repeated_failures_are_rate_limited_before_hashing() {
+    let app = spawn_with(|s| s.max_failures_per_app = 3).await;
+    let (created, secret) = app
+        .create_app(json!({"name": "svc", "permissions": []}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    // Warm the verified-secret cache first: the owner keeps working.
+    assert_eq!(app.exchange(Some(id), &secret).await.status(), 200);
+    for _ in 0..3 {
+        assert_eq!(
+            app.exchange(Some(id), "guess-guess-guess").await.status(),
+            401
+        );
+    }
+    let res = app.exchange(Some(id), "guess-guess-guess").await;
+    assert!(res.headers().get("retry-after").is_some());
+    let (status, code, _) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (429, "rate_limited"));
+    assert_eq!(
+        app.exchange(Some(id), &secret).await.status(),
+        200,
+        "cached secret bypasses the limiter"
+    );
+}
+
+#[tokio::test]
+async fn other_grants_are_named_as_unsupported() {
+    let app = spawn_app().await;
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "password", "email": "a@b.c", "password": "x"}),
+        )
+        .await;
+    let (status, code, _) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (400, "unsupported_grant_type"));
+}
