@@ -88,9 +88,14 @@ impl Application {
                 .app_data(data.clone())
                 .wrap_fn(|req, srv| {
                     let gw = req.app_data::<web::Data<Gateway>>().cloned();
-                    let method = req.method().clone();
-                    let path = req.path().to_owned();
-                    let started = std::time::Instant::now();
+                    // Captured only when debug logging is on: this runs per request.
+                    let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+                        (
+                            req.method().clone(),
+                            req.path().to_owned(),
+                            std::time::Instant::now(),
+                        )
+                    });
                     let fut = srv.call(req);
                     async move {
                         let res = fut.await?;
@@ -104,7 +109,11 @@ impl Application {
                             }
                         }
                         // The path only: query strings are never logged.
-                        tracing::debug!(%method, %path, status, micros = started.elapsed().as_micros() as u64, "request");
+                        if let Some((method, path, started)) = trace {
+                            let micros =
+                                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                            tracing::debug!(%method, %path, status, micros, "request");
+                        }
                         Ok(res)
                     }
                 })

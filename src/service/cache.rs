@@ -25,7 +25,11 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
         }
     }
 
-    fn get(&self, k: &K) -> Option<V> {
+    fn get<Q>(&self, k: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         // A poisoned lock only means another thread panicked mid-insert of a
         // plain value; the map is still consistent.
         let map = self.map.read().unwrap_or_else(|e| e.into_inner());
@@ -63,7 +67,7 @@ impl AppCache {
     }
     /// A fresh-enough copy, if any.
     pub fn get(&self, id: &str) -> Option<Arc<StoredApp>> {
-        self.0.get(&id.to_owned())
+        self.0.get(id)
     }
     /// Remembers what the store returned.
     pub fn put(&self, app: Arc<StoredApp>) {

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Load benchmark: builds release binaries, starts the gateway and the signing
+# ceiling on loopback, and measures with wrk (64 connections by default).
+# Prints figures only; nothing here passes or fails on a time.
+#   bash bench/run.sh            DUR=10s CONNS=64 THREADS=2 to change
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-10s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --bin tessera --example sign_ceiling
+BIN=target/release/tessera
+CEIL=target/release/examples/sign_ceiling
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+ADMIN_ID=bench-admin
+ADMIN_SECRET=bench-admin-secret-0123456789abcdef
+start_gateway() { # name, extra config toml
+  local name=$1 port; port=$(free_port)
+  mkdir -p "$TMP/$name"
+  printf '%s\n' "$2" > "$TMP/$name/config.toml"
+  TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
+  TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET TESSERA_LOG=warn \
+    "$BIN" serve --config "$TMP/$name/config.toml" > "$TMP/$name/out.log" 2>&1 &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
+  echo "http://127.0.0.1:$port"
+}
+json_field() { python3 -c "import sys,json; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
+new_app() { # url -> "id secret"
+  local admin body
+  admin=$(curl -sf "$1/api/v1/token" -H 'content-type: application/json' \
+    -d "{\"AppId\":\"$ADMIN_ID\",\"AppSecret\":\"$ADMIN_SECRET\"}" | json_field accessToken)
+  body=$(curl -sf "$1/api/v1/apps" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
+    -d '{"name":"bench","permissions":["api_keys:read"]}')
+  echo "$(echo "$body" | json_field id) $(echo "$body" | json_field secret)"
+}
+run_wrk() { # label url path body ctype [conns]
+  local out; out=$(BODY=$4 CTYPE=$5 wrk -t"$THREADS" -c"${6:-$CONNS}" -d"$DUR" --latency -s bench/post.lua "$2$3")
+  local rps p50 p99 non2xx
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  printf '%-52s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  echo "$rps" > "$TMP/last_rps"
+}
+
+echo "== machine: $(nproc) cores; wrk -t$THREADS -c$CONNS -d$DUR on loopback (load generator shares the cores)"
+CPORT=$(free_port)
+"$CEIL" "127.0.0.1:$CPORT" > "$TMP/ceiling.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 200); do curl -sf -XPOST "http://127.0.0.1:$CPORT/token" >/dev/null && break; sleep 0.05; done
+
+WARM=$(start_gateway warm "")
+read -r ID SECRET <<< "$(new_app "$WARM")"
+COLD=$(start_gateway cold "secret_cache_ttl = 0")
+read -r CID CSECRET <<< "$(new_app "$COLD")"
+OPEN=$(start_gateway open "max_failures_per_app = 1000000000
+max_failures_per_ip = 1000000000")
+read -r OID OSECRET <<< "$(new_app "$OPEN")"
+
+run_wrk "ceiling: bare actix + jsonwebtoken ES256 sign" "http://127.0.0.1:$CPORT" /token "" application/json
+CEIL_RPS=$(cat "$TMP/last_rps")
+run_wrk "warm POST /oauth/token (client_secret_post)" "$WARM" /oauth/token \
+  "grant_type=client_credentials&client_id=$ID&client_secret=$SECRET" application/x-www-form-urlencoded
+OAUTH_RPS=$(cat "$TMP/last_rps")
+run_wrk "warm POST /api/v1/token" "$WARM" /api/v1/token \
+  "{\"grantType\":\"app_token\",\"AppSecret\":\"$SECRET\"}" application/json
+API_RPS=$(cat "$TMP/last_rps")
+run_wrk "cold POST /api/v1/token (argon2id every time)" "$COLD" /api/v1/token \
+  "{\"grantType\":\"app_token\",\"AppSecret\":\"$CSECRET\"}" application/json
+
+for gw in warm open; do
+  case $gw in
+    warm) URL=$WARM; AID=$ID; S=$SECRET; LABEL="limiter on";;
+    open) URL=$OPEN; AID=$OID; S=$OSECRET; LABEL="limiter off: every guess costs argon2";;
+  esac
+  BODY="{\"AppId\":\"$AID\",\"AppSecret\":\"wrong-secret-wrong-secret\"}" CTYPE=application/json \
+    wrk -t1 -c32 -d"$DUR" -s bench/post.lua "$URL/api/v1/token" > "$TMP/flood_$gw.log" &
+  FLOOD=$!
+  sleep 1
+  run_wrk "warm /api/v1/token, 32 conns, during flood ($LABEL)" "$URL" /api/v1/token \
+    "{\"grantType\":\"app_token\",\"AppSecret\":\"$S\"}" application/json 32
+  wait $FLOOD || true
+  echo "    the flood itself ($LABEL): $(awk '/Requests\/sec/ {print $2}' "$TMP/flood_$gw.log") req/s, non-2xx $(awk '/Non-2xx/ {print $5}' "$TMP/flood_$gw.log")"
+done
+
+python3 - "$CEIL_RPS" "$OAUTH_RPS" "$API_RPS" <<'PY'
+import sys
+c, o, a = map(float, sys.argv[1:])
+print(f"ratio to ceiling: /oauth/token {o/c:.2f}, /api/v1/token {a/c:.2f} (target 0.7)")
+PY
