@@ -14,8 +14,9 @@ if ! command -v wrk >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
 cargo build --release --bin tessera --example sign_ceiling
-BIN=target/release/tessera
-CEIL=target/release/examples/sign_ceiling
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/tessera
+CEIL=$TARGET/release/examples/sign_ceiling
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TMP=$(mktemp -d)

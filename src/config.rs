@@ -68,6 +68,12 @@ pub struct Settings {
     /// Ensured bootstrap admin secret (`TESSERA_ADMIN_APP_SECRET`).
     #[serde(skip)]
     pub admin_app_secret: Option<SecretString>,
+    /// Proxies whose forwarding headers are believed (IPs or CIDRs).
+    /// Default: none, so the socket peer is the client.
+    pub trusted_proxies: Vec<crate::domain::IpNet>,
+    /// Audiences reserved to `live` keys: a `test` key never gets a token
+    /// for them. Default: none.
+    pub live_audiences: Vec<String>,
     /// Leeway for `exp`/`nbf` when checking tokens, seconds. Default 30.
     pub leeway: u64,
     /// The permission catalogue (`[[permissions]]`).
@@ -99,6 +105,8 @@ impl Default for Settings {
             admin_app_id: None,
             admin_app_secret: None,
             leeway: 30,
+            trusted_proxies: Vec::new(),
+            live_audiences: Vec::new(),
             permissions: Vec::new(),
         }
     }
@@ -187,6 +195,23 @@ impl Settings {
                 "TESSERA_HASH_CONCURRENCY" => self.hash_concurrency = parse_num(k, v)?,
                 "TESSERA_WORKERS" => self.workers = Some(parse_num(k, v)?),
                 "TESSERA_ADMIN_APP_ID" => self.admin_app_id = Some(v.clone()),
+                "TESSERA_TRUSTED_PROXIES" => {
+                    self.trusted_proxies = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(crate::domain::IpNet::parse)
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| err(k, e.to_string()))?;
+                }
+                "TESSERA_LIVE_AUDIENCES" => {
+                    self.live_audiences = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
                 "TESSERA_ADMIN_APP_SECRET" => {
                     self.admin_app_secret = Some(SecretString::from(v.clone()));
                 }

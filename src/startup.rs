@@ -11,6 +11,7 @@ use crate::http;
 use crate::service::Gateway;
 use crate::service::bootstrap::{self, Bootstrap};
 use crate::service::metrics::inc;
+use crate::service::usage;
 use crate::store::AppStore;
 use crate::store::embedded::EmbeddedStore;
 
@@ -25,6 +26,8 @@ pub struct Application {
     server: Server,
     gateway: web::Data<Gateway>,
     bootstrap: Option<Bootstrap>,
+    flusher: tokio::task::JoinHandle<()>,
+    stop_flusher: tokio::sync::oneshot::Sender<()>,
 }
 
 impl std::fmt::Debug for Application {
@@ -82,6 +85,22 @@ impl Application {
             .await
             .map_err(|e| StartupError(format!("bootstrap: {e}")))?;
         let gateway = web::Data::new(gateway);
+        let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
+        let flusher = {
+            let gw = gateway.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(usage::FLUSH_EVERY);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => usage::flush(&gw).await,
+                        _ = &mut stop => break,
+                    }
+                }
+                // What was counted since the last tick is written before closing.
+                usage::flush(&gw).await;
+            })
+        };
         let data = gateway.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -129,6 +148,8 @@ impl Application {
             server,
             gateway,
             bootstrap: Some(boot),
+            flusher,
+            stop_flusher,
         })
     }
 
@@ -156,9 +177,15 @@ impl Application {
     /// finish first, then the store is closed as the state is dropped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let Self {
-            server, gateway, ..
+            server,
+            gateway,
+            flusher,
+            stop_flusher,
+            ..
         } = self;
         let res = server.await;
+        let _ = stop_flusher.send(());
+        let _ = flusher.await;
         drop(gateway);
         tracing::info!("gateway stopped");
         res

@@ -16,6 +16,8 @@ use crate::domain::{Environment, KeyType};
 pub const ID_PART_LEN: usize = 16;
 const RANDOM_LEN: usize = 43;
 const CHECKSUM_LEN: usize = 6;
+/// Characters of the random part kept at rest as a hint (24 of 256 bits).
+const HINT_LEN: usize = 4;
 const BODY_LEN: usize = ID_PART_LEN + RANDOM_LEN + CHECKSUM_LEN;
 /// Generated application ids are `app_` plus the id part.
 pub const APP_ID_PREFIX: &str = "app_";
@@ -31,6 +33,8 @@ pub struct GeneratedSecret {
     pub secret: SecretString,
     /// The non-secret head (`tsr_sk_live_<id>`), safe to display.
     pub prefix: String,
+    /// The first characters of the random part (see [`ParsedSecret::hint`]).
+    pub hint: String,
 }
 
 impl std::fmt::Debug for GeneratedSecret {
@@ -56,6 +60,7 @@ pub fn generate(
     let id_part = embeddable_id_part(app_id).ok_or(SecretFormatError::IdNotEmbeddable)?;
     let head = format!("{prefix}_{}_{}_{id_part}", key_type.tag(), env.as_str());
     let random = random::base62(RANDOM_LEN).map_err(|_| SecretFormatError::Random)?;
+    let hint = random[..HINT_LEN].to_owned();
     let mut full = String::with_capacity(head.len() + RANDOM_LEN + CHECKSUM_LEN);
     full.push_str(&head);
     full.push_str(&random);
@@ -64,6 +69,7 @@ pub fn generate(
     Ok(GeneratedSecret {
         secret: SecretString::from(full),
         prefix: head,
+        hint,
     })
 }
 
@@ -93,6 +99,9 @@ pub struct ParsedSecret {
     pub key_type: KeyType,
     /// `live` or `test`.
     pub environment: Environment,
+    /// The first 4 characters of the random part: kept at rest to tell a
+    /// rotated-out secret from the current one without a second argon2 run.
+    pub hint: String,
 }
 
 /// The outcome of looking at a presented secret.
@@ -135,6 +144,7 @@ pub fn check(prefix: &str, secret: &SecretString) -> SecretCheck {
         app_id: format!("{APP_ID_PREFIX}{}", &body[..ID_PART_LEN]),
         key_type,
         environment,
+        hint: body[ID_PART_LEN..ID_PART_LEN + HINT_LEN].to_owned(),
     })
 }
 
@@ -155,7 +165,8 @@ mod tests {
             SecretCheck::Generated(ParsedSecret {
                 app_id: id,
                 key_type: KeyType::Secret,
-                environment: Environment::Test
+                environment: Environment::Test,
+                hint: g.hint.clone(),
             })
         );
         assert!(!format!("{g:?}").contains(s));

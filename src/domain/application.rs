@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use super::{DomainError, Permission};
+use super::{DomainError, IpNet, Permission};
 
 /// `secret` keys live on servers; `public` keys may sit in a browser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -119,6 +119,10 @@ pub struct Application {
     /// Audiences this application may request besides the default one.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// Client addresses allowed to exchange (empty: anywhere). Carried in
+    /// tokens as `allowed_cidrs` so verifiers can enforce it too.
+    #[serde(default)]
+    pub allowed_ips: Vec<IpNet>,
     /// After this instant the key is refused with `key_expired`.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
@@ -223,6 +227,7 @@ mod tests {
             prefix: "tsr_sk_live_abc".into(),
             permissions: vec![],
             audiences: vec![],
+            allowed_ips: vec![],
             expires_at: None,
             token_ttl: None,
             revoked_at: None,

@@ -33,4 +33,7 @@ pub struct AccessClaims {
     pub env: String,
     /// `secret` or `public`.
     pub key_type: String,
+    /// The application's IP allow-list, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_cidrs: Option<Vec<String>>,
 }

@@ -1,11 +1,13 @@
 //! Pure types and rules: no actix, no store, no I/O.
 
 pub mod application;
+pub mod cidr;
 pub mod claims;
 pub mod error;
 pub mod permission;
 
 pub use application::{AppStatus, Application, Environment, KeyType};
+pub use cidr::IpNet;
 pub use claims::AccessClaims;
 pub use error::DomainError;
 pub use permission::{Catalogue, Permission, PermissionDef};

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::ApiError;
 use super::extract::{Caller, gateway};
 use crate::domain::DomainError;
-use crate::service::apps::{self, AppView, CreateApp, ListParams};
+use crate::service::apps::{self, AppView, CreateApp, CreatedApp, ListParams, PatchApp};
 use crate::service::auth::Principal;
 
 fn require_read(p: &Principal) -> Result<(), DomainError> {
@@ -32,7 +32,19 @@ pub async fn create(
     caller.require("api_keys:manage")?;
     let gw = gateway(&req)?;
     let created = apps::create(&gw, &caller, body.into_inner()).await?;
+    let location = format!("/api/v1/apps/{}", created.view.app.id);
+    let mut res = with_secret(HttpResponse::Created(), &created)?;
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(res)
+}
 
+/// The record plus its secret: the one response that ever holds it.
+fn with_secret(
+    mut builder: actix_web::HttpResponseBuilder,
+    created: &CreatedApp,
+) -> Result<HttpResponse, ApiError> {
     #[derive(Serialize)]
     struct WithSecret<'a> {
         #[serde(flatten)]
@@ -44,12 +56,82 @@ pub async fn create(
         secret: created.secret.expose_secret(),
     })
     .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let location = format!("/api/v1/apps/{}", created.view.app.id);
-    Ok(HttpResponse::Created()
+    Ok(builder
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::LOCATION, location))
         .content_type("application/json")
         .body(body))
+}
+
+/// `PATCH /api/v1/apps/{id}`.
+pub async fn patch(
+    req: HttpRequest,
+    Caller(caller): Caller,
+    id: web::Path<String>,
+    body: web::Json<PatchApp>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("api_keys:manage")?;
+    let gw = gateway(&req)?;
+    Ok(HttpResponse::Ok().json(apps::patch(&gw, &caller, &id, body.into_inner()).await?))
+}
+
+/// The body of a rotate call; it may be empty.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RotateBody {
+    /// How long the old secret keeps working, 0 to 86400 (default 0).
+    #[serde(default)]
+    pub grace_period_seconds: u64,
+}
+
+/// `POST /api/v1/apps/{id}/rotate`: the new secret, shown once.
+pub async fn rotate(
+    req: HttpRequest,
+    Caller(caller): Caller,
+    id: web::Path<String>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("api_keys:manage")?;
+    let gw = gateway(&req)?;
+    let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| DomainError::InvalidRequest(super::error::describe_json_error(&e)))?
+    };
+    let rotated = apps::rotate(&gw, &caller, &id, body.grace_period_seconds).await?;
+    with_secret(HttpResponse::Ok(), &rotated)
+}
+
+/// `DELETE /api/v1/apps/{id}`: 204.
+pub async fn delete(
+    req: HttpRequest,
+    Caller(caller): Caller,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("api_keys:manage")?;
+    let gw = gateway(&req)?;
+    apps::delete(&gw, &caller, &id).await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// The body of a bulk delete.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkDeleteBody {
+    /// Application ids, 1 to 100.
+    pub ids: Vec<String>,
+}
+
+/// `POST /api/v1/apps/bulk-delete`: a result per id.
+pub async fn bulk_delete(
+    req: HttpRequest,
+    Caller(caller): Caller,
+    body: web::Json<BulkDeleteBody>,
+) -> Result<HttpResponse, ApiError> {
+    caller.require("api_keys:manage")?;
+    let gw = gateway(&req)?;
+    let results = apps::bulk_delete(&gw, &caller, body.into_inner().ids).await?;
+    Ok(HttpResponse::Ok().json(json!({ "results": results })))
 }
 
 /// `GET /api/v1/apps`.

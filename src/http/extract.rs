@@ -19,11 +19,29 @@ pub fn gateway(req: &HttpRequest) -> Result<web::Data<Gateway>, DomainError> {
         .ok_or_else(|| DomainError::Internal("gateway state missing".into()))
 }
 
-/// The client's IP: the socket peer. (Forwarded headers are ignored: a
-/// trusted-proxy list is needed before they can be believed.)
+/// The client's IP: the socket peer, unless the peer is a configured
+/// trusted proxy; only then do `Forwarded` / `X-Forwarded-For` count
+/// (the rule is `domain::cidr::client_ip`).
 pub fn client_ip(req: &HttpRequest) -> IpAddr {
-    req.peer_addr()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip())
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let trusted = match req.app_data::<web::Data<Gateway>>() {
+        Some(gw) if !gw.settings.trusted_proxies.is_empty() => &gw.settings.trusted_proxies,
+        _ => return crate::domain::cidr::canonical(peer),
+    };
+    let values = |name: &str| -> Vec<&str> {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    crate::domain::cidr::client_ip(
+        peer,
+        &values("forwarded"),
+        &values("x-forwarded-for"),
+        trusted,
+    )
 }
 
 /// The bearer token of a request, if it has one.

@@ -54,8 +54,16 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::post().to(apps::create))
                     .route(web::get().to(apps::list)),
             )
-            .service(resource("/api/v1/apps/{id}").route(web::get().to(apps::get)))
+            // Before `/api/v1/apps/{id}`, which would otherwise match it.
+            .service(resource("/api/v1/apps/bulk-delete").route(web::post().to(apps::bulk_delete)))
+            .service(
+                resource("/api/v1/apps/{id}")
+                    .route(web::get().to(apps::get))
+                    .route(web::patch().to(apps::patch))
+                    .route(web::delete().to(apps::delete)),
+            )
             .service(resource("/api/v1/apps/{id}/revoke").route(web::post().to(apps::revoke)))
+            .service(resource("/api/v1/apps/{id}/rotate").route(web::post().to(apps::rotate)))
             .service(resource("/api/v1/permissions").route(web::get().to(apps::permissions)))
             .default_service(web::to(not_found));
     }

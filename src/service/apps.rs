@@ -10,8 +10,8 @@ use super::Gateway;
 use super::auth::Principal;
 use crate::crypto::secret;
 use crate::domain::application::{GATEWAY_OWNER, validate_audience, validate_text};
-use crate::domain::{AppStatus, Application, DomainError, Environment, KeyType, Permission};
-use crate::store::{AppFilter, ListQuery, StoredApp};
+use crate::domain::{AppStatus, Application, DomainError, Environment, IpNet, KeyType, Permission};
+use crate::store::{AppFilter, ListQuery, PreviousSecret, StoredApp};
 
 /// What an operator asks for when creating an application.
 #[derive(Debug, Deserialize)]
@@ -30,10 +30,13 @@ pub struct CreateApp {
     pub environment: Environment,
     /// Granted permissions.
     #[serde(default)]
-    pub permissions: Vec<Permission>,
+    pub permissions: Vec<String>,
     /// Extra audiences it may request.
     #[serde(default)]
     pub audiences: Vec<String>,
+    /// IP addresses and CIDRs allowed to exchange (empty: anywhere).
+    #[serde(default)]
+    pub allowed_ips: Vec<String>,
     /// Expiry; must be in the future.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
@@ -116,34 +119,80 @@ fn check_grants(
     Ok(())
 }
 
-fn validate_create(gw: &Gateway, req: &CreateApp, now: DateTime<Utc>) -> Result<(), DomainError> {
-    validate_text("name", &req.name, 100, true)?;
-    validate_text("description", &req.description, 1000, false)?;
-    if req.permissions.len() > 256 {
+/// Parses permissions, naming every malformed one in a single 422.
+fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, DomainError> {
+    if raw.len() > 256 {
         return Err(DomainError::Validation("at most 256 permissions".into()));
     }
-    if req.audiences.len() > 32 {
-        return Err(DomainError::Validation("at most 32 audiences".into()));
-    }
-    for a in &req.audiences {
-        validate_audience(a)?;
-    }
-    if let Some(t) = req.expires_at
-        && t <= now
-    {
-        return Err(DomainError::Validation(
-            "expiresAt must be in the future".into(),
-        ));
-    }
-    if let Some(ttl) = req.token_ttl
-        && !(10..=gw.settings.token_ttl).contains(&ttl)
-    {
+    let bad: Vec<String> = raw
+        .iter()
+        .filter(|p| Permission::parse(p).is_err())
+        .map(|p| format!("{p:?}"))
+        .collect();
+    if !bad.is_empty() {
         return Err(DomainError::Validation(format!(
-            "tokenTtl must be between 10 and {} seconds",
-            gw.settings.token_ttl
+            "invalid permission(s) {}: expected \"resource:action\", \"resource:*\" or \"*\"",
+            bad.join(", ")
         )));
     }
+    let mut perms: Vec<Permission> = raw
+        .iter()
+        .filter_map(|p| Permission::parse(p).ok())
+        .collect();
+    perms.sort();
+    perms.dedup();
+    Ok(perms)
+}
+
+/// Parses an IP allow-list (at most 100 entries).
+fn parse_ips(raw: &[String]) -> Result<Vec<IpNet>, DomainError> {
+    if raw.len() > 100 {
+        return Err(DomainError::Validation(
+            "at most 100 allowedIps entries".into(),
+        ));
+    }
+    let mut nets = raw
+        .iter()
+        .map(|s| IpNet::parse(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    nets.dedup();
+    Ok(nets)
+}
+
+fn check_audiences(gw: &Gateway, env: Environment, auds: &[String]) -> Result<(), DomainError> {
+    if auds.len() > 32 {
+        return Err(DomainError::Validation("at most 32 audiences".into()));
+    }
+    for a in auds {
+        validate_audience(a)?;
+        if env == Environment::Test && gw.settings.live_audiences.contains(a) {
+            return Err(DomainError::Validation(format!(
+                "audience {a:?} is reserved to live keys"
+            )));
+        }
+    }
     Ok(())
+}
+
+fn check_expiry(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), DomainError> {
+    match t {
+        Some(t) if t <= now => Err(DomainError::Validation(
+            "expiresAt must be in the future".into(),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_ttl(gw: &Gateway, ttl: Option<u64>) -> Result<(), DomainError> {
+    match ttl {
+        Some(ttl) if !(10..=gw.settings.token_ttl).contains(&ttl) => {
+            Err(DomainError::Validation(format!(
+                "tokenTtl must be between 10 and {} seconds",
+                gw.settings.token_ttl
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Creates an application and its secret.
@@ -153,15 +202,18 @@ pub async fn create(
     req: CreateApp,
 ) -> Result<CreatedApp, DomainError> {
     let now = Utc::now();
-    validate_create(gw, &req, now)?;
-    check_grants(gw, actor, req.key_type, &req.permissions)?;
+    validate_text("name", &req.name, 100, true)?;
+    validate_text("description", &req.description, 1000, false)?;
+    let permissions = parse_permissions(&req.permissions)?;
+    let allowed_ips = parse_ips(&req.allowed_ips)?;
+    check_audiences(gw, req.environment, &req.audiences)?;
+    check_expiry(req.expires_at, now)?;
+    check_ttl(gw, req.token_ttl)?;
+    check_grants(gw, actor, req.key_type, &permissions)?;
     let id = secret::new_app_id().map_err(|e| DomainError::Internal(e.to_string()))?;
     let generated = secret::generate(&gw.settings.key_prefix, req.key_type, req.environment, &id)
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let secret_hash = gw.hasher.hash(&generated.secret).await?;
-    let mut permissions = req.permissions;
-    permissions.sort();
-    permissions.dedup();
     let app = Application {
         id,
         name: req.name.trim().to_owned(),
@@ -172,6 +224,7 @@ pub async fn create(
         prefix: generated.prefix,
         permissions,
         audiences: req.audiences,
+        allowed_ips,
         expires_at: req.expires_at,
         token_ttl: req.token_ttl,
         revoked_at: None,
@@ -185,6 +238,8 @@ pub async fn create(
         .insert(&StoredApp {
             app: app.clone(),
             secret_hash,
+            secret_hint: Some(generated.hint),
+            previous_secret: None,
         })
         .await?;
     tracing::info!(app_id = %app.id, actor = %actor.subject, "application created");
@@ -286,4 +341,188 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView
     gw.app_cache.invalidate(id);
     gw.secret_cache.invalidate_app(id);
     Ok(AppView::of(stored.app))
+}
+
+/// `null` in JSON becomes `Some(None)`: "clear this field".
+fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A partial update; absent fields are left as they are.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PatchApp {
+    /// New name.
+    pub name: Option<String>,
+    /// New description.
+    pub description: Option<String>,
+    /// New permissions (replaces the list).
+    pub permissions: Option<Vec<String>>,
+    /// New extra audiences (replaces the list).
+    pub audiences: Option<Vec<String>>,
+    /// New IP allow-list (replaces it; `[]` allows anywhere).
+    pub allowed_ips: Option<Vec<String>>,
+    /// New expiry; `null` removes it.
+    #[serde(default, deserialize_with = "nullable")]
+    pub expires_at: Option<Option<DateTime<Utc>>>,
+    /// New token lifetime; `null` falls back to the gateway's.
+    #[serde(default, deserialize_with = "nullable")]
+    pub token_ttl: Option<Option<u64>>,
+}
+
+async fn load(gw: &Gateway, id: &str) -> Result<StoredApp, DomainError> {
+    gw.apps
+        .get(id)
+        .await?
+        .ok_or_else(|| DomainError::NotFound(format!("application {id}")))
+}
+
+fn forget(gw: &Gateway, id: &str) {
+    gw.app_cache.invalidate(id);
+    gw.secret_cache.invalidate_app(id);
+}
+
+/// Changes an application. Every field is checked first; one bad field
+/// means a 422 and no change at all.
+pub async fn patch(
+    gw: &Gateway,
+    actor: &Principal,
+    id: &str,
+    req: PatchApp,
+) -> Result<AppView, DomainError> {
+    let now = Utc::now();
+    let mut stored = load(gw, id).await?;
+    let app = &mut stored.app;
+    if let Some(name) = req.name {
+        validate_text("name", &name, 100, true)?;
+        app.name = name.trim().to_owned();
+    }
+    if let Some(d) = req.description {
+        validate_text("description", &d, 1000, false)?;
+        app.description = d;
+    }
+    if let Some(p) = req.permissions {
+        let perms = parse_permissions(&p)?;
+        check_grants(gw, actor, app.key_type, &perms)?;
+        app.permissions = perms;
+    }
+    if let Some(a) = req.audiences {
+        check_audiences(gw, app.environment, &a)?;
+        app.audiences = a;
+    }
+    if let Some(ips) = req.allowed_ips {
+        app.allowed_ips = parse_ips(&ips)?;
+    }
+    if let Some(t) = req.expires_at {
+        check_expiry(t, now)?;
+        app.expires_at = t;
+    }
+    if let Some(t) = req.token_ttl {
+        check_ttl(gw, t)?;
+        app.token_ttl = t;
+    }
+    app.updated_at = now;
+    gw.apps.update(&stored).await?;
+    forget(gw, id);
+    tracing::info!(app_id = %id, actor = %actor.subject, "application changed");
+    Ok(AppView::of(stored.app))
+}
+
+/// Longest grace period a rotation may grant, in seconds.
+pub const MAX_GRACE_SECONDS: u64 = 86_400;
+
+/// Issues a new secret. The old one keeps working for `grace_seconds`
+/// (0: it stops at once), then is refused as if revoked.
+pub async fn rotate(
+    gw: &Gateway,
+    actor: &Principal,
+    id: &str,
+    grace_seconds: u64,
+) -> Result<CreatedApp, DomainError> {
+    if grace_seconds > MAX_GRACE_SECONDS {
+        return Err(DomainError::Validation(format!(
+            "gracePeriodSeconds must be between 0 and {MAX_GRACE_SECONDS}"
+        )));
+    }
+    let now = Utc::now();
+    let mut stored = load(gw, id).await?;
+    if stored.app.revoked_at.is_some() {
+        return Err(DomainError::Conflict(format!(
+            "application {id} is revoked; a revoked key cannot be rotated"
+        )));
+    }
+    let generated = secret::generate(
+        &gw.settings.key_prefix,
+        stored.app.key_type,
+        stored.app.environment,
+        id,
+    )
+    .map_err(|_| {
+        DomainError::Conflict(format!(
+            "application {id} has an operator-chosen secret; change TESSERA_ADMIN_APP_SECRET instead"
+        ))
+    })?;
+    let new_hash = gw.hasher.hash(&generated.secret).await?;
+    let old_hash = std::mem::replace(&mut stored.secret_hash, new_hash);
+    let old_hint = stored.secret_hint.replace(generated.hint);
+    stored.previous_secret = (grace_seconds > 0).then(|| PreviousSecret {
+        hash: old_hash,
+        hint: old_hint,
+        until: now + chrono::Duration::seconds(i64::try_from(grace_seconds).unwrap_or(0)),
+    });
+    stored.app.prefix = generated.prefix;
+    stored.app.updated_at = now;
+    gw.apps.update(&stored).await?;
+    forget(gw, id);
+    tracing::info!(app_id = %id, actor = %actor.subject, grace_seconds, "application secret rotated");
+    Ok(CreatedApp {
+        view: AppView::of(stored.app),
+        secret: generated.secret,
+    })
+}
+
+/// Deletes an application: its secret stops working at once.
+pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), DomainError> {
+    if !gw.apps.delete(id).await? {
+        return Err(DomainError::NotFound(format!("application {id}")));
+    }
+    forget(gw, id);
+    tracing::info!(app_id = %id, actor = %actor.subject, "application deleted");
+    Ok(())
+}
+
+/// The outcome for one id of a bulk delete.
+#[derive(Debug, Serialize)]
+pub struct BulkResult {
+    /// The id asked for.
+    pub id: String,
+    /// `deleted` or `not_found`.
+    pub result: &'static str,
+}
+
+/// Deletes several applications; unknown ids are reported, not fatal.
+pub async fn bulk_delete(
+    gw: &Gateway,
+    actor: &Principal,
+    ids: Vec<String>,
+) -> Result<Vec<BulkResult>, DomainError> {
+    if ids.is_empty() || ids.len() > 100 {
+        return Err(DomainError::Validation(
+            "ids must hold 1 to 100 application ids".into(),
+        ));
+    }
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        let result = match delete(gw, actor, &id).await {
+            Ok(()) => "deleted",
+            Err(DomainError::NotFound(_)) => "not_found",
+            Err(e) => return Err(e),
+        };
+        out.push(BulkResult { id, result });
+    }
+    Ok(out)
 }

@@ -38,7 +38,12 @@ impl std::fmt::Debug for Bootstrap {
     }
 }
 
-fn admin_record(id: String, prefix: String, secret_hash: String) -> Result<StoredApp, DomainError> {
+fn admin_record(
+    id: String,
+    prefix: String,
+    secret_hash: String,
+    secret_hint: Option<String>,
+) -> Result<StoredApp, DomainError> {
     let now = Utc::now();
     Ok(StoredApp {
         app: Application {
@@ -51,6 +56,7 @@ fn admin_record(id: String, prefix: String, secret_hash: String) -> Result<Store
             prefix,
             permissions: vec![Permission::parse("*")?],
             audiences: Vec::new(),
+            allowed_ips: Vec::new(),
             expires_at: None,
             token_ttl: None,
             revoked_at: None,
@@ -61,6 +67,8 @@ fn admin_record(id: String, prefix: String, secret_hash: String) -> Result<Store
             use_count: 0,
         },
         secret_hash,
+        secret_hint,
+        previous_secret: None,
     })
 }
 
@@ -82,7 +90,12 @@ pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
     .map_err(|e| DomainError::Internal(e.to_string()))?;
     let hash = gw.hasher.hash(&generated.secret).await?;
     gw.apps
-        .insert(&admin_record(id.clone(), generated.prefix, hash)?)
+        .insert(&admin_record(
+            id.clone(),
+            generated.prefix,
+            hash,
+            Some(generated.hint),
+        )?)
         .await?;
     tracing::info!(app_id = %id, "bootstrap admin application created");
     Ok(Bootstrap::Created {
@@ -98,7 +111,7 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
             // An operator-chosen secret has no public head to show.
             let prefix = "(configured)".to_owned();
             gw.apps
-                .insert(&admin_record(id.to_owned(), prefix, hash)?)
+                .insert(&admin_record(id.to_owned(), prefix, hash, None)?)
                 .await?;
             tracing::info!(app_id = %id, "configured admin application created");
         }

@@ -10,6 +10,7 @@ pub mod limiter;
 pub mod metrics;
 pub mod state;
 pub mod token;
+pub mod usage;
 
 pub use state::Gateway;
 

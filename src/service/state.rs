@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::cache::{AppCache, SecretCache};
 use super::limiter::FailureLimiter;
 use super::metrics::Metrics;
+use super::usage::UsageRecorder;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Pepper, SecretHasher};
 use crate::domain::Catalogue;
@@ -36,6 +37,8 @@ pub struct Gateway {
     pub pepper: Pepper,
     /// Counters for `/metrics`.
     pub metrics: Metrics,
+    /// Usage figures waiting to be written.
+    pub usage: UsageRecorder,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -81,6 +84,7 @@ impl Gateway {
             ),
             pepper,
             metrics: Metrics::default(),
+            usage: UsageRecorder::default(),
             settings,
         })
     }

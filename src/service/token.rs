@@ -20,7 +20,7 @@ use super::Gateway;
 use super::cache::VerifiedSecret;
 use super::metrics::inc;
 use crate::crypto::{SecretCheck, jwt, random, secret};
-use crate::domain::{AccessClaims, AppStatus, DomainError, Permission};
+use crate::domain::{AccessClaims, AppStatus, DomainError, Environment, IpNet, Permission};
 use crate::store::StoredApp;
 
 /// What the caller presented.
@@ -75,21 +75,48 @@ pub async fn load_app(gw: &Gateway, id: &str) -> Result<Option<Arc<StoredApp>>, 
     }
 }
 
-/// Which application the request names, or `None` when it cannot name one
-/// (a refusal that must still cost a dummy verification).
-fn claimed_id(gw: &Gateway, req: &ExchangeRequest) -> Result<Option<String>, DomainError> {
+/// The hash a presented secret must match: the rotated-out one while its
+/// grace period lasts and the hint points at it, else the current one.
+/// Exactly one of them is ever verified, so timing reveals no rotation.
+fn candidate_hash(app: &StoredApp, hint: Option<&str>, now: chrono::DateTime<Utc>) -> Arc<str> {
+    if let (Some(h), Some(prev)) = (hint, &app.previous_secret)
+        && prev.until > now
+        && app.secret_hint.as_deref() != Some(h)
+        && prev.hint.as_deref() == Some(h)
+    {
+        return Arc::from(prev.hash.as_str());
+    }
+    Arc::from(app.secret_hash.as_str())
+}
+
+/// Whether a cached verification still stands: its hash is the current one,
+/// or the rotated-out one within its grace period.
+fn still_valid(app: &StoredApp, verified_hash: &str, now: chrono::DateTime<Utc>) -> bool {
+    *app.secret_hash == *verified_hash
+        || app
+            .previous_secret
+            .as_ref()
+            .is_some_and(|p| p.until > now && *p.hash == *verified_hash)
+}
+
+/// Which application the request names (`None` when it cannot name one: a
+/// refusal that must still cost a dummy verification), and the secret's hint.
+fn claimed_id(
+    gw: &Gateway,
+    req: &ExchangeRequest,
+) -> Result<(Option<String>, Option<String>), DomainError> {
     match secret::check(&gw.settings.key_prefix, &req.secret) {
         SecretCheck::Generated(parsed) => match &req.app_id {
-            Some(given) if *given != parsed.app_id => Ok(None),
-            _ => Ok(Some(parsed.app_id)),
+            Some(given) if *given != parsed.app_id => Ok((None, None)),
+            _ => Ok((Some(parsed.app_id), Some(parsed.hint))),
         },
         // A mistyped generated key: refuse at once, no lookup, no hashing.
         SecretCheck::Corrupt => Err(DomainError::InvalidCredentials),
         SecretCheck::Opaque => match &req.app_id {
             Some(id) if crate::domain::application::validate_app_id(id).is_ok() => {
-                Ok(Some(id.clone()))
+                Ok((Some(id.clone()), None))
             }
-            Some(_) => Ok(None),
+            Some(_) => Ok((None, None)),
             None => Err(DomainError::InvalidCredentials),
         },
     }
@@ -97,8 +124,9 @@ fn claimed_id(gw: &Gateway, req: &ExchangeRequest) -> Result<Option<String>, Dom
 
 /// Verifies the secret and returns the application it belongs to.
 async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredApp>, DomainError> {
-    let id = match claimed_id(gw, req) {
-        Ok(id) => id,
+    let now = Utc::now();
+    let (id, hint) = match claimed_id(gw, req) {
+        Ok(found) => found,
         Err(e) => {
             inc(&gw.metrics.exchange_failures);
             return Err(e);
@@ -108,7 +136,7 @@ async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredA
     if let (Some(id), Some(hit)) = (&id, gw.secret_cache.get(&digest))
         && hit.app_id == *id
         && let Some(app) = load_app(gw, id).await?
-        && *app.secret_hash == *hit.secret_hash
+        && still_valid(&app, &hit.secret_hash, now)
     {
         inc(&gw.metrics.secret_cache_hits);
         return Ok(app);
@@ -123,7 +151,9 @@ async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredA
         Some(id) => load_app(gw, id).await?,
         None => None,
     };
-    let hash: Option<Arc<str>> = app.as_ref().map(|a| Arc::from(a.secret_hash.as_str()));
+    let hash: Option<Arc<str>> = app
+        .as_ref()
+        .map(|a| candidate_hash(a, hint.as_deref(), now));
     inc(&gw.metrics.secret_verifications);
     let ok = gw.hasher.verify(&req.secret, hash.clone()).await?;
     match (ok, app, hash) {
@@ -189,6 +219,11 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         }
         AppStatus::Expired => return Err(DomainError::KeyExpired),
     }
+    if !app.allowed_ips.is_empty() && !IpNet::any_contains(&app.allowed_ips, req.client_ip) {
+        return Err(DomainError::IpNotAllowed(crate::domain::cidr::canonical(
+            req.client_ip,
+        )));
+    }
 
     let granted = narrow_scope(&app.permissions, req.scope.as_deref())?;
     let audience = match req.audience.as_deref().map(str::trim) {
@@ -202,6 +237,11 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
             )));
         }
     };
+    if app.environment == Environment::Test && gw.settings.live_audiences.contains(&audience) {
+        return Err(DomainError::AudienceNotAllowed(format!(
+            "audience {audience:?} is reserved to live keys"
+        )));
+    }
     let ttl = app
         .token_ttl
         .map_or(gw.settings.token_ttl, |t| t.min(gw.settings.token_ttl));
@@ -222,10 +262,13 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         permissions,
         env: app.environment.as_str().to_owned(),
         key_type: app.key_type.to_string(),
+        allowed_cidrs: (!app.allowed_ips.is_empty())
+            .then(|| app.allowed_ips.iter().map(ToString::to_string).collect()),
     };
     let access_token =
         jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     inc(&gw.metrics.tokens_issued);
+    gw.usage.record(&app.id, now, req.client_ip);
     tracing::debug!(app_id = %app.id, "token issued");
     Ok(IssuedToken {
         access_token,

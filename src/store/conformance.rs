@@ -34,6 +34,7 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
             prefix: "tsr_sk_live_x".into(),
             permissions: vec![must(Permission::parse("content:read"), "permission")],
             audiences: vec![],
+            allowed_ips: vec![],
             expires_at: None,
             token_ttl: None,
             revoked_at: None,
@@ -44,6 +45,8 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
             use_count: 0,
         },
         secret_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$hash{id}"),
+        secret_hint: Some("abcd".into()),
+        previous_secret: None,
     }
 }
 
@@ -51,6 +54,7 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
 pub async fn run_all(store: &dyn AppStore) {
     crud(store).await;
     listing(store).await;
+    usage(store).await;
 }
 
 async fn crud(store: &dyn AppStore) {
@@ -68,6 +72,11 @@ async fn crud(store: &dyn AppStore) {
     changed.app.name = "renamed".into();
     changed.app.revoked_at = Some(Utc::now());
     changed.secret_hash = "$argon2id$other".into();
+    changed.previous_secret = Some(super::PreviousSecret {
+        hash: "$argon2id$old".into(),
+        hint: Some("wxyz".into()),
+        until: Utc::now(),
+    });
     must(store.update(&changed).await, "update");
     assert_eq!(
         must(store.get("app_crud").await, "get after update"),
@@ -156,4 +165,44 @@ async fn listing(store: &dyn AppStore) {
         must(store.delete(&format!("app_list{n}")).await, "cleanup");
     }
     assert_eq!(must(store.count().await, "empty again"), 0);
+}
+
+async fn usage(store: &dyn AppStore) {
+    let a = sample_app("app_usage", 1);
+    must(store.insert(&a).await, "insert for usage");
+    let t1 = Utc::now();
+    let batch = [
+        super::UsageDelta {
+            app_id: "app_usage".into(),
+            count: 3,
+            last_at: t1,
+            last_ip: "192.0.2.1".into(),
+        },
+        super::UsageDelta {
+            app_id: "app_missing".into(),
+            count: 1,
+            last_at: t1,
+            last_ip: "192.0.2.2".into(),
+        },
+    ];
+    must(store.record_usage(&batch).await, "record usage");
+    must(store.record_usage(&batch[..1]).await, "record usage again");
+    let got = must(store.get("app_usage").await, "get").map(|s| s.app);
+    let got = got.unwrap_or_else(|| panic!("app_usage vanished"));
+    assert_eq!(got.use_count, 6);
+    assert_eq!(got.last_used_ip.as_deref(), Some("192.0.2.1"));
+    assert!(got.last_used_at.is_some());
+    assert_eq!(
+        must(store.get("app_missing").await, "no upsert by usage"),
+        None
+    );
+
+    // An update made from an older read keeps the counted usage.
+    let mut stale = a.clone();
+    stale.app.name = "renamed".into();
+    must(store.update(&stale).await, "update");
+    let got = must(store.get("app_usage").await, "get").map(|s| s.app);
+    let got = got.unwrap_or_else(|| panic!("app_usage vanished"));
+    assert_eq!((got.name.as_str(), got.use_count), ("renamed", 6));
+    must(store.delete("app_usage").await, "cleanup");
 }

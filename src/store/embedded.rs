@@ -11,7 +11,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{AppStore, ListPage, ListQuery, StoreError, StoredApp, order_key};
+use super::{AppStore, ListPage, ListQuery, StoreError, StoredApp, UsageDelta, order_key};
 
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const BY_CREATED: TableDefinition<&str, &str> = TableDefinition::new("apps_by_created");
@@ -108,7 +108,7 @@ impl AppStore for EmbeddedStore {
     }
 
     async fn update(&self, app: &StoredApp) -> Result<(), StoreError> {
-        let bytes = encode(app)?;
+        let mut new = app.clone();
         let id = app.app.id.clone();
         let order = order_key(&app.app);
         self.blocking(move |db| {
@@ -119,6 +119,10 @@ impl AppStore for EmbeddedStore {
                     Some(v) => decode(v.value())?,
                     None => return Err(StoreError::NotFound(id)),
                 };
+                new.app.use_count = old.app.use_count;
+                new.app.last_used_at = old.app.last_used_at;
+                new.app.last_used_ip = old.app.last_used_ip.clone();
+                let bytes = encode(&new)?;
                 apps.insert(id.as_str(), bytes.as_slice())
                     .map_err(backend)?;
                 let old_order = order_key(&old.app);
@@ -126,6 +130,33 @@ impl AppStore for EmbeddedStore {
                     let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
                     idx.remove(old_order.as_str()).map_err(backend)?;
                     idx.insert(order.as_str(), id.as_str()).map_err(backend)?;
+                }
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        let batch = batch.to_vec();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut apps = txn.open_table(APPS).map_err(backend)?;
+                for d in &batch {
+                    let mut stored = match apps.get(d.app_id.as_str()).map_err(backend)? {
+                        Some(v) => decode(v.value())?,
+                        None => continue,
+                    };
+                    let a = &mut stored.app;
+                    a.use_count = a.use_count.saturating_add(d.count);
+                    if a.last_used_at.is_none_or(|t| t <= d.last_at) {
+                        a.last_used_at = Some(d.last_at);
+                        a.last_used_ip = Some(d.last_ip.clone());
+                    }
+                    let bytes = encode(&stored)?;
+                    apps.insert(d.app_id.as_str(), bytes.as_slice())
+                        .map_err(backend)?;
                 }
             }
             txn.commit().map_err(backend)

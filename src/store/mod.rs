@@ -19,6 +19,47 @@ pub struct StoredApp {
     pub app: Application,
     /// PHC-format argon2id hash of the current secret. Never the secret.
     pub secret_hash: String,
+    /// The first characters of the current secret's random part (24 of its
+    /// 256 bits): picks which hash to verify during a rotation grace period,
+    /// so every attempt costs exactly one argon2 verification.
+    #[serde(default)]
+    pub secret_hint: Option<String>,
+    /// The secret replaced by a rotation, while its grace period lasts.
+    #[serde(default)]
+    pub previous_secret: Option<PreviousSecret>,
+}
+
+/// A rotated-out secret that keeps working until `until`.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct PreviousSecret {
+    /// Its argon2id hash.
+    pub hash: String,
+    /// Its hint (see [`StoredApp::secret_hint`]).
+    pub hint: Option<String>,
+    /// End of the grace period.
+    pub until: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for PreviousSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreviousSecret")
+            .field("hash", &"<hidden>")
+            .field("until", &self.until)
+            .finish()
+    }
+}
+
+/// Usage gathered since the last flush, for one application.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsageDelta {
+    /// The application.
+    pub app_id: String,
+    /// Successful exchanges to add.
+    pub count: u64,
+    /// The latest of them.
+    pub last_at: DateTime<Utc>,
+    /// Its client IP.
+    pub last_ip: String,
 }
 
 impl std::fmt::Debug for StoredApp {
@@ -101,8 +142,11 @@ pub trait AppStore: Send + Sync + 'static {
     async fn insert(&self, app: &StoredApp) -> Result<(), StoreError>;
     /// Reads one application.
     async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError>;
-    /// Replaces an existing application; `NotFound` if it is absent.
+    /// Replaces an existing application; `NotFound` if it is absent. The
+    /// usage figures are kept as stored: only `record_usage` changes them.
     async fn update(&self, app: &StoredApp) -> Result<(), StoreError>;
+    /// Adds usage figures in one atomic batch; absent ids are skipped.
+    async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError>;
     /// Deletes an application; false if it was absent.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// A page of applications in creation order.

@@ -4,5 +4,6 @@ mod apps;
 mod discovery;
 mod errors;
 mod helpers;
+mod lifecycle;
 mod process;
 mod token;
