@@ -3,16 +3,15 @@
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
 use std::net::TcpListener;
-use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::crypto::KeyRing;
 use crate::http;
 use crate::service::Gateway;
+use crate::service::Stores;
 use crate::service::bootstrap::{self, Bootstrap};
 use crate::service::metrics::inc;
 use crate::service::usage;
-use crate::store::AppStore;
 use crate::store::embedded::EmbeddedStore;
 
 /// Why the gateway could not start.
@@ -38,7 +37,7 @@ impl std::fmt::Debug for Application {
     }
 }
 
-fn open_store(settings: &Settings) -> Result<Arc<dyn AppStore>, StartupError> {
+fn open_store(settings: &Settings) -> Result<Stores, StartupError> {
     if settings.redis_url.is_some() {
         return Err(StartupError(
             "TESSERA_REDIS_URL: the Redis backend is not available in this build yet; \
@@ -48,7 +47,7 @@ fn open_store(settings: &Settings) -> Result<Arc<dyn AppStore>, StartupError> {
     }
     let store = EmbeddedStore::open(&settings.data_dir)
         .map_err(|e| StartupError(format!("data_dir (TESSERA_DATA_DIR): {e}")))?;
-    Ok(Arc::new(store))
+    Ok(Stores::all(store))
 }
 
 impl Application {

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use super::{DomainError, IpNet, Permission};
+use super::{AccessRule, DomainError, IpNet, Permission};
 
 /// `secret` keys live on servers; `public` keys may sit in a browser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -114,8 +114,14 @@ pub struct Application {
     pub environment: Environment,
     /// The first characters of the secret, safe to display.
     pub prefix: String,
-    /// Granted permissions (wildcards allowed).
+    /// Roles held; expanded when a token is minted.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Granted permissions (wildcards allowed), valid everywhere.
     pub permissions: Vec<Permission>,
+    /// Grants limited to resources (see `domain::access`).
+    #[serde(default)]
+    pub access_rules: Vec<AccessRule>,
     /// Audiences this application may request besides the default one.
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -225,7 +231,9 @@ mod tests {
             key_type: KeyType::Secret,
             environment: Environment::Live,
             prefix: "tsr_sk_live_abc".into(),
+            roles: vec![],
             permissions: vec![],
+            access_rules: vec![],
             audiences: vec![],
             allowed_ips: vec![],
             expires_at: None,

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::AccessGrant;
+
 /// What every access token from this gateway carries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
@@ -29,6 +31,9 @@ pub struct AccessClaims {
     /// Granted permissions (may contain wildcards).
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Grants limited to resources, roles expanded (`domain::access`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access: Vec<AccessGrant>,
     /// `live` or `test`.
     pub env: String,
     /// `secret` or `public`.

@@ -1,13 +1,19 @@
 //! Pure types and rules: no actix, no store, no I/O.
 
+pub mod access;
 pub mod application;
 pub mod cidr;
 pub mod claims;
 pub mod error;
 pub mod permission;
+pub mod role;
+pub mod user;
 
+pub use access::{AccessGrant, AccessRule};
 pub use application::{AppStatus, Application, Environment, KeyType};
 pub use cidr::IpNet;
 pub use claims::AccessClaims;
 pub use error::DomainError;
 pub use permission::{Catalogue, Permission, PermissionDef};
+pub use role::Role;
+pub use user::User;

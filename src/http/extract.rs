@@ -67,13 +67,14 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let gw = gateway(req);
         let token = bearer_token(req).map(str::to_owned);
+        let ip = client_ip(req);
         Box::pin(async move {
             let gw = gw?;
             let token = token.ok_or(DomainError::MissingCredentials)?;
             if token.len() > MAX_TOKEN_BYTES {
                 return Err(DomainError::InvalidToken.into());
             }
-            Ok(Caller(authenticate_bearer(&gw, &token).await?))
+            Ok(Caller(authenticate_bearer(&gw, &token, ip).await?))
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: the route table, the error shapes, and the extractors.
 //! Handlers only parse, call a service, and map the result.
 
+pub mod admin;
 pub mod apps;
 pub mod discovery;
 pub mod error;
@@ -65,6 +66,29 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(resource("/api/v1/apps/{id}/revoke").route(web::post().to(apps::revoke)))
             .service(resource("/api/v1/apps/{id}/rotate").route(web::post().to(apps::rotate)))
             .service(resource("/api/v1/permissions").route(web::get().to(apps::permissions)))
+            .service(
+                resource("/api/v1/roles")
+                    .route(web::get().to(admin::list_roles))
+                    .route(web::post().to(admin::create_role)),
+            )
+            .service(
+                resource("/api/v1/roles/{name}")
+                    .route(web::get().to(admin::get_role))
+                    .route(web::patch().to(admin::patch_role))
+                    .route(web::delete().to(admin::delete_role)),
+            )
+            .service(
+                resource("/api/v1/users")
+                    .route(web::get().to(admin::list_users))
+                    .route(web::post().to(admin::create_user)),
+            )
+            .service(
+                resource("/api/v1/users/{id}")
+                    .route(web::get().to(admin::get_user))
+                    .route(web::patch().to(admin::patch_user))
+                    .route(web::delete().to(admin::delete_user)),
+            )
+            .service(resource("/api/v1/audit").route(web::get().to(admin::audit_log)))
             .default_service(web::to(not_found));
     }
 }

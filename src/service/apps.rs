@@ -7,11 +7,17 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::Gateway;
+use super::audit;
 use super::auth::Principal;
+use super::roles::check_roles_exist;
 use crate::crypto::secret;
+use crate::domain::access::validate_path;
 use crate::domain::application::{GATEWAY_OWNER, validate_audience, validate_text};
-use crate::domain::{AppStatus, Application, DomainError, Environment, IpNet, KeyType, Permission};
+use crate::domain::{
+    AccessRule, AppStatus, Application, DomainError, Environment, IpNet, KeyType, Permission,
+};
 use crate::store::{AppFilter, ListQuery, PreviousSecret, StoredApp};
+use serde_json::json;
 
 /// What an operator asks for when creating an application.
 #[derive(Debug, Deserialize)]
@@ -31,6 +37,15 @@ pub struct CreateApp {
     /// Granted permissions.
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Roles held.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Grants limited to resources.
+    #[serde(default)]
+    pub access_rules: Vec<AccessRuleInput>,
+    /// A user id, or `gateway`; default: the caller's own owner.
+    #[serde(default)]
+    pub owner: Option<String>,
     /// Extra audiences it may request.
     #[serde(default)]
     pub audiences: Vec<String>,
@@ -81,17 +96,89 @@ impl std::fmt::Debug for CreatedApp {
     }
 }
 
-/// Validates grants against the catalogue, the key type, and the actor: no
-/// one can hand out a permission they do not hold themselves.
-fn check_grants(
+/// An access rule as a request writes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessRuleInput {
+    /// Where it holds (`cluster:c1/project:*`).
+    pub scope: String,
+    /// Roles granted there.
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// Permissions granted there.
+    #[serde(default)]
+    pub permissions: Vec<String>,
+}
+
+/// Parses access rules: scopes well-formed, permissions in the catalogue,
+/// roles existing, at most 64 rules.
+async fn parse_rules(
+    gw: &Gateway,
+    raw: &[AccessRuleInput],
+) -> Result<Vec<AccessRule>, DomainError> {
+    if raw.len() > 64 {
+        return Err(DomainError::Validation("at most 64 access rules".into()));
+    }
+    let mut rules = Vec::with_capacity(raw.len());
+    for r in raw {
+        validate_path(&r.scope, false)?;
+        let permissions = parse_permissions(&r.permissions)?;
+        gw.catalogue.check_all(&permissions)?;
+        let mut roles = r.roles.clone();
+        roles.sort();
+        roles.dedup();
+        check_roles_exist(gw, &roles).await?;
+        if roles.is_empty() && permissions.is_empty() {
+            return Err(DomainError::Validation(format!(
+                "access rule {:?} grants nothing: give it roles or permissions",
+                r.scope
+            )));
+        }
+        rules.push(AccessRule {
+            scope: r.scope.clone(),
+            roles,
+            permissions,
+        });
+    }
+    Ok(rules)
+}
+
+/// Nobody hands out what they do not hold: every permission must be
+/// covered by the caller's own.
+pub fn check_actor_holds(actor: &Principal, grants: &[Permission]) -> Result<(), DomainError> {
+    let beyond: Vec<&str> = grants
+        .iter()
+        .filter(|g| !Permission::any_covers(&actor.permissions, g))
+        .map(Permission::as_str)
+        .collect();
+    if beyond.is_empty() {
+        Ok(())
+    } else {
+        Err(DomainError::InsufficientPermissions(format!(
+            "you cannot grant permissions you do not hold: {}",
+            beyond.join(", ")
+        )))
+    }
+}
+
+/// Checks what an application would hold, everything expanded: a public key
+/// holds only catalogue entries marked public (no wildcards), and the caller
+/// must hold all of it.
+async fn check_holdings(
     gw: &Gateway,
     actor: &Principal,
-    key_type: KeyType,
-    grants: &[Permission],
+    app: &Application,
 ) -> Result<(), DomainError> {
-    gw.catalogue.check_all(grants)?;
-    if key_type == KeyType::Public {
-        let not_public: Vec<&str> = grants
+    gw.catalogue.check_all(&app.permissions)?;
+    let g = super::grants::expand(gw, app).await?;
+    let mut all = g.permissions;
+    for a in g.access {
+        all.extend(a.permissions);
+    }
+    all.sort();
+    all.dedup();
+    if app.key_type == KeyType::Public {
+        let not_public: Vec<&str> = all
             .iter()
             .filter(|g| {
                 g.is_wildcard() || !gw.catalogue.entries().any(|d| d.name == **g && d.public)
@@ -105,22 +192,37 @@ fn check_grants(
             )));
         }
     }
-    let beyond: Vec<&str> = grants
-        .iter()
-        .filter(|g| !Permission::any_covers(&actor.permissions, g))
-        .map(Permission::as_str)
-        .collect();
-    if !beyond.is_empty() {
-        return Err(DomainError::InsufficientPermissions(format!(
-            "you cannot grant permissions you do not hold: {}",
-            beyond.join(", ")
-        )));
+    check_actor_holds(actor, &all)
+}
+
+/// The owner a new or changed application gets.
+async fn resolve_owner(
+    gw: &Gateway,
+    actor: &Principal,
+    requested: Option<String>,
+) -> Result<String, DomainError> {
+    match requested {
+        None => Ok(actor.owner.clone()),
+        Some(o) if o == GATEWAY_OWNER => {
+            if actor.owner == GATEWAY_OWNER {
+                Ok(o)
+            } else {
+                Err(DomainError::InsufficientPermissions(
+                    "only callers owned by the gateway may make the gateway an owner".into(),
+                ))
+            }
+        }
+        Some(o) => match gw.users.get_user(&o).await? {
+            Some(_) => Ok(o),
+            None => Err(DomainError::Validation(format!(
+                "unknown owner {o:?}: not a user id"
+            ))),
+        },
     }
-    Ok(())
 }
 
 /// Parses permissions, naming every malformed one in a single 422.
-fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, DomainError> {
+pub fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, DomainError> {
     if raw.len() > 256 {
         return Err(DomainError::Validation("at most 256 permissions".into()));
     }
@@ -209,20 +311,26 @@ pub async fn create(
     check_audiences(gw, req.environment, &req.audiences)?;
     check_expiry(req.expires_at, now)?;
     check_ttl(gw, req.token_ttl)?;
-    check_grants(gw, actor, req.key_type, &permissions)?;
+    let access_rules = parse_rules(gw, &req.access_rules).await?;
+    let mut roles = req.roles;
+    roles.sort();
+    roles.dedup();
+    check_roles_exist(gw, &roles).await?;
+    let owner = resolve_owner(gw, actor, req.owner).await?;
     let id = secret::new_app_id().map_err(|e| DomainError::Internal(e.to_string()))?;
     let generated = secret::generate(&gw.settings.key_prefix, req.key_type, req.environment, &id)
         .map_err(|e| DomainError::Internal(e.to_string()))?;
-    let secret_hash = gw.hasher.hash(&generated.secret).await?;
     let app = Application {
         id,
         name: req.name.trim().to_owned(),
         description: req.description,
-        owner: GATEWAY_OWNER.to_owned(),
+        owner,
         key_type: req.key_type,
         environment: req.environment,
         prefix: generated.prefix,
+        roles,
         permissions,
+        access_rules,
         audiences: req.audiences,
         allowed_ips,
         expires_at: req.expires_at,
@@ -234,6 +342,8 @@ pub async fn create(
         last_used_ip: None,
         use_count: 0,
     };
+    check_holdings(gw, actor, &app).await?;
+    let secret_hash = gw.hasher.hash(&generated.secret).await?;
     gw.apps
         .insert(&StoredApp {
             app: app.clone(),
@@ -243,6 +353,14 @@ pub async fn create(
         })
         .await?;
     tracing::info!(app_id = %app.id, actor = %actor.subject, "application created");
+    audit::record(
+        gw,
+        actor,
+        "app.create",
+        &app.id,
+        json!({"type": app.key_type, "environment": app.environment, "permissions": app.permissions, "roles": app.roles, "owner": app.owner}),
+    )
+    .await;
     Ok(CreatedApp {
         view: AppView::of(app),
         secret: generated.secret,
@@ -337,9 +455,9 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView
         stored.app.updated_at = now;
         gw.apps.update(&stored).await?;
         tracing::info!(app_id = %id, actor = %actor.subject, "application revoked");
+        audit::record(gw, actor, "app.revoke", id, json!({})).await;
     }
-    gw.app_cache.invalidate(id);
-    gw.secret_cache.invalidate_app(id);
+    forget(gw, id);
     Ok(AppView::of(stored.app))
 }
 
@@ -362,6 +480,12 @@ pub struct PatchApp {
     pub description: Option<String>,
     /// New permissions (replaces the list).
     pub permissions: Option<Vec<String>>,
+    /// New roles (replaces the list).
+    pub roles: Option<Vec<String>>,
+    /// New access rules (replaces the list).
+    pub access_rules: Option<Vec<AccessRuleInput>>,
+    /// New owner (a user id, or `gateway`): re-binds the application.
+    pub owner: Option<String>,
     /// New extra audiences (replaces the list).
     pub audiences: Option<Vec<String>>,
     /// New IP allow-list (replaces it; `[]` allows anywhere).
@@ -384,6 +508,7 @@ async fn load(gw: &Gateway, id: &str) -> Result<StoredApp, DomainError> {
 fn forget(gw: &Gateway, id: &str) {
     gw.app_cache.invalidate(id);
     gw.secret_cache.invalidate_app(id);
+    gw.grants_cache.invalidate(id);
 }
 
 /// Changes an application. Every field is checked first; one bad field
@@ -405,10 +530,30 @@ pub async fn patch(
         validate_text("description", &d, 1000, false)?;
         app.description = d;
     }
+    let mut changed: Vec<&str> = Vec::new();
+    let grants_change =
+        req.permissions.is_some() || req.roles.is_some() || req.access_rules.is_some();
     if let Some(p) = req.permissions {
-        let perms = parse_permissions(&p)?;
-        check_grants(gw, actor, app.key_type, &perms)?;
-        app.permissions = perms;
+        app.permissions = parse_permissions(&p)?;
+        changed.push("permissions");
+    }
+    if let Some(mut r) = req.roles {
+        r.sort();
+        r.dedup();
+        check_roles_exist(gw, &r).await?;
+        app.roles = r;
+        changed.push("roles");
+    }
+    if let Some(rules) = req.access_rules {
+        app.access_rules = parse_rules(gw, &rules).await?;
+        changed.push("accessRules");
+    }
+    if let Some(o) = req.owner {
+        app.owner = resolve_owner(gw, actor, Some(o)).await?;
+        changed.push("owner");
+    }
+    if grants_change {
+        check_holdings(gw, actor, app).await?;
     }
     if let Some(a) = req.audiences {
         check_audiences(gw, app.environment, &a)?;
@@ -429,6 +574,7 @@ pub async fn patch(
     gw.apps.update(&stored).await?;
     forget(gw, id);
     tracing::info!(app_id = %id, actor = %actor.subject, "application changed");
+    audit::record(gw, actor, "app.update", id, json!({"changed": changed})).await;
     Ok(AppView::of(stored.app))
 }
 
@@ -479,6 +625,14 @@ pub async fn rotate(
     gw.apps.update(&stored).await?;
     forget(gw, id);
     tracing::info!(app_id = %id, actor = %actor.subject, grace_seconds, "application secret rotated");
+    audit::record(
+        gw,
+        actor,
+        "app.rotate",
+        id,
+        json!({"gracePeriodSeconds": grace_seconds}),
+    )
+    .await;
     Ok(CreatedApp {
         view: AppView::of(stored.app),
         secret: generated.secret,
@@ -492,6 +646,7 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
     }
     forget(gw, id);
     tracing::info!(app_id = %id, actor = %actor.subject, "application deleted");
+    audit::record(gw, actor, "app.delete", id, json!({})).await;
     Ok(())
 }
 

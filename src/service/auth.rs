@@ -12,6 +12,10 @@ pub struct Principal {
     pub subject: String,
     /// The token's permissions.
     pub permissions: Vec<Permission>,
+    /// The owner of the calling application (`gateway` or a user id).
+    pub owner: String,
+    /// Where the call came from (for the audit log).
+    pub ip: std::net::IpAddr,
 }
 
 impl Principal {
@@ -31,7 +35,11 @@ impl Principal {
 /// Checks a bearer token: signature, `typ`, `iss`, `aud` (the gateway's own
 /// audience), lifetime, and that the application behind it is still active,
 /// so revoking an application locks its tokens out of this API at once.
-pub async fn authenticate_bearer(gw: &Gateway, token: &str) -> Result<Principal, DomainError> {
+pub async fn authenticate_bearer(
+    gw: &Gateway,
+    token: &str,
+    ip: std::net::IpAddr,
+) -> Result<Principal, DomainError> {
     let claims: AccessClaims = jwt::verify(
         &gw.keys,
         token,
@@ -43,10 +51,12 @@ pub async fn authenticate_bearer(gw: &Gateway, token: &str) -> Result<Principal,
         tracing::debug!(reason = %e, "bearer token refused");
         DomainError::InvalidToken
     })?;
-    match load_app(gw, &claims.sub).await? {
-        Some(app) if app.app.status_at(chrono::Utc::now()) == AppStatus::Active => {}
+    let owner = match load_app(gw, &claims.sub).await? {
+        Some(app) if app.app.status_at(chrono::Utc::now()) == AppStatus::Active => {
+            app.app.owner.clone()
+        }
         _ => return Err(DomainError::InvalidToken),
-    }
+    };
     let permissions = claims
         .permissions
         .iter()
@@ -55,5 +65,7 @@ pub async fn authenticate_bearer(gw: &Gateway, token: &str) -> Result<Principal,
     Ok(Principal {
         subject: claims.sub,
         permissions,
+        owner,
+        ip,
     })
 }

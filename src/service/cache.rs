@@ -77,6 +77,36 @@ impl AppCache {
     pub fn invalidate(&self, id: &str) {
         self.0.remove_where(|k, _| k == id);
     }
+    /// Forgets every application (after a change touching many).
+    pub fn clear(&self) {
+        self.0.remove_where(|_, _| true);
+    }
+}
+
+/// Effective grants per application id (see `service::grants`).
+pub struct GrantsCache(Bounded<String, Arc<crate::service::grants::Grants>>);
+
+impl GrantsCache {
+    /// A cache whose entries live `ttl`, holding at most `max`.
+    pub fn new(ttl: Duration, max: usize) -> Self {
+        Self(Bounded::new(ttl, max))
+    }
+    /// The cached grants of an application.
+    pub fn get(&self, id: &str) -> Option<Arc<crate::service::grants::Grants>> {
+        self.0.get(id)
+    }
+    /// Remembers computed grants.
+    pub fn put(&self, id: String, g: Arc<crate::service::grants::Grants>) {
+        self.0.put(id, g);
+    }
+    /// Forgets one application's grants.
+    pub fn invalidate(&self, id: &str) {
+        self.0.remove_where(|k, _| k == id);
+    }
+    /// Forgets everything (a role or a user changed).
+    pub fn clear(&self) {
+        self.0.remove_where(|_, _| true);
+    }
 }
 
 /// A verified secret: which application, and which hash it matched.

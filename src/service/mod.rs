@@ -3,16 +3,20 @@
 //! through the store traits; the backend was chosen in `startup`.
 
 pub mod apps;
+pub mod audit;
 pub mod auth;
 pub mod bootstrap;
 pub mod cache;
+pub mod grants;
 pub mod limiter;
 pub mod metrics;
+pub mod roles;
 pub mod state;
 pub mod token;
 pub mod usage;
+pub mod users;
 
-pub use state::Gateway;
+pub use state::{Gateway, Stores};
 
 use crate::domain::DomainError;
 use crate::store::StoreError;

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::cache::{AppCache, SecretCache};
+use super::cache::{AppCache, GrantsCache, SecretCache};
 use super::limiter::FailureLimiter;
 use super::metrics::Metrics;
 use super::usage::UsageRecorder;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Pepper, SecretHasher};
 use crate::domain::Catalogue;
-use crate::store::AppStore;
+use crate::store::{AppStore, AuditStore, RoleStore, UserStore};
 
 /// Everything a request may need.
 pub struct Gateway {
@@ -25,6 +25,14 @@ pub struct Gateway {
     pub catalogue: Catalogue,
     /// Application storage.
     pub apps: Arc<dyn AppStore>,
+    /// Role storage.
+    pub roles: Arc<dyn RoleStore>,
+    /// User storage.
+    pub users: Arc<dyn UserStore>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditStore>,
+    /// Effective grants recently computed.
+    pub grants_cache: GrantsCache,
     /// argon2id on a bounded pool.
     pub hasher: SecretHasher,
     /// Applications recently read.
@@ -50,6 +58,33 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+/// The storage a gateway runs on, one trait object per concern; a backend
+/// usually implements them all on one value.
+#[derive(Clone)]
+pub struct Stores {
+    /// Applications.
+    pub apps: Arc<dyn AppStore>,
+    /// Roles.
+    pub roles: Arc<dyn RoleStore>,
+    /// Users.
+    pub users: Arc<dyn UserStore>,
+    /// Audit log.
+    pub audit: Arc<dyn AuditStore>,
+}
+
+impl Stores {
+    /// Every concern served by one backend value.
+    pub fn all<S: AppStore + RoleStore + UserStore + AuditStore>(s: S) -> Self {
+        let s = Arc::new(s);
+        Self {
+            apps: s.clone(),
+            roles: s.clone(),
+            users: s.clone(),
+            audit: s,
+        }
+    }
+}
+
 /// Why the gateway could not be assembled.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -57,11 +92,7 @@ pub struct BuildError(pub String);
 
 impl Gateway {
     /// Assembles the state from settings, a key ring and a store.
-    pub fn new(
-        settings: Settings,
-        keys: KeyRing,
-        apps: Arc<dyn AppStore>,
-    ) -> Result<Self, BuildError> {
+    pub fn new(settings: Settings, keys: KeyRing, stores: Stores) -> Result<Self, BuildError> {
         let catalogue = Catalogue::new(settings.permissions.clone())
             .map_err(|e| BuildError(format!("permissions: {e}")))?;
         let hasher = SecretHasher::new(settings.hash_concurrency, settings.hash_queue)
@@ -71,7 +102,11 @@ impl Gateway {
             issuer: settings.issuer(),
             keys,
             catalogue,
-            apps,
+            apps: stores.apps,
+            roles: stores.roles,
+            users: stores.users,
+            audit: stores.audit,
+            grants_cache: GrantsCache::new(Duration::from_secs(30), 100_000),
             hasher,
             // Changes made here invalidate at once; the TTL bounds staleness
             // for changes made elsewhere.

@@ -20,7 +20,7 @@ use super::Gateway;
 use super::cache::VerifiedSecret;
 use super::metrics::inc;
 use crate::crypto::{SecretCheck, jwt, random, secret};
-use crate::domain::{AccessClaims, AppStatus, DomainError, Environment, IpNet, Permission};
+use crate::domain::{AccessClaims, AppStatus, DomainError, Environment, IpNet};
 use crate::store::StoredApp;
 
 /// What the caller presented.
@@ -175,36 +175,6 @@ async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredA
     }
 }
 
-/// Splits and checks a requested scope against what the application holds.
-pub fn narrow_scope(
-    held: &[Permission],
-    requested: Option<&str>,
-) -> Result<Vec<Permission>, DomainError> {
-    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok(held.to_vec());
-    };
-    let mut wanted: Vec<Permission> = Vec::new();
-    for word in requested.split_ascii_whitespace() {
-        let p = Permission::parse(word)
-            .map_err(|_| DomainError::InvalidScope(format!("invalid scope value {word:?}")))?;
-        if !wanted.contains(&p) {
-            wanted.push(p);
-        }
-    }
-    let missing: Vec<&str> = wanted
-        .iter()
-        .filter(|w| !Permission::any_covers(held, w))
-        .map(Permission::as_str)
-        .collect();
-    if !missing.is_empty() {
-        return Err(DomainError::InvalidScope(format!(
-            "the application does not hold: {}",
-            missing.join(", ")
-        )));
-    }
-    Ok(wanted)
-}
-
 /// Exchanges application credentials for an access token.
 pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
     let stored = authenticate(gw, &req).await?;
@@ -225,7 +195,8 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         )));
     }
 
-    let granted = narrow_scope(&app.permissions, req.scope.as_deref())?;
+    let grants = super::grants::effective(gw, app).await?;
+    let (granted, access) = super::grants::narrow(&grants, req.scope.as_deref())?;
     let audience = match req.audience.as_deref().map(str::trim) {
         None | Some("") => gw.settings.audience.clone(),
         Some(a) if a == gw.settings.audience || app.audiences.iter().any(|x| x == a) => {
@@ -258,8 +229,9 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         jti: random::token_id().map_err(|e| DomainError::Internal(e.to_string()))?,
         client_id: app.id.clone(),
         scope: scope.clone(),
-        roles: Vec::new(),
+        roles: grants.roles.clone(),
         permissions,
+        access,
         env: app.environment.as_str().to_owned(),
         key_type: app.key_type.to_string(),
         allowed_cidrs: (!app.allowed_ips.is_empty())
@@ -275,27 +247,4 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         expires_in: ttl,
         scope,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn perms(s: &[&str]) -> Vec<Permission> {
-        s.iter().map(|p| Permission::parse(p).unwrap()).collect()
-    }
-
-    #[test]
-    fn scope_narrows_within_wildcards() {
-        let held = perms(&["content:*", "users:read"]);
-        assert_eq!(narrow_scope(&held, None).unwrap(), held);
-        assert_eq!(
-            narrow_scope(&held, Some("content:read users:read content:read")).unwrap(),
-            perms(&["content:read", "users:read"])
-        );
-        let e = narrow_scope(&held, Some("content:read users:write")).unwrap_err();
-        assert!(e.to_string().contains("users:write"), "{e}");
-        assert!(narrow_scope(&held, Some("*")).is_err());
-        assert!(narrow_scope(&held, Some("not-a-scope")).is_err());
-    }
 }

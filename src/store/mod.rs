@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AppStatus, Application, Environment, KeyType};
+use crate::domain::{AppStatus, Application, Environment, KeyType, Role, User};
 
 /// An application as stored: the public record plus its argon2id hash.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -155,6 +155,113 @@ pub trait AppStore: Send + Sync + 'static {
     async fn count(&self) -> Result<u64, StoreError>;
     /// Whether the store is usable now.
     async fn ping(&self) -> Result<(), StoreError>;
+}
+
+/// A user as stored. Login secrets (password hash, SSO links) will live here
+/// beside the public record, never in it.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoredUser {
+    /// What operators see.
+    pub user: User,
+    /// argon2id hash of the password, once password login exists.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for StoredUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredUser")
+            .field("user", &self.user)
+            .field("password_hash", &"<hidden>")
+            .finish()
+    }
+}
+
+/// What deleting a role did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoleDelete {
+    /// Gone (and detached from its holders, when asked).
+    Deleted,
+    /// Still held, and detaching was not asked for: nothing changed.
+    InUse {
+        /// Applications holding it.
+        apps: Vec<String>,
+        /// Users holding it.
+        users: Vec<String>,
+    },
+    /// No such role.
+    NotFound,
+}
+
+/// Roles (permission templates).
+#[async_trait]
+pub trait RoleStore: Send + Sync + 'static {
+    /// Stores a new role; `Conflict` if the name exists.
+    async fn insert_role(&self, role: &Role) -> Result<(), StoreError>;
+    /// Reads one role.
+    async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError>;
+    /// Every role, by name.
+    async fn list_roles(&self) -> Result<Vec<Role>, StoreError>;
+    /// Replaces a role; `NotFound` if absent.
+    async fn update_role(&self, role: &Role) -> Result<(), StoreError>;
+    /// Deletes a role. Held roles are refused unless `detach`, which removes
+    /// them from every application (including its access rules) and user in
+    /// the same atomic write.
+    async fn delete_role(&self, name: &str, detach: bool) -> Result<RoleDelete, StoreError>;
+}
+
+/// Users.
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Stores a new user; `Conflict` if the id or the email exists.
+    async fn insert_user(&self, user: &StoredUser) -> Result<(), StoreError>;
+    /// Reads one user.
+    async fn get_user(&self, id: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// A page of users by id, after `after`.
+    async fn list_users(
+        &self,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<(Vec<StoredUser>, Option<String>), StoreError>;
+    /// Replaces a user; `NotFound` if absent, `Conflict` if the new email
+    /// belongs to someone else.
+    async fn update_user(&self, user: &StoredUser) -> Result<(), StoreError>;
+    /// Deletes a user; false if absent.
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
+}
+
+/// One audited admin action. Never holds a secret.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditRecord {
+    /// Ordered, unique id.
+    pub id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who (the token's subject).
+    pub actor: String,
+    /// What, e.g. `app.create`, `role.delete`.
+    pub action: String,
+    /// On what (an id or a role name).
+    pub target: String,
+    /// From where.
+    pub source_ip: String,
+    /// Non-secret details (changed field names, grace period, …).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+/// The audit log, newest first.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends a record.
+    async fn append(&self, record: &AuditRecord) -> Result<(), StoreError>;
+    /// A page of records, newest first, older than `before` when given.
+    async fn list_audit(
+        &self,
+        limit: usize,
+        before: Option<String>,
+    ) -> Result<(Vec<AuditRecord>, Option<String>), StoreError>;
 }
 
 /// The ordering key of an application: creation time, then id.

@@ -13,8 +13,15 @@ use std::sync::Arc;
 
 use super::{AppStore, ListPage, ListQuery, StoreError, StoredApp, UsageDelta, order_key};
 
+mod audit;
+mod identity;
+
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const BY_CREATED: TableDefinition<&str, &str> = TableDefinition::new("apps_by_created");
+const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
+const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
+const USERS_BY_EMAIL: TableDefinition<&str, &str> = TableDefinition::new("users_by_email");
+const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 
 /// The redb-backed store.
 #[derive(Clone)]
@@ -32,12 +39,12 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn decode(bytes: &[u8]) -> Result<StoredApp, StoreError> {
+fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn encode(app: &StoredApp) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(app).map_err(|e| StoreError::Corrupt(e.to_string()))
+fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl EmbeddedStore {
@@ -56,6 +63,10 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(APPS).map_err(backend)?;
         txn.open_table(BY_CREATED).map_err(backend)?;
+        txn.open_table(ROLES).map_err(backend)?;
+        txn.open_table(USERS).map_err(backend)?;
+        txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
+        txn.open_table(AUDIT).map_err(backend)?;
         txn.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -100,7 +111,7 @@ impl AppStore for EmbeddedStore {
             let txn = db.begin_read().map_err(backend)?;
             let apps = txn.open_table(APPS).map_err(backend)?;
             match apps.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode(v.value()).map(Some),
+                Some(v) => decode::<StoredApp>(v.value()).map(Some),
                 None => Ok(None),
             }
         })
@@ -116,7 +127,7 @@ impl AppStore for EmbeddedStore {
             {
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
                 let old = match apps.get(id.as_str()).map_err(backend)? {
-                    Some(v) => decode(v.value())?,
+                    Some(v) => decode::<StoredApp>(v.value())?,
                     None => return Err(StoreError::NotFound(id)),
                 };
                 new.app.use_count = old.app.use_count;
@@ -145,7 +156,7 @@ impl AppStore for EmbeddedStore {
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
                 for d in &batch {
                     let mut stored = match apps.get(d.app_id.as_str()).map_err(backend)? {
-                        Some(v) => decode(v.value())?,
+                        Some(v) => decode::<StoredApp>(v.value())?,
                         None => continue,
                     };
                     let a = &mut stored.app;
@@ -171,7 +182,7 @@ impl AppStore for EmbeddedStore {
             let existed = {
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
                 let old = match apps.remove(id.as_str()).map_err(backend)? {
-                    Some(v) => Some(decode(v.value())?),
+                    Some(v) => Some(decode::<StoredApp>(v.value())?),
                     None => None,
                 };
                 if let Some(old) = &old {
@@ -210,7 +221,7 @@ impl AppStore for EmbeddedStore {
                 let Some(v) = apps.get(id.value()).map_err(backend)? else {
                     continue;
                 };
-                let app = decode(v.value())?;
+                let app: StoredApp = decode(v.value())?;
                 if !query.filter.matches(&app.app, now) {
                     continue;
                 }
@@ -254,13 +265,13 @@ mod tests {
     async fn embedded_store_passes_the_conformance_suite() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        super::super::conformance::run_all(&store).await;
+        crate::store::conformance::run_all(&store).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn data_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let app = super::super::conformance::sample_app("app_reopen", 1);
+        let app = crate::store::conformance::sample_app("app_reopen", 1);
         {
             let store = EmbeddedStore::open(dir.path()).unwrap();
             store.insert(&app).await.unwrap();
