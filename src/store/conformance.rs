@@ -5,8 +5,13 @@
 
 use chrono::{Duration, TimeZone, Utc};
 
-use super::{AppFilter, AppStore, ListQuery, StoreError, StoredApp};
-use crate::domain::{AppStatus, Application, Environment, KeyType, Permission};
+use super::{
+    AppFilter, AppStore, AuditRecord, AuditStore, ListQuery, RoleDelete, RoleStore, StoreError,
+    StoredApp, StoredUser, UserStore,
+};
+use crate::domain::{
+    AccessRule, AppStatus, Application, Environment, KeyType, Permission, Role, User,
+};
 
 fn must<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
     match r {
@@ -53,10 +58,211 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
 }
 
 /// Runs every check against an empty store.
-pub async fn run_all(store: &dyn AppStore) {
+pub async fn run_all<S: AppStore + RoleStore + UserStore + AuditStore>(store: &S) {
     crud(store).await;
     listing(store).await;
     usage(store).await;
+    roles(store).await;
+    users(store).await;
+    audit(store).await;
+}
+
+fn role(name: &str, perms: &[&str]) -> Role {
+    let t = Utc::now();
+    Role {
+        name: name.into(),
+        description: String::new(),
+        permissions: perms
+            .iter()
+            .filter_map(|p| Permission::parse(p).ok())
+            .collect(),
+        created_at: t,
+        updated_at: t,
+    }
+}
+
+fn user(id: &str, email: &str, roles: &[&str]) -> StoredUser {
+    let t = Utc::now();
+    StoredUser {
+        user: User {
+            id: id.into(),
+            email: email.into(),
+            name: String::new(),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+            permissions: vec![],
+            created_at: t,
+            updated_at: t,
+        },
+        password_hash: None,
+    }
+}
+
+async fn roles<S: AppStore + RoleStore + UserStore>(store: &S) {
+    must(
+        store.insert_role(&role("reader", &["content:read"])).await,
+        "insert role",
+    );
+    must(
+        store.insert_role(&role("writer", &["content:write"])).await,
+        "insert role",
+    );
+    assert!(matches!(
+        store.insert_role(&role("reader", &[])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut r = must(store.get_role("reader").await, "get role")
+        .unwrap_or_else(|| panic!("reader missing"));
+    r.description = "changed".into();
+    must(store.update_role(&r).await, "update role");
+    assert_eq!(must(store.get_role("reader").await, "get"), Some(r));
+    assert!(matches!(
+        store.update_role(&role("ghost", &[])).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let names: Vec<String> = must(store.list_roles().await, "list")
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    assert_eq!(names, ["reader", "writer"]);
+
+    let mut a = sample_app("app_roles", 1);
+    a.app.roles = vec!["reader".into()];
+    a.app.access_rules = vec![AccessRule {
+        scope: "cluster:c1".into(),
+        roles: vec!["reader".into()],
+        permissions: vec![],
+    }];
+    must(store.insert(&a).await, "insert app with role");
+    must(
+        store
+            .insert_user(&user("usr_roles", "roles@example.com", &["reader"]))
+            .await,
+        "insert user",
+    );
+
+    // Held and not detached: refused, nothing changed.
+    assert_eq!(
+        must(store.delete_role("reader", false).await, "delete held"),
+        RoleDelete::InUse {
+            apps: vec!["app_roles".into()],
+            users: vec!["usr_roles".into()]
+        }
+    );
+    assert!(must(store.get_role("reader").await, "still there").is_some());
+    // Detached: gone from the role table, the app, its rules and the user, at once.
+    assert_eq!(
+        must(store.delete_role("reader", true).await, "detach"),
+        RoleDelete::Deleted
+    );
+    assert_eq!(must(store.get_role("reader").await, "gone"), None);
+    let got = must(store.get("app_roles").await, "app").unwrap_or_else(|| panic!("app missing"));
+    assert!(got.app.roles.is_empty());
+    assert!(got.app.access_rules.is_empty(), "an empty rule is dropped");
+    let u =
+        must(store.get_user("usr_roles").await, "user").unwrap_or_else(|| panic!("user missing"));
+    assert!(u.user.roles.is_empty());
+    assert_eq!(
+        must(store.delete_role("reader", true).await, "again"),
+        RoleDelete::NotFound
+    );
+    assert_eq!(
+        must(store.delete_role("writer", false).await, "unheld"),
+        RoleDelete::Deleted
+    );
+    must(store.delete("app_roles").await, "cleanup");
+    must(store.delete_user("usr_roles").await, "cleanup");
+}
+
+async fn users<S: UserStore>(store: &S) {
+    must(
+        store
+            .insert_user(&user("usr_a", "a@example.com", &[]))
+            .await,
+        "insert a",
+    );
+    must(
+        store
+            .insert_user(&user("usr_b", "b@example.com", &[]))
+            .await,
+        "insert b",
+    );
+    assert!(
+        matches!(
+            store
+                .insert_user(&user("usr_c", "a@example.com", &[]))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "emails are unique"
+    );
+    assert!(
+        matches!(
+            store
+                .insert_user(&user("usr_a", "z@example.com", &[]))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "ids are unique"
+    );
+    let mut b = user("usr_b", "a@example.com", &[]);
+    assert!(matches!(
+        store.update_user(&b).await,
+        Err(StoreError::Conflict(_))
+    ));
+    b.user.email = "bee@example.com".into();
+    must(store.update_user(&b).await, "change email");
+    // The old email is free again.
+    must(
+        store
+            .insert_user(&user("usr_c", "b@example.com", &[]))
+            .await,
+        "reuse email",
+    );
+    let (page, next) = must(store.list_users(2, None).await, "page 1");
+    assert_eq!(
+        page.iter().map(|u| u.user.id.as_str()).collect::<Vec<_>>(),
+        ["usr_a", "usr_b"]
+    );
+    let (page, next2) = must(store.list_users(2, next).await, "page 2");
+    assert_eq!(page.len(), 1);
+    assert!(next2.is_none());
+    for id in ["usr_a", "usr_b", "usr_c"] {
+        assert!(must(store.delete_user(id).await, "delete"));
+    }
+    assert!(!must(store.delete_user("usr_a").await, "delete again"));
+    must(
+        store
+            .insert_user(&user("usr_d", "a@example.com", &[]))
+            .await,
+        "email freed by delete",
+    );
+    must(store.delete_user("usr_d").await, "cleanup");
+}
+
+async fn audit<S: AuditStore>(store: &S) {
+    for i in 0..5 {
+        let rec = AuditRecord {
+            id: format!("{i:020}-x"),
+            at: Utc::now(),
+            actor: "admin".into(),
+            action: "app.create".into(),
+            target: format!("app_{i}"),
+            source_ip: "127.0.0.1".into(),
+            details: serde_json::json!({}),
+        };
+        must(store.append(&rec).await, "append");
+    }
+    let (page, next) = must(store.list_audit(3, None).await, "newest first");
+    assert_eq!(
+        page.iter().map(|r| r.target.as_str()).collect::<Vec<_>>(),
+        ["app_4", "app_3", "app_2"]
+    );
+    let (page, next) = must(store.list_audit(3, next).await, "older");
+    assert_eq!(
+        page.iter().map(|r| r.target.as_str()).collect::<Vec<_>>(),
+        ["app_1", "app_0"]
+    );
+    assert!(next.is_none());
 }
 
 async fn crud(store: &dyn AppStore) {

@@ -4,6 +4,7 @@ mod apps;
 mod discovery;
 mod errors;
 mod helpers;
+mod identity;
 mod lifecycle;
 mod process;
 mod token;
