@@ -1,4 +1,7 @@
-//! The command line: `serve`, `keys`, `token`, `verify`.
+//! The command line: `serve`, `keys`, `token`, `verify`, `apps`, `roles`.
+
+pub mod admin;
+pub mod client;
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -38,6 +41,24 @@ pub enum Command {
     Token(TokenArgs),
     /// Check a token against a JWKS URL and print its claims.
     Verify(VerifyArgs),
+    /// Manage applications on a running gateway.
+    Apps {
+        /// Gateway and credentials.
+        #[command(flatten)]
+        remote: Remote,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::AppsCommand,
+    },
+    /// Manage roles on a running gateway.
+    Roles {
+        /// Gateway and credentials.
+        #[command(flatten)]
+        remote: Remote,
+        /// What to do.
+        #[command(subcommand)]
+        command: admin::RolesCommand,
+    },
 }
 
 /// `tessera keys …`.
@@ -131,6 +152,16 @@ pub async fn run() -> ExitCode {
             }
             Err(e) => fail(json_out, &e),
         },
+        Command::Apps { remote, command } => match admin::apps(&remote, command, json_out).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(json_out, &e),
+        },
+        Command::Roles { remote, command } => {
+            match admin::roles(&remote, command, json_out).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(json_out, &e),
+            }
+        }
         Command::Verify(v) => match verify_cmd(v).await {
             Ok(claims) => {
                 if json_out {

@@ -380,3 +380,105 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_client"));
 }
+
+#[tokio::test]
+async fn the_cli_manages_apps_and_roles() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TESSERA_ADMIN_APP_ID", ADMIN_ID),
+        ("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET),
+    ];
+    let gw = start(dir.path(), &env);
+    let client = reqwest::Client::new();
+    let cli = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env("TESSERA_URL", &gw.address)
+            .env("TESSERA_APP_ID", ADMIN_ID)
+            .env("TESSERA_APP_SECRET", ADMIN_SECRET)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    let (ok, out, err) = cli(&["roles", "create", "reader", "--permission", "api_keys:read"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("reader") && out.contains("api_keys:read"),
+        "{out}"
+    );
+
+    let (ok, out, err) = cli(&[
+        "apps", "create", "--name", "from-cli", "--env", "test", "--role", "reader",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("shown only once"),
+        "the warning goes with the secret: {out}"
+    );
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("secret"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    assert!(secret.starts_with("tsr_sk_test_"), "{secret}");
+    let id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("id"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    access_token(&client, &gw.address, None, &secret).await;
+
+    let (ok, out, _) = cli(&["apps", "list"]);
+    assert!(ok);
+    assert!(
+        out.lines().next().unwrap().starts_with("ID"),
+        "a table: {out}"
+    );
+    assert!(out.contains(&id) && !out.contains(&secret), "{out}");
+    let (ok, out, _) = cli(&["apps", "list", "--json", "--env", "test"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 1);
+
+    let (ok, out, _) = cli(&["apps", "show", &id, "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["roles"], json!(["reader"]));
+
+    let (ok, out, err) = cli(&["apps", "rotate", &id, "--grace", "0", "--json"]);
+    assert!(ok);
+    assert!(err.contains("shown only once"));
+    let rotated: Value = serde_json::from_str(&out).unwrap();
+    let new_secret = rotated["secret"].as_str().unwrap();
+    assert_eq!(
+        token(&client, &gw.address, None, &secret).await.status(),
+        401
+    );
+    access_token(&client, &gw.address, None, new_secret).await;
+
+    let (ok, out, _) = cli(&["apps", "revoke", &id]);
+    assert!(ok, "{out}");
+    assert_eq!(
+        token(&client, &gw.address, None, new_secret).await.status(),
+        401
+    );
+    let (ok, out, _) = cli(&["apps", "delete", &id, "app_missing"]);
+    assert!(!ok, "a missing id is reported");
+    assert!(
+        out.contains("deleted") && out.contains("not_found"),
+        "{out}"
+    );
+
+    let (ok, _, err) = cli(&["roles", "delete", "reader"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["apps", "show", "app_missing"]);
+    assert!(!ok);
+    assert!(err.contains("not_found"), "{err}");
+}

@@ -1,0 +1,94 @@
+//! A small HTTP client for the admin API: exchanges the CLI's credentials
+//! for a token once, then sends authenticated calls.
+
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Remote;
+
+/// An authenticated connection to a gateway.
+pub struct AdminClient {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+/// Turns an error response into one line: status, code and message.
+fn describe(status: reqwest::StatusCode, body: &Value) -> String {
+    let e = &body["error"];
+    match (e.get("code"), e.as_str()) {
+        (Some(code), _) => format!(
+            "{status}: {} ({})",
+            e["message"].as_str().unwrap_or_default(),
+            code.as_str().unwrap_or_default()
+        ),
+        (None, Some(oauth)) => format!(
+            "{status}: {oauth} {}",
+            body["error_description"].as_str().unwrap_or_default()
+        ),
+        _ => format!("{status}"),
+    }
+}
+
+impl AdminClient {
+    /// Exchanges the credentials for an access token.
+    pub async fn connect(remote: &Remote) -> Result<Self, String> {
+        let secret = remote
+            .app_secret
+            .as_deref()
+            .ok_or("no secret: set TESSERA_APP_SECRET")?;
+        let base = remote.url.trim_end_matches('/').to_owned();
+        let http = reqwest::Client::new();
+        let mut form = vec![
+            ("grant_type", "client_credentials"),
+            ("client_secret", secret),
+        ];
+        if let Some(id) = remote.app_id.as_deref() {
+            form.push(("client_id", id));
+        }
+        let url = format!("{base}/oauth/token");
+        let res = http
+            .post(&url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        let body: Value = res.json().await.map_err(|e| format!("{url}: {e}"))?;
+        if !status.is_success() {
+            return Err(describe(status, &body));
+        }
+        let token = body["access_token"]
+            .as_str()
+            .ok_or("the gateway answered without an access_token")?
+            .to_owned();
+        Ok(Self { base, http, token })
+    }
+
+    /// Sends a call; success gives the JSON body (`Null` for 204).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?
+        };
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(describe(status, &body))
+        }
+    }
+}
