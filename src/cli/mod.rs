@@ -41,6 +41,8 @@ pub enum Command {
     Token(TokenArgs),
     /// Check a token against a JWKS URL and print its claims.
     Verify(VerifyArgs),
+    /// Print the OpenAPI 3.1 document of this build.
+    Openapi,
     /// Manage applications on a running gateway.
     Apps {
         /// Gateway and credentials.
@@ -152,6 +154,10 @@ pub async fn run() -> ExitCode {
             }
             Err(e) => fail(json_out, &e),
         },
+        Command::Openapi => {
+            println!("{}", crate::http::openapi::document());
+            ExitCode::SUCCESS
+        }
         Command::Apps { remote, command } => match admin::apps(&remote, command, json_out).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(json_out, &e),

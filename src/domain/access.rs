@@ -82,6 +82,7 @@ pub fn scope_covers(scope: &str, resource: &str) -> bool {
 
 /// A rule as configured on an application.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AccessRule {
     /// Where it holds.
@@ -96,6 +97,7 @@ pub struct AccessRule {
 
 /// A rule as carried in tokens: roles expanded into permissions.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 pub struct AccessGrant {
     /// Where it holds.
     pub scope: String,

@@ -8,6 +8,7 @@ use super::{AccessRule, DomainError, IpNet, Permission};
 
 /// `secret` keys live on servers; `public` keys may sit in a browser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum KeyType {
     /// Full permissions; shown as `sk` in the secret.
@@ -46,6 +47,7 @@ impl fmt::Display for KeyType {
 
 /// `live` or `test`, fixed at creation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Environment {
     /// Production traffic.
@@ -81,6 +83,7 @@ impl fmt::Display for Environment {
 
 /// Derived at read time from `revokedAt` and `expiresAt`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AppStatus {
     /// Usable.
@@ -96,6 +99,7 @@ pub const GATEWAY_OWNER: &str = "gateway";
 
 /// An application as operators see it (never holds the secret or its hash).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Application {
     /// Stable id, also embedded in generated secrets.
@@ -128,6 +132,7 @@ pub struct Application {
     /// Client addresses allowed to exchange (empty: anywhere). Carried in
     /// tokens as `allowed_cidrs` so verifiers can enforce it too.
     #[serde(default)]
+    #[cfg_attr(feature = "gateway", schema(value_type = Vec<String>, example = json!(["10.0.0.0/8"])))]
     pub allowed_ips: Vec<IpNet>,
     /// After this instant the key is refused with `key_expired`.
     #[serde(default)]

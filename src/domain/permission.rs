@@ -12,7 +12,9 @@ use super::DomainError;
 /// so a permission can never smuggle a separator or white space into a
 /// space-separated `scope`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
+#[cfg_attr(feature = "gateway", schema(value_type = String, example = "content:read"))]
 pub struct Permission(String);
 
 const MAX_LEN: usize = 128;
@@ -95,6 +97,7 @@ impl From<Permission> for String {
 
 /// One catalogue entry, as written in the `[[permissions]]` TOML table.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct PermissionDef {
     /// `resource:action`.

@@ -9,6 +9,7 @@ use super::{DomainError, Permission};
 /// expanded whenever a token is minted, so a change applies to every token
 /// minted afterwards.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct Role {
     /// Unique name.

@@ -8,6 +8,7 @@ use super::{DomainError, Permission};
 /// A person. Password and single sign-on login come later: their secrets
 /// will live beside this record in the store, never in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
 pub struct User {
     /// Stable id (`usr_…`).

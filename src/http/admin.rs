@@ -9,8 +9,9 @@ use super::extract::{Caller, gateway};
 use crate::service::{audit, roles, users};
 
 /// Paging parameters.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1 to 200 (default 50).
     pub limit: Option<usize>,
@@ -19,14 +20,16 @@ pub struct Page {
 }
 
 /// `?detach=true` on role deletion.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteRoleParams {
     /// Remove the role from its holders instead of refusing.
     #[serde(default)]
     pub detach: bool,
 }
 
+#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", responses((status = 200, description = "Every role", body = crate::http::openapi::RoleList), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/roles`.
 pub async fn list_roles(req: HttpRequest, Caller(c): Caller) -> Result<HttpResponse, ApiError> {
     c.require("roles:manage")?;
@@ -34,6 +37,7 @@ pub async fn list_roles(req: HttpRequest, Caller(c): Caller) -> Result<HttpRespo
     Ok(HttpResponse::Ok().json(json!({"data": roles::list(&gw).await?})))
 }
 
+#[utoipa::path(post, path = "/api/v1/roles", tag = "roles", request_body = roles::CreateRole, responses((status = 201, description = "Created", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The name exists", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `POST /api/v1/roles`.
 pub async fn create_role(
     req: HttpRequest,
@@ -45,6 +49,7 @@ pub async fn create_role(
     Ok(HttpResponse::Created().json(roles::create(&gw, &c, body.into_inner()).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name")), responses((status = 200, description = "The role", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such role", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/roles/{name}`.
 pub async fn get_role(
     req: HttpRequest,
@@ -56,6 +61,7 @@ pub async fn get_role(
     Ok(HttpResponse::Ok().json(roles::get(&gw, &name).await?))
 }
 
+#[utoipa::path(patch, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name")), request_body = roles::PatchRole, responses((status = 200, description = "Changed; applies to tokens minted from now on", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such role", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `PATCH /api/v1/roles/{name}`.
 pub async fn patch_role(
     req: HttpRequest,
@@ -68,6 +74,7 @@ pub async fn patch_role(
     Ok(HttpResponse::Ok().json(roles::patch(&gw, &c, &name, body.into_inner()).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name"), DeleteRoleParams), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such role", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "Still held; use ?detach=true", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `DELETE /api/v1/roles/{name}[?detach=true]`: 204, or 409 while held.
 pub async fn delete_role(
     req: HttpRequest,
@@ -81,6 +88,7 @@ pub async fn delete_role(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(Page), responses((status = 200, description = "A page of users", body = users::UserPage), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/users`.
 pub async fn list_users(
     req: HttpRequest,
@@ -93,6 +101,7 @@ pub async fn list_users(
     Ok(HttpResponse::Ok().json(users::list(&gw, page.limit, page.cursor).await?))
 }
 
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = users::CreateUser, responses((status = 201, description = "Created", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The email exists", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `POST /api/v1/users`.
 pub async fn create_user(
     req: HttpRequest,
@@ -104,6 +113,7 @@ pub async fn create_user(
     Ok(HttpResponse::Created().json(users::create(&gw, &c, body.into_inner()).await?))
 }
 
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), responses((status = 200, description = "The user", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such user", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/users/{id}`.
 pub async fn get_user(
     req: HttpRequest,
@@ -115,6 +125,7 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(users::get(&gw, &id).await?))
 }
 
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), request_body = users::PatchUser, responses((status = 200, description = "Changed", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such user", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The email belongs to someone else", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `PATCH /api/v1/users/{id}`.
 pub async fn patch_user(
     req: HttpRequest,
@@ -127,6 +138,7 @@ pub async fn patch_user(
     Ok(HttpResponse::Ok().json(users::patch(&gw, &c, &id, body.into_inner()).await?))
 }
 
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such user", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "Owns applications", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `DELETE /api/v1/users/{id}`: 204, or 409 while they own applications.
 pub async fn delete_user(
     req: HttpRequest,
@@ -139,6 +151,7 @@ pub async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(Page), responses((status = 200, description = "Newest first", body = audit::AuditPage), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "Bad limit", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/audit`: newest first.
 pub async fn audit_log(
     req: HttpRequest,

@@ -7,6 +7,7 @@ use serde_json::json;
 use super::ApiError;
 use super::extract::gateway;
 
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery", responses((status = 200, description = "Public signing keys (RFC 7517)", body = crate::http::openapi::Jwks)))]
 /// `GET /.well-known/jwks.json`: public keys only, cacheable for 5 minutes
 /// (short enough that a newly published key is seen before it signs, when
 /// operators follow the rotation steps in `keys/README.md`).
@@ -18,6 +19,7 @@ pub async fn jwks(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         .body(gw.keys.jwks_json().to_owned()))
 }
 
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
 /// `GET /.well-known/oauth-authorization-server` and
 /// `/.well-known/openid-configuration`.
 pub async fn metadata(req: HttpRequest) -> Result<HttpResponse, ApiError> {
@@ -40,4 +42,10 @@ pub async fn metadata(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             "token_endpoint_auth_signing_alg_values_supported": algs,
             "access_token_signing_alg_values_supported": algs,
         })))
+}
+
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses((status = 200, description = "OpenID discovery (the same metadata)", body = Object)))]
+/// `GET /.well-known/openid-configuration`: the same document.
+pub async fn openid_configuration(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    metadata(req).await
 }

@@ -6,11 +6,13 @@ use serde_json::json;
 use super::ApiError;
 use super::extract::gateway;
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves HTTP")))]
 /// The process is up and serving HTTP.
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Store and keys usable"), (status = 503, description = "The store does not answer")))]
 /// The store answers and a signing key is loaded.
 pub async fn readyz(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
@@ -29,6 +31,7 @@ pub async fn readyz(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     })
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
 /// Prometheus text exposition.
 pub async fn metrics(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;

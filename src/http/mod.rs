@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod openapi;
 pub mod token;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -39,6 +40,7 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(resource("/healthz").route(web::get().to(health::healthz)))
             .service(resource("/readyz").route(web::get().to(health::readyz)))
             .service(resource("/metrics").route(web::get().to(health::metrics)))
+            .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
             .service(resource("/.well-known/jwks.json").route(web::get().to(discovery::jwks)))
             .service(
                 resource("/.well-known/oauth-authorization-server")
@@ -46,7 +48,7 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
             )
             .service(
                 resource("/.well-known/openid-configuration")
-                    .route(web::get().to(discovery::metadata)),
+                    .route(web::get().to(discovery::openid_configuration)),
             )
             .service(resource("/oauth/token").route(web::post().to(token::oauth_token)))
             .service(resource("/api/v1/token").route(web::post().to(token::api_token)))

@@ -15,21 +15,23 @@ use crate::service::token::{ExchangeRequest, exchange};
 
 /// The JSON token request (SPEC §2.1). Fields of other grants are accepted
 /// and ignored here so that those grants can be refused by name.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ApiTokenRequest {
     #[serde(rename = "grantType", alias = "grant_type")]
     grant_type: Option<String>,
     #[serde(rename = "AppId", alias = "appId", alias = "app_id")]
     app_id: Option<String>,
     #[serde(rename = "AppSecret", alias = "appSecret", alias = "app_secret")]
+    #[schema(value_type = Option<String>)]
     app_secret: Option<SecretString>,
     scope: Option<String>,
     audience: Option<String>,
 }
 
-#[derive(Serialize)]
+/// The JSON token response.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct ApiTokenResponse {
+pub struct ApiTokenResponse {
     access_token: String,
     token_type: &'static str,
     expires_in: u64,
@@ -51,6 +53,7 @@ fn unsupported(grant: &str) -> DomainError {
     }
 }
 
+#[utoipa::path(post, path = "/api/v1/token", tag = "tokens", request_body = ApiTokenRequest, responses((status = 200, description = "An access token", body = ApiTokenResponse), (status = 400, description = "Malformed request or unsupported grant", body = crate::http::openapi::ApiErrorBody), (status = 401, description = "Missing, invalid, revoked or expired key", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "Scope, audience or client IP refused", body = crate::http::openapi::ApiErrorBody), (status = 413, description = "Body too large", body = crate::http::openapi::ApiErrorBody), (status = 429, description = "Too many failed attempts", body = crate::http::openapi::ApiErrorBody), (status = 503, description = "Hashing pool saturated", body = crate::http::openapi::ApiErrorBody)))]
 /// `POST /api/v1/token`.
 pub async fn api_token(
     req: HttpRequest,
@@ -124,6 +127,7 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
     Ok(Some((id, secret)))
 }
 
+#[utoipa::path(post, path = "/oauth/token", tag = "tokens", request_body(content = crate::http::openapi::OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "RFC 6749 §5.1 token response", body = crate::http::openapi::OAuthTokenResponse), (status = 400, description = "RFC 6749 §5.2 error", body = crate::http::openapi::OAuthErrorBody), (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody), (status = 429, description = "temporarily_unavailable", body = crate::http::openapi::OAuthErrorBody)), security((), ("basic" = [])))]
 /// `POST /oauth/token`.
 pub async fn oauth_token(
     req: HttpRequest,

@@ -20,7 +20,7 @@ use crate::store::{AppFilter, ListQuery, PreviousSecret, StoredApp};
 use serde_json::json;
 
 /// What an operator asks for when creating an application.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApp {
     /// Human name (required, at most 100 characters).
@@ -61,7 +61,7 @@ pub struct CreateApp {
 }
 
 /// An application as the API shows it: the record plus its current status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppView {
     /// The record.
@@ -97,7 +97,7 @@ impl std::fmt::Debug for CreatedApp {
 }
 
 /// An access rule as a request writes it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRuleInput {
     /// Where it holds (`cluster:c1/project:*`).
@@ -376,8 +376,9 @@ pub async fn get(gw: &Gateway, id: &str) -> Result<AppView, DomainError> {
 }
 
 /// Listing parameters as they arrive from the query string.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 200 (default 50).
     pub limit: Option<usize>,
@@ -395,7 +396,7 @@ pub struct ListParams {
 }
 
 /// One page of applications.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppPage {
     /// The applications, oldest first.
@@ -471,7 +472,7 @@ where
 }
 
 /// A partial update; absent fields are left as they are.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchApp {
     /// New name.
@@ -492,9 +493,11 @@ pub struct PatchApp {
     pub allowed_ips: Option<Vec<String>>,
     /// New expiry; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<chrono::DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
     /// New token lifetime; `null` falls back to the gateway's.
     #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<u64>)]
     pub token_ttl: Option<Option<u64>>,
 }
 
@@ -651,7 +654,7 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
 }
 
 /// The outcome for one id of a bulk delete.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct BulkResult {
     /// The id asked for.
     pub id: String,

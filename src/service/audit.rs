@@ -32,7 +32,7 @@ pub async fn record(gw: &Gateway, actor: &Principal, action: &str, target: &str,
 }
 
 /// One page of the audit log, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditPage {
     /// The records.

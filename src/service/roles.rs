@@ -12,7 +12,7 @@ use crate::domain::{DomainError, Permission, Role};
 use crate::store::RoleDelete;
 
 /// A new role.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateRole {
     /// Unique name.
@@ -26,7 +26,7 @@ pub struct CreateRole {
 }
 
 /// A change to a role.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchRole {
     /// New description.

@@ -14,7 +14,7 @@ use crate::domain::{DomainError, User};
 use crate::store::{AppFilter, ListQuery, StoredUser};
 
 /// A new user.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUser {
     /// Unique email address.
@@ -31,7 +31,7 @@ pub struct CreateUser {
 }
 
 /// A change to a user.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchUser {
     /// New email.
@@ -45,7 +45,7 @@ pub struct PatchUser {
 }
 
 /// A page of users.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UserPage {
     /// The users, by id.

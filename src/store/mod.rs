@@ -231,7 +231,7 @@ pub trait UserStore: Send + Sync + 'static {
 }
 
 /// One audited admin action. Never holds a secret.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AuditRecord {
     /// Ordered, unique id.
@@ -248,6 +248,7 @@ pub struct AuditRecord {
     pub source_ip: String,
     /// Non-secret details (changed field names, grace period, …).
     #[serde(default)]
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 
