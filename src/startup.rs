@@ -90,9 +90,20 @@ impl Application {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(usage::FLUSH_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                let mut ticks: u64 = 0;
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => usage::flush(&gw).await,
+                        _ = tick.tick() => {
+                            usage::flush(&gw).await;
+                            ticks += 1;
+                            // Expired revocations are forgotten about once a minute.
+                            if ticks % 60 == 0 {
+                                let now = chrono::Utc::now().timestamp();
+                                if let Err(e) = gw.revocations.purge_expired(now).await {
+                                    tracing::warn!(error = %e, "purging expired revocations failed");
+                                }
+                            }
+                        }
                         _ = &mut stop => break,
                     }
                 }

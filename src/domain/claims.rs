@@ -17,6 +17,10 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Issued at.
     pub iat: i64,
+    /// Issued at, in milliseconds: subject revocations compare against it,
+    /// so a token minted in the same second after a rotation survives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_ms: Option<i64>,
     /// Not before.
     pub nbf: i64,
     /// Unique token id, for revocation.

@@ -6,6 +6,7 @@ pub mod cidr;
 pub mod claims;
 pub mod error;
 pub mod permission;
+pub mod revocation;
 pub mod role;
 pub mod user;
 
@@ -15,5 +16,6 @@ pub use cidr::IpNet;
 pub use claims::AccessClaims;
 pub use error::DomainError;
 pub use permission::{Catalogue, Permission, PermissionDef};
+pub use revocation::{Revocation, RevocationKind};
 pub use role::Role;
 pub use user::User;

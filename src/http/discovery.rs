@@ -32,6 +32,10 @@ pub async fn metadata(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         .json(json!({
             "issuer": iss,
             "token_endpoint": format!("{iss}/oauth/token"),
+            "revocation_endpoint": format!("{iss}/oauth/revoke"),
+            "introspection_endpoint": format!("{iss}/oauth/introspect"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "jwks_uri": format!("{iss}/.well-known/jwks.json"),
             "grant_types_supported": ["client_credentials"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],

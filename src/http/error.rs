@@ -166,6 +166,26 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
+    /// `unauthorized_client` (400) with a description.
+    pub fn unauthorized_client(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: "unauthorized_client",
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `insufficient_scope` (403, RFC 6750 §3.1) with a description.
+    pub fn insufficient_scope(description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            error: "insufficient_scope",
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
     /// `invalid_request` with a description.
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self {

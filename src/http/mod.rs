@@ -8,6 +8,7 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod openapi;
+pub mod revocation;
 pub mod token;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -51,6 +52,9 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::get().to(discovery::openid_configuration)),
             )
             .service(resource("/oauth/token").route(web::post().to(token::oauth_token)))
+            .service(resource("/oauth/revoke").route(web::post().to(revocation::revoke)))
+            .service(resource("/oauth/introspect").route(web::post().to(revocation::introspect)))
+            .service(resource("/api/v1/revocations").route(web::get().to(revocation::feed)))
             .service(resource("/api/v1/token").route(web::post().to(token::api_token)))
             .service(
                 resource("/api/v1/apps")

@@ -69,6 +69,30 @@ pub struct OAuthTokenResponse {
     pub scope: String,
 }
 
+/// The form of `/oauth/revoke` and `/oauth/introspect`.
+#[derive(Serialize, ToSchema)]
+pub struct OAuthTokenForm {
+    /// The access token concerned.
+    pub token: String,
+    /// `access_token` (the only kind this gateway issues).
+    pub token_type_hint: Option<String>,
+    /// AppId (or use HTTP Basic, or a bearer token).
+    pub client_id: Option<String>,
+    /// AppSecret.
+    pub client_secret: Option<String>,
+}
+
+/// A page of the revocation feed.
+#[derive(Serialize, ToSchema)]
+pub struct FeedBody {
+    /// Entries after the cursor, in order; every live entry for a snapshot.
+    pub entries: Vec<crate::domain::Revocation>,
+    /// Ask with `?since=` this next time.
+    pub cursor: String,
+    /// True when `entries` is the whole live set (replace, don't add).
+    pub snapshot: bool,
+}
+
 /// An application together with its secret: only in create and rotate.
 #[derive(Serialize, ToSchema)]
 pub struct AppWithSecret {
@@ -136,6 +160,9 @@ impl Modify for Security {
         super::discovery::openid_configuration,
         super::token::api_token,
         super::token::oauth_token,
+        super::revocation::revoke,
+        super::revocation::introspect,
+        super::revocation::feed,
         super::apps::create,
         super::apps::list,
         super::apps::get,
@@ -165,6 +192,7 @@ impl Modify for Security {
         (name = "roles", description = "Roles: permission templates"),
         (name = "users", description = "Users (owners of applications)"),
         (name = "audit", description = "The audit log"),
+        (name = "revocation", description = "Revocation, introspection and the revocation feed"),
         (name = "discovery", description = "JWKS and metadata"),
         (name = "operations", description = "Health, readiness, metrics"),
     )

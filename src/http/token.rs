@@ -117,7 +117,9 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
         return Err(bad());
     };
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(bad());
+        // Another scheme (Bearer, on revoke and introspect) is not client
+        // credentials; the endpoint decides what to do with it.
+        return Ok(None);
     }
     let raw = zeroize::Zeroizing::new(STANDARD.decode(b64.trim()).map_err(|_| bad())?);
     let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
@@ -127,58 +129,87 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
     Ok(Some((id, secret)))
 }
 
+/// The parameters of an `/oauth/*` form, held as secrets until we know
+/// which one is the client secret. RFC 6749 §3.2: none may repeat.
+pub struct OAuthParams(std::collections::HashMap<String, SecretString>);
+
+impl OAuthParams {
+    /// Checks for repeated parameters.
+    pub fn new(form: Vec<(String, SecretString)>) -> Result<Self, OAuthError> {
+        let mut params = std::collections::HashMap::new();
+        for (k, v) in form {
+            if params.contains_key(&k) {
+                let shown: String = k.chars().take(64).collect();
+                return Err(OAuthError::invalid_request(format!(
+                    "parameter {shown} is repeated"
+                )));
+            }
+            params.insert(k, v);
+        }
+        Ok(Self(params))
+    }
+
+    /// A non-secret parameter.
+    pub fn get(&self, k: &str) -> Option<String> {
+        use secrecy::ExposeSecret;
+        self.0.get(k).map(|v| v.expose_secret().to_owned())
+    }
+
+    /// Takes a parameter out, still as a secret.
+    pub fn take(&mut self, k: &str) -> Option<SecretString> {
+        self.0.remove(k)
+    }
+
+    /// The client's credentials: HTTP Basic or `client_id`/`client_secret`
+    /// in the body, never both. `None` when neither is present.
+    pub fn client_credentials(
+        &mut self,
+        req: &HttpRequest,
+    ) -> Result<Option<(Option<String>, SecretString)>, OAuthError> {
+        let basic = basic_credentials(req)?;
+        let body_secret = self.take("client_secret");
+        match (basic, body_secret) {
+            (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+                "use one client authentication method, not both Basic and client_secret",
+            )),
+            (Some((id, secret)), None) => {
+                if self.get("client_id").is_some_and(|body_id| body_id != id) {
+                    return Err(OAuthError::invalid_request(
+                        "client_id differs from Basic credentials",
+                    ));
+                }
+                Ok(Some((Some(id), secret)))
+            }
+            (None, Some(secret)) => Ok(Some((self.get("client_id"), secret))),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
 #[utoipa::path(post, path = "/oauth/token", tag = "tokens", request_body(content = crate::http::openapi::OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "RFC 6749 §5.1 token response", body = crate::http::openapi::OAuthTokenResponse), (status = 400, description = "RFC 6749 §5.2 error", body = crate::http::openapi::OAuthErrorBody), (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody), (status = 429, description = "temporarily_unavailable", body = crate::http::openapi::OAuthErrorBody)), security((), ("basic" = [])))]
 /// `POST /oauth/token`.
 pub async fn oauth_token(
     req: HttpRequest,
     form: web::Form<Vec<(String, SecretString)>>,
 ) -> Result<HttpResponse, OAuthError> {
-    use secrecy::ExposeSecret;
     let gw = gateway(&req).map_err(OAuthError::from)?;
-    // RFC 6749 §3.2: parameters must not repeat. Values are held as secrets
-    // until we know which one is the client secret.
-    let mut params: std::collections::HashMap<String, SecretString> = Default::default();
-    for (k, v) in form.into_inner() {
-        if params.contains_key(&k) {
-            let shown: String = k.chars().take(64).collect();
-            return Err(OAuthError::invalid_request(format!(
-                "parameter {shown} is repeated"
-            )));
-        }
-        params.insert(k, v);
-    }
-    let body_secret = params.remove("client_secret");
-    let plain = |k: &str| params.get(k).map(|v| v.expose_secret().to_owned());
-    let grant =
-        plain("grant_type").ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    let mut params = OAuthParams::new(form.into_inner())?;
+    let grant = params
+        .get("grant_type")
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     if grant != "client_credentials" {
         return Err(unsupported(&grant).into());
     }
-    let basic = basic_credentials(&req)?;
-    let (client_id, secret) = match (basic, body_secret) {
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::invalid_request(
-                "use one client authentication method, not both Basic and client_secret",
-            ));
-        }
-        (Some((id, secret)), None) => {
-            if plain("client_id").is_some_and(|body_id| body_id != id) {
-                return Err(OAuthError::invalid_request(
-                    "client_id differs from Basic credentials",
-                ));
-            }
-            (Some(id), secret)
-        }
-        (None, Some(secret)) => (plain("client_id"), secret),
-        (None, None) => return Err(DomainError::MissingCredentials.into()),
-    };
-    let audience = plain("audience").or_else(|| plain("resource"));
+    let (client_id, secret) = params
+        .client_credentials(&req)?
+        .ok_or(DomainError::MissingCredentials)?;
+    let audience = params.get("audience").or_else(|| params.get("resource"));
     let issued = exchange(
         &gw,
         ExchangeRequest {
             app_id: client_id.filter(|s| !s.is_empty()),
             secret,
-            scope: plain("scope"),
+            scope: params.get("scope"),
             audience,
             client_ip: client_ip(&req),
         },

@@ -450,13 +450,18 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView
     let Some(mut stored) = gw.apps.get(id).await? else {
         return Err(DomainError::NotFound(format!("application {id}")));
     };
+    // The subject entry is written on every call, so a retry after a
+    // failed write still kills the tokens already minted.
     if stored.app.revoked_at.is_none() {
         let now = Utc::now();
         stored.app.revoked_at = Some(now);
         stored.app.updated_at = now;
         gw.apps.update(&stored).await?;
+        super::revocation::revoke_subject(gw, id).await?;
         tracing::info!(app_id = %id, actor = %actor.subject, "application revoked");
         audit::record(gw, actor, "app.revoke", id, json!({})).await;
+    } else {
+        super::revocation::revoke_subject(gw, id).await?;
     }
     forget(gw, id);
     Ok(AppView::of(stored.app))
@@ -626,6 +631,10 @@ pub async fn rotate(
     stored.app.prefix = generated.prefix;
     stored.app.updated_at = now;
     gw.apps.update(&stored).await?;
+    if grace_seconds == 0 {
+        // Rotated out at once: the tokens it minted die with it.
+        super::revocation::revoke_subject(gw, id).await?;
+    }
     forget(gw, id);
     tracing::info!(app_id = %id, actor = %actor.subject, grace_seconds, "application secret rotated");
     audit::record(
@@ -647,6 +656,7 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
     if !gw.apps.delete(id).await? {
         return Err(DomainError::NotFound(format!("application {id}")));
     }
+    super::revocation::revoke_subject(gw, id).await?;
     forget(gw, id);
     tracing::info!(app_id = %id, actor = %actor.subject, "application deleted");
     audit::record(gw, actor, "app.delete", id, json!({})).await;

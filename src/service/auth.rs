@@ -51,6 +51,9 @@ pub async fn authenticate_bearer(
         tracing::debug!(reason = %e, "bearer token refused");
         DomainError::InvalidToken
     })?;
+    if super::revocation::is_revoked(gw, &claims).await? {
+        return Err(DomainError::InvalidToken);
+    }
     let owner = match load_app(gw, &claims.sub).await? {
         Some(app) if app.app.status_at(chrono::Utc::now()) == AppStatus::Active => {
             app.app.owner.clone()

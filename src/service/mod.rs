@@ -10,6 +10,7 @@ pub mod cache;
 pub mod grants;
 pub mod limiter;
 pub mod metrics;
+pub mod revocation;
 pub mod roles;
 pub mod state;
 pub mod token;

@@ -11,7 +11,7 @@ use super::usage::UsageRecorder;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Pepper, SecretHasher};
 use crate::domain::Catalogue;
-use crate::store::{AppStore, AuditStore, RoleStore, UserStore};
+use crate::store::{AppStore, AuditStore, RevocationStore, RoleStore, UserStore};
 
 /// Everything a request may need.
 pub struct Gateway {
@@ -31,6 +31,8 @@ pub struct Gateway {
     pub users: Arc<dyn UserStore>,
     /// The audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Revocations and their feed.
+    pub revocations: Arc<dyn RevocationStore>,
     /// Effective grants recently computed.
     pub grants_cache: GrantsCache,
     /// argon2id on a bounded pool.
@@ -70,17 +72,20 @@ pub struct Stores {
     pub users: Arc<dyn UserStore>,
     /// Audit log.
     pub audit: Arc<dyn AuditStore>,
+    /// Revocations.
+    pub revocations: Arc<dyn RevocationStore>,
 }
 
 impl Stores {
     /// Every concern served by one backend value.
-    pub fn all<S: AppStore + RoleStore + UserStore + AuditStore>(s: S) -> Self {
+    pub fn all<S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore>(s: S) -> Self {
         let s = Arc::new(s);
         Self {
             apps: s.clone(),
             roles: s.clone(),
             users: s.clone(),
-            audit: s,
+            audit: s.clone(),
+            revocations: s,
         }
     }
 }
@@ -106,6 +111,7 @@ impl Gateway {
             roles: stores.roles,
             users: stores.users,
             audit: stores.audit,
+            revocations: stores.revocations,
             grants_cache: GrantsCache::new(Duration::from_secs(30), 100_000),
             hasher,
             // Changes made here invalidate at once; the TTL bounds staleness

@@ -175,12 +175,17 @@ async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredA
     }
 }
 
-/// Exchanges application credentials for an access token.
-pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
-    let stored = authenticate(gw, &req).await?;
+/// Authenticates a client by its secret and applies the policy every use of
+/// a secret must pass: revoked looks like unknown, expired says so only after
+/// a correct secret, and the client IP must be allowed. Returns the
+/// application and its effective grants.
+pub async fn authenticate_client(
+    gw: &Gateway,
+    req: &ExchangeRequest,
+) -> Result<(Arc<StoredApp>, Arc<super::grants::Grants>), DomainError> {
+    let stored = authenticate(gw, req).await?;
     let app = &stored.app;
-    let now = Utc::now();
-    match app.status_at(now) {
+    match app.status_at(Utc::now()) {
         AppStatus::Active => {}
         // Revoked must be indistinguishable from unknown.
         AppStatus::Revoked => {
@@ -194,8 +199,15 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
             req.client_ip,
         )));
     }
-
     let grants = super::grants::effective(gw, app).await?;
+    Ok((stored, grants))
+}
+
+/// Exchanges application credentials for an access token.
+pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
+    let (stored, grants) = authenticate_client(gw, &req).await?;
+    let app = &stored.app;
+    let now = Utc::now();
     let (granted, access) = super::grants::narrow(&grants, req.scope.as_deref())?;
     let audience = match req.audience.as_deref().map(str::trim) {
         None | Some("") => gw.settings.audience.clone(),
@@ -225,6 +237,7 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         aud: audience,
         exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
         iat,
+        iat_ms: Some(now.timestamp_millis()),
         nbf: iat,
         jti: random::token_id().map_err(|e| DomainError::Internal(e.to_string()))?,
         client_id: app.id.clone(),

@@ -6,9 +6,10 @@
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
-    AppFilter, AppStore, AuditRecord, AuditStore, ListQuery, RoleDelete, RoleStore, StoreError,
-    StoredApp, StoredUser, UserStore,
+    AppFilter, AppStore, AuditRecord, AuditStore, ListQuery, RevocationStore, RoleDelete,
+    RoleStore, StoreError, StoredApp, StoredUser, UserStore,
 };
+use crate::domain::RevocationKind;
 use crate::domain::{
     AccessRule, AppStatus, Application, Environment, KeyType, Permission, Role, User,
 };
@@ -58,13 +59,108 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
 }
 
 /// Runs every check against an empty store.
-pub async fn run_all<S: AppStore + RoleStore + UserStore + AuditStore>(store: &S) {
+pub async fn run_all<S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore>(
+    store: &S,
+) {
     crud(store).await;
     listing(store).await;
     usage(store).await;
     roles(store).await;
     users(store).await;
     audit(store).await;
+    revocations(store).await;
+}
+
+async fn revocations<S: RevocationStore>(store: &S) {
+    let now = Utc::now().timestamp();
+    let first = must(store.feed(None, 100).await, "empty snapshot");
+    assert!(first.snapshot && first.entries.is_empty());
+
+    let a = must(
+        store
+            .revoke(RevocationKind::Jti { jti: "j1".into() }, now + 60)
+            .await,
+        "revoke jti",
+    );
+    let b = must(
+        store
+            .revoke(
+                RevocationKind::Subject {
+                    sub: "app_s".into(),
+                    not_before_ms: 5_000,
+                },
+                now + 60,
+            )
+            .await,
+        "revoke subject",
+    );
+    assert!(b.seq > a.seq, "positions increase");
+    assert!(must(store.is_revoked("j1", "anyone", 0).await, "jti"));
+    assert!(!must(
+        store.is_revoked("j2", "anyone", 0).await,
+        "other jti"
+    ));
+    assert!(must(store.is_revoked("x", "app_s", 4_999).await, "before"));
+    assert!(!must(
+        store.is_revoked("x", "app_s", 5_000).await,
+        "at or after"
+    ));
+    // An earlier instant never weakens a later one.
+    must(
+        store
+            .revoke(
+                RevocationKind::Subject {
+                    sub: "app_s".into(),
+                    not_before_ms: 1_000,
+                },
+                now + 60,
+            )
+            .await,
+        "older subject",
+    );
+    assert!(must(
+        store.is_revoked("x", "app_s", 4_999).await,
+        "still before"
+    ));
+
+    // Incremental reading from the cursor of the first snapshot.
+    let page = must(store.feed(Some(&first.cursor), 2).await, "incremental");
+    assert!(!page.snapshot);
+    assert_eq!(page.entries.len(), 2);
+    assert_eq!(page.entries[0], a);
+    let rest = must(store.feed(Some(&page.cursor), 10).await, "rest");
+    assert_eq!(rest.entries.len(), 1);
+    let empty = must(store.feed(Some(&rest.cursor), 10).await, "nothing new");
+    assert!(empty.entries.is_empty() && !empty.snapshot);
+    assert_eq!(empty.cursor, rest.cursor);
+    // A foreign cursor gets the whole live set.
+    let snap = must(store.feed(Some("elsewhere.3"), 10).await, "foreign");
+    assert!(snap.snapshot);
+    assert_eq!(snap.entries.len(), 3);
+
+    // Expired entries are forgotten, and an old cursor then gets a snapshot.
+    let c = must(
+        store
+            .revoke(
+                RevocationKind::Jti {
+                    jti: "short".into(),
+                },
+                now - 1,
+            )
+            .await,
+        "expired",
+    );
+    assert_eq!(must(store.purge_expired(now).await, "purge"), 1);
+    assert!(!must(store.is_revoked("short", "x", 0).await, "purged"));
+    let after_purge = must(store.feed(Some(&first.cursor), 10).await, "old cursor");
+    assert!(
+        after_purge.snapshot,
+        "a cursor from before a purge is too old"
+    );
+    assert!(after_purge.entries.iter().all(|e| e.seq != c.seq));
+    let purged_all = must(store.purge_expired(now + 61).await, "purge all");
+    assert_eq!(purged_all, 3);
+    assert!(!must(store.is_revoked("j1", "x", 0).await, "gone"));
 }
 
 fn role(name: &str, perms: &[&str]) -> Role {

@@ -10,7 +10,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{AppStatus, Application, Environment, KeyType, Role, User};
+use crate::domain::{
+    AppStatus, Application, Environment, KeyType, Revocation, RevocationKind, Role, User,
+};
 
 /// An application as stored: the public record plus its argon2id hash.
 #[derive(Clone, Serialize, Deserialize, PartialEq)]
@@ -263,6 +265,34 @@ pub trait AuditStore: Send + Sync + 'static {
         limit: usize,
         before: Option<String>,
     ) -> Result<(Vec<AuditRecord>, Option<String>), StoreError>;
+}
+
+/// A page of the revocation feed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FeedPage {
+    /// Entries after the cursor, in order (or every live entry, for a snapshot).
+    pub entries: Vec<Revocation>,
+    /// The cursor to ask with next time.
+    pub cursor: String,
+    /// True when the cursor was unknown or too old and `entries` is the whole
+    /// live set: the reader replaces its mirror instead of adding to it.
+    pub snapshot: bool,
+}
+
+/// Revocations: stored with a bounded lifetime, readable as a versioned feed.
+#[async_trait]
+pub trait RevocationStore: Send + Sync + 'static {
+    /// Stores a revocation, assigning its feed position. Returns it as stored.
+    async fn revoke(&self, kind: RevocationKind, expires_at: i64)
+    -> Result<Revocation, StoreError>;
+    /// Whether a token with these claims is revoked now.
+    async fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> Result<bool, StoreError>;
+    /// The entries after `cursor` (at most `limit`), or a snapshot of every
+    /// live entry when the cursor is absent, foreign or older than what was
+    /// forgotten.
+    async fn feed(&self, cursor: Option<&str>, limit: usize) -> Result<FeedPage, StoreError>;
+    /// Forgets entries that expired before `now` (seconds); returns how many.
+    async fn purge_expired(&self, now: i64) -> Result<usize, StoreError>;
 }
 
 /// The ordering key of an application: creation time, then id.

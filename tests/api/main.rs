@@ -7,4 +7,5 @@ mod helpers;
 mod identity;
 mod lifecycle;
 mod process;
+mod revocation;
 mod token;

@@ -15,6 +15,7 @@ use super::{AppStore, ListPage, ListQuery, StoreError, StoredApp, UsageDelta, or
 
 mod audit;
 mod identity;
+mod revocations;
 
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const BY_CREATED: TableDefinition<&str, &str> = TableDefinition::new("apps_by_created");
@@ -67,6 +68,7 @@ impl EmbeddedStore {
         txn.open_table(USERS).map_err(backend)?;
         txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
         txn.open_table(AUDIT).map_err(backend)?;
+        revocations::init(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }

@@ -1,0 +1,171 @@
+//! `POST /oauth/revoke` (RFC 7009), `POST /oauth/introspect` (RFC 7662) and
+//! the revocation feed `GET /api/v1/revocations`.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::extract::{Caller, bearer_token, client_ip, gateway};
+use super::token::OAuthParams;
+use super::{ApiError, OAuthError};
+use crate::domain::{DomainError, Permission};
+use crate::service::auth::authenticate_bearer;
+use crate::service::token::{ExchangeRequest, authenticate_client};
+use crate::service::{Gateway, revocation};
+
+/// Who is calling an `/oauth/*` management endpoint, and what they hold.
+struct OAuthCaller {
+    id: String,
+    permissions: Vec<Permission>,
+}
+
+impl OAuthCaller {
+    fn holds(&self, p: &str) -> bool {
+        Permission::parse(p).is_ok_and(|p| Permission::any_covers(&self.permissions, &p))
+    }
+}
+
+/// Client authentication for revoke and introspect: client credentials
+/// (Basic or body), or a bearer token from this gateway.
+async fn oauth_caller(
+    gw: &Gateway,
+    req: &HttpRequest,
+    params: &mut OAuthParams,
+) -> Result<OAuthCaller, OAuthError> {
+    if let Some(creds) = params.client_credentials(req)? {
+        let (client_id, secret) = creds;
+        let (app, grants) = authenticate_client(
+            gw,
+            &ExchangeRequest {
+                app_id: client_id.filter(|s| !s.is_empty()),
+                secret,
+                scope: None,
+                audience: None,
+                client_ip: client_ip(req),
+            },
+        )
+        .await?;
+        return Ok(OAuthCaller {
+            id: app.app.id.clone(),
+            permissions: grants.permissions.clone(),
+        });
+    }
+    match bearer_token(req) {
+        Some(token) => {
+            let p = authenticate_bearer(gw, token, client_ip(req))
+                .await
+                .map_err(|_| DomainError::InvalidCredentials)?;
+            Ok(OAuthCaller {
+                id: p.subject,
+                permissions: p.permissions,
+            })
+        }
+        None => Err(DomainError::MissingCredentials.into()),
+    }
+}
+
+#[utoipa::path(post, path = "/oauth/revoke", tag = "revocation",
+    request_body(content = crate::http::openapi::OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "Revoked, or nothing to revoke (RFC 7009 §2.2)"),
+        (status = 400, description = "RFC 6749 §5.2 error", body = crate::http::openapi::OAuthErrorBody),
+        (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody)),
+    security(("basic" = []), ("bearer" = [])))]
+/// `POST /oauth/revoke`: a client revokes its own tokens; a holder of
+/// `tokens:revoke` revokes anyone's. Unknown, foreign or expired tokens
+/// answer 200, as RFC 7009 §2.2 asks.
+pub async fn revoke(
+    req: HttpRequest,
+    form: web::Form<Vec<(String, SecretString)>>,
+) -> Result<HttpResponse, OAuthError> {
+    let gw = gateway(&req).map_err(OAuthError::from)?;
+    let mut params = OAuthParams::new(form.into_inner())?;
+    let caller = oauth_caller(&gw, &req, &mut params).await?;
+    let token = params
+        .take("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let may_revoke_any = caller.holds("tokens:revoke");
+    let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
+    revocation::revoke_token(&gw, &token, |c| may_revoke_any || c.client_id == caller.id)
+        .await
+        .map_err(|e| match e {
+            DomainError::InsufficientPermissions(_) => OAuthError::unauthorized_client(
+                "the token was issued to another client; revoking it needs tokens:revoke",
+            ),
+            other => other.into(),
+        })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+#[utoipa::path(post, path = "/oauth/introspect", tag = "revocation",
+    request_body(content = crate::http::openapi::OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "RFC 7662 answer; `active: false` for anything not live", body = Object),
+        (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody),
+        (status = 403, description = "insufficient_scope: needs tokens:introspect", body = crate::http::openapi::OAuthErrorBody)),
+    security(("basic" = []), ("bearer" = [])))]
+/// `POST /oauth/introspect`: for callers holding `tokens:introspect`.
+pub async fn introspect(
+    req: HttpRequest,
+    form: web::Form<Vec<(String, SecretString)>>,
+) -> Result<HttpResponse, OAuthError> {
+    let gw = gateway(&req).map_err(OAuthError::from)?;
+    let mut params = OAuthParams::new(form.into_inner())?;
+    let caller = oauth_caller(&gw, &req, &mut params).await?;
+    if !caller.holds("tokens:introspect") {
+        return Err(OAuthError::insufficient_scope(
+            "introspection needs the permission tokens:introspect",
+        ));
+    }
+    let token = params
+        .take("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let body = revocation::introspect(&gw, secrecy::ExposeSecret::expose_secret(&token)).await?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body))
+}
+
+/// Feed parameters.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct FeedParams {
+    /// The `cursor` of the previous answer; absent for a full snapshot.
+    pub since: Option<String>,
+    /// At most this many entries (1 to 10000, default 1000).
+    pub limit: Option<usize>,
+}
+
+/// `GET /api/v1/revocations?since=`: entries after the cursor, or a snapshot
+/// of every live entry when the cursor is absent, foreign or too old.
+#[utoipa::path(get, path = "/api/v1/revocations", tag = "revocation", params(FeedParams),
+    responses((status = 200, description = "Entries and the next cursor", body = crate::http::openapi::FeedBody),
+        (status = 401, description = "Missing or invalid bearer token", body = crate::http::openapi::ApiErrorBody),
+        (status = 403, description = "Needs tokens:introspect", body = crate::http::openapi::ApiErrorBody)),
+    security(("bearer" = [])))]
+pub async fn feed(
+    req: HttpRequest,
+    Caller(c): Caller,
+    params: web::Query<FeedParams>,
+) -> Result<HttpResponse, ApiError> {
+    c.require("tokens:introspect")?;
+    let gw = gateway(&req)?;
+    let limit = params.limit.unwrap_or(1000);
+    if !(1..=10_000).contains(&limit) {
+        return Err(DomainError::Validation("limit must be between 1 and 10000".into()).into());
+    }
+    let page = gw
+        .revocations
+        .feed(params.since.as_deref(), limit)
+        .await
+        .map_err(DomainError::from)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(serde_json::json!({
+            "entries": page.entries,
+            "cursor": page.cursor,
+            "snapshot": page.snapshot,
+        })))
+}

@@ -1,0 +1,225 @@
+//! Revocations in the embedded store: entries by feed position, indexes by
+//! `jti` and by subject, and a little metadata (next position, the oldest
+//! forgotten position, and the feed's epoch).
+
+use async_trait::async_trait;
+use redb::{ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{EmbeddedStore, backend, decode, encode};
+use crate::domain::{Revocation, RevocationKind};
+use crate::store::{FeedPage, RevocationStore, StoreError};
+
+pub(super) const REVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revocations");
+pub(super) const REV_JTI: TableDefinition<&str, u64> = TableDefinition::new("revocations_by_jti");
+pub(super) const REV_SUBJECT: TableDefinition<&str, u64> =
+    TableDefinition::new("revocations_by_subject");
+pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+
+const SEQ: &str = "revocation_seq";
+const FLOOR: &str = "revocation_floor";
+const EPOCH: &str = "revocation_epoch";
+
+fn read_u64(v: Option<redb::AccessGuard<'_, &[u8]>>) -> u64 {
+    v.and_then(|g| <[u8; 8]>::try_from(g.value()).ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Creates the feed's epoch once: a random id that changes only when the
+/// store is new, so a reader's cursor from another store is recognised.
+pub(super) fn init(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    txn.open_table(REVOCATIONS).map_err(backend)?;
+    txn.open_table(REV_JTI).map_err(backend)?;
+    txn.open_table(REV_SUBJECT).map_err(backend)?;
+    let mut meta = txn.open_table(META).map_err(backend)?;
+    if meta.get(EPOCH).map_err(backend)?.is_none() {
+        let epoch = crate::crypto::random::base62(12).map_err(backend)?;
+        meta.insert(EPOCH, epoch.as_bytes()).map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn parse_cursor(c: &str) -> Option<(&str, u64)> {
+    let (epoch, seq) = c.split_once('.')?;
+    Some((epoch, seq.parse().ok()?))
+}
+
+#[async_trait]
+impl RevocationStore for EmbeddedStore {
+    async fn revoke(
+        &self,
+        kind: RevocationKind,
+        expires_at: i64,
+    ) -> Result<Revocation, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let rev = {
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let seq = read_u64(meta.get(SEQ).map_err(backend)?) + 1;
+                meta.insert(SEQ, seq.to_be_bytes().as_slice()).map_err(backend)?;
+                let rev = Revocation {
+                    seq,
+                    kind,
+                    expires_at,
+                };
+                let mut entries = txn.open_table(REVOCATIONS).map_err(backend)?;
+                entries.insert(seq, encode(&rev)?.as_slice()).map_err(backend)?;
+                match &rev.kind {
+                    RevocationKind::Jti { jti } => {
+                        let mut t = txn.open_table(REV_JTI).map_err(backend)?;
+                        t.insert(jti.as_str(), seq).map_err(backend)?;
+                    }
+                    RevocationKind::Subject { sub, not_before_ms } => {
+                        let mut t = txn.open_table(REV_SUBJECT).map_err(backend)?;
+                        // Keep the latest instant: an earlier one is implied by it.
+                        let keep_old = match t.get(sub.as_str()).map_err(backend)? {
+                            Some(old) => match entries.get(old.value()).map_err(backend)? {
+                                Some(v) => matches!(
+                                    decode::<Revocation>(v.value())?.kind,
+                                    RevocationKind::Subject { not_before_ms: old_nb, .. } if old_nb > *not_before_ms
+                                ),
+                                None => false,
+                            },
+                            None => false,
+                        };
+                        if !keep_old {
+                            t.insert(sub.as_str(), seq).map_err(backend)?;
+                        }
+                    }
+                }
+                rev
+            };
+            txn.commit().map_err(backend)?;
+            Ok(rev)
+        })
+        .await
+    }
+
+    async fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> Result<bool, StoreError> {
+        let (jti, sub) = (jti.to_owned(), sub.to_owned());
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let entries = txn.open_table(REVOCATIONS).map_err(backend)?;
+            let by_jti = txn.open_table(REV_JTI).map_err(backend)?;
+            let by_sub = txn.open_table(REV_SUBJECT).map_err(backend)?;
+            for seq in [
+                by_jti
+                    .get(jti.as_str())
+                    .map_err(backend)?
+                    .map(|g| g.value()),
+                by_sub
+                    .get(sub.as_str())
+                    .map_err(backend)?
+                    .map(|g| g.value()),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if let Some(v) = entries.get(seq).map_err(backend)? {
+                    let rev: Revocation = decode(v.value())?;
+                    if rev.covers(&jti, &sub, issued_ms) {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(false)
+        })
+        .await
+    }
+
+    async fn feed(&self, cursor: Option<&str>, limit: usize) -> Result<FeedPage, StoreError> {
+        let cursor = cursor.map(str::to_owned);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let meta = txn.open_table(META).map_err(backend)?;
+            let epoch = meta
+                .get(EPOCH)
+                .map_err(backend)?
+                .map(|g| String::from_utf8_lossy(g.value()).into_owned())
+                .unwrap_or_default();
+            let current = read_u64(meta.get(SEQ).map_err(backend)?);
+            let floor = read_u64(meta.get(FLOOR).map_err(backend)?);
+            let entries = txn.open_table(REVOCATIONS).map_err(backend)?;
+            let since = cursor
+                .as_deref()
+                .and_then(parse_cursor)
+                .filter(|(e, s)| *e == epoch && *s <= current && *s >= floor)
+                .map(|(_, s)| s);
+            match since {
+                Some(since) => {
+                    let mut out = Vec::new();
+                    let mut last = since;
+                    for entry in entries.range(since + 1..).map_err(backend)? {
+                        if out.len() >= limit.max(1) {
+                            break;
+                        }
+                        let (k, v) = entry.map_err(backend)?;
+                        last = k.value();
+                        out.push(decode(v.value())?);
+                    }
+                    Ok(FeedPage {
+                        entries: out,
+                        cursor: format!("{epoch}.{last}"),
+                        snapshot: false,
+                    })
+                }
+                None => {
+                    let now = chrono::Utc::now().timestamp();
+                    let mut out = Vec::new();
+                    for entry in entries.iter().map_err(backend)? {
+                        let (_, v) = entry.map_err(backend)?;
+                        let rev: Revocation = decode(v.value())?;
+                        if rev.expires_at > now {
+                            out.push(rev);
+                        }
+                    }
+                    Ok(FeedPage {
+                        entries: out,
+                        cursor: format!("{epoch}.{current}"),
+                        snapshot: true,
+                    })
+                }
+            }
+        })
+        .await
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<usize, StoreError> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            let purged = {
+                let mut entries = txn.open_table(REVOCATIONS).map_err(backend)?;
+                let mut expired: Vec<(u64, Revocation)> = Vec::new();
+                for entry in entries.iter().map_err(backend)? {
+                    let (k, v) = entry.map_err(backend)?;
+                    let rev: Revocation = decode(v.value())?;
+                    if rev.expires_at <= now {
+                        expired.push((k.value(), rev));
+                    }
+                }
+                let mut by_jti = txn.open_table(REV_JTI).map_err(backend)?;
+                let mut by_sub = txn.open_table(REV_SUBJECT).map_err(backend)?;
+                let mut meta = txn.open_table(META).map_err(backend)?;
+                let mut floor = read_u64(meta.get(FLOOR).map_err(backend)?);
+                for (seq, rev) in &expired {
+                    entries.remove(*seq).map_err(backend)?;
+                    let (table, key) = match &rev.kind {
+                        RevocationKind::Jti { jti } => (&mut by_jti, jti.as_str()),
+                        RevocationKind::Subject { sub, .. } => (&mut by_sub, sub.as_str()),
+                    };
+                    let points_here =
+                        table.get(key).map_err(backend)?.map(|g| g.value()) == Some(*seq);
+                    if points_here {
+                        table.remove(key).map_err(backend)?;
+                    }
+                    floor = floor.max(*seq);
+                }
+                meta.insert(FLOOR, floor.to_be_bytes().as_slice())
+                    .map_err(backend)?;
+                expired.len()
+            };
+            txn.commit().map_err(backend)?;
+            Ok(purged)
+        })
+        .await
+    }
+}
