@@ -37,6 +37,10 @@ pub struct Settings {
     pub keys_dir: PathBuf,
     /// Shared Redis backend; unset means the embedded store.
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key and of the change channel. Default
+    /// `tessera:`; several deployments may share one Redis with different
+    /// prefixes.
+    pub redis_prefix: String,
     /// Token lifetime in seconds and the ceiling for per-application TTLs.
     /// Default 600.
     pub token_ttl: u64,
@@ -90,6 +94,7 @@ impl Default for Settings {
             data_dir: PathBuf::from("./data"),
             keys_dir: PathBuf::from("./keys"),
             redis_url: None,
+            redis_prefix: "tessera:".into(),
             token_ttl: 600,
             key_prefix: "tsr".into(),
             log: "info".into(),
@@ -177,6 +182,7 @@ impl Settings {
                 "TESSERA_REDIS_URL" => {
                     self.redis_url = Some(v.clone()).filter(|v| !v.is_empty());
                 }
+                "TESSERA_REDIS_PREFIX" => self.redis_prefix = v.clone(),
                 "TESSERA_TOKEN_TTL" => self.token_ttl = parse_num(k, v)?,
                 "TESSERA_KEY_PREFIX" => self.key_prefix = v.clone(),
                 "TESSERA_LOG" => self.log = v.clone(),
@@ -257,6 +263,16 @@ impl Settings {
             && !(iss.starts_with("http://") || iss.starts_with("https://"))
         {
             return Err(err("issuer (TESSERA_ISSUER)", "must be an http(s) URL"));
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("unix://"))
+        {
+            return Err(err(
+                "redis_url (TESSERA_REDIS_URL)",
+                "must start with redis://, rediss:// or unix://",
+            ));
         }
         if self.max_body_bytes < 1024 || self.max_body_bytes > 1024 * 1024 {
             return Err(err(

@@ -13,6 +13,7 @@ use crate::service::bootstrap::{self, Bootstrap};
 use crate::service::metrics::inc;
 use crate::service::usage;
 use crate::store::embedded::EmbeddedStore;
+use crate::store::redis::{ChangeEvent, RedisStore};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +28,27 @@ pub struct Application {
     bootstrap: Option<Bootstrap>,
     flusher: tokio::task::JoinHandle<()>,
     stop_flusher: tokio::sync::oneshot::Sender<()>,
+    listener: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Applies a change made by another gateway to this one's caches.
+fn apply_change(gw: &Gateway, event: ChangeEvent) {
+    match event {
+        ChangeEvent::App(id) => {
+            gw.app_cache.invalidate(&id);
+            gw.secret_cache.invalidate_app(&id);
+            gw.grants_cache.invalidate(&id);
+        }
+        ChangeEvent::Roles | ChangeEvent::Users => gw.grants_cache.clear(),
+        // Revocations are read from the store on every check here.
+        ChangeEvent::Revocation(_) => {}
+        // Messages may have been missed while disconnected: start afresh.
+        ChangeEvent::Resynced => {
+            gw.app_cache.clear();
+            gw.secret_cache.clear();
+            gw.grants_cache.clear();
+        }
+    }
 }
 
 impl std::fmt::Debug for Application {
@@ -37,13 +59,15 @@ impl std::fmt::Debug for Application {
     }
 }
 
-fn open_store(settings: &Settings) -> Result<Stores, StartupError> {
-    if settings.redis_url.is_some() {
-        return Err(StartupError(
-            "TESSERA_REDIS_URL: the Redis backend is not available in this build yet; \
-             unset it to use the embedded store"
-                .into(),
-        ));
+/// The backend, chosen here once: Redis when `TESSERA_REDIS_URL` is set,
+/// else the embedded store.
+async fn open_store(settings: &Settings) -> Result<Stores, StartupError> {
+    if let Some(url) = &settings.redis_url {
+        let store = RedisStore::connect(url, &settings.redis_prefix)
+            .await
+            .map_err(|e| StartupError(format!("redis_url (TESSERA_REDIS_URL): {e}")))?;
+        tracing::info!(prefix = %settings.redis_prefix, "using the Redis backend");
+        return Ok(Stores::all(store));
     }
     let store = EmbeddedStore::open(&settings.data_dir)
         .map_err(|e| StartupError(format!("data_dir (TESSERA_DATA_DIR): {e}")))?;
@@ -60,7 +84,7 @@ impl Application {
             tracing::info!(file = %path.display(), "generated a new signing key");
         }
         tracing::info!(kid = %keys.active().kid(), alg = %keys.active().alg(), "signing key loaded");
-        let store = open_store(&settings)?;
+        let store = open_store(&settings).await?;
         let listener = TcpListener::bind(&settings.listen).map_err(|e| {
             StartupError(format!("listen (TESSERA_LISTEN) {}: {e}", settings.listen))
         })?;
@@ -111,6 +135,12 @@ impl Application {
                 usage::flush(&gw).await;
             })
         };
+        let changes = gateway.settings.redis_url.clone().map(|url| {
+            let gw = gateway.clone();
+            RedisStore::follow_changes(url, gateway.settings.redis_prefix.clone(), move |e| {
+                apply_change(&gw, e);
+            })
+        });
         let data = gateway.clone();
         let server = HttpServer::new(move || {
             App::new()
@@ -160,6 +190,7 @@ impl Application {
             bootstrap: Some(boot),
             flusher,
             stop_flusher,
+            listener: changes,
         })
     }
 
@@ -191,9 +222,13 @@ impl Application {
             gateway,
             flusher,
             stop_flusher,
+            listener,
             ..
         } = self;
         let res = server.await;
+        if let Some(l) = listener {
+            l.abort();
+        }
         let _ = stop_flusher.send(());
         let _ = flusher.await;
         drop(gateway);

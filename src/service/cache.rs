@@ -135,6 +135,10 @@ impl SecretCache {
     pub fn put(&self, digest: [u8; 32], v: VerifiedSecret) {
         self.0.put(digest, v);
     }
+    /// Forgets everything.
+    pub fn clear(&self) {
+        self.0.remove_where(|_, _| true);
+    }
     /// Forgets every entry of one application (revocation, rotation).
     pub fn invalidate_app(&self, app_id: &str) {
         self.0.remove_where(|_, v| v.app_id == app_id);

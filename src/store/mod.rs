@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod embedded;
+pub mod redis;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
