@@ -135,6 +135,10 @@ end
 redis.call('PUBLISH', KEYS[5], '{"kind":"revocation","entry":' .. entry .. '}')
 return entry"#;
 
+const DELETE_IF_EQUAL: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1";
+
 const RAISE_FLOOR: &str = r"
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')
 if old < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], ARGV[1]) end
@@ -1123,15 +1127,30 @@ impl RevocationStore for RedisStore {
             let mut c = self.conn().await?;
             let seqs: Vec<u64> = c.zrange(&order, 0, -1).await.map_err(unavailable)?;
             let all = hmget_revocations(&mut c, &entries_key, &seqs).await?;
-            let expired: Vec<u64> = all
-                .iter()
-                .filter(|r| r.expires_at <= now)
-                .map(|r| r.seq)
-                .collect();
+            let retired: Vec<&Revocation> = all.iter().filter(|r| r.expires_at <= now).collect();
+            let expired: Vec<u64> = retired.iter().map(|r| r.seq).collect();
             let Some(max) = expired.iter().max().copied() else {
                 return Ok(0);
             };
-            // Index keys expire by themselves (EXAT); only the log is trimmed.
+            // Index keys also expire by themselves (EXAT); this removes them
+            // at once when they still point at a retired entry.
+            for r in &retired {
+                let (key, value) = match &r.kind {
+                    RevocationKind::Jti { jti } => {
+                        (self.key(&format!("rev:jti:{jti}")), r.seq.to_string())
+                    }
+                    RevocationKind::Subject { sub, not_before_ms } => (
+                        self.key(&format!("rev:sub:{sub}")),
+                        not_before_ms.to_string(),
+                    ),
+                };
+                redis::Script::new(DELETE_IF_EQUAL)
+                    .key(&key)
+                    .arg(&value)
+                    .invoke_async::<i64>(&mut c)
+                    .await
+                    .map_err(unavailable)?;
+            }
             let mut p = redis::pipe();
             p.atomic()
                 .hdel(&entries_key, &expired)

@@ -13,6 +13,8 @@ pub const ADMIN_SECRET: &str = "admin-secret-for-tests-0123456789";
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
+    keys_dir: PathBuf,
+    redis_prefix: String,
     /// Held so the directories live as long as the server.
     _dirs: TempDir,
     handle: actix_web::dev::ServerHandle,
@@ -57,6 +59,8 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 }
 
 pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
+    let keys_dir = settings.keys_dir.clone();
+    let redis_prefix = settings.redis_prefix.clone();
     let app = Application::build(settings).await.expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
@@ -64,12 +68,22 @@ pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
     TestApp {
         address,
         client: reqwest::Client::new(),
+        keys_dir,
+        redis_prefix,
         _dirs: dirs,
         handle,
     }
 }
 
 impl TestApp {
+    pub fn keys_dir(&self) -> PathBuf {
+        self.keys_dir.clone()
+    }
+
+    pub fn settings_prefix(&self) -> &str {
+        &self.redis_prefix
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

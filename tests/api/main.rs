@@ -7,5 +7,7 @@ mod helpers;
 mod identity;
 mod lifecycle;
 mod process;
+mod redis;
+mod redis_server;
 mod revocation;
 mod token;

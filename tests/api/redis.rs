@@ -1,0 +1,325 @@
+//! The Redis backend against a real redis-server: the conformance suite,
+//! several gateways acting as one, publication, and Redis failing.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+use crate::redis_server::RedisServer;
+
+const SHARED_ISSUER: &str = "http://gateways.test";
+
+fn prefix() -> String {
+    format!("t{}:", tessera::crypto::random::base62(10).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_redis_store_passes_the_conformance_suite() {
+    let redis = RedisServer::start();
+    let store = tessera::store::redis::RedisStore::connect(&redis.url(), &prefix())
+        .await
+        .unwrap();
+    tessera::store::conformance::run_all(&store).await;
+}
+
+/// Two gateways on one Redis, each with its own key ring directory holding
+/// the same key (operators share the ring by mounting one directory).
+async fn two_gateways(redis: &RedisServer) -> (TestApp, TestApp) {
+    // Behind one load balancer they share an issuer, a Redis and a key ring.
+    let p = prefix();
+    let a = spawn_with(|s| {
+        s.redis_url = Some(redis.url());
+        s.redis_prefix = p.clone();
+        s.issuer = Some(SHARED_ISSUER.into());
+    })
+    .await;
+    let keys = a.keys_dir();
+    let b = spawn_with(|s| {
+        s.redis_url = Some(redis.url());
+        s.redis_prefix = p.clone();
+        s.keys_dir = keys.clone();
+        s.issuer = Some(SHARED_ISSUER.into());
+    })
+    .await;
+    (a, b)
+}
+
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what} did not happen"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    start.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_on_one_redis_act_as_one() {
+    let redis = RedisServer::start();
+    let (a, b) = two_gateways(&redis).await;
+    assert_eq!(a.jwks().await, b.jwks().await, "one key ring");
+
+    // Created on A, exchanged on B.
+    let (created, secret) = a
+        .create_app(json!({"name": "shared", "permissions": ["content:read"]}))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let token_b = b.token_for(None, &secret).await;
+    verify_with_jwks(&a.jwks().await, &token_b, SHARED_ISSUER, "tessera")
+        .expect("A's JWKS verifies B's token");
+    assert_eq!(
+        a.exchange(None, &secret).await.status(),
+        200,
+        "A has it cached now"
+    );
+
+    // Revoked on B: A refuses within a second, caches and all.
+    let admin_b = b.admin_token().await;
+    let res = b
+        .authed(Method::POST, &format!("/api/v1/apps/{id}/revoke"), &admin_b)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let took = eventually("A refusing the revoked secret", async || {
+        a.exchange(None, &secret).await.status() == 401
+    })
+    .await;
+    assert!(took < Duration::from_secs(1), "took {took:?}");
+
+    // Rotated on B: A refuses the old secret and accepts the new one.
+    let (c2, s2) = a.create_app(json!({"name": "rotating"})).await;
+    let id2 = c2["id"].as_str().unwrap();
+    assert_eq!(a.exchange(None, &s2).await.status(), 200);
+    let res = b
+        .authed(
+            Method::POST,
+            &format!("/api/v1/apps/{id2}/rotate"),
+            &admin_b,
+        )
+        .await
+        .send()
+        .await
+        .unwrap();
+    let new_secret = res.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    eventually("A refusing the rotated-out secret", async || {
+        a.exchange(None, &s2).await.status() == 401
+    })
+    .await;
+    assert_eq!(a.exchange(None, &new_secret).await.status(), 200);
+
+    // Deleted on B: gone on A.
+    let res = b
+        .authed(Method::DELETE, &format!("/api/v1/apps/{id2}"), &admin_b)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    eventually("A refusing the deleted app", async || {
+        a.exchange(None, &new_secret).await.status() == 401
+    })
+    .await;
+
+    // A role changed on A applies to tokens minted on B.
+    let admin_a = a.admin_token().await;
+    a.authed(Method::POST, "/api/v1/roles", &admin_a)
+        .await
+        .json(&json!({"name": "r", "permissions": ["content:read"]}))
+        .send()
+        .await
+        .unwrap();
+    let (_c3, s3) = a.create_app(json!({"name": "roled", "roles": ["r"]})).await;
+    assert_eq!(
+        claims_of(&b.token_for(None, &s3).await)["permissions"],
+        json!(["content:read"])
+    );
+    a.authed(Method::PATCH, "/api/v1/roles/r", &admin_a)
+        .await
+        .json(&json!({"permissions": ["content:read", "content:write"]}))
+        .send()
+        .await
+        .unwrap();
+    eventually("B seeing the role change", async || {
+        claims_of(&b.token_for(None, &s3).await)["permissions"]
+            == json!(["content:read", "content:write"])
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_are_shared_published_and_fed() {
+    let redis = RedisServer::start();
+    let (a, b) = two_gateways(&redis).await;
+    let (_i, intro) = a
+        .create_app(json!({"name": "verifier", "permissions": ["tokens:introspect"]}))
+        .await;
+    let (svc, secret) = a.create_app(json!({"name": "svc"})).await;
+    let id = svc["id"].as_str().unwrap();
+    let token = a.token_for(None, &secret).await;
+    let intro_token = b.token_for(None, &intro).await;
+
+    let introspect = |gw: &TestApp, t: &str| {
+        gw.client
+            .post(gw.url("/oauth/introspect"))
+            .bearer_auth(&intro_token)
+            .form(&[("token", t.to_owned())])
+            .send()
+    };
+    // Each gateway introspects tokens of its own issuer.
+    let r: Value = introspect(&a, &token).await.unwrap().json().await.unwrap();
+    assert_eq!(r["active"], true);
+
+    let feed0: Value = b
+        .client
+        .get(b.url("/api/v1/revocations"))
+        .bearer_auth(&intro_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cursor = feed0["cursor"].as_str().unwrap().to_owned();
+
+    // Listen on the channel as a verifier would.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    let channel = format!("{}events", a.settings_prefix());
+    pubsub.subscribe(&channel).await.unwrap();
+    let mut messages = pubsub.into_on_message();
+
+    let admin = a.admin_token().await;
+    let res = a
+        .authed(Method::POST, &format!("/api/v1/apps/{id}/revoke"), &admin)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+
+    // On the channel, by the time the call answered.
+    use futures_util::StreamExt;
+    let mut seen = false;
+    while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(2), messages.next()).await {
+        let payload: String = msg.get_payload().unwrap();
+        let v: Value = serde_json::from_str(&payload).unwrap();
+        if v["kind"] == "revocation" && v["entry"]["sub"] == id {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "no revocation message on {channel}");
+
+    // In B's feed after A's cursor, and the token is dead for both.
+    let page: Value = b
+        .client
+        .get(b.url(&format!("/api/v1/revocations?since={cursor}")))
+        .bearer_auth(&intro_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["snapshot"], false);
+    assert!(
+        page["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["sub"] == id)
+    );
+    let r: Value = introspect(&a, &token).await.unwrap().json().await.unwrap();
+    assert_eq!(r["active"], false);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_means_prompt_503s_and_it_heals_without_a_restart() {
+    let mut redis = RedisServer::start();
+    let p = prefix();
+    let gw = spawn_with(|s| {
+        s.redis_url = Some(redis.url());
+        s.redis_prefix = p.clone();
+    })
+    .await;
+    let (created, secret) = gw.create_app(json!({"name": "before"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let admin = gw.admin_token().await;
+    assert_eq!(gw.exchange(None, &secret).await.status(), 200);
+
+    redis.kill();
+    // Admin writes fail promptly with 503 and write nothing.
+    let started = Instant::now();
+    let res = gw
+        .authed(Method::POST, "/api/v1/apps", &admin)
+        .await
+        .json(&json!({"name": "during"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    let (status, code, _) = error_code(res).await;
+    assert_eq!((status, code.as_str()), (503, "unavailable"));
+    let ready = gw.client.get(gw.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    // An application already verified keeps exchanging from cache (bounded: see README).
+    assert_eq!(gw.exchange(None, &secret).await.status(), 200);
+
+    redis.restart();
+    // Heals by itself: readiness, writes, and everything acknowledged before.
+    eventually("readiness after restart", async || {
+        gw.client
+            .get(gw.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            == 200
+    })
+    .await;
+    let got = gw
+        .authed(Method::GET, &format!("/api/v1/apps/{id}"), &admin)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.status(),
+        200,
+        "acknowledged before the crash, still there"
+    );
+    let (_c, s2) = gw.create_app(json!({"name": "after"})).await;
+    assert_eq!(gw.exchange(None, &s2).await.status(), 200);
+    let list: Value = gw
+        .authed(Method::GET, "/api/v1/apps", &admin)
+        .await
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"before") && names.contains(&"after") && !names.contains(&"during"),
+        "{names:?}"
+    );
+}
