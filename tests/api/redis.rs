@@ -256,6 +256,57 @@ async fn redis_down_means_prompt_503s_and_it_heals_without_a_restart() {
     let admin = gw.admin_token().await;
     assert_eq!(gw.exchange(None, &secret).await.status(), 200);
 
+    // Traffic throughout: creates (each acknowledged id remembered) and exchanges.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = {
+        let (client, url, admin, secret, stop) = (
+            gw.client.clone(),
+            gw.address.clone(),
+            admin.clone(),
+            secret.clone(),
+            stop.clone(),
+        );
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut failures = 0u32;
+            let mut i = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let res = client
+                    .post(format!("{url}/api/v1/apps"))
+                    .bearer_auth(&admin)
+                    .json(&json!({"name": format!("traffic {i}")}))
+                    .send()
+                    .await;
+                match res {
+                    Ok(r) if r.status() == 201 => acknowledged.push(
+                        r.json::<Value>().await.unwrap()["id"]
+                            .as_str()
+                            .unwrap()
+                            .to_owned(),
+                    ),
+                    Ok(r) => {
+                        assert!(
+                            r.status() == 503,
+                            "only 503 while Redis is away, got {}",
+                            r.status()
+                        );
+                        failures += 1;
+                    }
+                    Err(e) => panic!("the gateway itself must stay up: {e}"),
+                }
+                let _ = client
+                    .post(format!("{url}/api/v1/token"))
+                    .json(&json!({"AppSecret": secret}))
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (acknowledged, failures)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     redis.kill();
     // Admin writes fail promptly with 503 and write nothing.
     let started = Instant::now();
@@ -303,8 +354,22 @@ async fn redis_down_means_prompt_503s_and_it_heals_without_a_restart() {
     );
     let (_c, s2) = gw.create_app(json!({"name": "after"})).await;
     assert_eq!(gw.exchange(None, &s2).await.status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (acknowledged, failures) = traffic.await.unwrap();
+    assert!(failures > 0, "the traffic met the outage");
+    assert!(acknowledged.len() > 5, "the traffic went on around it");
+    for ack in &acknowledged {
+        let res = gw
+            .authed(Method::GET, &format!("/api/v1/apps/{ack}"), &admin)
+            .await
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "acknowledged {ack} was lost");
+    }
     let list: Value = gw
-        .authed(Method::GET, "/api/v1/apps", &admin)
+        .authed(Method::GET, "/api/v1/apps?limit=200", &admin)
         .await
         .send()
         .await
