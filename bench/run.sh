@@ -13,10 +13,12 @@ if ! command -v wrk >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --bin tessera --example sign_ceiling
+cargo build --release --bin tessera --example sign_ceiling --example revocation_latency
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/tessera
 CEIL=$TARGET/release/examples/sign_ceiling
+LAT=$TARGET/release/examples/revocation_latency
+command -v redis-server >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TMP=$(mktemp -d)
@@ -26,11 +28,11 @@ trap cleanup EXIT
 
 ADMIN_ID=bench-admin
 ADMIN_SECRET=bench-admin-secret-0123456789abcdef
-start_gateway() { # name, extra config toml
+start_gateway() { # name, extra config toml, [redis url]
   local name=$1 port; port=$(free_port)
   mkdir -p "$TMP/$name"
   printf '%s\n' "$2" > "$TMP/$name/config.toml"
-  TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
+  TESSERA_REDIS_URL=${3:-} TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
   TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET TESSERA_LOG=warn \
     "$BIN" serve --config "$TMP/$name/config.toml" > "$TMP/$name/out.log" 2>&1 &
   PIDS+=($!)
@@ -38,12 +40,12 @@ start_gateway() { # name, extra config toml
   echo "http://127.0.0.1:$port"
 }
 json_field() { python3 -c "import sys,json; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
-new_app() { # url -> "id secret"
-  local admin body
+new_app() { # url [permissions json] -> "id secret"
+  local admin body perms=${2:-'["api_keys:read"]'}
   admin=$(curl -sf "$1/api/v1/token" -H 'content-type: application/json' \
     -d "{\"AppId\":\"$ADMIN_ID\",\"AppSecret\":\"$ADMIN_SECRET\"}" | json_field accessToken)
   body=$(curl -sf "$1/api/v1/apps" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
-    -d '{"name":"bench","permissions":["api_keys:read"]}')
+    -d "{\"name\":\"bench\",\"permissions\":$perms}")
   echo "$(echo "$body" | json_field id) $(echo "$body" | json_field secret)"
 }
 run_wrk() { # label url path body ctype [conns]
@@ -72,6 +74,14 @@ read -r CID CSECRET <<< "$(new_app "$COLD")"
 OPEN=$(start_gateway open "max_failures_per_app = 1000000000
 max_failures_per_ip = 1000000000")
 read -r OID OSECRET <<< "$(new_app "$OPEN")"
+RPORT=$(free_port)
+mkdir -p "$TMP/redis"
+redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly yes --save "" > "$TMP/redis/log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+REDIS_URL=redis://127.0.0.1:$RPORT/
+SHARED=$(start_gateway shared "redis_prefix = \"bench:\"" "$REDIS_URL")
+read -r RID RSECRET <<< "$(new_app "$SHARED" '["tokens:revoke","tokens:introspect"]')"
 
 run_wrk "ceiling: bare actix + jsonwebtoken ES256 sign" "http://127.0.0.1:$CPORT" /token "" application/json
 CEIL_RPS=$(cat "$TMP/last_rps")
@@ -81,6 +91,9 @@ OAUTH_RPS=$(cat "$TMP/last_rps")
 run_wrk "warm POST /api/v1/token" "$WARM" /api/v1/token \
   "{\"grantType\":\"app_token\",\"AppSecret\":\"$SECRET\"}" application/json
 API_RPS=$(cat "$TMP/last_rps")
+run_wrk "warm POST /api/v1/token on the Redis backend" "$SHARED" /api/v1/token \
+  "{\"grantType\":\"app_token\",\"AppSecret\":\"$RSECRET\"}" application/json
+REDIS_RPS=$(cat "$TMP/last_rps")
 run_wrk "cold POST /api/v1/token (argon2id every time)" "$COLD" /api/v1/token \
   "{\"grantType\":\"app_token\",\"AppSecret\":\"$CSECRET\"}" application/json
 
@@ -99,8 +112,12 @@ for gw in warm open; do
   echo "    the flood itself ($LABEL): $(awk '/Requests\/sec/ {print $2}' "$TMP/flood_$gw.log") req/s, non-2xx $(awk '/Non-2xx/ {print $5}' "$TMP/flood_$gw.log")"
 done
 
-python3 - "$CEIL_RPS" "$OAUTH_RPS" "$API_RPS" <<'PY'
+echo "== revocation visibility (Redis backend, ${REVOCATIONS:-200} revocations)"
+"$LAT" "$SHARED" "$REDIS_URL" "bench:" "$RID" "$RSECRET" "${REVOCATIONS:-200}"
+
+python3 - "$CEIL_RPS" "$OAUTH_RPS" "$API_RPS" "$REDIS_RPS" <<'PY'
 import sys
-c, o, a = map(float, sys.argv[1:])
+c, o, a, r = map(float, sys.argv[1:])
 print(f"ratio to ceiling: /oauth/token {o/c:.2f}, /api/v1/token {a/c:.2f} (target 0.7)")
+print(f"Redis backend / embedded store, warm /api/v1/token: {r/a:.2f} (target 0.8)")
 PY
