@@ -4,6 +4,10 @@
 //! short-lived JWT signed with keys from `keys/`; downstream services verify
 //! those tokens on their own with the JWKS.
 //!
+//! Downstream services use only the verifier:
+//! `default-features = false, features = ["verifier", "actix"]` (see
+//! [`verifier`]).
+//!
 //! The crate is laid out as `domain` (pure rules), `crypto` (keys, tokens,
 //! hashing), `store` (persistence behind traits), `service` (use cases),
 //! `http` (the actix-web surface), `startup` and `cli`.
@@ -17,7 +21,7 @@ pub mod domain;
 pub mod cli;
 #[cfg(feature = "gateway")]
 pub mod config;
-#[cfg(feature = "gateway")]
+#[cfg(feature = "verifier")]
 pub mod crypto;
 #[cfg(feature = "gateway")]
 pub mod http;
@@ -29,6 +33,8 @@ pub mod startup;
 pub mod store;
 #[cfg(feature = "gateway")]
 pub mod telemetry;
+#[cfg(feature = "verifier")]
+pub mod verifier;
 
 #[cfg(feature = "gateway")]
 pub use config::Settings;

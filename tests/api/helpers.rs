@@ -15,6 +15,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     keys_dir: PathBuf,
     redis_prefix: String,
+    issuer: String,
     /// Held so the directories live as long as the server.
     _dirs: TempDir,
     handle: actix_web::dev::ServerHandle,
@@ -60,9 +61,11 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
 
 pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
     let keys_dir = settings.keys_dir.clone();
+    let configured_issuer = settings.issuer.clone();
     let redis_prefix = settings.redis_prefix.clone();
     let app = Application::build(settings).await.expect("gateway builds");
     let address = format!("http://127.0.0.1:{}", app.port());
+    let issuer = configured_issuer.unwrap_or_else(|| address.clone());
     let handle = app.handle();
     tokio::spawn(app.run_until_stopped());
     TestApp {
@@ -70,6 +73,7 @@ pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
         client: reqwest::Client::new(),
         keys_dir,
         redis_prefix,
+        issuer,
         _dirs: dirs,
         handle,
     }
@@ -78,6 +82,11 @@ pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
 impl TestApp {
     pub fn keys_dir(&self) -> PathBuf {
         self.keys_dir.clone()
+    }
+
+    /// The issuer this gateway puts in its tokens.
+    pub fn issuer_hint(&self) -> String {
+        self.issuer.clone()
     }
 
     pub fn settings_prefix(&self) -> &str {

@@ -11,3 +11,4 @@ mod redis;
 mod redis_server;
 mod revocation;
 mod token;
+mod verifier;

@@ -1,0 +1,132 @@
+//! actix-web integration: an extractor for verified tokens and errors in the
+//! gateway's JSON shape (SPEC §6).
+//!
+//! ```ignore
+//! App::new()
+//!     .app_data(web::Data::from(verifier.clone()))
+//!     .route("/things/{id}", web::get().to(|Authenticated(t): Authenticated, id: web::Path<String>| async move {
+//!         t.require("things:read", Some(&format!("thing:{id}")))?;
+//!         Ok::<_, VerifyError>(HttpResponse::Ok().finish())
+//!     }))
+//! ```
+
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
+use serde_json::json;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr};
+use std::pin::Pin;
+
+use super::{VerifiedToken, Verifier, VerifyError};
+
+impl VerifyError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            VerifyError::Missing => (
+                StatusCode::UNAUTHORIZED,
+                "missing_api_key",
+                "authentication_error",
+            ),
+            VerifyError::Invalid(_) | VerifyError::Revoked => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_token",
+                "authentication_error",
+            ),
+            VerifyError::IpNotAllowed(_) => (
+                StatusCode::FORBIDDEN,
+                "ip_not_allowed",
+                "authorization_error",
+            ),
+            VerifyError::Forbidden(_) => (
+                StatusCode::FORBIDDEN,
+                "insufficient_permissions",
+                "authorization_error",
+            ),
+            VerifyError::Stale | VerifyError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "api_error")
+            }
+        }
+    }
+}
+
+impl ResponseError for VerifyError {
+    fn status_code(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let (status, code, kind) = self.parts();
+        // One message for every invalid token: the reason is logged, not told.
+        let message = match self {
+            VerifyError::Invalid(reason) => {
+                tracing::debug!(%reason, "token refused");
+                "The access token is invalid, expired or revoked".to_owned()
+            }
+            VerifyError::Revoked => "The access token is invalid, expired or revoked".to_owned(),
+            other => other.to_string(),
+        };
+        let mut res = HttpResponse::build(status);
+        if status == StatusCode::UNAUTHORIZED {
+            res.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            res.insert_header((header::RETRY_AFTER, "1"));
+        }
+        res.json(json!({"error": {"code": code, "message": message, "type": kind}}))
+    }
+}
+
+/// The client address under the verifier's trusted-proxy rule.
+pub fn client_ip(req: &HttpRequest, verifier: &Verifier) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let values = |name: &str| -> Vec<&str> {
+        req.headers()
+            .get_all(name)
+            .filter_map(|v| v.to_str().ok())
+            .collect()
+    };
+    crate::domain::cidr::client_ip(
+        peer,
+        &values("forwarded"),
+        &values("x-forwarded-for"),
+        &verifier.config().trusted_proxies,
+    )
+}
+
+/// A request whose bearer token passed every check, including the token's
+/// IP allow-list. Needs `web::Data<Verifier>` in the app.
+#[derive(Debug, Clone)]
+pub struct Authenticated(pub VerifiedToken);
+
+impl FromRequest for Authenticated {
+    type Error = VerifyError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let verifier = req.app_data::<web::Data<Verifier>>().cloned();
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim().to_owned());
+        let ip = verifier.as_ref().map(|v| client_ip(req, v));
+        Box::pin(async move {
+            let verifier = verifier
+                .ok_or_else(|| VerifyError::Unavailable("no Verifier in the app data".into()))?;
+            let token = token
+                .filter(|t| !t.is_empty())
+                .ok_or(VerifyError::Missing)?;
+            let verified = verifier.verify(&token).await?;
+            if let Some(ip) = ip {
+                verified.check_client_ip(ip)?;
+            }
+            Ok(Authenticated(verified))
+        })
+    }
+}

@@ -1,0 +1,377 @@
+//! The in-memory revocation mirror. Checking a token is two hash lookups;
+//! entries are dropped when the tokens they cover have expired, so memory is
+//! bounded by what was revoked within one token lifetime.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use futures_util::StreamExt;
+use secrecy::ExposeSecret;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use super::RevocationSource;
+use crate::domain::{Revocation, RevocationKind};
+
+#[derive(Default)]
+struct State {
+    /// The gateway's `jti`s are 128 random bits: kept as `u128` (16 bytes
+    /// instead of a heap string), with their expiry.
+    jtis: HashMap<u128, i64>,
+    /// Any other `jti` shape.
+    other_jtis: HashMap<String, i64>,
+    /// Subject → (not-before in ms, expiry).
+    subjects: HashMap<String, (i64, i64)>,
+}
+
+fn compact(jti: &str) -> Option<u128> {
+    let mut buf = [0u8; 16];
+    match URL_SAFE_NO_PAD.decode_slice(jti.as_bytes(), &mut buf) {
+        Ok(16) if jti.len() == 22 => Some(u128::from_be_bytes(buf)),
+        _ => None,
+    }
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// The mirror, and how fresh it is.
+pub struct RevocationMirror {
+    state: RwLock<State>,
+    /// Milliseconds since the epoch of the last sign of life from the source.
+    last_heard_ms: AtomicI64,
+    /// For Redis: the subscription is up (fresh as long as it is).
+    live: AtomicBool,
+}
+
+impl Default for RevocationMirror {
+    fn default() -> Self {
+        Self {
+            state: RwLock::new(State::default()),
+            last_heard_ms: AtomicI64::new(0),
+            live: AtomicBool::new(false),
+        }
+    }
+}
+
+impl RevocationMirror {
+    /// Adds one entry.
+    pub fn apply(&self, r: &Revocation) {
+        let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+        Self::insert(&mut s, r);
+    }
+
+    fn insert(s: &mut State, r: &Revocation) {
+        match &r.kind {
+            RevocationKind::Jti { jti } => match compact(jti) {
+                Some(k) => {
+                    s.jtis.insert(k, r.expires_at);
+                }
+                None => {
+                    s.other_jtis.insert(jti.clone(), r.expires_at);
+                }
+            },
+            RevocationKind::Subject { sub, not_before_ms } => {
+                let e = s
+                    .subjects
+                    .entry(sub.clone())
+                    .or_insert((*not_before_ms, r.expires_at));
+                if *not_before_ms >= e.0 {
+                    *e = (*not_before_ms, r.expires_at.max(e.1));
+                }
+            }
+        }
+    }
+
+    /// Replaces everything with a full snapshot.
+    pub fn replace(&self, entries: &[Revocation]) {
+        let mut fresh = State::default();
+        for r in entries {
+            Self::insert(&mut fresh, r);
+        }
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
+    /// Whether a token with these claims is revoked (O(1)).
+    pub fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> bool {
+        let now = chrono::Utc::now().timestamp();
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        let jti_hit = match compact(jti) {
+            Some(k) => s.jtis.get(&k).is_some_and(|exp| *exp > now),
+            None => s.other_jtis.get(jti).is_some_and(|exp| *exp > now),
+        };
+        jti_hit
+            || s.subjects
+                .get(sub)
+                .is_some_and(|(nb, exp)| *exp > now && issued_ms < *nb)
+    }
+
+    /// Drops entries whose tokens have all expired; returns how many.
+    pub fn purge(&self, now: i64) -> usize {
+        let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
+        let before = s.jtis.len() + s.other_jtis.len() + s.subjects.len();
+        s.jtis.retain(|_, exp| *exp > now);
+        s.other_jtis.retain(|_, exp| *exp > now);
+        s.subjects.retain(|_, (_, exp)| *exp > now);
+        before - (s.jtis.len() + s.other_jtis.len() + s.subjects.len())
+    }
+
+    /// How many entries are held.
+    pub fn len(&self) -> usize {
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        s.jtis.len() + s.other_jtis.len() + s.subjects.len()
+    }
+
+    /// Whether no entry is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn heard(&self) {
+        self.last_heard_ms.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// Whether the source has been silent (or away) for longer than `bound`.
+    pub fn is_stale(&self, bound: Duration) -> bool {
+        if self.live.load(Ordering::Relaxed) {
+            return false;
+        }
+        let last = self.last_heard_ms.load(Ordering::Relaxed);
+        last == 0 || now_ms() - last > i64::try_from(bound.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    /// Starts following `source` in the background.
+    pub fn follow(source: RevocationSource) -> Arc<Self> {
+        let me = Arc::new(Self::default());
+        let m = me.clone();
+        match source {
+            RevocationSource::Redis { url, prefix } => {
+                tokio::spawn(async move { m.follow_redis(url, prefix).await });
+            }
+            RevocationSource::Feed {
+                gateway_url,
+                app_id,
+                app_secret,
+                every,
+            } => {
+                tokio::spawn(async move {
+                    m.follow_feed(
+                        gateway_url,
+                        app_id,
+                        app_secret.expose_secret().to_owned(),
+                        every,
+                    )
+                    .await;
+                });
+            }
+            RevocationSource::Disabled => {}
+        }
+        let m = me.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(30));
+            loop {
+                tick.tick().await;
+                m.purge(chrono::Utc::now().timestamp());
+            }
+        });
+        me
+    }
+
+    async fn follow_redis(&self, url: String, prefix: String) {
+        let channel = format!("{prefix}events");
+        let entries_key = format!("{prefix}rev:entries");
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let session = async {
+                let client = redis::Client::open(url.as_str()).map_err(|e| e.to_string())?;
+                let mut pubsub =
+                    tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+                        .await
+                        .map_err(|_| "connect timed out".to_owned())?
+                        .map_err(|e| e.to_string())?;
+                pubsub
+                    .subscribe(&channel)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                // Subscribed first, then loaded: nothing falls in between.
+                let mut conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let all: Vec<String> = redis::cmd("HVALS")
+                    .arg(&entries_key)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let entries: Vec<Revocation> = all
+                    .iter()
+                    .filter_map(|v| serde_json::from_str(v).ok())
+                    .collect();
+                Ok::<_, String>((pubsub, entries))
+            };
+            match session.await {
+                Ok((pubsub, entries)) => {
+                    self.replace(&entries);
+                    self.heard();
+                    self.live.store(true, Ordering::Relaxed);
+                    backoff = Duration::from_millis(100);
+                    let mut stream = pubsub.into_on_message();
+                    while let Some(msg) = stream.next().await {
+                        self.heard();
+                        let Ok(payload) = msg.get_payload::<String>() else {
+                            continue;
+                        };
+                        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
+                            continue;
+                        };
+                        if v["kind"] == "revocation"
+                            && let Ok(r) = serde_json::from_value::<Revocation>(v["entry"].clone())
+                        {
+                            self.apply(&r);
+                        }
+                    }
+                    self.live.store(false, Ordering::Relaxed);
+                    tracing::warn!("revocation channel lost; resyncing");
+                }
+                Err(e) => tracing::warn!(error = %e, "revocation channel unavailable; retrying"),
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+
+    async fn follow_feed(&self, gateway: String, app_id: String, secret: String, every: Duration) {
+        let gateway = gateway.trim_end_matches('/').to_owned();
+        let http = match reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+        {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build an HTTP client for the revocation feed");
+                return;
+            }
+        };
+        let mut token: Option<(String, std::time::Instant)> = None;
+        let mut cursor = String::new();
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if token
+                .as_ref()
+                .is_none_or(|(_, until)| std::time::Instant::now() >= *until)
+            {
+                let res = http
+                    .post(format!("{gateway}/oauth/token"))
+                    .form(&[
+                        ("grant_type", "client_credentials"),
+                        ("client_id", app_id.as_str()),
+                        ("client_secret", secret.as_str()),
+                    ])
+                    .send()
+                    .await;
+                let body: Option<serde_json::Value> = match res {
+                    Ok(r) if r.status().is_success() => r.json().await.ok(),
+                    Ok(r) => {
+                        tracing::warn!(status = %r.status(), "revocation feed: token refused");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "revocation feed: gateway unreachable");
+                        None
+                    }
+                };
+                token = body.and_then(|b| {
+                    let t = b["access_token"].as_str()?.to_owned();
+                    let ttl = b["expires_in"].as_u64().unwrap_or(60);
+                    Some((t, std::time::Instant::now() + Duration::from_secs(ttl / 2)))
+                });
+            }
+            let Some((t, _)) = &token else { continue };
+            let url = if cursor.is_empty() {
+                format!("{gateway}/api/v1/revocations")
+            } else {
+                format!("{gateway}/api/v1/revocations?since={cursor}")
+            };
+            match http.get(&url).bearer_auth(t).send().await {
+                Ok(r) if r.status().is_success() => {
+                    let Ok(page) = r.json::<serde_json::Value>().await else {
+                        continue;
+                    };
+                    let entries: Vec<Revocation> =
+                        serde_json::from_value(page["entries"].clone()).unwrap_or_default();
+                    if page["snapshot"] == true {
+                        self.replace(&entries);
+                    } else {
+                        for e in &entries {
+                            self.apply(e);
+                        }
+                    }
+                    if let Some(c) = page["cursor"].as_str() {
+                        cursor = c.to_owned();
+                    }
+                    self.heard();
+                }
+                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => token = None,
+                Ok(r) => tracing::warn!(status = %r.status(), "revocation feed refused"),
+                Err(e) => tracing::warn!(error = %e, "revocation feed unreachable"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jti(n: u8) -> String {
+        URL_SAFE_NO_PAD.encode([n; 16])
+    }
+
+    #[test]
+    fn lookups_expiry_and_snapshots() {
+        let m = RevocationMirror::default();
+        let later = chrono::Utc::now().timestamp() + 60;
+        m.apply(&Revocation {
+            seq: 1,
+            kind: RevocationKind::Jti { jti: jti(1) },
+            expires_at: later,
+        });
+        m.apply(&Revocation {
+            seq: 2,
+            kind: RevocationKind::Jti { jti: "odd".into() },
+            expires_at: later,
+        });
+        m.apply(&Revocation {
+            seq: 3,
+            kind: RevocationKind::Subject {
+                sub: "app_a".into(),
+                not_before_ms: 5_000,
+            },
+            expires_at: later,
+        });
+        assert!(m.is_revoked(&jti(1), "x", 0));
+        assert!(!m.is_revoked(&jti(2), "x", 0));
+        assert!(m.is_revoked("odd", "x", 0));
+        assert!(m.is_revoked("j", "app_a", 4_999));
+        assert!(!m.is_revoked("j", "app_a", 5_000));
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.purge(later + 1), 3);
+        assert!(m.is_empty());
+        m.replace(&[Revocation {
+            seq: 9,
+            kind: RevocationKind::Jti { jti: jti(7) },
+            expires_at: later,
+        }]);
+        assert!(m.is_revoked(&jti(7), "x", 0) && !m.is_revoked(&jti(1), "x", 0));
+        assert!(
+            m.is_stale(Duration::from_secs(10)),
+            "never heard from its source"
+        );
+        m.heard();
+        assert!(!m.is_stale(Duration::from_secs(10)));
+    }
+}
