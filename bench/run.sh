@@ -13,11 +13,14 @@ if ! command -v wrk >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --bin tessera --example sign_ceiling --example revocation_latency
+cargo build --release --bin tessera --example sign_ceiling --example revocation_latency \
+  --example propagation --example cluster_api
 TARGET=${CARGO_TARGET_DIR:-target}
 BIN=$TARGET/release/tessera
 CEIL=$TARGET/release/examples/sign_ceiling
 LAT=$TARGET/release/examples/revocation_latency
+PROP=$TARGET/release/examples/propagation
+CLUSTER=$TARGET/release/examples/cluster_api
 command -v redis-server >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -114,6 +117,24 @@ done
 
 echo "== revocation visibility (Redis backend, ${REVOCATIONS:-200} revocations)"
 "$LAT" "$SHARED" "$REDIS_URL" "bench:" "$RID" "$RSECRET" "${REVOCATIONS:-200}"
+
+echo "== propagation to cluster_api (${PROPAGATIONS:-200} revocations; feed polled every 500 ms)"
+admin=$(curl -sf "$SHARED/api/v1/token" -H 'content-type: application/json' \
+  -d "{\"AppId\":\"$ADMIN_ID\",\"AppSecret\":\"$ADMIN_SECRET\"}" | json_field accessToken)
+body=$(curl -sf "$SHARED/api/v1/apps" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
+  -d '{"name":"propagation","permissions":["tokens:revoke","tokens:introspect"],"audiences":["cluster-api"],"accessRules":[{"scope":"cluster:c1","permissions":["workloads:read"]}]}')
+PAPP=$(echo "$body" | json_field id); PSECRET=$(echo "$body" | json_field secret)
+C1=$(free_port); C2=$(free_port)
+"$CLUSTER" --listen 127.0.0.1:$C1 --gateway "$SHARED" --audience cluster-api --redis "$REDIS_URL" --redis-prefix bench: > "$TMP/c1.log" 2>&1 &
+PIDS+=($!)
+TESSERA_APP_ID=$PAPP TESSERA_APP_SECRET=$PSECRET "$CLUSTER" --listen 127.0.0.1:$C2 --gateway "$SHARED" --audience cluster-api > "$TMP/c2.log" 2>&1 &
+PIDS+=($!)
+sleep 1
+"$PROP" "$SHARED" "$PAPP" "$PSECRET" "${PROPAGATIONS:-200}" "cluster_api(redis)=http://127.0.0.1:$C1" "cluster_api(feed)=http://127.0.0.1:$C2"
+
+echo "== micro-benchmarks"
+cargo bench --quiet --bench mint 2>/dev/null | grep -v '^$' || true
+cargo bench --quiet --bench verify 2>/dev/null | grep -v '^$' || true
 
 python3 - "$CEIL_RPS" "$OAUTH_RPS" "$API_RPS" "$REDIS_RPS" <<'PY'
 import sys

@@ -1,7 +1,7 @@
 //! actix-web integration: an extractor for verified tokens and errors in the
 //! gateway's JSON shape (SPEC §6).
 //!
-//! ```ignore
+//! ```text
 //! App::new()
 //!     .app_data(web::Data::from(verifier.clone()))
 //!     .route("/things/{id}", web::get().to(|Authenticated(t): Authenticated, id: web::Path<String>| async move {

@@ -58,6 +58,19 @@ impl JwksCache {
         })
     }
 
+    /// A cache holding `jwks_json` for good (it never expires or refreshes).
+    pub fn fixed(config: &VerifierConfig, jwks_json: &str) -> Result<Self, VerifyError> {
+        let me = Self::new(config)?;
+        let keys =
+            jose::parse_jwks(jwks_json).map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+        *me.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(KeySet {
+            keys: keys.into_iter().map(|k| (k.kid.clone(), k)).collect(),
+            fetched: Instant::now(),
+            max_age: Duration::MAX,
+        });
+        Ok(me)
+    }
+
     fn current(&self) -> Arc<KeySet> {
         self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -111,7 +124,7 @@ impl JwksCache {
     /// The key for `kid`, refreshing when the set expired or lacks it.
     pub async fn key(&self, kid: &str) -> Result<VerifyingKey, JoseError> {
         let set = self.current();
-        if set.fetched.elapsed() > set.max_age {
+        if set.max_age != Duration::MAX && set.fetched.elapsed() > set.max_age {
             self.refresh_limited().await;
         } else if let Some(k) = set.keys.get(kid) {
             return Ok(k.clone());

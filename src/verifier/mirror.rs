@@ -129,7 +129,9 @@ impl RevocationMirror {
         self.len() == 0
     }
 
-    fn heard(&self) {
+    /// Records a sign of life from the source (the followers call it; a
+    /// mirror fed by hand calls it after each update).
+    pub fn heard(&self) {
         self.last_heard_ms.store(now_ms(), Ordering::Relaxed);
     }
 

@@ -254,6 +254,22 @@ impl Verifier {
         }))
     }
 
+    /// A verifier with a fixed key set and a mirror fed by the caller: for
+    /// services that pin keys, and for tests and benchmarks. Nothing is
+    /// fetched; `config.jwks_url` and `config.revocations` are not used.
+    pub fn with_fixed_keys(
+        config: VerifierConfig,
+        jwks_json: &str,
+        mirror: Option<Arc<RevocationMirror>>,
+    ) -> Result<Arc<Self>, VerifyError> {
+        let jwks = JwksCache::fixed(&config, jwks_json)?;
+        Ok(Arc::new(Self {
+            config,
+            jwks,
+            mirror,
+        }))
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> &VerifierConfig {
         &self.config
