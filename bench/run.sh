@@ -83,7 +83,9 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly ye
 PIDS+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 REDIS_URL=redis://127.0.0.1:$RPORT/
-SHARED=$(start_gateway shared "redis_prefix = \"bench:\"" "$REDIS_URL")
+SHARED=$(start_gateway shared "redis_prefix = \"bench:\"
+[[permissions]]
+name = \"workloads:read\"" "$REDIS_URL")
 read -r RID RSECRET <<< "$(new_app "$SHARED" '["tokens:revoke","tokens:introspect"]')"
 
 run_wrk "ceiling: bare actix + jsonwebtoken ES256 sign" "http://127.0.0.1:$CPORT" /token "" application/json

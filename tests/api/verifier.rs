@@ -644,3 +644,110 @@ async fn the_example_binaries_run_as_the_spec_says() {
     let _ = cluster.wait();
     let _ = admin.wait();
 }
+
+/// The gateway's real JWKS, served by a small HTTP server that counts its
+/// fetches and can be told to fail, to watch the verifier's key cache.
+struct JwksOrigin {
+    url: String,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
+    failing: Arc<std::sync::atomic::AtomicBool>,
+    handle: actix_web::dev::ServerHandle,
+}
+
+impl Drop for JwksOrigin {
+    fn drop(&mut self) {
+        std::mem::drop(self.handle.stop(false));
+    }
+}
+
+fn jwks_origin(jwks: String, max_age: u32) -> JwksOrigin {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let hits = Arc::new(AtomicUsize::new(0));
+    let failing = Arc::new(AtomicBool::new(false));
+    let (h, f) = (hits.clone(), failing.clone());
+    let server = HttpServer::new(move || {
+        let (h, f, jwks) = (h.clone(), f.clone(), jwks.clone());
+        App::new().route(
+            "/.well-known/jwks.json",
+            web::get().to(move || {
+                let (h, f, jwks) = (h.clone(), f.clone(), jwks.clone());
+                async move {
+                    h.fetch_add(1, Ordering::SeqCst);
+                    if f.load(Ordering::SeqCst) {
+                        return actix_web::HttpResponse::ServiceUnavailable().finish();
+                    }
+                    actix_web::HttpResponse::Ok()
+                        .insert_header(("cache-control", format!("public, max-age={max_age}")))
+                        .content_type("application/json")
+                        .body(jwks)
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .bind("127.0.0.1:0")
+    .unwrap();
+    let port = server.addrs()[0].port();
+    let server = server.run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    JwksOrigin {
+        url: format!("http://127.0.0.1:{port}"),
+        hits,
+        failing,
+        handle,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_kids_share_one_rate_limited_refresh_and_outages_keep_the_last_keys() {
+    use std::sync::atomic::Ordering;
+    let gw = spawn_app().await;
+    let origin = jwks_origin(gw.jwks().await, 1);
+    let mut config = VerifierConfig::new(
+        &origin.url,
+        &gw.issuer_hint(),
+        "cluster-api",
+        RevocationSource::Disabled,
+    );
+    config.jwks_min_refresh = Duration::from_millis(400);
+    let verifier = Verifier::start(config).await.unwrap();
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 1, "fetched at start");
+    // The start-up fetch counts against the interval too.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+
+    let (_id, secret) = cluster_app(&gw).await;
+    let token = cluster_token(&gw, &secret).await;
+    let parts: Vec<&str> = token.split('.').collect();
+    let unknown = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(
+            json!({"alg": "ES256", "typ": "at+jwt", "kid": "rotated-in-elsewhere"}).to_string()
+        ),
+        parts[1],
+        parts[2]
+    );
+    // 50 concurrent requests naming an unknown kid: one refresh between them.
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (v, t) = (verifier.clone(), unknown.clone());
+        tasks.push(tokio::spawn(async move { v.verify(&t).await.is_err() }));
+    }
+    for t in tasks {
+        assert!(t.await.unwrap(), "an unknown kid is refused");
+    }
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 2, "one shared refresh");
+    // More unknown kids within the interval: no more fetches.
+    for _ in 0..20 {
+        assert!(verifier.verify(&unknown).await.is_err());
+    }
+    assert_eq!(origin.hits.load(Ordering::SeqCst), 2, "rate-limited");
+
+    // The origin fails after the keys' max-age: the last good set still serves.
+    origin.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(
+        verifier.verify(&token).await.is_ok(),
+        "the last good key set keeps serving"
+    );
+}
