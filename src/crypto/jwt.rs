@@ -2,11 +2,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, Validation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::keys::{KeyError, KeyRing, SigningAlg};
+use super::jose;
+use super::keys::{KeyError, KeyRing};
 
 /// Signs `claims` as a compact JWS with the ring's active key
 /// (header `alg`, `kid`, `typ: at+jwt`, RFC 9068).
@@ -25,38 +25,37 @@ pub fn mint<C: Serialize>(ring: &KeyRing, claims: &C) -> Result<String, KeyError
     Ok(token)
 }
 
-/// Why a token was refused. Callers outside show one generic message; the
-/// variant is for logs and the `verify` command.
-#[derive(Debug, thiserror::Error)]
-pub enum TokenError {
-    /// Not three base64url parts, or a header that does not parse.
-    #[error("malformed token: {0}")]
-    Malformed(String),
-    /// The header's `typ` is not `at+jwt`.
-    #[error("not an access token (typ must be at+jwt)")]
-    WrongType,
-    /// No key with that `kid` is published.
-    #[error("unknown signing key (kid {0:?})")]
-    UnknownKey(String),
-    /// The header's `alg` differs from the key's.
-    #[error("algorithm {0:?} does not match the signing key")]
-    WrongAlgorithm(String),
-    /// Signature, expiry, not-before, issuer or audience check failed.
-    #[error("{0}")]
-    Invalid(String),
+pub use super::jose::JoseError as TokenError;
+
+/// Tokens larger than this are refused before parsing.
+const MAX_TOKEN_BYTES: usize = 64 * 1024;
+
+/// Checks a token of this gateway through the one validation path of
+/// `crypto::jose`: key by `kid`, algorithm pinned to the key's (never the
+/// header's alone), `typ`, signature, `exp`/`nbf` with the leeway, and the
+/// issuer and audience when given.
+fn check<C: DeserializeOwned>(
+    ring: &KeyRing,
+    token: &str,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+    leeway_secs: u64,
+) -> Result<C, TokenError> {
+    let header = jose::read_header(token, MAX_TOKEN_BYTES)?;
+    let key = ring
+        .get(&header.kid)
+        .ok_or_else(|| TokenError::UnknownKey(header.kid.clone()))?;
+    jose::decode(
+        token,
+        &header,
+        key.verifying_key(),
+        issuer,
+        audience,
+        leeway_secs,
+    )
 }
 
-fn jose_alg(alg: SigningAlg) -> Algorithm {
-    match alg {
-        SigningAlg::ES256 => Algorithm::ES256,
-        SigningAlg::EdDSA => Algorithm::EdDSA,
-        SigningAlg::RS256 => Algorithm::RS256,
-    }
-}
-
-/// Checks a token from this gateway: key by `kid`, algorithm pinned to the
-/// key's (never the header's alone), `typ`, signature, `exp`/`nbf` with
-/// `leeway_secs`, issuer and audience.
+/// Checks a token from this gateway for one audience.
 pub fn verify<C: DeserializeOwned>(
     ring: &KeyRing,
     token: &str,
@@ -64,26 +63,7 @@ pub fn verify<C: DeserializeOwned>(
     audience: &str,
     leeway_secs: u64,
 ) -> Result<C, TokenError> {
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err(TokenError::WrongType);
-    }
-    let kid = header.kid.unwrap_or_default();
-    let key = ring.get(&kid).ok_or(TokenError::UnknownKey(kid))?;
-    let alg = jose_alg(key.alg());
-    if header.alg != alg {
-        return Err(TokenError::WrongAlgorithm(format!("{:?}", header.alg)));
-    }
-    let mut v = Validation::new(alg);
-    v.leeway = leeway_secs;
-    v.validate_nbf = true;
-    v.set_issuer(&[issuer]);
-    v.set_audience(&[audience]);
-    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-    jsonwebtoken::decode::<C>(token, key.decoding_key(), &v)
-        .map(|d| d.claims)
-        .map_err(|e| TokenError::Invalid(e.to_string()))
+    check(ring, token, Some(issuer), Some(audience), leeway_secs)
 }
 
 /// As [`verify`], without an audience check: for revocation and
@@ -94,31 +74,11 @@ pub fn verify_any_audience<C: DeserializeOwned>(
     issuer: &str,
     leeway_secs: u64,
 ) -> Result<C, TokenError> {
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err(TokenError::WrongType);
-    }
-    let kid = header.kid.unwrap_or_default();
-    let key = ring.get(&kid).ok_or(TokenError::UnknownKey(kid))?;
-    let alg = jose_alg(key.alg());
-    if header.alg != alg {
-        return Err(TokenError::WrongAlgorithm(format!("{:?}", header.alg)));
-    }
-    let mut v = Validation::new(alg);
-    v.leeway = leeway_secs;
-    v.validate_nbf = true;
-    v.validate_aud = false;
-    v.set_issuer(&[issuer]);
-    v.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "sub"]);
-    jsonwebtoken::decode::<C>(token, key.decoding_key(), &v)
-        .map(|d| d.claims)
-        .map_err(|e| TokenError::Invalid(e.to_string()))
+    check(ring, token, Some(issuer), None, leeway_secs)
 }
 
 /// Checks any token against a JWKS document, as a downstream verifier
-/// would: the key is found by `kid` and its own `alg` decides the algorithm;
-/// `issuer` and `audience` are checked when given. Returns the claims.
+/// would; `issuer` and `audience` are checked when given. Returns the claims.
 pub fn verify_with_jwks(
     jwks_json: &str,
     token: &str,
@@ -126,49 +86,19 @@ pub fn verify_with_jwks(
     audience: Option<&str>,
     leeway_secs: u64,
 ) -> Result<serde_json::Value, TokenError> {
-    use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet, KeyAlgorithm};
-    let set: JwkSet = serde_json::from_str(jwks_json)
-        .map_err(|e| TokenError::Malformed(format!("JWKS does not parse: {e}")))?;
-    let header =
-        jsonwebtoken::decode_header(token).map_err(|e| TokenError::Malformed(e.to_string()))?;
-    if header.typ.as_deref() != Some("at+jwt") {
-        return Err(TokenError::WrongType);
-    }
-    let kid = header.kid.clone().unwrap_or_default();
-    let jwk = set.find(&kid).ok_or(TokenError::UnknownKey(kid))?;
-    let alg = match (&jwk.common.key_algorithm, &jwk.algorithm) {
-        (Some(KeyAlgorithm::ES256), _) => Algorithm::ES256,
-        (Some(KeyAlgorithm::EdDSA), _) => Algorithm::EdDSA,
-        (Some(KeyAlgorithm::RS256), _) => Algorithm::RS256,
-        (None, AlgorithmParameters::OctetKeyPair(_)) => Algorithm::EdDSA,
-        _ => return Err(TokenError::WrongAlgorithm("key has no usable alg".into())),
-    };
-    if header.alg != alg {
-        return Err(TokenError::WrongAlgorithm(format!("{:?}", header.alg)));
-    }
-    let key = jsonwebtoken::DecodingKey::from_jwk(jwk)
-        .map_err(|e| TokenError::Malformed(format!("JWK: {e}")))?;
-    let mut v = Validation::new(alg);
-    v.leeway = leeway_secs;
-    v.validate_nbf = true;
-    v.set_required_spec_claims(&["exp"]);
-    match issuer {
-        Some(i) => v.set_issuer(&[i]),
-        None => v.iss = None,
-    }
-    match audience {
-        Some(a) => v.set_audience(&[a]),
-        None => v.validate_aud = false,
-    }
-    jsonwebtoken::decode::<serde_json::Value>(token, &key, &v)
-        .map(|d| d.claims)
-        .map_err(|e| TokenError::Invalid(e.to_string()))
+    let keys = jose::parse_jwks(jwks_json)?;
+    let header = jose::read_header(token, MAX_TOKEN_BYTES)?;
+    let key = keys
+        .iter()
+        .find(|k| k.kid == header.kid)
+        .ok_or_else(|| TokenError::UnknownKey(header.kid.clone()))?;
+    jose::decode(token, &header, key, issuer, audience, leeway_secs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::keys::{generate_file, load_dir};
+    use crate::crypto::keys::{SigningAlg, generate_file, load_dir};
     use serde_json::{Value, json};
 
     fn ring(alg: SigningAlg) -> (tempfile::TempDir, KeyRing) {

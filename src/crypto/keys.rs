@@ -107,7 +107,7 @@ pub struct SigningKey {
     pair: Pair,
     public_jwk: Value,
     header_b64: String,
-    decoding: jsonwebtoken::DecodingKey,
+    verifying: super::jose::VerifyingKey,
 }
 
 impl fmt::Debug for SigningKey {
@@ -167,9 +167,9 @@ impl SigningKey {
     pub(crate) fn header_b64(&self) -> &str {
         &self.header_b64
     }
-    /// Key for verifying tokens this key signed.
-    pub(crate) fn decoding_key(&self) -> &jsonwebtoken::DecodingKey {
-        &self.decoding
+    /// Key for verifying tokens this key signed (its algorithm only).
+    pub(crate) fn verifying_key(&self) -> &super::jose::VerifyingKey {
+        &self.verifying
     }
 
     /// Signs `message`, returning the raw JWS signature bytes.
@@ -235,6 +235,12 @@ impl SigningKey {
         jwk["use"] = json!("sig");
         let header = json!({"alg": alg.as_str(), "kid": kid, "typ": "at+jwt"});
         let header_b64 = b64(header.to_string().as_bytes());
+        let jose_alg = match alg {
+            SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
+            SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
+            SigningAlg::RS256 => jsonwebtoken::Algorithm::RS256,
+        };
+        let verifying = super::jose::VerifyingKey::new(kid.clone(), jose_alg, decoding);
         Ok(Self {
             kid,
             alg,
@@ -242,7 +248,7 @@ impl SigningKey {
             pair,
             public_jwk: jwk,
             header_b64,
-            decoding,
+            verifying,
         })
     }
 

@@ -65,6 +65,29 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// WATCHes `keys` and reads the first: how every optimistic transaction here
+/// starts (EXEC then fails if any watched key changed meanwhile).
+async fn watch_get(
+    c: &mut deadpool_redis::Connection,
+    keys: &[&String],
+) -> Result<Option<String>, StoreError> {
+    redis::cmd("WATCH")
+        .arg(keys)
+        .query_async::<()>(&mut *c)
+        .await
+        .map_err(unavailable)?;
+    let first = keys.first().map_or("", |k| k.as_str());
+    c.get(first).await.map_err(unavailable)
+}
+
+/// Gives up an optimistic transaction without writing.
+async fn unwatch(c: &mut deadpool_redis::Connection) -> Result<(), StoreError> {
+    redis::cmd("UNWATCH")
+        .query_async::<()>(c)
+        .await
+        .map_err(unavailable)
+}
+
 fn decode<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -319,17 +342,9 @@ impl AppStore for RedisStore {
         bounded(async {
             let mut c = self.conn().await?;
             for _ in 0..RETRIES {
-                redis::cmd("WATCH")
-                    .arg(&key)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(unavailable)?;
-                let old: Option<String> = c.get(&key).await.map_err(unavailable)?;
+                let old = watch_get(&mut c, &[&key]).await?;
                 let Some(old) = old else {
-                    redis::cmd("UNWATCH")
-                        .query_async::<()>(&mut c)
-                        .await
-                        .map_err(unavailable)?;
+                    unwatch(&mut c).await?;
                     return Err(StoreError::NotFound(id.clone()));
                 };
                 let old: StoredApp = decode(&old)?;
@@ -365,17 +380,9 @@ impl AppStore for RedisStore {
             for d in batch {
                 let key = self.key(&format!("app:{}", d.app_id));
                 for _ in 0..RETRIES {
-                    redis::cmd("WATCH")
-                        .arg(&key)
-                        .query_async::<()>(&mut c)
-                        .await
-                        .map_err(unavailable)?;
-                    let old: Option<String> = c.get(&key).await.map_err(unavailable)?;
+                    let old = watch_get(&mut c, &[&key]).await?;
                     let Some(old) = old else {
-                        redis::cmd("UNWATCH")
-                            .query_async::<()>(&mut c)
-                            .await
-                            .map_err(unavailable)?;
+                        unwatch(&mut c).await?;
                         break;
                     };
                     let mut stored: StoredApp = decode(&old)?;
@@ -413,17 +420,9 @@ impl AppStore for RedisStore {
         bounded(async {
             let mut c = self.conn().await?;
             for _ in 0..RETRIES {
-                redis::cmd("WATCH")
-                    .arg(&key)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(unavailable)?;
-                let old: Option<String> = c.get(&key).await.map_err(unavailable)?;
+                let old = watch_get(&mut c, &[&key]).await?;
                 let Some(old) = old else {
-                    redis::cmd("UNWATCH")
-                        .query_async::<()>(&mut c)
-                        .await
-                        .map_err(unavailable)?;
+                    unwatch(&mut c).await?;
                     return Ok(false);
                 };
                 let old: StoredApp = decode(&old)?;
@@ -637,10 +636,7 @@ impl RoleStore for RedisStore {
                     .map_err(unavailable)?;
                 let exists: bool = c.exists(&role_key).await.map_err(unavailable)?;
                 if !exists {
-                    redis::cmd("UNWATCH")
-                        .query_async::<()>(&mut c)
-                        .await
-                        .map_err(unavailable)?;
+                    unwatch(&mut c).await?;
                     return Ok(RoleDelete::NotFound);
                 }
                 let members: Vec<String> =
@@ -681,10 +677,7 @@ impl RoleStore for RedisStore {
                     .collect();
                 let held = !(held_apps.is_empty() && held_users.is_empty());
                 if held && !detach {
-                    redis::cmd("UNWATCH")
-                        .query_async::<()>(&mut c)
-                        .await
-                        .map_err(unavailable)?;
+                    unwatch(&mut c).await?;
                     return Ok(RoleDelete::InUse {
                         apps: held_apps.into_iter().map(|a| a.app.id).collect(),
                         users: held_users.into_iter().map(|u| u.user.id).collect(),
@@ -823,18 +816,9 @@ impl UserStore for RedisStore {
         bounded(async {
             let mut c = self.conn().await?;
             for _ in 0..RETRIES {
-                redis::cmd("WATCH")
-                    .arg(&key)
-                    .arg(&new_email_key)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(unavailable)?;
-                let old: Option<String> = c.get(&key).await.map_err(unavailable)?;
+                let old = watch_get(&mut c, &[&key, &new_email_key]).await?;
                 let Some(old) = old else {
-                    redis::cmd("UNWATCH")
-                        .query_async::<()>(&mut c)
-                        .await
-                        .map_err(unavailable)?;
+                    unwatch(&mut c).await?;
                     return Err(StoreError::NotFound(format!("user {id}")));
                 };
                 let old: StoredUser = decode(&old)?;
@@ -843,10 +827,7 @@ impl UserStore for RedisStore {
                 if old.user.email != user.user.email {
                     let taken: Option<String> = c.get(&new_email_key).await.map_err(unavailable)?;
                     if taken.is_some() {
-                        redis::cmd("UNWATCH")
-                            .query_async::<()>(&mut c)
-                            .await
-                            .map_err(unavailable)?;
+                        unwatch(&mut c).await?;
                         return Err(StoreError::Conflict(format!(
                             "a user with email {}",
                             user.user.email
@@ -880,17 +861,9 @@ impl UserStore for RedisStore {
         bounded(async {
             let mut c = self.conn().await?;
             for _ in 0..RETRIES {
-                redis::cmd("WATCH")
-                    .arg(&key)
-                    .query_async::<()>(&mut c)
-                    .await
-                    .map_err(unavailable)?;
-                let old: Option<String> = c.get(&key).await.map_err(unavailable)?;
+                let old = watch_get(&mut c, &[&key]).await?;
                 let Some(old) = old else {
-                    redis::cmd("UNWATCH")
-                        .query_async::<()>(&mut c)
-                        .await
-                        .map_err(unavailable)?;
+                    unwatch(&mut c).await?;
                     return Ok(false);
                 };
                 let old: StoredUser = decode(&old)?;

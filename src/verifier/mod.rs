@@ -294,8 +294,8 @@ impl Verifier {
             token,
             &header,
             &key,
-            &self.config.issuer,
-            &self.config.audience,
+            Some(&self.config.issuer),
+            Some(&self.config.audience),
             self.config.leeway.as_secs(),
         )
         .map_err(VerifyError::Invalid)?;

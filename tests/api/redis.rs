@@ -258,13 +258,15 @@ async fn redis_down_means_prompt_503s_and_it_heals_without_a_restart() {
 
     // Traffic throughout: creates (each acknowledged id remembered) and exchanges.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let met_outage = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
     let traffic = {
-        let (client, url, admin, secret, stop) = (
+        let (client, url, admin, secret, stop, met) = (
             gw.client.clone(),
             gw.address.clone(),
             admin.clone(),
             secret.clone(),
             stop.clone(),
+            met_outage.clone(),
         );
         tokio::spawn(async move {
             let mut acknowledged = Vec::new();
@@ -292,6 +294,7 @@ async fn redis_down_means_prompt_503s_and_it_heals_without_a_restart() {
                             r.status()
                         );
                         failures += 1;
+                        met.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(e) => panic!("the gateway itself must stay up: {e}"),
                 }
@@ -329,6 +332,15 @@ async fn redis_down_means_prompt_503s_and_it_heals_without_a_restart() {
     // An application already verified keeps exchanging from cache (bounded: see README).
     assert_eq!(gw.exchange(None, &secret).await.status(), 200);
 
+    // Stay down until the traffic has met the outage at least once.
+    let down_since = Instant::now();
+    while met_outage.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+        assert!(
+            down_since.elapsed() < Duration::from_secs(10),
+            "the traffic never met the outage"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     redis.restart();
     // Heals by itself: readiness, writes, and everything acknowledged before.
     eventually("readiness after restart", async || {
