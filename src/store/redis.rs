@@ -207,6 +207,34 @@ impl RedisStore {
         self.pool.get().await.map_err(unavailable)
     }
 
+    /// Stores `body` at `key` and adds `member` to the `index` set, unless
+    /// `key` exists; publishes `event` in the same script. False if it existed.
+    async fn insert_indexed(
+        &self,
+        key: &str,
+        index: &str,
+        member: &str,
+        body: &str,
+        event: &str,
+    ) -> Result<bool, StoreError> {
+        let channel = self.key("events");
+        bounded(async {
+            let mut c = self.conn().await?;
+            let done: i64 = redis::Script::new(INSERT_IF_ABSENT)
+                .key(key)
+                .key(index)
+                .key(&channel)
+                .arg(body)
+                .arg(member)
+                .arg(event)
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            Ok(done == 1)
+        })
+        .await
+    }
+
     fn event(&self, e: &serde_json::Value) -> String {
         e.to_string()
     }
@@ -292,33 +320,22 @@ pub fn parse_event(payload: &str) -> Option<ChangeEvent> {
 #[async_trait]
 impl AppStore for RedisStore {
     async fn insert(&self, app: &StoredApp) -> Result<(), StoreError> {
-        let (key, order, channel) = (
-            self.key(&format!("app:{}", app.app.id)),
-            self.key("apps:order"),
-            self.key("events"),
-        );
-        let body = encode(app)?;
+        let key = self.key(&format!("app:{}", app.app.id));
         let event = self.event(&json!({"kind": "app", "id": app.app.id}));
-        let member = order_key(&app.app);
-        bounded(async {
-            let mut c = self.conn().await?;
-            let done: i64 = redis::Script::new(INSERT_IF_ABSENT)
-                .key(&key)
-                .key(&order)
-                .key(&channel)
-                .arg(&body)
-                .arg(&member)
-                .arg(&event)
-                .invoke_async(&mut c)
-                .await
-                .map_err(unavailable)?;
-            if done == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict(app.app.id.clone()))
-            }
-        })
-        .await
+        let inserted = self
+            .insert_indexed(
+                &key,
+                &self.key("apps:order"),
+                &order_key(&app.app),
+                &encode(app)?,
+                &event,
+            )
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(app.app.id.clone()))
+        }
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError> {
@@ -539,32 +556,16 @@ impl AppStore for RedisStore {
 #[async_trait]
 impl RoleStore for RedisStore {
     async fn insert_role(&self, role: &Role) -> Result<(), StoreError> {
-        let (key, set, channel) = (
-            self.key(&format!("role:{}", role.name)),
-            self.key("roles"),
-            self.key("events"),
-        );
-        let body = encode(role)?;
+        let key = self.key(&format!("role:{}", role.name));
         let event = self.event(&json!({"kind": "roles"}));
-        bounded(async {
-            let mut c = self.conn().await?;
-            let done: i64 = redis::Script::new(INSERT_IF_ABSENT)
-                .key(&key)
-                .key(&set)
-                .key(&channel)
-                .arg(&body)
-                .arg(&role.name)
-                .arg(&event)
-                .invoke_async(&mut c)
-                .await
-                .map_err(unavailable)?;
-            if done == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::Conflict(format!("role {}", role.name)))
-            }
-        })
-        .await
+        let inserted = self
+            .insert_indexed(&key, &self.key("roles"), &role.name, &encode(role)?, &event)
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict(format!("role {}", role.name)))
+        }
     }
 
     async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError> {

@@ -242,3 +242,26 @@ pub async fn error_code(res: reqwest::Response) -> (u16, String, Value) {
         .to_owned();
     (status, code, body)
 }
+
+/// An admin call with a fresh admin token, and an optional JSON body.
+pub async fn call(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> reqwest::Response {
+    let admin = app.admin_token().await;
+    let mut req = app.authed(method, path, &admin).await;
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap()
+}
+
+/// Asserts the status and returns the JSON body (`Null` when empty).
+pub async fn ok(res: reqwest::Response, status: u16) -> Value {
+    let got = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    assert_eq!(got, status, "{text}");
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}

@@ -5,22 +5,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    let admin = app.admin_token().await;
-    let mut req = app.authed(method, path, &admin).await;
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.unwrap()
-}
-
-async fn ok(res: reqwest::Response, status: u16) -> Value {
-    let got = res.status().as_u16();
-    let text = res.text().await.unwrap();
-    assert_eq!(got, status, "{text}");
-    serde_json::from_str(&text).unwrap_or(Value::Null)
-}
-
 #[tokio::test]
 async fn roles_expand_into_tokens_and_changes_apply_to_new_ones() {
     let app = spawn_app().await;

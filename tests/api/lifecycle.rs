@@ -6,15 +6,6 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-async fn call(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> reqwest::Response {
-    let admin = app.admin_token().await;
-    let mut req = app.authed(method, path, &admin).await;
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    req.send().await.unwrap()
-}
-
 #[tokio::test]
 async fn rotation_keeps_the_old_secret_for_the_grace_period_only() {
     let app = spawn_app().await;
