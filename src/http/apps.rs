@@ -23,7 +23,7 @@ fn require_read(p: &Principal) -> Result<(), DomainError> {
         })
 }
 
-#[utoipa::path(post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp, responses((status = 201, description = "Created; the secret is in this response only", body = crate::http::openapi::AppWithSecret), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "create_app", post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp, responses((status = 201, description = "Created; the secret is in this response only", body = crate::http::openapi::AppWithSecret), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `POST /api/v1/apps`: 201 with the record and its secret, shown once.
 pub async fn create(
     req: HttpRequest,
@@ -63,7 +63,7 @@ fn with_secret(
         .body(body))
 }
 
-#[utoipa::path(patch, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "Application id")), request_body = PatchApp, responses((status = 200, description = "Changed", body = AppView), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule; nothing changed", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "patch_app", patch, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "Application id")), request_body = PatchApp, responses((status = 200, description = "Changed", body = AppView), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule; nothing changed", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `PATCH /api/v1/apps/{id}`.
 pub async fn patch(
     req: HttpRequest,
@@ -85,7 +85,7 @@ pub struct RotateBody {
     pub grace_period_seconds: u64,
 }
 
-#[utoipa::path(post, path = "/api/v1/apps/{id}/rotate", tag = "apps", params(("id" = String, Path, description = "Application id")), request_body(content = Option<RotateBody>), responses((status = 200, description = "The new secret, shown once", body = crate::http::openapi::AppWithSecret), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "Revoked, or an operator-chosen secret", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "Grace period out of range", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "rotate_app", post, path = "/api/v1/apps/{id}/rotate", tag = "apps", params(("id" = String, Path, description = "Application id")), request_body(content = Option<RotateBody>), responses((status = 200, description = "The new secret, shown once", body = crate::http::openapi::AppWithSecret), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "Revoked, or an operator-chosen secret", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "Grace period out of range", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `POST /api/v1/apps/{id}/rotate`: the new secret, shown once.
 pub async fn rotate(
     req: HttpRequest,
@@ -105,7 +105,7 @@ pub async fn rotate(
     with_secret(HttpResponse::Ok(), &rotated)
 }
 
-#[utoipa::path(delete, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "Application id")), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "delete_app", delete, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "Application id")), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `DELETE /api/v1/apps/{id}`: 204.
 pub async fn delete(
     req: HttpRequest,
@@ -126,7 +126,7 @@ pub struct BulkDeleteBody {
     pub ids: Vec<String>,
 }
 
-#[utoipa::path(post, path = "/api/v1/apps/bulk-delete", tag = "apps", request_body = BulkDeleteBody, responses((status = 200, description = "A result per id", body = crate::http::openapi::BulkDeleteResults), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "No ids, or more than 100", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "bulk_delete_apps", post, path = "/api/v1/apps/bulk-delete", tag = "apps", request_body = BulkDeleteBody, responses((status = 200, description = "A result per id", body = crate::http::openapi::BulkDeleteResults), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "No ids, or more than 100", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `POST /api/v1/apps/bulk-delete`: a result per id.
 pub async fn bulk_delete(
     req: HttpRequest,
@@ -139,7 +139,7 @@ pub async fn bulk_delete(
     Ok(HttpResponse::Ok().json(json!({ "results": results })))
 }
 
-#[utoipa::path(get, path = "/api/v1/apps", tag = "apps", params(ListParams), responses((status = 200, description = "A page, oldest first", body = crate::service::apps::AppPage), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 400, description = "Bad query", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "Bad limit", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "list_apps", get, path = "/api/v1/apps", tag = "apps", params(ListParams), responses((status = 200, description = "A page, oldest first", body = crate::service::apps::AppPage), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 400, description = "Bad query", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "Bad limit", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/apps`.
 pub async fn list(
     req: HttpRequest,
@@ -152,7 +152,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(page))
 }
 
-#[utoipa::path(get, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "Application id")), responses((status = 200, description = "The application", body = AppView), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "get_app", get, path = "/api/v1/apps/{id}", tag = "apps", params(("id" = String, Path, description = "Application id")), responses((status = 200, description = "The application", body = AppView), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/apps/{id}`.
 pub async fn get(
     req: HttpRequest,
@@ -164,7 +164,7 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(apps::get(&gw, &id).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/apps/{id}/revoke", tag = "apps", params(("id" = String, Path, description = "Application id")), responses((status = 200, description = "Revoked", body = AppView), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "revoke_app", post, path = "/api/v1/apps/{id}/revoke", tag = "apps", params(("id" = String, Path, description = "Application id")), responses((status = 200, description = "Revoked", body = AppView), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `POST /api/v1/apps/{id}/revoke`.
 pub async fn revoke(
     req: HttpRequest,
@@ -176,7 +176,7 @@ pub async fn revoke(
     Ok(HttpResponse::Ok().json(apps::revoke(&gw, &caller, &id).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/permissions", tag = "apps", responses((status = 200, description = "The permission catalogue", body = crate::http::openapi::PermissionList), (status = 401, description = "Missing or invalid bearer token", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(operation_id = "list_permissions", get, path = "/api/v1/permissions", tag = "apps", responses((status = 200, description = "The permission catalogue", body = crate::http::openapi::PermissionList), (status = 401, description = "Missing or invalid bearer token", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/permissions`: the catalogue, for any valid token.
 pub async fn permissions(req: HttpRequest, Caller(_): Caller) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;

@@ -65,7 +65,7 @@ async fn oauth_caller(
     }
 }
 
-#[utoipa::path(post, path = "/oauth/revoke", tag = "revocation",
+#[utoipa::path(operation_id = "oauth_revoke", post, path = "/oauth/revoke", tag = "revocation",
     request_body(content = crate::http::openapi::OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Revoked, or nothing to revoke (RFC 7009 §2.2)"),
         (status = 400, description = "RFC 6749 §5.2 error", body = crate::http::openapi::OAuthErrorBody),
@@ -99,7 +99,7 @@ pub async fn revoke(
         .finish())
 }
 
-#[utoipa::path(post, path = "/oauth/introspect", tag = "revocation",
+#[utoipa::path(operation_id = "oauth_introspect", post, path = "/oauth/introspect", tag = "revocation",
     request_body(content = crate::http::openapi::OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "RFC 7662 answer; `active: false` for anything not live", body = Object),
         (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody),
@@ -140,7 +140,7 @@ pub struct FeedParams {
 
 /// `GET /api/v1/revocations?since=`: entries after the cursor, or a snapshot
 /// of every live entry when the cursor is absent, foreign or too old.
-#[utoipa::path(get, path = "/api/v1/revocations", tag = "revocation", params(FeedParams),
+#[utoipa::path(operation_id = "revocation_feed", get, path = "/api/v1/revocations", tag = "revocation", params(FeedParams),
     responses((status = 200, description = "Entries and the next cursor", body = crate::http::openapi::FeedBody),
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::openapi::ApiErrorBody),
         (status = 403, description = "Needs tokens:introspect", body = crate::http::openapi::ApiErrorBody)),

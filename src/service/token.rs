@@ -79,10 +79,19 @@ pub async fn load_app(gw: &Gateway, id: &str) -> Result<Option<Arc<StoredApp>>, 
 /// grace period lasts and the hint points at it, else the current one.
 /// Exactly one of them is ever verified, so timing reveals no rotation.
 fn candidate_hash(app: &StoredApp, hint: Option<&str>, now: chrono::DateTime<Utc>) -> Arc<str> {
+    // Hints are part of the stored secrets: compared in constant time.
+    let same = |stored: Option<&str>, presented: &str| {
+        stored.is_some_and(|s| {
+            bool::from(subtle::ConstantTimeEq::ct_eq(
+                s.as_bytes(),
+                presented.as_bytes(),
+            ))
+        })
+    };
     if let (Some(h), Some(prev)) = (hint, &app.previous_secret)
         && prev.until > now
-        && app.secret_hint.as_deref() != Some(h)
-        && prev.hint.as_deref() == Some(h)
+        && !same(app.secret_hint.as_deref(), h)
+        && same(prev.hint.as_deref(), h)
     {
         return Arc::from(prev.hash.as_str());
     }

@@ -208,6 +208,17 @@ async fn openapi_describes_every_route_the_server_has() {
             );
         }
     }
+    let mut ids: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|p| p.as_object().unwrap().values())
+        .filter_map(|op| op["operationId"].as_str())
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "operationIds must be unique");
     let total: usize = doc["paths"]
         .as_object()
         .unwrap()
