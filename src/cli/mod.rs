@@ -74,6 +74,14 @@ pub enum KeysCommand {
     },
     /// List the keys, their ids and which one signs.
     List,
+    /// Rotate: write a new key of the configured algorithm. After a restart
+    /// it signs; the previous key stays published so its tokens verify.
+    Rotate,
+    /// Remove a key that no longer signs (once its last token has expired).
+    Retire {
+        /// The key id (`tessera keys list`).
+        kid: String,
+    },
 }
 
 /// Where the gateway is and how to authenticate.
@@ -240,6 +248,51 @@ fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
                 );
             } else {
                 println!("wrote {} ({alg})", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Rotate => {
+            let path = match keys::generate_file(&settings.keys_dir, settings.signing_alg) {
+                Ok(p) => p,
+                Err(e) => return fail(json_out, &e.to_string()),
+            };
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"file": path.display().to_string(), "alg": settings.signing_alg.as_str()})
+                );
+            } else {
+                println!("wrote {} ({})", path.display(), settings.signing_alg);
+                println!(
+                    "Restart the gateway(s): the new key then signs and the previous one stays"
+                );
+                println!("published. Retire the previous key (tessera keys retire KID) once");
+                println!("token_ttl ({} s) has passed.", settings.token_ttl);
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Retire { kid } => {
+            let loaded = match keys::load_dir(&settings.keys_dir) {
+                Ok(k) => k,
+                Err(e) => return fail(json_out, &e.to_string()),
+            };
+            let active = loaded.iter().rposition(|k| k.alg() == settings.signing_alg);
+            let Some(i) = loaded.iter().position(|k| k.kid() == kid) else {
+                return fail(json_out, &format!("no key with kid {kid}"));
+            };
+            if Some(i) == active {
+                return fail(
+                    json_out,
+                    "this key signs now; rotate first, then retire it later",
+                );
+            }
+            if let Err(e) = std::fs::remove_file(loaded[i].file()) {
+                return fail(json_out, &format!("{}: {e}", loaded[i].file().display()));
+            }
+            if json_out {
+                println!("{}", json!({"retired": kid}));
+            } else {
+                println!("retired {kid}; restart the gateway(s) to stop publishing it");
             }
             ExitCode::SUCCESS
         }

@@ -369,6 +369,29 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     let out = cli(&["keys", "list", "--json"]);
     let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(keys.as_array().unwrap().len(), 2);
+    let first_kid = keys[0]["kid"].as_str().unwrap().to_owned();
+    // Rotate: a new ES256 key becomes the active one; the old one can be retired.
+    assert!(cli(&["keys", "rotate"]).status.success());
+    let out = cli(&["keys", "list", "--json"]);
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 3);
+    let active: Vec<&Value> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["active"] == true)
+        .collect();
+    assert_eq!(active.len(), 1);
+    assert_ne!(active[0]["kid"], first_kid.as_str());
+    let active_kid = active[0]["kid"].as_str().unwrap().to_owned();
+    assert!(
+        !cli(&["keys", "retire", &active_kid]).status.success(),
+        "the signing key cannot be retired"
+    );
+    assert!(cli(&["keys", "retire", &first_kid]).status.success());
+    let out = cli(&["keys", "list", "--json"]);
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 2);
 
     let out = Command::new(BIN)
         .args(["token"])
