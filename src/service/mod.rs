@@ -8,6 +8,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod cache;
 pub mod grants;
+pub mod inflight;
 pub mod limiter;
 pub mod metrics;
 pub mod revocation;

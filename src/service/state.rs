@@ -49,6 +49,8 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Usage figures waiting to be written.
     pub usage: UsageRecorder,
+    /// argon2 verifications in progress, shared by identical requests.
+    pub inflight: super::inflight::Inflight,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -126,6 +128,7 @@ impl Gateway {
             pepper,
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
+            inflight: super::inflight::Inflight::default(),
             settings,
         })
     }

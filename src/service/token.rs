@@ -18,7 +18,9 @@ use std::sync::Arc;
 
 use super::Gateway;
 use super::cache::VerifiedSecret;
+use super::inflight::Outcome;
 use super::metrics::inc;
+use crate::crypto::hashing::HashError;
 use crate::crypto::{SecretCheck, jwt, random, secret};
 use crate::domain::{AccessClaims, AppStatus, DomainError, Environment, IpNet};
 use crate::store::StoredApp;
@@ -163,19 +165,54 @@ async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredA
     let hash: Option<Arc<str>> = app
         .as_ref()
         .map(|a| candidate_hash(a, hint.as_deref(), now));
-    inc(&gw.metrics.secret_verifications);
-    let ok = gw.hasher.verify(&req.secret, hash.clone()).await?;
-    match (ok, app, hash) {
-        (true, Some(app), Some(secret_hash)) => {
-            gw.secret_cache.put(
-                digest,
-                VerifiedSecret {
-                    app_id: app.app.id.clone(),
-                    secret_hash,
-                },
-            );
-            Ok(app)
-        }
+    // Every path shares its argon2 run with identical concurrent requests,
+    // the dummy verification of an unknown id included: otherwise N copies
+    // of one request would take visibly longer for an unknown id.
+    let key: Arc<str> = hash.clone().unwrap_or_else(|| Arc::from("-"));
+    let outcome = gw
+        .inflight
+        .share(digest, key, || async {
+            let (Some(app), Some(h)) = (&app, &hash) else {
+                inc(&gw.metrics.secret_verifications);
+                return match gw.hasher.verify(&req.secret, None).await {
+                    Ok(_) => Outcome::Checked(false),
+                    Err(HashError::Busy) => Outcome::Busy,
+                    Err(HashError::Failed(e)) => Outcome::Failed(e),
+                };
+            };
+            // A sharer that just finished may have cached it already.
+            if let Some(hit) = gw.secret_cache.get(&digest)
+                && hit.app_id == app.app.id
+                && *hit.secret_hash == **h
+            {
+                return Outcome::Checked(true);
+            }
+            inc(&gw.metrics.secret_verifications);
+            match gw.hasher.verify(&req.secret, Some(h.clone())).await {
+                Ok(true) => {
+                    // Cached before the shared run ends: late arrivals find it.
+                    gw.secret_cache.put(
+                        digest,
+                        VerifiedSecret {
+                            app_id: app.app.id.clone(),
+                            secret_hash: h.clone(),
+                        },
+                    );
+                    Outcome::Checked(true)
+                }
+                Ok(false) => Outcome::Checked(false),
+                Err(HashError::Busy) => Outcome::Busy,
+                Err(HashError::Failed(e)) => Outcome::Failed(e),
+            }
+        })
+        .await;
+    let ok = match outcome {
+        Outcome::Checked(ok) => ok,
+        Outcome::Busy => return Err(DomainError::Unavailable),
+        Outcome::Failed(e) => return Err(DomainError::Internal(e)),
+    };
+    match (ok, app) {
+        (true, Some(app)) => Ok(app),
         _ => {
             gw.limiter.record_failure(limiter_key, req.client_ip);
             inc(&gw.metrics.exchange_failures);

@@ -417,3 +417,76 @@ async fn other_grants_are_named_as_unsupported() {
     let (status, code, _) = error_code(res).await;
     assert_eq!((status, code.as_str()), (400, "unsupported_grant_type"));
 }
+
+async fn verifications(app: &TestApp) -> u64 {
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("tessera_secret_verifications_total "))
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identical_concurrent_requests_share_one_argon2_run() {
+    let app = spawn_app().await;
+    let (created, secret) = app.create_app(json!({"name": "herd"})).await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let before = verifications(&app).await;
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (client, url, secret) = (app.client.clone(), app.url("/api/v1/token"), secret.clone());
+        tasks.push(tokio::spawn(async move {
+            client
+                .post(url)
+                .json(&json!({"AppSecret": secret}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(
+        verifications(&app).await - before,
+        1,
+        "one argon2 run for 16 identical first requests"
+    );
+
+    // Wrong secrets share too, for a known id and an unknown one alike, so
+    // N copies of a request reveal nothing about whether the id exists.
+    for who in [id.as_str(), "app_nosuchapp00000"] {
+        let before = verifications(&app).await;
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (client, url, who) = (app.client.clone(), app.url("/api/v1/token"), who.to_owned());
+            tasks.push(tokio::spawn(async move {
+                client
+                    .post(url)
+                    .json(&json!({"AppId": who, "AppSecret": "not-the-secret-at-all"}))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap(), 401);
+        }
+        let runs = verifications(&app).await - before;
+        assert!(
+            runs <= 12,
+            "{who}: {runs} argon2 runs for 16 identical requests (16 without sharing)"
+        );
+    }
+}
