@@ -112,10 +112,19 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
             let hash = gw.hasher.hash(secret).await?;
             // An operator-chosen secret has no public head to show.
             let prefix = "(configured)".to_owned();
-            gw.apps
+            match gw
+                .apps
                 .insert(&admin_record(id.to_owned(), prefix, hash, None)?)
-                .await?;
-            tracing::info!(app_id = %id, "configured admin application created");
+                .await
+            {
+                Ok(()) => tracing::info!(app_id = %id, "configured admin application created"),
+                // Another gateway on the same store created it a moment ago:
+                // check it the way an existing one is checked.
+                Err(crate::store::StoreError::Conflict(_)) => {
+                    return Box::pin(ensure(gw, id, secret)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         Some(mut stored) => {
             let current = Arc::from(stored.secret_hash.as_str());

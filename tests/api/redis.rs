@@ -400,3 +400,21 @@ async fn redis_down_means_prompt_503s_and_it_heals_without_a_restart() {
         "{names:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_starting_together_both_ensure_the_admin() {
+    let redis = RedisServer::start();
+    let p = prefix();
+    let settings = |dir: &std::path::Path| {
+        let mut s = base_settings(dir);
+        s.redis_url = Some(redis.url());
+        s.redis_prefix = p.clone();
+        s
+    };
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (sa, sb) = (settings(da.path()), settings(db.path()));
+    // Both read "no admin", both hash, one inserts first.
+    let (a, b) = tokio::join!(spawn_in(da, sa), spawn_in(db, sb));
+    assert_eq!(a.exchange(Some(ADMIN_ID), ADMIN_SECRET).await.status(), 200);
+    assert_eq!(b.exchange(Some(ADMIN_ID), ADMIN_SECRET).await.status(), 200);
+}
