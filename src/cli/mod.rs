@@ -85,7 +85,7 @@ pub enum KeysCommand {
 }
 
 /// Where the gateway is and how to authenticate.
-#[derive(Debug, Args)]
+#[derive(Args)]
 pub struct Remote {
     /// Gateway base URL.
     #[arg(long, env = "TESSERA_URL", default_value = "http://127.0.0.1:8080")]
@@ -97,6 +97,16 @@ pub struct Remote {
     /// visible to other users of the machine).
     #[arg(long, env = "TESSERA_APP_SECRET", hide_env_values = true)]
     pub app_secret: Option<String>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote")
+            .field("url", &self.url)
+            .field("app_id", &self.app_id)
+            .field("app_secret", &self.app_secret.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
 }
 
 /// `tessera token`.
@@ -389,4 +399,24 @@ async fn verify_cmd(v: VerifyArgs) -> Result<Value, String> {
         30,
     )
     .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let cli = Cli::parse_from([
+            "tessera",
+            "token",
+            "--app-id",
+            "app_x",
+            "--app-secret",
+            "tsr_sk_live_very_secret",
+        ]);
+        let shown = format!("{cli:?}");
+        assert!(!shown.contains("very_secret"), "{shown}");
+        assert!(shown.contains("<hidden>"), "{shown}");
+    }
 }
