@@ -4,7 +4,7 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{Caller, bearer_token, client_ip, gateway};
 use super::token::OAuthParams;
@@ -67,13 +67,17 @@ async fn oauth_caller(
 
 #[utoipa::path(operation_id = "oauth_revoke", post, path = "/oauth/revoke", tag = "revocation",
     request_body(content = crate::http::openapi::OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "Revoked, or nothing to revoke (RFC 7009 §2.2)"),
+    responses((status = 200, description = "Revoked, or nothing to revoke (RFC 7009 §2.2); revoking a token again adds nothing"),
         (status = 400, description = "RFC 6749 §5.2 error", body = crate::http::openapi::OAuthErrorBody),
-        (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody)),
+        (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody),
+        (status = 429, description = "temporarily_unavailable: the client added its allowance of revocations for this minute; see `Retry-After`",
+            headers(("Retry-After" = u64, description = "Seconds until the allowance is renewed")),
+            body = crate::http::openapi::OAuthErrorBody)),
     security(("basic" = []), ("bearer" = [])))]
 /// `POST /oauth/revoke`: a client revokes its own tokens; a holder of
-/// `tokens:revoke` revokes anyone's. Unknown, foreign or expired tokens
-/// answer 200, as RFC 7009 §2.2 asks.
+/// `tokens:revoke` revokes anyone's. Unknown, foreign, expired or already
+/// revoked tokens answer 200, as RFC 7009 §2.2 asks. Each client may add
+/// [`revocation::REVOCATIONS_PER_WINDOW`] entries per minute; beyond, 429.
 pub async fn revoke(
     req: HttpRequest,
     form: web::Form<Vec<(String, SecretString)>>,
@@ -86,14 +90,16 @@ pub async fn revoke(
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let may_revoke_any = caller.holds("tokens:revoke");
     let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
-    revocation::revoke_token(&gw, &token, |c| may_revoke_any || c.client_id == caller.id)
-        .await
-        .map_err(|e| match e {
-            DomainError::InsufficientPermissions(_) => OAuthError::unauthorized_client(
-                "the token was issued to another client; revoking it needs tokens:revoke",
-            ),
-            other => other.into(),
-        })?;
+    revocation::revoke_token(&gw, &caller.id, &token, |c| {
+        may_revoke_any || c.client_id == caller.id
+    })
+    .await
+    .map_err(|e| match e {
+        DomainError::InsufficientPermissions(_) => OAuthError::unauthorized_client(
+            "the token was issued to another client; revoking it needs tokens:revoke",
+        ),
+        other => other.into(),
+    })?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .finish())
@@ -132,18 +138,60 @@ pub async fn introspect(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct FeedParams {
-    /// The `cursor` of the previous answer; absent for a full snapshot.
+    /// The `cursor` of the previous answer; absent to start a snapshot.
     pub since: Option<String>,
-    /// At most this many entries (1 to 10000, default 1000).
+    /// At most this many entries per page, snapshots included (1 to 10000,
+    /// default 1000).
     pub limit: Option<usize>,
 }
 
-/// `GET /api/v1/revocations?since=`: entries after the cursor, or a snapshot
-/// of every live entry when the cursor is absent, foreign or too old.
+/// A page of the revocation feed, as `GET /api/v1/revocations` answers it.
+///
+/// To follow the feed: ask without `since` first, then always with the last
+/// `cursor`, at once while `more` is true. A page with `reset` starts a
+/// snapshot: collect its entries and those of the following `snapshot`
+/// pages; the snapshot is complete at its first page with `more: false` or
+/// at the first page with `snapshot: false`, and then replaces what the
+/// reader held. A reader that stops while `more` is true is behind.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct FeedPageBody {
+    /// Entries after the cursor, in order; or the next part of a snapshot
+    /// (live entries only).
+    pub entries: Vec<crate::domain::Revocation>,
+    /// Ask with `?since=` this next time.
+    pub cursor: String,
+    /// True when `entries` belong to a snapshot of the whole live set (the
+    /// cursor was absent, foreign or too old, or continued a snapshot), not
+    /// increments.
+    pub snapshot: bool,
+    /// True on a snapshot's first page: start a new live set, and replace
+    /// the old one with it once the snapshot is complete.
+    pub reset: bool,
+    /// True when entries remain after this page: ask again with `cursor`
+    /// now; until then the reader is behind.
+    pub more: bool,
+}
+
+impl From<crate::store::FeedPage> for FeedPageBody {
+    fn from(p: crate::store::FeedPage) -> Self {
+        Self {
+            entries: p.entries,
+            cursor: p.cursor,
+            snapshot: p.snapshot,
+            reset: p.reset,
+            more: p.more,
+        }
+    }
+}
+
+/// `GET /api/v1/revocations?since=&limit=`: one page of entries after the
+/// cursor, or of a snapshot of every live entry when the cursor is absent,
+/// foreign or too old; `more` says whether entries remain.
 #[utoipa::path(operation_id = "revocation_feed", get, path = "/api/v1/revocations", tag = "revocation", params(FeedParams),
-    responses((status = 200, description = "Entries and the next cursor", body = crate::http::openapi::FeedBody),
+    responses((status = 200, description = "One page: entries, the cursor to continue with, and whether more remain", body = FeedPageBody),
         (status = 401, description = "Missing or invalid bearer token", body = crate::http::openapi::ApiErrorBody),
-        (status = 403, description = "Needs tokens:introspect", body = crate::http::openapi::ApiErrorBody)),
+        (status = 403, description = "Needs tokens:introspect", body = crate::http::openapi::ApiErrorBody),
+        (status = 422, description = "limit out of range", body = crate::http::openapi::ApiErrorBody)),
     security(("bearer" = [])))]
 pub async fn feed(
     req: HttpRequest,
@@ -163,9 +211,5 @@ pub async fn feed(
         .map_err(DomainError::from)?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(serde_json::json!({
-            "entries": page.entries,
-            "cursor": page.cursor,
-            "snapshot": page.snapshot,
-        })))
+        .json(FeedPageBody::from(page)))
 }

@@ -1,20 +1,108 @@
 //! Revocation: writing entries, checking tokens against them, introspection.
 //!
 //! Entries live as long as the tokens they cover can: a `jti` entry until
-//! that token's `exp`, a subject entry for the longest token lifetime plus the
-//! leeway verifiers allow.
+//! that token's `exp` plus the leeway, a subject entry for the longest token
+//! lifetime plus the leeway plus [`MAX_STATE_AGE_SECS`].
+//!
+//! Revoking is bounded per caller: revoking the same token again is free
+//! (the store appends nothing), and each client may add at most
+//! [`REVOCATIONS_PER_WINDOW`] entries per [`REVOCATION_WINDOW`].
 
 use chrono::Utc;
 use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use super::Gateway;
 use crate::crypto::jwt;
 use crate::domain::{AccessClaims, DomainError, Revocation, RevocationKind};
 
+/// The longest an application snapshot may be used to mint after it was
+/// read from the store; a subject entry must outlive every token minted from
+/// a snapshot read before it.
+pub const MAX_STATE_AGE_SECS: i64 = 60;
+
 /// Seconds a subject entry must outlive its instant: every token issued
-/// before it has expired by then, even with a verifier's leeway.
+/// before it (even from an application snapshot read just before it and
+/// used for up to [`MAX_STATE_AGE_SECS`]) has expired by then, even with a
+/// verifier's leeway.
 fn subject_lifetime(gw: &Gateway) -> i64 {
-    i64::try_from(gw.settings.token_ttl + gw.settings.leeway).unwrap_or(i64::MAX / 4)
+    i64::try_from(gw.settings.token_ttl + gw.settings.leeway)
+        .unwrap_or(i64::MAX / 4)
+        .saturating_add(MAX_STATE_AGE_SECS)
+}
+
+/// New entries one client may add through `/oauth/revoke` per window.
+pub const REVOCATIONS_PER_WINDOW: u32 = 60;
+/// The window of [`REVOCATIONS_PER_WINDOW`].
+pub const REVOCATION_WINDOW: Duration = Duration::from_secs(60);
+/// Clients tracked at most; beyond, finished windows are forgotten first.
+const MAX_TRACKED_CLIENTS: usize = 100_000;
+
+/// A fixed-window count of the feed entries each client has added: what
+/// keeps one client from growing the feed (and every verifier's work) at
+/// will.
+pub struct RevocationLimiter {
+    window: Duration,
+    limit: u32,
+    counts: Mutex<HashMap<String, (u32, Instant)>>,
+}
+
+impl RevocationLimiter {
+    /// `limit` new entries per `window` and client.
+    pub fn new(window: Duration, limit: u32) -> Self {
+        Self {
+            window,
+            limit,
+            counts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one unit of `client`'s allowance, or `Err(seconds)` until the
+    /// window ends when none is left.
+    pub fn try_take(&self, client: &str) -> Result<(), u64> {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if counts.len() >= MAX_TRACKED_CLIENTS && !counts.contains_key(client) {
+            let w = self.window;
+            counts.retain(|_, (_, start)| start.elapsed() < w);
+            if counts.len() >= MAX_TRACKED_CLIENTS {
+                // Every tracked client is mid-window: refuse rather than
+                // forget someone's count.
+                return Err(1);
+            }
+        }
+        let e = counts
+            .entry(client.to_owned())
+            .or_insert((0, Instant::now()));
+        let age = e.1.elapsed();
+        if age >= self.window {
+            *e = (0, Instant::now());
+        }
+        if e.0 >= self.limit {
+            return Err(self.window.saturating_sub(age).as_secs().max(1));
+        }
+        e.0 += 1;
+        Ok(())
+    }
+
+    /// Gives back a unit taken for a revocation that appended nothing.
+    pub fn give_back(&self, client: &str) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = counts.get_mut(client) {
+            e.0 = e.0.saturating_sub(1);
+        }
+    }
+}
+
+/// The process's revocation limiter.
+// The gateway state (`service::state`) has no field for it yet; the counts
+// are keyed by issuer and client, so gateways sharing a process (tests) do
+// not share them.
+fn limiter() -> &'static RevocationLimiter {
+    static LIMITER: LazyLock<RevocationLimiter> =
+        LazyLock::new(|| RevocationLimiter::new(REVOCATION_WINDOW, REVOCATIONS_PER_WINDOW));
+    &LIMITER
 }
 
 /// Revokes every token of `sub` issued until now.
@@ -30,6 +118,7 @@ pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, Domai
             now.timestamp() + subject_lifetime(gw),
         )
         .await?;
+    let rev = rev.entry;
     tracing::info!(sub, seq = rev.seq, "subject revoked");
     Ok(rev)
 }
@@ -56,11 +145,15 @@ pub fn read_own_token(gw: &Gateway, token: &str) -> Option<AccessClaims> {
     jwt::verify_any_audience(&gw.keys, token, &gw.issuer, gw.settings.leeway).ok()
 }
 
-/// Revokes one token (RFC 7009). `allowed` decides whether the caller may
-/// revoke a token with these claims. Tokens that are not ours, malformed or
-/// expired need nothing and succeed silently, as the RFC asks.
+/// Revokes one token (RFC 7009) for the authenticated client `caller`.
+/// `allowed` decides whether the caller may revoke a token with these
+/// claims. Tokens that are not ours, malformed, expired or already revoked
+/// need nothing and succeed silently (`None`), as the RFC asks, whatever the
+/// caller's allowance; a new entry takes one unit of it (`RateLimited` when
+/// none is left).
 pub async fn revoke_token(
     gw: &Gateway,
+    caller: &str,
     token: &str,
     allowed: impl FnOnce(&AccessClaims) -> bool,
 ) -> Result<Option<Revocation>, DomainError> {
@@ -72,23 +165,48 @@ pub async fn revoke_token(
             "this token was issued to another client".into(),
         ));
     }
+    // Already revoked (this token, or its subject): nothing to add, and
+    // nothing taken from the caller's allowance.
+    if is_revoked(gw, &claims).await? {
+        return Ok(None);
+    }
+    let key = format!("{}\n{caller}", gw.issuer);
+    limiter()
+        .try_take(&key)
+        .map_err(|retry_after| DomainError::RateLimited { retry_after })?;
     let cap = Utc::now().timestamp() + subject_lifetime(gw);
-    let rev = gw
+    // Verifiers accept a token until `exp` plus their leeway: the entry
+    // must last as long.
+    let leeway = i64::try_from(gw.settings.leeway).unwrap_or(i64::MAX / 4);
+    let stored = gw
         .revocations
         .revoke(
             RevocationKind::Jti {
                 jti: claims.jti.clone(),
             },
-            claims.exp.min(cap),
+            claims.exp.saturating_add(leeway).min(cap),
         )
-        .await?;
-    tracing::info!(jti = %claims.jti, sub = %claims.sub, seq = rev.seq, "token revoked");
-    Ok(Some(rev))
+        .await;
+    let stored = match stored {
+        Ok(s) => s,
+        Err(e) => {
+            limiter().give_back(&key);
+            return Err(e.into());
+        }
+    };
+    if stored.appended {
+        tracing::info!(jti = %claims.jti, sub = %claims.sub, seq = stored.entry.seq, "token revoked");
+    } else {
+        limiter().give_back(&key);
+    }
+    Ok(Some(stored.entry))
 }
 
 /// RFC 7662 introspection: the claims of a live token, else `active: false`
 /// (revoked, expired, foreign, malformed, or issued to a deleted or revoked
-/// application).
+/// application). The access rules (`access`) and the IP allow-list
+/// (`allowed_cidrs`) are included when the token has them, under the
+/// token's own claim names, so a resource server can enforce them.
 pub async fn introspect(gw: &Gateway, token: &str) -> Result<Value, DomainError> {
     let inactive = json!({"active": false});
     let Some(claims) = read_own_token(gw, token) else {
@@ -97,7 +215,7 @@ pub async fn introspect(gw: &Gateway, token: &str) -> Result<Value, DomainError>
     if is_revoked(gw, &claims).await? {
         return Ok(inactive);
     }
-    Ok(json!({
+    let mut body = json!({
         "active": true,
         "scope": claims.scope,
         "client_id": claims.client_id,
@@ -113,5 +231,13 @@ pub async fn introspect(gw: &Gateway, token: &str) -> Result<Value, DomainError>
         "permissions": claims.permissions,
         "env": claims.env,
         "key_type": claims.key_type,
-    }))
+    });
+    if !claims.access.is_empty() {
+        body["access"] = serde_json::to_value(&claims.access)
+            .map_err(|e| DomainError::Internal(format!("access claim: {e}")))?;
+    }
+    if let Some(cidrs) = &claims.allowed_cidrs {
+        body["allowed_cidrs"] = json!(cidrs);
+    }
+    Ok(body)
 }

@@ -74,7 +74,7 @@ pub async fn run_all<S: AppStore + RoleStore + UserStore + AuditStore + Revocati
 async fn revocations<S: RevocationStore>(store: &S) {
     let now = Utc::now().timestamp();
     let first = must(store.feed(None, 100).await, "empty snapshot");
-    assert!(first.snapshot && first.entries.is_empty());
+    assert!(first.snapshot && first.reset && !first.more && first.entries.is_empty());
 
     let a = must(
         store
@@ -82,6 +82,8 @@ async fn revocations<S: RevocationStore>(store: &S) {
             .await,
         "revoke jti",
     );
+    assert!(a.appended);
+    let a = a.entry;
     let b = must(
         store
             .revoke(
@@ -93,7 +95,8 @@ async fn revocations<S: RevocationStore>(store: &S) {
             )
             .await,
         "revoke subject",
-    );
+    )
+    .entry;
     assert!(b.seq > a.seq, "positions increase");
     assert!(must(store.is_revoked("j1", "anyone", 0).await, "jti"));
     assert!(!must(
@@ -105,8 +108,8 @@ async fn revocations<S: RevocationStore>(store: &S) {
         store.is_revoked("x", "app_s", 5_000).await,
         "at or after"
     ));
-    // An earlier instant never weakens a later one.
-    must(
+    // An earlier instant never weakens a later one (and adds nothing).
+    let older = must(
         store
             .revoke(
                 RevocationKind::Subject {
@@ -118,25 +121,27 @@ async fn revocations<S: RevocationStore>(store: &S) {
             .await,
         "older subject",
     );
+    assert!(!older.appended && older.entry == b, "covered by {b:?}");
     assert!(must(
         store.is_revoked("x", "app_s", 4_999).await,
         "still before"
     ));
 
     // Incremental reading from the cursor of the first snapshot.
-    let page = must(store.feed(Some(&first.cursor), 2).await, "incremental");
-    assert!(!page.snapshot);
-    assert_eq!(page.entries.len(), 2);
-    assert_eq!(page.entries[0], a);
+    let page = must(store.feed(Some(&first.cursor), 1).await, "incremental");
+    assert!(!page.snapshot && !page.reset);
+    assert_eq!(page.entries, vec![a.clone()]);
+    assert!(page.more, "one entry left");
     let rest = must(store.feed(Some(&page.cursor), 10).await, "rest");
-    assert_eq!(rest.entries.len(), 1);
+    assert_eq!(rest.entries, vec![b.clone()]);
+    assert!(!rest.more);
     let empty = must(store.feed(Some(&rest.cursor), 10).await, "nothing new");
-    assert!(empty.entries.is_empty() && !empty.snapshot);
+    assert!(empty.entries.is_empty() && !empty.snapshot && !empty.more);
     assert_eq!(empty.cursor, rest.cursor);
     // A foreign cursor gets the whole live set.
     let snap = must(store.feed(Some("elsewhere.3"), 10).await, "foreign");
-    assert!(snap.snapshot);
-    assert_eq!(snap.entries.len(), 3);
+    assert!(snap.snapshot && snap.reset && !snap.more);
+    assert_eq!(snap.entries, vec![a, b]);
 
     // Expired entries are forgotten, and an old cursor then gets a snapshot.
     let c = must(
@@ -149,18 +154,208 @@ async fn revocations<S: RevocationStore>(store: &S) {
             )
             .await,
         "expired",
-    );
+    )
+    .entry;
     assert_eq!(must(store.purge_expired(now).await, "purge"), 1);
     assert!(!must(store.is_revoked("short", "x", 0).await, "purged"));
     let after_purge = must(store.feed(Some(&first.cursor), 10).await, "old cursor");
     assert!(
-        after_purge.snapshot,
+        after_purge.snapshot && after_purge.reset,
         "a cursor from before a purge is too old"
     );
     assert!(after_purge.entries.iter().all(|e| e.seq != c.seq));
     let purged_all = must(store.purge_expired(now + 61).await, "purge all");
-    assert_eq!(purged_all, 3);
+    assert_eq!(purged_all, 2);
     assert!(!must(store.is_revoked("j1", "x", 0).await, "gone"));
+
+    revocation_idempotence(store).await;
+    feed_paging(store).await;
+}
+
+/// Reads the feed from `cursor` until no entry remains; returns the entries
+/// and the cursor to continue from.
+async fn read_to_end<S: RevocationStore>(
+    store: &S,
+    cursor: Option<&str>,
+    limit: usize,
+) -> (Vec<crate::domain::Revocation>, String) {
+    let mut cursor = cursor.map(str::to_owned);
+    let mut out = Vec::new();
+    for _ in 0..10_000 {
+        let page = must(store.feed(cursor.as_deref(), limit).await, "read to end");
+        assert!(
+            page.entries.len() <= limit,
+            "a page holds at most the limit"
+        );
+        out.extend(page.entries);
+        cursor = Some(page.cursor);
+        if !page.more {
+            return (out, cursor.unwrap_or_default());
+        }
+    }
+    panic!("the feed never ended");
+}
+
+/// Revoking again what is already revoked appends nothing and publishes
+/// nothing; a later subject instant is always written.
+async fn revocation_idempotence<S: RevocationStore>(store: &S) {
+    let now = Utc::now().timestamp();
+    let (_, before) = read_to_end(store, None, 1000).await;
+    let jti = || RevocationKind::Jti {
+        jti: "idem_j".into(),
+    };
+    let first = must(store.revoke(jti(), now + 60).await, "first revoke");
+    assert!(first.appended);
+    for _ in 0..49 {
+        let again = must(store.revoke(jti(), now + 60).await, "again");
+        assert!(!again.appended);
+        assert_eq!(again.entry, first.entry, "the existing entry is returned");
+    }
+    let (grown, after_jti) = read_to_end(store, Some(&before), 1000).await;
+    assert_eq!(grown, vec![first.entry.clone()], "fifty revokes, one entry");
+    // A shorter lifetime is covered; a longer one is written.
+    assert!(!must(store.revoke(jti(), now + 30).await, "shorter").appended);
+    let longer = must(store.revoke(jti(), now + 90).await, "longer");
+    assert!(longer.appended && longer.entry.seq > first.entry.seq);
+    assert!(!must(store.revoke(jti(), now + 90).await, "longer again").appended);
+
+    let subject = |nb: i64| RevocationKind::Subject {
+        sub: "idem_s".into(),
+        not_before_ms: nb,
+    };
+    let s1 = must(store.revoke(subject(10_000), now + 60).await, "subject");
+    assert!(s1.appended);
+    let same = must(
+        store.revoke(subject(10_000), now + 60).await,
+        "same subject",
+    );
+    assert!(!same.appended && same.entry == s1.entry);
+    let earlier = must(store.revoke(subject(9_000), now + 60).await, "earlier");
+    assert!(!earlier.appended && earlier.entry == s1.entry);
+    let later = must(store.revoke(subject(11_000), now + 60).await, "later");
+    assert!(later.appended, "a later instant must be written");
+    assert!(must(
+        store.is_revoked("x", "idem_s", 10_500).await,
+        "later wins"
+    ));
+    assert!(!must(
+        store.is_revoked("x", "idem_s", 11_000).await,
+        "at it"
+    ));
+    assert!(!must(store.revoke(subject(11_000), now + 60).await, "later again").appended);
+    assert!(must(store.is_revoked("idem_j", "x", 0).await, "jti kept"));
+
+    let (grown, _) = read_to_end(store, Some(&after_jti), 1000).await;
+    assert_eq!(
+        grown.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        vec![longer.entry.seq, s1.entry.seq, later.entry.seq]
+    );
+}
+
+/// Every page honours `limit`, snapshots included, and says whether more
+/// remains; a snapshot continues with its own cursor.
+async fn feed_paging<S: RevocationStore>(store: &S) {
+    let now = Utc::now().timestamp();
+    let (_, start) = read_to_end(store, None, 1000).await;
+    let mut added = Vec::new();
+    for n in 0..6 {
+        // One expired entry among them: the increments carry it, the
+        // snapshots do not.
+        let exp = if n == 3 { now - 1 } else { now + 60 };
+        let r = must(
+            store
+                .revoke(
+                    RevocationKind::Jti {
+                        jti: format!("page_{n}"),
+                    },
+                    exp,
+                )
+                .await,
+            "add",
+        );
+        added.push(r.entry);
+    }
+
+    // Increments, two at a time.
+    let mut cursor = start.clone();
+    let mut pages = Vec::new();
+    loop {
+        let p = must(store.feed(Some(&cursor), 2).await, "increments");
+        assert!(!p.snapshot && !p.reset && p.entries.len() <= 2);
+        cursor = p.cursor.clone();
+        let more = p.more;
+        pages.push(p.entries);
+        if !more {
+            break;
+        }
+    }
+    assert_eq!(pages.len(), 3, "{pages:?}");
+    assert_eq!(pages.concat(), added);
+
+    // A snapshot in one page and the same one paged.
+    let whole = must(store.feed(None, 10_000).await, "whole");
+    assert!(whole.snapshot && whole.reset && !whole.more);
+    assert!(whole.entries.iter().all(|e| e.expires_at > now));
+    assert!(whole.entries.len() >= 5, "{:?}", whole.entries);
+    let one = must(store.feed(None, 1).await, "limit 1");
+    assert!(one.snapshot && one.reset && one.more);
+    assert_eq!(one.entries.len(), 1);
+    let mut collected = one.entries.clone();
+    let mut cursor = one.cursor.clone();
+    let mut last_snapshot_more = true;
+    while last_snapshot_more {
+        let p = must(store.feed(Some(&cursor), 2).await, "snapshot continued");
+        assert!(p.snapshot && !p.reset, "a continuation, not a new snapshot");
+        assert!(p.entries.len() <= 2);
+        // A new entry mid-snapshot comes after it, as an increment.
+        if collected.len() == 1 {
+            must(
+                store
+                    .revoke(RevocationKind::Jti { jti: "late".into() }, now + 60)
+                    .await,
+                "late",
+            );
+        }
+        collected.extend(p.entries);
+        cursor = p.cursor;
+        last_snapshot_more = p.more;
+        // The snapshot is complete when its page ends where increments begin.
+        if collected.len() == whole.entries.len() {
+            break;
+        }
+    }
+    assert_eq!(
+        collected, whole.entries,
+        "the paged snapshot is the snapshot"
+    );
+    let (tail, _) = read_to_end(store, Some(&cursor), 10).await;
+    assert!(
+        tail.iter()
+            .all(|e| e.seq > whole.entries.last().map_or(0, |e| e.seq)),
+        "{tail:?}"
+    );
+    assert_eq!(
+        tail.iter()
+            .filter(|e| e.kind == RevocationKind::Jti { jti: "late".into() })
+            .count(),
+        1,
+        "{tail:?}"
+    );
+
+    // Cursors that do not continue anything start a new snapshot.
+    for bad in ["elsewhere.0.5", "x", "", "1.2.3.4"] {
+        let p = must(store.feed(Some(bad), 1).await, "bad cursor");
+        assert!(p.snapshot && p.reset, "{bad:?}");
+    }
+    let own_epoch = start.split('.').next().unwrap_or_default();
+    for bad in [
+        format!("{own_epoch}.9.5"),
+        format!("{own_epoch}.0.999999999"),
+        format!("{own_epoch}.999999999"),
+    ] {
+        let p = must(store.feed(Some(&bad), 1).await, "impossible cursor");
+        assert!(p.snapshot && p.reset, "{bad:?}");
+    }
 }
 
 fn role(name: &str, perms: &[&str]) -> Role {

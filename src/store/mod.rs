@@ -269,28 +269,140 @@ pub trait AuditStore: Send + Sync + 'static {
 }
 
 /// A page of the revocation feed.
+///
+/// A reader follows it like this: ask with the last `cursor` (none at
+/// first); a page with `reset` starts a new snapshot, whose entries (on this
+/// page and the following `snapshot` pages) together make the whole live set;
+/// the snapshot is complete at its first page with `more` false or at the
+/// first page that is not a `snapshot` page. Ask again at once while `more`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct FeedPage {
-    /// Entries after the cursor, in order (or every live entry, for a snapshot).
+    /// Entries after the cursor, in order, or the next part of a snapshot.
     pub entries: Vec<Revocation>,
     /// The cursor to ask with next time.
     pub cursor: String,
-    /// True when the cursor was unknown or too old and `entries` is the whole
-    /// live set: the reader replaces its mirror instead of adding to it.
+    /// True when `entries` belong to a snapshot of the live set (the cursor
+    /// was absent, foreign or too old, or continued a snapshot) rather than
+    /// being increments.
     pub snapshot: bool,
+    /// True on the first page of a snapshot: the reader starts a new live set
+    /// and, once the snapshot is complete, replaces its mirror with it.
+    pub reset: bool,
+    /// True when entries remain after this page: the reader is behind until
+    /// it has asked again with `cursor`.
+    pub more: bool,
+}
+
+/// What storing a revocation did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    /// The entry that covers the request: the new one, or an existing one
+    /// that already covered everything the new one would.
+    pub entry: Revocation,
+    /// Whether a new entry was appended to the feed (and published).
+    pub appended: bool,
+}
+
+/// Where a read of the revocation feed starts, as its cursor encodes it.
+/// Both backends share the encoding: `{epoch}.{position}` for increments,
+/// `{epoch}.{after}.{upto}` while a snapshot is being paged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FeedPosition {
+    /// The entries stored after this position.
+    After(u64),
+    /// A snapshot being paged: the live entries after `after` up to `upto`
+    /// (the last position when the snapshot began), then `After(upto)`.
+    Snapshot {
+        /// The last position already read.
+        after: u64,
+        /// Where the snapshot ends and increments begin.
+        upto: u64,
+    },
+}
+
+impl FeedPosition {
+    /// Decodes `cursor` against the store's `epoch`, last position `current`
+    /// and oldest forgotten position `floor`. An absent, foreign or too old
+    /// cursor starts a new snapshot up to `current`: the second value is then
+    /// true (the page is a `reset`).
+    pub fn resolve(cursor: Option<&str>, epoch: &str, current: u64, floor: u64) -> (Self, bool) {
+        let parsed = cursor.and_then(|c| {
+            let (e, rest) = c.split_once('.')?;
+            if e != epoch {
+                return None;
+            }
+            match rest.split_once('.') {
+                // Entries the snapshot skips by being continued later have
+                // all expired (only expired entries are forgotten), so the
+                // floor does not matter here.
+                Some((after, upto)) => {
+                    let (after, upto) = (after.parse().ok()?, upto.parse().ok()?);
+                    (after <= upto && upto <= current).then_some(Self::Snapshot { after, upto })
+                }
+                None => {
+                    let seq = rest.parse().ok()?;
+                    (seq <= current && seq >= floor).then_some(Self::After(seq))
+                }
+            }
+        });
+        match parsed {
+            Some(p) => (p, false),
+            None => (
+                Self::Snapshot {
+                    after: 0,
+                    upto: current,
+                },
+                true,
+            ),
+        }
+    }
+
+    /// The cursor that continues from here.
+    pub fn cursor(self, epoch: &str) -> String {
+        match self {
+            Self::After(seq) => format!("{epoch}.{seq}"),
+            Self::Snapshot { after, upto } => format!("{epoch}.{after}.{upto}"),
+        }
+    }
+}
+
+/// Whether an existing entry already covers everything `kind` expiring at
+/// `expires_at` would: then revoking again appends nothing. The same `jti`
+/// lasting at least as long, or the same subject with a not-before at least
+/// as late lasting at least as long.
+pub fn already_covered(existing: &Revocation, kind: &RevocationKind, expires_at: i64) -> bool {
+    existing.expires_at >= expires_at
+        && match (&existing.kind, kind) {
+            (RevocationKind::Jti { jti: old }, RevocationKind::Jti { jti: new }) => old == new,
+            (
+                RevocationKind::Subject {
+                    sub: old,
+                    not_before_ms: old_nb,
+                },
+                RevocationKind::Subject {
+                    sub: new,
+                    not_before_ms: new_nb,
+                },
+            ) => old == new && old_nb >= new_nb,
+            (RevocationKind::Jti { .. }, RevocationKind::Subject { .. })
+            | (RevocationKind::Subject { .. }, RevocationKind::Jti { .. }) => false,
+        }
 }
 
 /// Revocations: stored with a bounded lifetime, readable as a versioned feed.
 #[async_trait]
 pub trait RevocationStore: Send + Sync + 'static {
-    /// Stores a revocation, assigning its feed position. Returns it as stored.
-    async fn revoke(&self, kind: RevocationKind, expires_at: i64)
-    -> Result<Revocation, StoreError>;
+    /// Stores a revocation, assigning its feed position, and publishes it.
+    /// Idempotent: when an existing entry already covers it
+    /// ([`already_covered`]), nothing is appended or published and that
+    /// entry is returned, so repeating a revocation cannot grow the feed.
+    async fn revoke(&self, kind: RevocationKind, expires_at: i64) -> Result<Revoked, StoreError>;
     /// Whether a token with these claims is revoked now.
     async fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> Result<bool, StoreError>;
-    /// The entries after `cursor` (at most `limit`), or a snapshot of every
-    /// live entry when the cursor is absent, foreign or older than what was
-    /// forgotten.
+    /// One page of at most `limit` entries (at least 1): those after
+    /// `cursor`, or the next part of a snapshot of every live entry when the
+    /// cursor is absent, foreign or older than what was forgotten (see
+    /// [`FeedPage`] for how a reader follows it).
     async fn feed(&self, cursor: Option<&str>, limit: usize) -> Result<FeedPage, StoreError>;
     /// Forgets entries that expired before `now` (seconds); returns how many.
     async fn purge_expired(&self, now: i64) -> Result<usize, StoreError>;

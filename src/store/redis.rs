@@ -16,7 +16,7 @@
 //! | `rev:entries` | hash | position → `Revocation` JSON |
 //! | `rev:order` | sorted set, score = position | positions |
 //! | `rev:jti:{jti}` | string, expires with the token | position |
-//! | `rev:sub:{sub}` | string, expires with the entry | latest not-before instant, ms |
+//! | `rev:sub:{sub}` | string, expires with the entry | `{not-before ms}:{position}` of the latest subject entry (older data: the instant alone) |
 //! | channel `events` | pub/sub | `{"kind":"app","id":…}`, `{"kind":"roles"}`, `{"kind":"users"}`, `{"kind":"revocation","entry":…}` |
 //!
 //! Every write that touches several keys is one Lua script or one
@@ -36,8 +36,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use super::{
-    AppStore, AuditRecord, AuditStore, FeedPage, ListPage, ListQuery, RevocationStore, RoleDelete,
-    RoleStore, StoreError, StoredApp, StoredUser, UsageDelta, UserStore, order_key,
+    AppStore, AuditRecord, AuditStore, FeedPage, FeedPosition, ListPage, ListQuery,
+    RevocationStore, Revoked, RoleDelete, RoleStore, StoreError, StoredApp, StoredUser, UsageDelta,
+    UserStore, order_key,
 };
 use crate::domain::{Revocation, RevocationKind, Role};
 
@@ -140,27 +141,48 @@ redis.call('PUBLISH', KEYS[4], ARGV[3])
 return 1";
 
 // KEYS: seq, entries, order, index key, channel. ARGV: entry JSON without
-// `seq` (its closing brace removed), expires_at, kind ('jti'|'sub'), not_before_ms.
+// `seq` (its closing brace removed), expires_at, kind ('jti'|'sub'),
+// not_before_ms. Returns {appended (0|1), entry JSON}. An entry already
+// covering this one (`store::already_covered`) is returned as it is: nothing
+// appended, nothing published. The index of a subject holds
+// `{not-before}:{position}` (older data holds only the instant).
 const REVOKE: &str = r#"
+local exat = tonumber(ARGV[2])
+local old = redis.call('GET', KEYS[4])
+local old_seq, old_nb = nil, nil
+if old then
+  if ARGV[3] == 'jti' then
+    old_seq = old
+  else
+    local nb, s = string.match(old, '^(-?%d+):(%d+)$')
+    if nb then old_nb, old_seq = tonumber(nb), s else old_nb = tonumber(old) end
+  end
+end
+if old_seq and (ARGV[3] == 'jti' or old_nb >= tonumber(ARGV[4])) then
+  local existing = redis.call('HGET', KEYS[2], old_seq)
+  if existing and tonumber(cjson.decode(existing)['expiresAt']) >= exat then
+    return {0, existing}
+  end
+end
 local seq = redis.call('INCR', KEYS[1])
 local entry = ARGV[1] .. ',"seq":' .. seq .. '}'
 redis.call('HSET', KEYS[2], seq, entry)
 redis.call('ZADD', KEYS[3], seq, seq)
-local exat = tonumber(ARGV[2])
 if ARGV[3] == 'jti' then
   redis.call('SET', KEYS[4], seq, 'EXAT', exat)
-else
-  local old = redis.call('GET', KEYS[4])
-  if (not old) or tonumber(old) < tonumber(ARGV[4]) then
-    redis.call('SET', KEYS[4], ARGV[4], 'EXAT', exat)
-  end
+elseif (not old_nb) or old_nb <= tonumber(ARGV[4]) then
+  redis.call('SET', KEYS[4], ARGV[4] .. ':' .. seq, 'EXAT', exat)
 end
 redis.call('PUBLISH', KEYS[5], '{"kind":"revocation","entry":' .. entry .. '}')
-return entry"#;
+return {1, entry}"#;
 
-const DELETE_IF_EQUAL: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
-return 1";
+// KEYS: one index key. ARGV: the values that point at a retired entry.
+const DELETE_IF_ONE_OF: &str = r"
+local v = redis.call('GET', KEYS[1])
+for _, a in ipairs(ARGV) do
+  if v == a then redis.call('DEL', KEYS[1]) return 1 end
+end
+return 0";
 
 const RAISE_FLOOR: &str = r"
 local old = tonumber(redis.call('GET', KEYS[1]) or '0')
@@ -970,18 +992,15 @@ fn kind_json(kind: &RevocationKind, expires_at: i64) -> Result<String, StoreErro
     Ok(s.strip_suffix('}').unwrap_or(&s).to_owned())
 }
 
-fn parse_cursor(c: &str) -> Option<(&str, u64)> {
-    let (epoch, seq) = c.split_once('.')?;
-    Some((epoch, seq.parse().ok()?))
+/// The not-before instant a subject index value holds (`{instant}` or
+/// `{instant}:{position}`).
+fn index_instant(v: &str) -> Option<i64> {
+    v.split(':').next()?.parse().ok()
 }
 
 #[async_trait]
 impl RevocationStore for RedisStore {
-    async fn revoke(
-        &self,
-        kind: RevocationKind,
-        expires_at: i64,
-    ) -> Result<Revocation, StoreError> {
+    async fn revoke(&self, kind: RevocationKind, expires_at: i64) -> Result<Revoked, StoreError> {
         let (index, tag, nb) = match &kind {
             RevocationKind::Jti { jti } => (self.key(&format!("rev:jti:{jti}")), "jti", 0),
             RevocationKind::Subject { sub, not_before_ms } => {
@@ -991,7 +1010,7 @@ impl RevocationStore for RedisStore {
         let body = kind_json(&kind, expires_at)?;
         bounded(async {
             let mut c = self.conn().await?;
-            let entry: String = redis::Script::new(REVOKE)
+            let (appended, entry): (i64, String) = redis::Script::new(REVOKE)
                 .key(self.key("rev:seq"))
                 .key(self.key("rev:entries"))
                 .key(self.key("rev:order"))
@@ -1004,7 +1023,10 @@ impl RevocationStore for RedisStore {
                 .invoke_async(&mut c)
                 .await
                 .map_err(unavailable)?;
-            decode(&entry)
+            Ok(Revoked {
+                entry: decode(&entry)?,
+                appended: appended == 1,
+            })
         })
         .await
     }
@@ -1016,19 +1038,27 @@ impl RevocationStore for RedisStore {
         );
         bounded(async {
             let mut c = self.conn().await?;
-            let (j, s): (Option<String>, Option<i64>) = redis::pipe()
+            let (j, s): (Option<String>, Option<String>) = redis::pipe()
                 .get(&jti_key)
                 .get(&sub_key)
                 .query_async(&mut c)
                 .await
                 .map_err(unavailable)?;
-            Ok(j.is_some() || s.is_some_and(|nb| issued_ms < nb))
+            let nb = match s.as_deref() {
+                Some(v) => Some(
+                    index_instant(v)
+                        .ok_or_else(|| StoreError::Corrupt(format!("subject index {v:?}")))?,
+                ),
+                None => None,
+            };
+            Ok(j.is_some() || nb.is_some_and(|nb| issued_ms < nb))
         })
         .await
     }
 
     async fn feed(&self, cursor: Option<&str>, limit: usize) -> Result<FeedPage, StoreError> {
         let cursor = cursor.map(str::to_owned);
+        let limit = limit.max(1);
         bounded(async {
             let mut c = self.conn().await?;
             let (epoch, current, floor): (Option<String>, Option<u64>, Option<u64>) = redis::pipe()
@@ -1043,50 +1073,70 @@ impl RevocationStore for RedisStore {
                 current.unwrap_or(0),
                 floor.unwrap_or(0),
             );
-            let since = cursor
-                .as_deref()
-                .and_then(parse_cursor)
-                .filter(|(e, s)| *e == epoch && *s <= current && *s >= floor)
-                .map(|(_, s)| s);
+            let (position, reset) =
+                FeedPosition::resolve(cursor.as_deref(), &epoch, current, floor);
+            let order = self.key("rev:order");
             let entries_key = self.key("rev:entries");
-            match since {
-                Some(since) => {
-                    let seqs: Vec<u64> = redis::cmd("ZRANGE")
-                        .arg(self.key("rev:order"))
-                        .arg(format!("({since}"))
-                        .arg("+inf")
-                        .arg("BYSCORE")
-                        .arg("LIMIT")
-                        .arg(0)
-                        .arg(limit.max(1))
-                        .query_async(&mut c)
-                        .await
-                        .map_err(unavailable)?;
+            match position {
+                FeedPosition::After(since) => {
+                    // One more than asked: tells whether entries remain.
+                    let mut seqs =
+                        positions_after(&mut c, &order, since, "+inf", limit + 1).await?;
+                    let more = seqs.len() > limit;
+                    seqs.truncate(limit);
                     let entries = hmget_revocations(&mut c, &entries_key, &seqs).await?;
                     let last = seqs.last().copied().unwrap_or(since);
                     Ok(FeedPage {
                         entries,
-                        cursor: format!("{epoch}.{last}"),
+                        cursor: FeedPosition::After(last).cursor(&epoch),
                         snapshot: false,
+                        reset: false,
+                        more,
                     })
                 }
-                None => {
-                    let seqs: Vec<u64> = c
-                        .zrange(self.key("rev:order"), 0, -1)
-                        .await
-                        .map_err(unavailable)?;
+                FeedPosition::Snapshot { after, upto } => {
+                    // Every position up to `upto` was stored with its entry
+                    // in one script, before `rev:seq` said so.
                     let now = Utc::now().timestamp();
-                    let entries = hmget_revocations(&mut c, &entries_key, &seqs)
-                        .await?
-                        .into_iter()
-                        .filter(|r| r.expires_at > now)
-                        .collect();
-                    // The position read before the entries: nothing stored
-                    // after it is skipped by the next incremental read.
+                    let chunk = (limit + 1).clamp(64, 1024);
+                    let upto_s = upto.to_string();
+                    let mut out = Vec::new();
+                    let mut last = after;
+                    let mut unread = false;
+                    'scan: loop {
+                        let seqs = positions_after(&mut c, &order, last, &upto_s, chunk).await?;
+                        let revs = hmget_revocations(&mut c, &entries_key, &seqs).await?;
+                        for rev in revs {
+                            if out.len() >= limit {
+                                unread = true;
+                                break 'scan;
+                            }
+                            last = rev.seq;
+                            // Expired entries cover nothing: skipped, and
+                            // they do not count towards the page.
+                            if rev.expires_at > now {
+                                out.push(rev);
+                            }
+                        }
+                        // Positions whose entry was purged meanwhile are
+                        // passed over too.
+                        last = seqs.last().copied().unwrap_or(last).max(last);
+                        if seqs.len() < chunk {
+                            break;
+                        }
+                    }
+                    let (next, more) = if unread {
+                        (FeedPosition::Snapshot { after: last, upto }, true)
+                    } else {
+                        let later = positions_after(&mut c, &order, upto, "+inf", 1).await?;
+                        (FeedPosition::After(upto), !later.is_empty())
+                    };
                     Ok(FeedPage {
-                        entries,
-                        cursor: format!("{epoch}.{current}"),
+                        entries: out,
+                        cursor: next.cursor(&epoch),
                         snapshot: true,
+                        reset,
+                        more,
                     })
                 }
             }
@@ -1109,18 +1159,21 @@ impl RevocationStore for RedisStore {
             // Index keys also expire by themselves (EXAT); this removes them
             // at once when they still point at a retired entry.
             for r in &retired {
-                let (key, value) = match &r.kind {
+                let (key, values) = match &r.kind {
                     RevocationKind::Jti { jti } => {
-                        (self.key(&format!("rev:jti:{jti}")), r.seq.to_string())
+                        (self.key(&format!("rev:jti:{jti}")), vec![r.seq.to_string()])
                     }
                     RevocationKind::Subject { sub, not_before_ms } => (
                         self.key(&format!("rev:sub:{sub}")),
-                        not_before_ms.to_string(),
+                        vec![
+                            format!("{not_before_ms}:{}", r.seq),
+                            not_before_ms.to_string(),
+                        ],
                     ),
                 };
-                redis::Script::new(DELETE_IF_EQUAL)
+                redis::Script::new(DELETE_IF_ONE_OF)
                     .key(&key)
-                    .arg(&value)
+                    .arg(&values)
                     .invoke_async::<i64>(&mut c)
                     .await
                     .map_err(unavailable)?;
@@ -1142,6 +1195,28 @@ impl RevocationStore for RedisStore {
         })
         .await
     }
+}
+
+/// Up to `count` feed positions after `after` (exclusive) and up to `upto`
+/// (inclusive, or `+inf`), in order.
+async fn positions_after(
+    c: &mut deadpool_redis::Connection,
+    order: &str,
+    after: u64,
+    upto: &str,
+    count: usize,
+) -> Result<Vec<u64>, StoreError> {
+    redis::cmd("ZRANGE")
+        .arg(order)
+        .arg(format!("({after}"))
+        .arg(upto)
+        .arg("BYSCORE")
+        .arg("LIMIT")
+        .arg(0)
+        .arg(count)
+        .query_async(c)
+        .await
+        .map_err(unavailable)
 }
 
 async fn hmget_revocations(

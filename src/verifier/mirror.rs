@@ -1,6 +1,11 @@
 //! The in-memory revocation mirror. Checking a token is two hash lookups;
 //! entries are dropped when the tokens they cover have expired, so memory is
 //! bounded by what was revoked within one token lifetime.
+//!
+//! Fed by the feed, the mirror is fresh only as of the last time it was
+//! caught up: a poll pages through the feed until a page says nothing
+//! remains, and a follower that stops with pages left knows it is behind
+//! and counts itself stale at once.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -44,6 +49,8 @@ pub struct RevocationMirror {
     last_heard_ms: AtomicI64,
     /// For Redis: the subscription is up (fresh as long as it is).
     live: AtomicBool,
+    /// For the feed: the follower stopped with entries left to fetch.
+    behind: AtomicBool,
 }
 
 impl Default for RevocationMirror {
@@ -52,6 +59,7 @@ impl Default for RevocationMirror {
             state: RwLock::new(State::default()),
             last_heard_ms: AtomicI64::new(0),
             live: AtomicBool::new(false),
+            behind: AtomicBool::new(false),
         }
     }
 }
@@ -135,8 +143,30 @@ impl RevocationMirror {
         self.last_heard_ms.store(now_ms(), Ordering::Relaxed);
     }
 
-    /// Whether the source has been silent (or away) for longer than `bound`.
+    /// Whether the follower knows the feed holds entries it has not fetched
+    /// yet (a stale mirror, whatever it last heard).
+    pub fn is_behind(&self) -> bool {
+        self.behind.load(Ordering::Relaxed)
+    }
+
+    /// The follower read everything the feed held at `asked_ms` (when it
+    /// asked for the last page).
+    fn caught_up(&self, asked_ms: i64) {
+        self.last_heard_ms.fetch_max(asked_ms, Ordering::Relaxed);
+        self.behind.store(false, Ordering::Relaxed);
+    }
+
+    /// The follower stopped knowing entries remain.
+    fn fell_behind(&self) {
+        self.behind.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the source has been silent (or away) for longer than `bound`,
+    /// or the mirror is known to be behind it.
     pub fn is_stale(&self, bound: Duration) -> bool {
+        if self.behind.load(Ordering::Relaxed) {
+            return true;
+        }
         if self.live.load(Ordering::Relaxed) {
             return false;
         }
@@ -146,6 +176,12 @@ impl RevocationMirror {
 
     /// Starts following `source` in the background.
     pub fn follow(source: RevocationSource) -> Arc<Self> {
+        Self::follow_with(source, FeedPaging::default())
+    }
+
+    /// Starts following `source` in the background, paging the feed as
+    /// `paging` says (it matters only for [`RevocationSource::Feed`]).
+    pub fn follow_with(source: RevocationSource, paging: FeedPaging) -> Arc<Self> {
         let me = Arc::new(Self::default());
         let m = me.clone();
         match source {
@@ -164,6 +200,7 @@ impl RevocationMirror {
                         app_id,
                         app_secret.expose_secret().to_owned(),
                         every,
+                        paging,
                     )
                     .await;
                 });
@@ -244,7 +281,14 @@ impl RevocationMirror {
         }
     }
 
-    async fn follow_feed(&self, gateway: String, app_id: String, secret: String, every: Duration) {
+    async fn follow_feed(
+        &self,
+        gateway: String,
+        app_id: String,
+        secret: String,
+        every: Duration,
+        paging: FeedPaging,
+    ) {
         let gateway = gateway.trim_end_matches('/').to_owned();
         let http = match reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
@@ -257,11 +301,16 @@ impl RevocationMirror {
             }
         };
         let mut token: Option<(String, std::time::Instant)> = None;
-        let mut cursor = String::new();
+        let mut reader = FeedReader::default();
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut hurry = false;
         loop {
-            tick.tick().await;
+            // Behind after a full poll: the next one starts at once.
+            if !hurry {
+                tick.tick().await;
+            }
+            hurry = false;
             if token
                 .as_ref()
                 .is_none_or(|(_, until)| std::time::Instant::now() >= *until)
@@ -293,35 +342,184 @@ impl RevocationMirror {
                 });
             }
             let Some((t, _)) = &token else { continue };
-            let url = if cursor.is_empty() {
-                format!("{gateway}/api/v1/revocations")
-            } else {
-                format!("{gateway}/api/v1/revocations?since={cursor}")
-            };
-            match http.get(&url).bearer_auth(t).send().await {
-                Ok(r) if r.status().is_success() => {
-                    let Ok(page) = r.json::<serde_json::Value>().await else {
-                        continue;
-                    };
-                    let entries: Vec<Revocation> =
-                        serde_json::from_value(page["entries"].clone()).unwrap_or_default();
-                    if page["snapshot"] == true {
-                        self.replace(&entries);
-                    } else {
-                        for e in &entries {
-                            self.apply(e);
-                        }
-                    }
-                    if let Some(c) = page["cursor"].as_str() {
-                        cursor = c.to_owned();
-                    }
-                    self.heard();
-                }
-                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => token = None,
-                Ok(r) => tracing::warn!(status = %r.status(), "revocation feed refused"),
-                Err(e) => tracing::warn!(error = %e, "revocation feed unreachable"),
+            match self
+                .poll_feed(&http, &gateway, t, &mut reader, paging)
+                .await
+            {
+                Poll::CaughtUp | Poll::Failed => {}
+                Poll::Behind => hurry = true,
+                Poll::Unauthorized => token = None,
             }
         }
+    }
+
+    /// One poll: pages through the feed until a page says nothing remains,
+    /// at most `paging.max_pages_per_poll` pages. Fresh only when caught up;
+    /// marked behind when it stops knowing entries remain.
+    async fn poll_feed(
+        &self,
+        http: &reqwest::Client,
+        gateway: &str,
+        token: &str,
+        reader: &mut FeedReader,
+        paging: FeedPaging,
+    ) -> Poll {
+        let limit = paging.page_size.clamp(1, 10_000);
+        let mut known_behind = false;
+        for _ in 0..paging.max_pages_per_poll.max(1) {
+            let asked_ms = now_ms();
+            let mut url = format!("{gateway}/api/v1/revocations?limit={limit}");
+            if let Some(c) = reader.cursor.as_deref() {
+                url.push_str("&since=");
+                url.push_str(&query_escape(c));
+            }
+            let outcome = match http.get(&url).bearer_auth(token).send().await {
+                Ok(r) if r.status().is_success() => match r.json::<WirePage>().await {
+                    Ok(page) => Ok(page),
+                    Err(e) => {
+                        // Never skip a page it cannot read: it stays where
+                        // it is, and turns stale if this lasts.
+                        tracing::warn!(error = %e, "revocation feed: unreadable page");
+                        Err(Poll::Failed)
+                    }
+                },
+                Ok(r) if r.status() == reqwest::StatusCode::UNAUTHORIZED => Err(Poll::Unauthorized),
+                Ok(r) => {
+                    tracing::warn!(status = %r.status(), "revocation feed refused");
+                    Err(Poll::Failed)
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation feed unreachable");
+                    Err(Poll::Failed)
+                }
+            };
+            match outcome {
+                Ok(page) => {
+                    if !reader.absorb(self, page) {
+                        self.caught_up(asked_ms);
+                        return Poll::CaughtUp;
+                    }
+                    known_behind = true;
+                }
+                Err(failed) => {
+                    if known_behind {
+                        self.fell_behind();
+                    }
+                    return failed;
+                }
+            }
+        }
+        tracing::warn!(
+            pages = paging.max_pages_per_poll,
+            "revocation feed: still behind after a full poll; stale until caught up"
+        );
+        self.fell_behind();
+        Poll::Behind
+    }
+}
+
+/// `s` made safe for a query string (the gateway's cursors need no escaping,
+/// but they are the gateway's to define).
+fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// How a feed follower pages through `GET /api/v1/revocations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeedPaging {
+    /// Entries asked for per page (the gateway takes 1 to 10000).
+    /// Default 1000.
+    pub page_size: usize,
+    /// Pages fetched at most in one poll. When entries remain after them the
+    /// mirror is stale (it fails closed) until a later poll, started at
+    /// once, catches up. Default 50: 50 000 entries per poll.
+    pub max_pages_per_poll: usize,
+}
+
+impl Default for FeedPaging {
+    fn default() -> Self {
+        Self {
+            page_size: 1000,
+            max_pages_per_poll: 50,
+        }
+    }
+}
+
+/// How one poll of the feed ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Poll {
+    /// A page said nothing remains.
+    CaughtUp,
+    /// Entries remain after the last page allowed.
+    Behind,
+    /// A page could not be fetched or read.
+    Failed,
+    /// The token was refused: fetch another.
+    Unauthorized,
+}
+
+/// A feed page as the gateway sends it (`http::revocation::FeedPageBody`).
+#[derive(Debug, serde::Deserialize)]
+struct WirePage {
+    entries: Vec<Revocation>,
+    cursor: String,
+    #[serde(default)]
+    snapshot: bool,
+    /// Absent from gateways whose snapshots were one page: each started anew.
+    #[serde(default)]
+    reset: Option<bool>,
+    /// Absent from gateways that answered everything at once.
+    #[serde(default)]
+    more: bool,
+}
+
+/// Where the follower is in the feed, and the snapshot it is collecting.
+#[derive(Debug, Default)]
+struct FeedReader {
+    cursor: Option<String>,
+    /// Entries of a snapshot not yet complete.
+    staging: Option<Vec<Revocation>>,
+}
+
+impl FeedReader {
+    /// Takes one page into `mirror`; returns whether entries remain.
+    fn absorb(&mut self, mirror: &RevocationMirror, page: WirePage) -> bool {
+        if page.snapshot {
+            let staging = if page.reset.unwrap_or(true) {
+                self.staging.insert(Vec::new())
+            } else {
+                self.staging.get_or_insert_with(Vec::new)
+            };
+            // Added at once as well: a revocation known is enforced now, not
+            // when the snapshot is complete.
+            for e in &page.entries {
+                mirror.apply(e);
+            }
+            staging.extend(page.entries);
+            if !page.more
+                && let Some(all) = self.staging.take()
+            {
+                mirror.replace(&all);
+            }
+        } else {
+            // The snapshot ended with the previous page.
+            if let Some(all) = self.staging.take() {
+                mirror.replace(&all);
+            }
+            for e in &page.entries {
+                mirror.apply(e);
+            }
+        }
+        self.cursor = Some(page.cursor);
+        page.more
     }
 }
 
@@ -375,5 +573,81 @@ mod tests {
         );
         m.heard();
         assert!(!m.is_stale(Duration::from_secs(10)));
+    }
+
+    fn jti_entry(n: u8, seq: u64) -> Revocation {
+        Revocation {
+            seq,
+            kind: RevocationKind::Jti { jti: jti(n) },
+            expires_at: chrono::Utc::now().timestamp() + 60,
+        }
+    }
+
+    fn page(entries: Vec<Revocation>, snapshot: bool, reset: bool, more: bool) -> WirePage {
+        WirePage {
+            entries,
+            cursor: format!("c{snapshot}{reset}{more}"),
+            snapshot,
+            reset: Some(reset),
+            more,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_over_several_pages_replaces_the_mirror_only_when_complete() {
+        let m = RevocationMirror::default();
+        m.apply(&jti_entry(9, 1)); // held before, absent from the snapshot
+        let mut r = FeedReader::default();
+        assert!(r.absorb(&m, page(vec![jti_entry(1, 2)], true, true, true)));
+        assert!(m.is_revoked(&jti(1), "x", 0), "known entries apply at once");
+        assert!(
+            m.is_revoked(&jti(9), "x", 0),
+            "nothing dropped mid-snapshot"
+        );
+        assert!(r.absorb(&m, page(vec![jti_entry(2, 3)], true, false, true)));
+        assert!(m.is_revoked(&jti(9), "x", 0));
+        // Increments after the snapshot: it was complete with the last page.
+        assert!(!r.absorb(&m, page(vec![jti_entry(3, 4)], false, false, false)));
+        for n in [1, 2, 3] {
+            assert!(m.is_revoked(&jti(n), "x", 0), "{n}");
+        }
+        assert!(!m.is_revoked(&jti(9), "x", 0), "replaced by the snapshot");
+        assert_eq!(r.cursor.as_deref(), Some("cfalsefalsefalse"));
+
+        // A snapshot restarted midway forgets what the first one collected.
+        assert!(r.absorb(&m, page(vec![jti_entry(4, 5)], true, true, true)));
+        assert!(!r.absorb(&m, page(vec![jti_entry(5, 6)], true, true, false)));
+        assert!(m.is_revoked(&jti(5), "x", 0));
+        assert!(!m.is_revoked(&jti(4), "x", 0) && !m.is_revoked(&jti(1), "x", 0));
+
+        // An older gateway: one-page snapshots without `reset` or `more`.
+        let old = WirePage {
+            entries: vec![jti_entry(6, 1)],
+            cursor: "e.1".into(),
+            snapshot: true,
+            reset: None,
+            more: false,
+        };
+        assert!(!r.absorb(&m, old));
+        assert!(m.is_revoked(&jti(6), "x", 0) && !m.is_revoked(&jti(5), "x", 0));
+    }
+
+    #[test]
+    fn a_mirror_known_to_be_behind_is_stale_until_caught_up() {
+        let m = RevocationMirror::default();
+        let bound = Duration::from_secs(10);
+        m.caught_up(now_ms());
+        assert!(!m.is_stale(bound) && !m.is_behind());
+        m.fell_behind();
+        assert!(
+            m.is_stale(bound) && m.is_behind(),
+            "heard just now, yet behind"
+        );
+        m.caught_up(now_ms());
+        assert!(!m.is_stale(bound));
+        // Caught up as of long ago is stale, whatever came since.
+        let old = RevocationMirror::default();
+        old.caught_up(now_ms() - 11_000);
+        assert!(old.is_stale(bound));
     }
 }

@@ -3,6 +3,7 @@
 mod apps;
 mod discovery;
 mod errors;
+mod feed;
 mod helpers;
 mod identity;
 mod lifecycle;

@@ -64,6 +64,41 @@ async fn introspection_sees_revocation_and_refuses_strangers() {
     assert_eq!(body["client_id"], svc_id.as_str());
     assert_eq!(body["scope"], "content:read");
     assert_eq!(body["token_type"], "Bearer");
+    assert!(body.get("access").is_none() && body.get("allowed_cidrs").is_none());
+
+    // Access rules and an IP allow-list reach the resource server, under
+    // the token's own claim names.
+    let (fenced, fenced_secret) = app
+        .create_app(
+            json!({"name": "fenced", "allowedIps": ["127.0.0.1", "10.0.0.0/8"],
+            "accessRules": [{"scope": "cluster:c1/project:*", "permissions": ["workloads:read"]}]}),
+        )
+        .await;
+    let fenced_token = app
+        .token_for(Some(fenced["id"].as_str().unwrap()), &fenced_secret)
+        .await;
+    let claims = claims_of(&fenced_token);
+    let body: Value = form(
+        &app,
+        "/oauth/introspect",
+        who.0,
+        who.1,
+        &[("token", &fenced_token)],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(body["active"], true);
+    assert_eq!(
+        body["access"],
+        json!([{"scope": "cluster:c1/project:*", "permissions": ["workloads:read"]}])
+    );
+    assert_eq!(body["access"], claims["access"]);
+    assert_eq!(body["allowed_cidrs"], claims["allowed_cidrs"]);
+    let cidrs = body["allowed_cidrs"].as_array().unwrap();
+    assert_eq!(cidrs.len(), 2);
+    assert!(cidrs.contains(&json!("127.0.0.1/32")) && cidrs.contains(&json!("10.0.0.0/8")));
 
     for junk in ["garbage", "a.b.c", ""] {
         assert!(!active(&app, who, junk).await, "{junk:?}");
@@ -263,7 +298,17 @@ async fn revoking_an_application_kills_every_token_it_minted_and_feeds_it() {
         "{page}"
     );
     let e = entries.iter().find(|e| e["sub"] == id).unwrap();
-    assert!(e["expiresAt"].as_i64().unwrap() <= chrono::Utc::now().timestamp() + 600 + 30 + 1);
+    // The token lifetime, the leeway and the longest an application
+    // snapshot may be minted from.
+    let max_state_age = tessera::service::revocation::MAX_STATE_AGE_SECS;
+    assert!(
+        e["expiresAt"].as_i64().unwrap()
+            <= chrono::Utc::now().timestamp() + 600 + 30 + max_state_age + 1
+    );
+    assert!(
+        e["expiresAt"].as_i64().unwrap()
+            >= chrono::Utc::now().timestamp() + 600 + 30 + max_state_age - 5
+    );
     let next: Value = feed(page["cursor"].as_str().map(str::to_owned))
         .await
         .unwrap()
@@ -328,4 +373,211 @@ async fn rotation_without_grace_kills_old_tokens_not_new_ones() {
         .await
         .unwrap();
     assert_eq!(res.status(), 200);
+}
+
+/// Reads the feed from `cursor` to its end; returns the entries and the
+/// cursor to continue from.
+async fn read_feed(app: &TestApp, token: &str, cursor: Option<&str>) -> (Vec<Value>, String) {
+    let mut cursor = cursor.map(str::to_owned);
+    let mut entries = Vec::new();
+    for _ in 0..1000 {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/revocations?since={c}"),
+            None => "/api/v1/revocations".to_owned(),
+        };
+        let page: Value = app
+            .authed(Method::GET, &path, token)
+            .await
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        entries.extend(page["entries"].as_array().unwrap().iter().cloned());
+        cursor = Some(page["cursor"].as_str().unwrap().to_owned());
+        if page["more"] == false {
+            return (entries, cursor.unwrap());
+        }
+        assert_eq!(page["more"], true, "{page}");
+    }
+    panic!("the feed never ended");
+}
+
+async fn revoke_as(app: &TestApp, id: &str, secret: &str, token: &str) -> reqwest::Response {
+    form(app, "/oauth/revoke", id, secret, &[("token", token)]).await
+}
+
+#[tokio::test]
+async fn revoking_the_same_token_fifty_times_adds_one_entry() {
+    let app = spawn_app().await;
+    let (_i, intro_secret) = app
+        .create_app(json!({"name": "verifier", "permissions": ["tokens:introspect"]}))
+        .await;
+    let intro = app.token_for(None, &intro_secret).await;
+    let (svc, secret) = app.create_app(json!({"name": "svc"})).await;
+    let id = svc["id"].as_str().unwrap();
+    let token = app.token_for(None, &secret).await;
+    let (_, before) = read_feed(&app, &intro, None).await;
+
+    for _ in 0..50 {
+        assert_eq!(revoke_as(&app, id, &secret, &token).await.status(), 200);
+    }
+    let (grown, after) = read_feed(&app, &intro, Some(&before)).await;
+    assert_eq!(grown.len(), 1, "{grown:?}");
+    assert_eq!(grown[0]["jti"], claims_of(&token)["jti"]);
+
+    // A token whose application is revoked needs no entry of its own.
+    let other = app.token_for(None, &secret).await;
+    let admin = app.admin_token().await;
+    let res = app
+        .authed(Method::POST, &format!("/api/v1/apps/{id}/revoke"), &admin)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let res = app
+        .client
+        .post(app.url("/oauth/revoke"))
+        .bearer_auth(&admin)
+        .form(&[("token", other.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let (grown, _) = read_feed(&app, &intro, Some(&after)).await;
+    assert_eq!(grown.len(), 1, "only the subject entry: {grown:?}");
+    assert_eq!(grown[0]["type"], "subject");
+}
+
+#[tokio::test]
+async fn a_client_revoking_beyond_its_allowance_gets_429() {
+    let app = spawn_app().await;
+    let (svc, secret) = app.create_app(json!({"name": "svc"})).await;
+    let id = svc["id"].as_str().unwrap();
+    let allowance = tessera::service::revocation::REVOCATIONS_PER_WINDOW;
+    let mut tokens = Vec::new();
+    for _ in 0..=allowance {
+        tokens.push(app.token_for(None, &secret).await);
+    }
+    for t in &tokens[..allowance as usize] {
+        assert_eq!(revoke_as(&app, id, &secret, t).await.status(), 200);
+    }
+    let res = revoke_as(&app, id, &secret, &tokens[allowance as usize]).await;
+    assert_eq!(res.status(), 429);
+    let retry: u64 = res.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    assert!(body["error_description"].is_string());
+    assert!(!body.to_string().contains(&tokens[allowance as usize]));
+
+    // Repeating a revocation adds nothing, so it is still answered; the
+    // token refused is still live; another client has its own allowance.
+    assert_eq!(revoke_as(&app, id, &secret, &tokens[0]).await.status(), 200);
+    let res = app
+        .authed(
+            Method::GET,
+            "/api/v1/permissions",
+            &tokens[allowance as usize],
+        )
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "not revoked");
+    let (other, other_secret) = app.create_app(json!({"name": "other"})).await;
+    let mine = app.token_for(None, &other_secret).await;
+    assert_eq!(
+        revoke_as(&app, other["id"].as_str().unwrap(), &other_secret, &mine)
+            .await
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn feed_pages_honour_limit_and_say_whether_more_remains() {
+    let app = spawn_app().await;
+    let (_i, intro_secret) = app
+        .create_app(json!({"name": "verifier", "permissions": ["tokens:introspect"]}))
+        .await;
+    let intro = app.token_for(None, &intro_secret).await;
+    let (svc, secret) = app.create_app(json!({"name": "svc"})).await;
+    let id = svc["id"].as_str().unwrap();
+    for _ in 0..3 {
+        let t = app.token_for(None, &secret).await;
+        assert_eq!(revoke_as(&app, id, &secret, &t).await.status(), 200);
+    }
+    let get = |path: String| {
+        let app = &app;
+        let intro = &intro;
+        async move {
+            let res = app
+                .authed(Method::GET, &path, intro)
+                .await
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200);
+            res.json::<Value>().await.unwrap()
+        }
+    };
+
+    // A fresh cursor: a snapshot, one entry at a time.
+    let first = get("/api/v1/revocations?limit=1".into()).await;
+    assert_eq!(first["entries"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(
+        (&first["snapshot"], &first["reset"], &first["more"]),
+        (&json!(true), &json!(true), &json!(true))
+    );
+    let mut seen = first["entries"].as_array().unwrap().clone();
+    let mut cursor = first["cursor"].as_str().unwrap().to_owned();
+    loop {
+        let page = get(format!("/api/v1/revocations?since={cursor}&limit=1")).await;
+        assert!(page["entries"].as_array().unwrap().len() <= 1, "{page}");
+        assert_eq!(page["reset"], false, "the snapshot continues");
+        seen.extend(page["entries"].as_array().unwrap().iter().cloned());
+        cursor = page["cursor"].as_str().unwrap().to_owned();
+        if page["more"] == false {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let whole = get("/api/v1/revocations".into()).await;
+    assert_eq!(whole["entries"].as_array().unwrap(), &seen);
+    assert_eq!(whole["more"], false);
+
+    // Increments are paged the same way.
+    let t = app.token_for(None, &secret).await;
+    revoke_as(&app, id, &secret, &t).await;
+    let t = app.token_for(None, &secret).await;
+    revoke_as(&app, id, &secret, &t).await;
+    let page = get(format!("/api/v1/revocations?since={cursor}&limit=1")).await;
+    assert_eq!(page["snapshot"], false);
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["more"], true);
+    let c = page["cursor"].as_str().unwrap();
+    let page = get(format!("/api/v1/revocations?since={c}&limit=1")).await;
+    assert_eq!(page["entries"].as_array().unwrap().len(), 1);
+    assert_eq!(page["more"], false);
+
+    for bad in ["0", "10001"] {
+        let res = app
+            .authed(
+                Method::GET,
+                &format!("/api/v1/revocations?limit={bad}"),
+                &intro,
+            )
+            .await
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 422, "{bad}");
+    }
 }

@@ -7,7 +7,7 @@ use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{EmbeddedStore, backend, decode, encode};
 use crate::domain::{Revocation, RevocationKind};
-use crate::store::{FeedPage, RevocationStore, StoreError};
+use crate::store::{FeedPage, FeedPosition, RevocationStore, Revoked, StoreError, already_covered};
 
 pub(super) const REVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revocations");
 pub(super) const REV_JTI: TableDefinition<&str, u64> = TableDefinition::new("revocations_by_jti");
@@ -38,58 +38,79 @@ pub(super) fn init(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn parse_cursor(c: &str) -> Option<(&str, u64)> {
-    let (epoch, seq) = c.split_once('.')?;
-    Some((epoch, seq.parse().ok()?))
-}
-
 #[async_trait]
 impl RevocationStore for EmbeddedStore {
-    async fn revoke(
-        &self,
-        kind: RevocationKind,
-        expires_at: i64,
-    ) -> Result<Revocation, StoreError> {
+    async fn revoke(&self, kind: RevocationKind, expires_at: i64) -> Result<Revoked, StoreError> {
         self.blocking(move |db| {
+            // One write transaction at a time: the check for an existing
+            // entry and the append cannot interleave with another revoke.
             let txn = db.begin_write().map_err(backend)?;
-            let rev = {
-                let mut meta = txn.open_table(META).map_err(backend)?;
-                let seq = read_u64(meta.get(SEQ).map_err(backend)?) + 1;
-                meta.insert(SEQ, seq.to_be_bytes().as_slice()).map_err(backend)?;
-                let rev = Revocation {
-                    seq,
-                    kind,
-                    expires_at,
-                };
+            let done = {
                 let mut entries = txn.open_table(REVOCATIONS).map_err(backend)?;
-                entries.insert(seq, encode(&rev)?.as_slice()).map_err(backend)?;
-                match &rev.kind {
-                    RevocationKind::Jti { jti } => {
-                        let mut t = txn.open_table(REV_JTI).map_err(backend)?;
-                        t.insert(jti.as_str(), seq).map_err(backend)?;
-                    }
-                    RevocationKind::Subject { sub, not_before_ms } => {
-                        let mut t = txn.open_table(REV_SUBJECT).map_err(backend)?;
-                        // Keep the latest instant: an earlier one is implied by it.
-                        let keep_old = match t.get(sub.as_str()).map_err(backend)? {
-                            Some(old) => match entries.get(old.value()).map_err(backend)? {
-                                Some(v) => matches!(
-                                    decode::<Revocation>(v.value())?.kind,
-                                    RevocationKind::Subject { not_before_ms: old_nb, .. } if old_nb > *not_before_ms
-                                ),
-                                None => false,
-                            },
-                            None => false,
+                let (index, key) = match &kind {
+                    RevocationKind::Jti { jti } => (REV_JTI, jti.as_str()),
+                    RevocationKind::Subject { sub, .. } => (REV_SUBJECT, sub.as_str()),
+                };
+                let mut index = txn.open_table(index).map_err(backend)?;
+                let existing = match index.get(key).map_err(backend)?.map(|g| g.value()) {
+                    Some(seq) => entries
+                        .get(seq)
+                        .map_err(backend)?
+                        .map(|v| decode::<Revocation>(v.value()))
+                        .transpose()?,
+                    None => None,
+                };
+                match existing {
+                    Some(old) if already_covered(&old, &kind, expires_at) => Revoked {
+                        entry: old,
+                        appended: false,
+                    },
+                    _ => {
+                        let mut meta = txn.open_table(META).map_err(backend)?;
+                        let seq = read_u64(meta.get(SEQ).map_err(backend)?) + 1;
+                        meta.insert(SEQ, seq.to_be_bytes().as_slice())
+                            .map_err(backend)?;
+                        // The index names the entry with the latest instant
+                        // (for a jti, the latest written): an earlier
+                        // instant is implied by a later one.
+                        let keep_old = match (&existing, &kind) {
+                            (
+                                Some(Revocation {
+                                    kind:
+                                        RevocationKind::Subject {
+                                            not_before_ms: old_nb,
+                                            ..
+                                        },
+                                    ..
+                                }),
+                                RevocationKind::Subject { not_before_ms, .. },
+                            ) => old_nb > not_before_ms,
+                            _ => false,
                         };
                         if !keep_old {
-                            t.insert(sub.as_str(), seq).map_err(backend)?;
+                            index.insert(key, seq).map_err(backend)?;
+                        }
+                        let rev = Revocation {
+                            seq,
+                            kind: kind.clone(),
+                            expires_at,
+                        };
+                        entries
+                            .insert(seq, encode(&rev)?.as_slice())
+                            .map_err(backend)?;
+                        Revoked {
+                            entry: rev,
+                            appended: true,
                         }
                     }
                 }
-                rev
             };
-            txn.commit().map_err(backend)?;
-            Ok(rev)
+            if done.appended {
+                txn.commit().map_err(backend)?;
+            } else {
+                txn.abort().map_err(backend)?;
+            }
+            Ok(done)
         })
         .await
     }
@@ -128,6 +149,7 @@ impl RevocationStore for EmbeddedStore {
 
     async fn feed(&self, cursor: Option<&str>, limit: usize) -> Result<FeedPage, StoreError> {
         let cursor = cursor.map(str::to_owned);
+        let limit = limit.max(1);
         self.blocking(move |db| {
             let txn = db.begin_read().map_err(backend)?;
             let meta = txn.open_table(META).map_err(backend)?;
@@ -139,17 +161,16 @@ impl RevocationStore for EmbeddedStore {
             let current = read_u64(meta.get(SEQ).map_err(backend)?);
             let floor = read_u64(meta.get(FLOOR).map_err(backend)?);
             let entries = txn.open_table(REVOCATIONS).map_err(backend)?;
-            let since = cursor
-                .as_deref()
-                .and_then(parse_cursor)
-                .filter(|(e, s)| *e == epoch && *s <= current && *s >= floor)
-                .map(|(_, s)| s);
-            match since {
-                Some(since) => {
+            let (position, reset) =
+                FeedPosition::resolve(cursor.as_deref(), &epoch, current, floor);
+            match position {
+                FeedPosition::After(since) => {
                     let mut out = Vec::new();
                     let mut last = since;
-                    for entry in entries.range(since + 1..).map_err(backend)? {
-                        if out.len() >= limit.max(1) {
+                    let mut more = false;
+                    for entry in entries.range(since.saturating_add(1)..).map_err(backend)? {
+                        if out.len() >= limit {
+                            more = true;
                             break;
                         }
                         let (k, v) = entry.map_err(backend)?;
@@ -158,24 +179,49 @@ impl RevocationStore for EmbeddedStore {
                     }
                     Ok(FeedPage {
                         entries: out,
-                        cursor: format!("{epoch}.{last}"),
+                        cursor: FeedPosition::After(last).cursor(&epoch),
                         snapshot: false,
+                        reset: false,
+                        more,
                     })
                 }
-                None => {
+                FeedPosition::Snapshot { after, upto } => {
                     let now = chrono::Utc::now().timestamp();
                     let mut out = Vec::new();
-                    for entry in entries.iter().map_err(backend)? {
-                        let (_, v) = entry.map_err(backend)?;
-                        let rev: Revocation = decode(v.value())?;
-                        if rev.expires_at > now {
-                            out.push(rev);
+                    let mut last = after;
+                    let mut unread = false;
+                    if after < upto {
+                        for entry in entries.range(after + 1..=upto).map_err(backend)? {
+                            if out.len() >= limit {
+                                unread = true;
+                                break;
+                            }
+                            let (k, v) = entry.map_err(backend)?;
+                            let rev: Revocation = decode(v.value())?;
+                            // Expired entries cover nothing: skipped, and
+                            // they do not count towards the page.
+                            if rev.expires_at > now {
+                                out.push(rev);
+                            }
+                            last = k.value();
                         }
                     }
+                    let (next, more) = if unread {
+                        (FeedPosition::Snapshot { after: last, upto }, true)
+                    } else {
+                        let later = entries
+                            .range(upto.saturating_add(1)..)
+                            .map_err(backend)?
+                            .next()
+                            .is_some();
+                        (FeedPosition::After(upto), later)
+                    };
                     Ok(FeedPage {
                         entries: out,
-                        cursor: format!("{epoch}.{current}"),
+                        cursor: next.cursor(&epoch),
                         snapshot: true,
+                        reset,
+                        more,
                     })
                 }
             }
