@@ -75,6 +75,10 @@ pub struct Settings {
     /// Proxies whose forwarding headers are believed (IPs or CIDRs).
     /// Default: none, so the socket peer is the client.
     pub trusted_proxies: Vec<crate::domain::IpNet>,
+    /// The header trusted proxies name the client in: `x-forwarded-for`
+    /// (the default, what nginx and most load balancers set) or
+    /// `forwarded` (RFC 7239). Only this one is read; the other is ignored.
+    pub forwarded_header: crate::domain::cidr::ForwardedHeader,
     /// Audiences reserved to `live` keys: a `test` key never gets a token
     /// for them. Default: none.
     pub live_audiences: Vec<String>,
@@ -111,6 +115,7 @@ impl Default for Settings {
             admin_app_secret: None,
             leeway: 30,
             trusted_proxies: Vec::new(),
+            forwarded_header: crate::domain::cidr::ForwardedHeader::XForwardedFor,
             live_audiences: Vec::new(),
             permissions: Vec::new(),
         }
@@ -209,6 +214,12 @@ impl Settings {
                         .map(crate::domain::IpNet::parse)
                         .collect::<Result<_, _>>()
                         .map_err(|e| err(k, e.to_string()))?;
+                }
+                "TESSERA_FORWARDED_HEADER" => {
+                    self.forwarded_header = crate::domain::cidr::ForwardedHeader::parse(v)
+                        .ok_or_else(|| {
+                            err(k, format!("{v:?}: expected x-forwarded-for or forwarded"))
+                        })?;
                 }
                 "TESSERA_LIVE_AUDIENCES" => {
                     self.live_audiences = v
@@ -325,6 +336,27 @@ impl Settings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_header_setting() {
+        use crate::domain::cidr::ForwardedHeader;
+        let s = Settings::load_from(None, &env(&[])).unwrap();
+        assert_eq!(s.forwarded_header, ForwardedHeader::XForwardedFor);
+        let s =
+            Settings::load_from(None, &env(&[("TESSERA_FORWARDED_HEADER", "forwarded")])).unwrap();
+        assert_eq!(s.forwarded_header, ForwardedHeader::Forwarded);
+        let e = Settings::load_from(None, &env(&[("TESSERA_FORWARDED_HEADER", "x-real-ip")]))
+            .unwrap_err();
+        assert!(e.to_string().contains("TESSERA_FORWARDED_HEADER"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "forwarded_header = \"forwarded\"\n").unwrap();
+        let s = Settings::load_from(Some(&path), &env(&[])).unwrap();
+        assert_eq!(s.forwarded_header, ForwardedHeader::Forwarded);
+        std::fs::write(&path, "forwarded_header = \"x-real-ip\"\n").unwrap();
+        let e = Settings::load_from(Some(&path), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("forwarded_header"), "{e}");
+    }
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs

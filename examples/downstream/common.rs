@@ -8,7 +8,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 use std::sync::Arc;
 use tessera::verifier::actix::Authenticated;
-use tessera::verifier::{RevocationSource, Verifier, VerifierConfig, VerifyError};
+use tessera::verifier::{RevocationSource, Verifier, VerifierConfig, VerifyError, resource};
 
 /// `--listen ADDR --gateway URL --audience AUD [--redis URL] [--redis-prefix P]`
 pub struct Args {
@@ -81,12 +81,20 @@ pub async fn verifier(args: &Args) -> Result<Arc<Verifier>, String> {
     Verifier::start(config).await.map_err(|e| e.to_string())
 }
 
+/// The resource `cluster:{cluster}` of a path parameter. actix has decoded
+/// the parameter, so `c1%2Fproject:p2` arrives as `c1/project:p2`; it must
+/// stay one segment, or a token scoped only to `cluster:c1/project:p2` would
+/// pass this cluster-wide check on `cluster:c1`. A bad segment is a 400.
+fn cluster_resource(cluster: &str) -> Result<String, VerifyError> {
+    resource(&[("cluster", cluster)])
+}
+
 /// `GET /api/v1/clusters/{cluster}/workloads`: `workloads:read` on `cluster:{cluster}`.
 async fn list_workloads(
     Authenticated(t): Authenticated,
     cluster: web::Path<String>,
 ) -> Result<HttpResponse, VerifyError> {
-    t.require("workloads:read", Some(&format!("cluster:{cluster}")))?;
+    t.require("workloads:read", Some(&cluster_resource(&cluster)?))?;
     Ok(HttpResponse::Ok()
         .json(json!({"cluster": *cluster, "workloads": [], "caller": t.claims.sub})))
 }
@@ -96,7 +104,7 @@ async fn create_workload(
     Authenticated(t): Authenticated,
     cluster: web::Path<String>,
 ) -> Result<HttpResponse, VerifyError> {
-    t.require("workloads:write", Some(&format!("cluster:{cluster}")))?;
+    t.require("workloads:write", Some(&cluster_resource(&cluster)?))?;
     Ok(HttpResponse::Created()
         .json(json!({"cluster": *cluster, "created": true, "caller": t.claims.sub})))
 }

@@ -20,28 +20,26 @@ pub fn gateway(req: &HttpRequest) -> Result<web::Data<Gateway>, DomainError> {
 }
 
 /// The client's IP: the socket peer, unless the peer is a configured
-/// trusted proxy; only then do `Forwarded` / `X-Forwarded-For` count
+/// trusted proxy; only then does the configured forwarding header count
 /// (the rule is `domain::cidr::client_ip`).
-pub fn client_ip(req: &HttpRequest) -> IpAddr {
+///
+/// # Errors
+/// `InvalidRequest` (400) when a trusted proxy's header does not name the
+/// client: never a fallback to the peer.
+pub fn client_ip(req: &HttpRequest) -> Result<IpAddr, DomainError> {
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    let trusted = match req.app_data::<web::Data<Gateway>>() {
-        Some(gw) if !gw.settings.trusted_proxies.is_empty() => &gw.settings.trusted_proxies,
-        _ => return crate::domain::cidr::canonical(peer),
+    let Some(gw) = req.app_data::<web::Data<Gateway>>() else {
+        return Ok(crate::domain::cidr::canonical(peer));
     };
-    let values = |name: &str| -> Vec<&str> {
-        req.headers()
-            .get_all(name)
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    };
-    crate::domain::cidr::client_ip(
-        peer,
-        &values("forwarded"),
-        &values("x-forwarded-for"),
-        trusted,
-    )
+    let (trusted, header) = (&gw.settings.trusted_proxies, gw.settings.forwarded_header);
+    let lines: Vec<&[u8]> = req
+        .headers()
+        .get_all(header.header_name())
+        .map(|v| v.as_bytes())
+        .collect();
+    crate::domain::cidr::client_ip(peer, header, &lines, trusted)
 }
 
 /// The bearer token of a request, if it has one.
@@ -70,6 +68,7 @@ impl FromRequest for Caller {
         let ip = client_ip(req);
         Box::pin(async move {
             let gw = gw?;
+            let ip = ip?;
             let token = token.ok_or(DomainError::MissingCredentials)?;
             if token.len() > MAX_TOKEN_BYTES {
                 return Err(DomainError::InvalidToken.into());

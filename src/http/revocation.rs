@@ -42,7 +42,7 @@ async fn oauth_caller(
                 secret,
                 scope: None,
                 audience: None,
-                client_ip: client_ip(req),
+                client_ip: client_ip(req)?,
             },
         )
         .await?;
@@ -53,7 +53,7 @@ async fn oauth_caller(
     }
     match bearer_token(req) {
         Some(token) => {
-            let p = authenticate_bearer(gw, token, client_ip(req))
+            let p = authenticate_bearer(gw, token, client_ip(req)?)
                 .await
                 .map_err(|_| DomainError::InvalidCredentials)?;
             Ok(OAuthCaller {

@@ -73,7 +73,7 @@ pub async fn api_token(
             secret,
             scope: body.scope,
             audience: body.audience,
-            client_ip: client_ip(&req),
+            client_ip: client_ip(&req)?,
         },
     )
     .await?;
@@ -211,7 +211,7 @@ pub async fn oauth_token(
             secret,
             scope: params.get("scope"),
             audience,
-            client_ip: client_ip(&req),
+            client_ip: client_ip(&req)?,
         },
     )
     .await?;

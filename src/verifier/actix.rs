@@ -5,7 +5,9 @@
 //! App::new()
 //!     .app_data(web::Data::from(verifier.clone()))
 //!     .route("/things/{id}", web::get().to(|Authenticated(t): Authenticated, id: web::Path<String>| async move {
-//!         t.require("things:read", Some(&format!("thing:{id}")))?;
+//!         // `resource` keeps the path parameter to one segment (a decoded
+//!         // `%2F` cannot make it deeper).
+//!         t.require("things:read", Some(&resource(&[("thing", &id)])?))?;
 //!         Ok::<_, VerifyError>(HttpResponse::Ok().finish())
 //!     }))
 //! ```
@@ -47,6 +49,11 @@ impl VerifyError {
             VerifyError::Stale | VerifyError::Unavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "api_error")
             }
+            VerifyError::InvalidRequest(_) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "invalid_request_error",
+            ),
         }
     }
 }
@@ -78,23 +85,30 @@ impl ResponseError for VerifyError {
     }
 }
 
-/// The client address under the verifier's trusted-proxy rule.
-pub fn client_ip(req: &HttpRequest, verifier: &Verifier) -> IpAddr {
+/// The client address under the verifier's trusted-proxy rule: the socket
+/// peer, unless it is a trusted proxy; then only the configured forwarding
+/// header counts (the gateway's rule, `domain::cidr::client_ip`).
+///
+/// # Errors
+/// `InvalidRequest` (400) when a trusted proxy's header does not name the
+/// client: never a fallback to the peer.
+pub fn client_ip(req: &HttpRequest, verifier: &Verifier) -> Result<IpAddr, VerifyError> {
     let peer = req
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
-    let values = |name: &str| -> Vec<&str> {
-        req.headers()
-            .get_all(name)
-            .filter_map(|v| v.to_str().ok())
-            .collect()
-    };
+    let config = verifier.config();
+    let lines: Vec<&[u8]> = req
+        .headers()
+        .get_all(config.forwarded_header.header_name())
+        .map(|v| v.as_bytes())
+        .collect();
     crate::domain::cidr::client_ip(
         peer,
-        &values("forwarded"),
-        &values("x-forwarded-for"),
-        &verifier.config().trusted_proxies,
+        config.forwarded_header,
+        &lines,
+        &config.trusted_proxies,
     )
+    .map_err(|e| VerifyError::InvalidRequest(e.to_string()))
 }
 
 /// A request whose bearer token passed every check, including the token's
@@ -119,6 +133,9 @@ impl FromRequest for Authenticated {
         Box::pin(async move {
             let verifier = verifier
                 .ok_or_else(|| VerifyError::Unavailable("no Verifier in the app data".into()))?;
+            // A request whose proxy chain is unreadable is malformed, before
+            // any token work.
+            let ip = ip.transpose()?;
             let token = token
                 .filter(|t| !t.is_empty())
                 .ok_or(VerifyError::Missing)?;

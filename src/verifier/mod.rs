@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::crypto::jose::{self, JoseError};
-use crate::domain::access::allows;
+use crate::domain::access::{allows, validate_path};
+/// The forwarding-header choice of [`VerifierConfig::forwarded_header`].
+pub use crate::domain::cidr::ForwardedHeader;
 use crate::domain::{AccessClaims, IpNet, Permission};
 use jwks::JwksCache;
 use mirror::RevocationMirror;
@@ -101,10 +103,17 @@ pub struct VerifierConfig {
     /// revocation could not reach us. Set `true` to keep accepting tokens
     /// during an outage of the revocation source.
     pub fail_open_when_stale: bool,
-    /// Proxies whose `Forwarded` / `X-Forwarded-For` headers are believed
-    /// when enforcing a token's IP allow-list. Default none: the socket peer
-    /// is the client (the gateway's own rule, `domain::cidr::client_ip`).
+    /// Proxies whose forwarding header is believed when enforcing a token's
+    /// IP allow-list. Default none: the socket peer is the client (the
+    /// gateway's own rule, `domain::cidr::client_ip`).
     pub trusted_proxies: Vec<IpNet>,
+    /// The one header those proxies name the client in. Default
+    /// `X-Forwarded-For`: what nginx and most load balancers append. The
+    /// other kind is never read, because a proxy passes a header it does
+    /// not set through untouched, and the client would choose its address.
+    /// A trusted proxy's header that does not name the client (missing,
+    /// `unknown`, garbage) is a 400, never a fallback to the peer.
+    pub forwarded_header: ForwardedHeader,
 }
 
 impl VerifierConfig {
@@ -131,6 +140,7 @@ impl VerifierConfig {
             max_staleness: Duration::from_secs(10),
             fail_open_when_stale: false,
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
         }
     }
 }
@@ -160,6 +170,49 @@ pub enum VerifyError {
     /// The verifier could not start (JWKS unreachable, bad config).
     #[error("verifier unavailable: {0}")]
     Unavailable(String),
+    /// The request is malformed: a trusted proxy's header does not name the
+    /// client, or the resource it asks for is not a valid resource path.
+    /// The message never quotes the offending text.
+    #[error("{0}")]
+    InvalidRequest(String),
+}
+
+/// The refusal of a resource that is not a valid path. It does not quote
+/// the resource: that text comes from the request.
+fn malformed_resource() -> VerifyError {
+    VerifyError::InvalidRequest(
+        "the resource of this request is malformed: each path segment must be \
+         type:name of letters, digits, '_', '-' or '.'"
+            .to_owned(),
+    )
+}
+
+/// Builds a resource path from `(type, name)` pairs taken from a request,
+/// such as path parameters: `resource(&[("cluster", id)])` is `cluster:<id>`.
+///
+/// Each type and name must be exactly one word of the resource grammar
+/// (`domain::access`): no `/`, `:`, `*`, spaces or empty names. Without this
+/// check a decoded `%2F` in a path parameter (`c1/project:p2`) would build
+/// a deeper resource than the route names, and a token scoped to that
+/// deeper resource would pass.
+///
+/// # Errors
+/// `InvalidRequest` (400) for a malformed segment.
+pub fn resource(segments: &[(&str, &str)]) -> Result<String, VerifyError> {
+    let mut out = String::new();
+    for (kind, name) in segments {
+        let segment = format!("{kind}:{name}");
+        // One segment, whatever the grammar says about the whole path.
+        if segment.contains('/') || validate_path(&segment, true).is_err() {
+            return Err(malformed_resource());
+        }
+        if !out.is_empty() {
+            out.push('/');
+        }
+        out.push_str(&segment);
+    }
+    validate_path(&out, true).map_err(|_| malformed_resource())?;
+    Ok(out)
 }
 
 /// A token that passed every check.
@@ -172,14 +225,31 @@ pub struct VerifiedToken {
 
 impl VerifiedToken {
     /// Whether `permission` holds, everywhere or on `resource` (the matching
-    /// rule of `domain::access`, wildcards included).
+    /// rule of `domain::access`, wildcards included). Never on a malformed
+    /// resource (`cluster:*`, `cluster:a b`, an empty segment...), even for
+    /// a token holding the permission everywhere: the caller built a
+    /// resource from bad input, and nothing should be done with it.
     pub fn allows(&self, permission: &str, resource: Option<&str>) -> bool {
+        if resource.is_some_and(|r| validate_path(r, true).is_err()) {
+            return false;
+        }
         Permission::parse(permission)
             .is_ok_and(|p| allows(&self.permissions, &self.claims.access, &p, resource))
     }
 
     /// `Ok` when [`VerifiedToken::allows`], else `Forbidden` naming it.
+    ///
+    /// # Errors
+    /// `InvalidRequest` (400 `invalid_request`) when `resource` is not a
+    /// valid resource path: a malformed resource is a bad request, whatever
+    /// the token holds. `Forbidden` (403 `insufficient_permissions`) when
+    /// the permission does not hold. This checks the whole path's shape
+    /// only; build resources from request input with [`resource`], which
+    /// also keeps each input to one segment.
     pub fn require(&self, permission: &str, resource: Option<&str>) -> Result<(), VerifyError> {
+        if resource.is_some_and(|r| validate_path(r, true).is_err()) {
+            return Err(malformed_resource());
+        }
         if self.allows(permission, resource) {
             return Ok(());
         }
@@ -317,5 +387,41 @@ impl Verifier {
             claims,
             permissions,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_from_request_input_stay_one_segment_each() {
+        assert_eq!(resource(&[("cluster", "c1")]).unwrap(), "cluster:c1");
+        assert_eq!(
+            resource(&[("cluster", "c1"), ("project", "p-2.x_y")]).unwrap(),
+            "cluster:c1/project:p-2.x_y"
+        );
+        for bad in [
+            "c1/project:p2",
+            "c1/",
+            "*",
+            "c1:x",
+            "c1 x",
+            "",
+            "../c2",
+            "c1%2Fp",
+        ] {
+            assert!(
+                matches!(
+                    resource(&[("cluster", bad)]),
+                    Err(VerifyError::InvalidRequest(m)) if !m.contains(bad) || bad.is_empty()
+                ),
+                "{bad:?}"
+            );
+        }
+        assert!(resource(&[]).is_err());
+        assert!(resource(&[("clu/ster", "c1")]).is_err());
+        let deep: Vec<(&str, &str)> = vec![("a", "b"); 17];
+        assert!(resource(&deep).is_err());
     }
 }

@@ -8,6 +8,7 @@ mod helpers;
 mod identity;
 mod lifecycle;
 mod process;
+mod proxy;
 mod redis;
 mod redis_server;
 mod revocation;

@@ -751,3 +751,59 @@ async fn unknown_kids_share_one_rate_limited_refresh_and_outages_keep_the_last_k
         "the last good key set keeps serving"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resources_built_from_path_segments_stay_one_segment() {
+    let gw = spawn_app().await;
+    let ds = downstream(&gw, "cluster-api", RevocationSource::Disabled, false).await;
+    let client = reqwest::Client::new();
+    let url = |c: &str| format!("{}/api/v1/clusters/{c}/workloads", ds.url);
+    // A token scoped below a cluster, and one scoped to the cluster.
+    let (_p, project_secret) = gw
+        .create_app(json!({"name": "project", "audiences": ["cluster-api"],
+            "accessRules": [{"scope": "cluster:c1/project:p2", "permissions": ["workloads:read"]}]}))
+        .await;
+    let project = cluster_token(&gw, &project_secret).await;
+    let (_c, cluster_secret) = cluster_app(&gw).await;
+    let cluster = cluster_token(&gw, &cluster_secret).await;
+
+    // actix decodes `%2F` in the path parameter: `cluster:c1/project:p2`
+    // must not be built from it, or the project token passes a
+    // cluster-wide check.
+    for token in [&project, &cluster] {
+        for bad in [
+            "c1%2Fproject:p2",
+            "c1%2fproject:p2",
+            "c1%2F..%2Fc2",
+            "*",
+            "%2A",
+            "c1:x",
+            "c1%20x",
+            "c1%2F",
+        ] {
+            let (status, body) = get(&client, &url(bad), token).await;
+            assert_eq!(
+                (status, body["error"]["code"].as_str()),
+                (400, Some("invalid_request")),
+                "{bad}: {body}"
+            );
+            assert_eq!(body["error"]["type"], "invalid_request_error");
+        }
+    }
+    // The project token never held the cluster; the cluster token does.
+    let (status, body) = get(&client, &url("c1"), &project).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("insufficient_permissions"))
+    );
+    let (status, body) = get(&client, &url("c1"), &cluster).await;
+    assert_eq!((status, body["cluster"].as_str()), (200, Some("c1")));
+    // Writes take the same path.
+    let res = client
+        .post(url("c1%2Fproject:p2"))
+        .bearer_auth(&project)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
