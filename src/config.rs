@@ -60,11 +60,21 @@ pub struct Settings {
     pub hash_queue: usize,
     /// How long a verified secret skips argon2, in seconds. Default 300.
     pub secret_cache_ttl: u64,
-    /// Failed exchanges allowed per application id, and per client IP, in a
-    /// minute before further attempts get 429. Default 20 and 100.
-    pub max_failures_per_app: u32,
-    /// See `max_failures_per_app`.
+    /// Failed exchanges allowed per client address (IPv6: per /64) in a
+    /// minute before further attempts from it get 429. Default 100. There
+    /// is deliberately no per-application limit: a stranger could trip it
+    /// and lock the key's holder out.
     pub max_failures_per_ip: u32,
+    /// Longest a request may take, from its first byte to its answer,
+    /// seconds: a client trickling its body is cut off with 408. Default 15.
+    pub request_timeout: u64,
+    /// Open connections per worker thread; more wait in the listen queue.
+    /// Default 1024. Keep `ulimit -n` above workers × this + 64.
+    pub max_connections: usize,
+    /// A separate listener serving `/metrics` with no token (for a
+    /// scraper on a private network). Default: none; `/metrics` on the main
+    /// listener always needs a bearer token with `metrics:read`.
+    pub metrics_listen: Option<String>,
     /// HTTP worker threads. Default: the number of CPUs.
     pub workers: Option<usize>,
     /// Ensured bootstrap admin id (`TESSERA_ADMIN_APP_ID`).
@@ -108,8 +118,10 @@ impl Default for Settings {
             hash_concurrency: cpus,
             hash_queue: 256,
             secret_cache_ttl: 300,
-            max_failures_per_app: 20,
             max_failures_per_ip: 100,
+            request_timeout: 15,
+            max_connections: 1024,
+            metrics_listen: None,
             workers: None,
             admin_app_id: None,
             admin_app_secret: None,
@@ -205,6 +217,11 @@ impl Settings {
                 "TESSERA_MAX_BODY_BYTES" => self.max_body_bytes = parse_num(k, v)?,
                 "TESSERA_HASH_CONCURRENCY" => self.hash_concurrency = parse_num(k, v)?,
                 "TESSERA_WORKERS" => self.workers = Some(parse_num(k, v)?),
+                "TESSERA_REQUEST_TIMEOUT" => self.request_timeout = parse_num(k, v)?,
+                "TESSERA_MAX_CONNECTIONS" => self.max_connections = parse_num(k, v)?,
+                "TESSERA_METRICS_LISTEN" => {
+                    self.metrics_listen = Some(v.clone()).filter(|v| !v.is_empty());
+                }
                 "TESSERA_ADMIN_APP_ID" => self.admin_app_id = Some(v.clone()),
                 "TESSERA_TRUSTED_PROXIES" => {
                     self.trusted_proxies = v
@@ -245,6 +262,26 @@ impl Settings {
             return Err(err(
                 "listen (TESSERA_LISTEN)",
                 format!("{:?} is not an IP:port address", self.listen),
+            ));
+        }
+        if let Some(m) = &self.metrics_listen
+            && m.parse::<std::net::SocketAddr>().is_err()
+        {
+            return Err(err(
+                "metrics_listen (TESSERA_METRICS_LISTEN)",
+                format!("{m:?} is not an IP:port address"),
+            ));
+        }
+        if !(1..=3600).contains(&self.request_timeout) {
+            return Err(err(
+                "request_timeout (TESSERA_REQUEST_TIMEOUT)",
+                "must be between 1 and 3600 seconds",
+            ));
+        }
+        if self.max_connections == 0 {
+            return Err(err(
+                "max_connections (TESSERA_MAX_CONNECTIONS)",
+                "must be at least 1",
             ));
         }
         if self.token_ttl < 10 || self.token_ttl > 86_400 {

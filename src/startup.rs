@@ -26,6 +26,8 @@ pub struct Application {
     server: Server,
     gateway: web::Data<Gateway>,
     bootstrap: Option<Bootstrap>,
+    /// `/metrics` without a token on `metrics_listen`, when configured.
+    metrics_server: Option<Server>,
     flusher: tokio::task::JoinHandle<()>,
     stop_flusher: tokio::sync::oneshot::Sender<()>,
     listener: Option<tokio::task::JoinHandle<()>>,
@@ -103,6 +105,15 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let max_body = settings.max_body_bytes;
+        let request_timeout = std::time::Duration::from_secs(settings.request_timeout);
+        let max_connections = settings.max_connections;
+        let metrics_listener = match &settings.metrics_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .map_err(|e| StartupError(format!("metrics_listen {addr}: {e}")))?,
+            ),
+            None => None,
+        };
         let gateway = Gateway::new(settings, keys, store).map_err(|e| StartupError(e.0))?;
         let boot = bootstrap::run(&gateway)
             .await
@@ -145,7 +156,7 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .wrap_fn(|req, srv| {
+                .wrap_fn(move |req, srv| {
                     let gw = req.app_data::<web::Data<Gateway>>().cloned();
                     // Captured only when debug logging is on: this runs per request.
                     let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| {
@@ -157,7 +168,24 @@ impl Application {
                     });
                     let fut = srv.call(req);
                     async move {
-                        let res = fut.await?;
+                        // A deadline over the whole request, body included:
+                        // a client trickling its body cannot hold a
+                        // connection (and a file descriptor) for ever.
+                        // (The request cannot be cloned here: actix needs it
+                        // unshared, so the 408 travels as an error.)
+                        let res = match tokio::time::timeout(request_timeout, fut).await {
+                            Ok(res) => res?,
+                            Err(_) => {
+                                if let Some(gw) = &gw {
+                                    inc(&gw.metrics.http_4xx);
+                                }
+                                return Err(actix_web::error::InternalError::from_response(
+                                    "request timeout",
+                                    http::error::request_timeout(),
+                                )
+                                .into());
+                            }
+                        };
                         let status = res.status().as_u16();
                         if let Some(gw) = gw {
                             match status / 100 {
@@ -179,15 +207,38 @@ impl Application {
                 .configure(http::routes(max_body))
         })
         .workers(workers)
+        .max_connections(max_connections)
+        .client_request_timeout(std::time::Duration::from_secs(5))
+        .client_disconnect_timeout(std::time::Duration::from_secs(1))
         .shutdown_timeout(30)
         .listen(listener)
         .map_err(|e| StartupError(e.to_string()))?
         .run();
+        let metrics_server = match metrics_listener {
+            Some(l) => {
+                let data = gateway.clone();
+                Some(
+                    HttpServer::new(move || {
+                        App::new()
+                            .app_data(data.clone())
+                            .route("/metrics", web::get().to(http::health::metrics_open))
+                    })
+                    .workers(1)
+                    .max_connections(64)
+                    .shutdown_timeout(1)
+                    .listen(l)
+                    .map_err(|e| StartupError(e.to_string()))?
+                    .run(),
+                )
+            }
+            None => None,
+        };
         Ok(Self {
             port,
             server,
             gateway,
             bootstrap: Some(boot),
+            metrics_server,
             flusher,
             stop_flusher,
             listener: changes,
@@ -220,12 +271,21 @@ impl Application {
         let Self {
             server,
             gateway,
+            metrics_server,
             flusher,
             stop_flusher,
             listener,
             ..
         } = self;
+        let metrics = metrics_server.map(|m| {
+            let handle = m.handle();
+            (tokio::spawn(m), handle)
+        });
         let res = server.await;
+        if let Some((task, handle)) = metrics {
+            handle.stop(false).await;
+            let _ = task.await;
+        }
         if let Some(l) = listener {
             l.abort();
         }

@@ -468,9 +468,9 @@ mod tests {
     fn vectors() -> Value {
         let text = std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../shared/testdata/jose-rfc-vectors.json"
+            "/tests/data/jose-rfc-vectors.json"
         ))
-        .expect("shared/testdata beside the repository");
+        .expect("tests/data/jose-rfc-vectors.json in the repository");
         serde_json::from_str(&text).unwrap()
     }
 

@@ -16,6 +16,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeSet;
+
 use super::{DomainError, Permission};
 
 const MAX_SEGMENTS: usize = 16;
@@ -33,7 +35,8 @@ pub fn validate_path(s: &str, concrete: bool) -> Result<(), DomainError> {
     let what = if concrete { "resource" } else { "scope" };
     let bad = |why: &str| {
         DomainError::Validation(format!(
-            "invalid {what} {s:?}: {why} (expected e.g. \"cluster:c1/project:*\")"
+            "invalid {what} {}: {why} (expected e.g. \"cluster:c1/project:*\")",
+            super::error::shown(s)
         ))
     };
     if s.is_empty() || s.len() > MAX_LEN {
@@ -124,25 +127,51 @@ pub fn allows(
     })
 }
 
-/// The grants of `wanted` that `bound` also holds: kept whole when `bound`
-/// covers them, otherwise narrowed to the parts of `bound` they cover
-/// (an application's `content:*` under an owner's `content:read` gives
-/// `content:read`).
+/// The grants in `wanted` that `bound` allows: each wanted grant that a bound
+/// grant covers, else the bound grants it covers (so `content:*` bounded by
+/// `content:read` gives `content:read`). Redundant grants are dropped.
+///
+/// Coverage is looked up in ordered sets (a grant is covered by itself, its
+/// `resource:*` or `*`), so this is O(n log n), not quadratic: `scope` words
+/// come from callers.
 pub fn intersect(wanted: &[Permission], bound: &[Permission]) -> Vec<Permission> {
-    let mut out: Vec<Permission> = Vec::new();
+    let bound_set: BTreeSet<&Permission> = bound.iter().collect();
+    let mut out: BTreeSet<Permission> = BTreeSet::new();
     for w in wanted {
-        if Permission::any_covers(bound, w) {
-            out.push(w.clone());
-        } else {
-            out.extend(bound.iter().filter(|b| w.covers(b)).cloned());
+        if covered_by_set(&bound_set, w) {
+            out.insert(w.clone());
+        } else if w.as_str() == "*" {
+            out.extend(bound.iter().cloned());
+        } else if let Some(res) = w.as_str().strip_suffix(":*") {
+            out.extend(bound.iter().filter(|b| b.resource() == Some(res)).cloned());
         }
     }
-    out.sort();
-    out.dedup();
-    // Drop grants already covered by a wider one in the result.
-    let wide = out.clone();
-    out.retain(|p| !wide.iter().any(|q| q != p && q.covers(p)));
-    out
+    let all: BTreeSet<&Permission> = out.iter().collect();
+    out.iter()
+        .filter(|p| !covered_by_other(&all, p))
+        .cloned()
+        .collect()
+}
+
+fn covered_by_set(set: &BTreeSet<&Permission>, p: &Permission) -> bool {
+    set.contains(p) || covered_by_other(set, p)
+}
+
+/// Whether a wider grant than `p` itself is in `set`.
+fn covered_by_other(set: &BTreeSet<&Permission>, p: &Permission) -> bool {
+    if p.as_str() == "*" {
+        return false;
+    }
+    let star = Permission::star();
+    if set.contains(&star) {
+        return true;
+    }
+    match p.resource() {
+        Some(res) if !p.is_wildcard() => Permission::parse(&format!("{res}:*"))
+            .map(|w| set.contains(&w))
+            .unwrap_or(false),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

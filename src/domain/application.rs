@@ -215,7 +215,8 @@ pub fn validate_text(
 pub fn validate_audience(aud: &str) -> Result<(), DomainError> {
     if aud.is_empty() || aud.len() > 256 || !aud.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(DomainError::Validation(format!(
-            "invalid audience {aud:?}: 1 to 256 printable ASCII characters without spaces"
+            "invalid audience {}: 1 to 256 printable ASCII characters without spaces",
+            super::error::shown(aud)
         )));
     }
     Ok(())

@@ -17,8 +17,11 @@ pub struct AccessClaims {
     pub exp: i64,
     /// Issued at.
     pub iat: i64,
-    /// Issued at, in milliseconds: subject revocations compare against it,
-    /// so a token minted in the same second after a rotation survives.
+    /// The instant, in milliseconds, of the application state this token was
+    /// minted from (never later than `iat`). Subject revocations compare
+    /// against it: a revocation written after a change covers every token
+    /// minted from state read before the change, however late it was
+    /// minted, and a token minted in the same second after it survives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat_ms: Option<i64>,
     /// Not before.

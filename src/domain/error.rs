@@ -59,3 +59,14 @@ pub enum DomainError {
     #[error("internal error")]
     Internal(String),
 }
+
+/// A caller's value fit to repeat in an error message: quoted when it is
+/// short printable ASCII, otherwise only its length. Error messages name the
+/// field and the rule; they never carry arbitrary input back (SPEC §6).
+pub fn shown(s: &str) -> String {
+    if s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+        format!("{s:?}")
+    } else {
+        format!("(a value of {} bytes)", s.len())
+    }
+}

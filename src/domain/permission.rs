@@ -38,9 +38,15 @@ impl Permission {
             Ok(Self(s.to_owned()))
         } else {
             Err(DomainError::Validation(format!(
-                "invalid permission {s:?}: expected \"resource:action\", \"resource:*\" or \"*\""
+                "invalid permission {}: expected \"resource:action\", \"resource:*\" or \"*\"",
+                super::error::shown(s)
             )))
         }
+    }
+
+    /// `*`: every permission.
+    pub fn star() -> Self {
+        Self("*".to_owned())
     }
 
     /// The permission as written.
@@ -110,18 +116,43 @@ pub struct PermissionDef {
     pub public: bool,
 }
 
+/// Names of the gateway's own permissions: every check uses these, never a
+/// string literal, so a typo is a compile error rather than an open door.
+pub mod builtin {
+    /// List and read applications.
+    pub const API_KEYS_READ: &str = "api_keys:read";
+    /// Create, change, rotate, revoke and delete applications.
+    pub const API_KEYS_MANAGE: &str = "api_keys:manage";
+    /// Create, change and delete roles.
+    pub const ROLES_MANAGE: &str = "roles:manage";
+    /// Create, change and delete users.
+    pub const USERS_MANAGE: &str = "users:manage";
+    /// Revoke any access token.
+    pub const TOKENS_REVOKE: &str = "tokens:revoke";
+    /// Introspect access tokens.
+    pub const TOKENS_INTROSPECT: &str = "tokens:introspect";
+    /// Read the audit log.
+    pub const AUDIT_READ: &str = "audit:read";
+    /// Read `/metrics`.
+    pub const METRICS_READ: &str = "metrics:read";
+}
+
 /// The gateway's own permissions, always in the catalogue.
 pub const BUILT_INS: &[(&str, &str)] = &[
-    ("api_keys:read", "List and read applications (API keys)"),
     (
-        "api_keys:manage",
+        builtin::API_KEYS_READ,
+        "List and read applications (API keys)",
+    ),
+    (
+        builtin::API_KEYS_MANAGE,
         "Create, change, rotate, revoke and delete applications",
     ),
-    ("roles:manage", "Create, change and delete roles"),
-    ("users:manage", "Create, change and delete users"),
-    ("tokens:revoke", "Revoke access tokens"),
-    ("tokens:introspect", "Introspect access tokens"),
-    ("audit:read", "Read the audit log"),
+    (builtin::ROLES_MANAGE, "Create, change and delete roles"),
+    (builtin::USERS_MANAGE, "Create, change and delete users"),
+    (builtin::TOKENS_REVOKE, "Revoke access tokens"),
+    (builtin::TOKENS_INTROSPECT, "Introspect access tokens"),
+    (builtin::AUDIT_READ, "Read the audit log"),
+    (builtin::METRICS_READ, "Read the gateway's metrics"),
 ];
 
 /// The permission catalogue: configured entries plus the built-ins.
@@ -177,6 +208,12 @@ impl Catalogue {
             return self.entries.keys().any(|k| k.resource() == Some(res));
         }
         self.entries.contains_key(grant)
+    }
+
+    /// Whether a grant may be held by a public key: a concrete catalogue
+    /// entry marked public (never a wildcard).
+    pub fn is_public(&self, grant: &Permission) -> bool {
+        !grant.is_wildcard() && self.entries.get(grant).is_some_and(|d| d.public)
     }
 
     /// Checks every grant, naming all the unknown ones in one error.

@@ -35,7 +35,8 @@ pub fn validate_role_name(name: &str) -> Result<(), DomainError> {
         Ok(())
     } else {
         Err(DomainError::Validation(format!(
-            "invalid role name {name:?}: 1 to 64 of a-z, 0-9, '_', '-', '.'"
+            "invalid role name {}: 1 to 64 of a-z, 0-9, '_', '-', '.'",
+            super::error::shown(name)
         )))
     }
 }

@@ -50,7 +50,8 @@ pub fn normalize_email(email: &str) -> Result<String, DomainError> {
         Ok(e)
     } else {
         Err(DomainError::Validation(format!(
-            "invalid email address {email:?}"
+            "invalid email address {}",
+            super::error::shown(email)
         )))
     }
 }

@@ -32,9 +32,8 @@ pub struct DeleteRoleParams {
 #[utoipa::path(get, path = "/api/v1/roles", tag = "roles", responses((status = 200, description = "Every role", body = crate::http::openapi::RoleList), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `GET /api/v1/roles`.
 pub async fn list_roles(req: HttpRequest, Caller(c): Caller) -> Result<HttpResponse, ApiError> {
-    c.require("roles:manage")?;
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Ok().json(json!({"data": roles::list(&gw).await?})))
+    Ok(HttpResponse::Ok().json(json!({"data": roles::list(&gw, &c).await?})))
 }
 
 #[utoipa::path(post, path = "/api/v1/roles", tag = "roles", request_body = roles::CreateRole, responses((status = 201, description = "Created", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The name exists", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
@@ -44,7 +43,6 @@ pub async fn create_role(
     Caller(c): Caller,
     body: web::Json<roles::CreateRole>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("roles:manage")?;
     let gw = gateway(&req)?;
     Ok(HttpResponse::Created().json(roles::create(&gw, &c, body.into_inner()).await?))
 }
@@ -56,9 +54,8 @@ pub async fn get_role(
     Caller(c): Caller,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("roles:manage")?;
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Ok().json(roles::get(&gw, &name).await?))
+    Ok(HttpResponse::Ok().json(roles::read(&gw, &c, &name).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name")), request_body = roles::PatchRole, responses((status = 200, description = "Changed; applies to tokens minted from now on", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such role", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
@@ -69,7 +66,6 @@ pub async fn patch_role(
     name: web::Path<String>,
     body: web::Json<roles::PatchRole>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("roles:manage")?;
     let gw = gateway(&req)?;
     Ok(HttpResponse::Ok().json(roles::patch(&gw, &c, &name, body.into_inner()).await?))
 }
@@ -82,7 +78,6 @@ pub async fn delete_role(
     name: web::Path<String>,
     params: web::Query<DeleteRoleParams>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("roles:manage")?;
     let gw = gateway(&req)?;
     roles::delete(&gw, &c, &name, params.detach).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -95,10 +90,9 @@ pub async fn list_users(
     Caller(c): Caller,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("users:manage")?;
     let gw = gateway(&req)?;
     let page = page.into_inner();
-    Ok(HttpResponse::Ok().json(users::list(&gw, page.limit, page.cursor).await?))
+    Ok(HttpResponse::Ok().json(users::list(&gw, &c, page.limit, page.cursor).await?))
 }
 
 #[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = users::CreateUser, responses((status = 201, description = "Created", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The email exists", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
@@ -108,7 +102,6 @@ pub async fn create_user(
     Caller(c): Caller,
     body: web::Json<users::CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("users:manage")?;
     let gw = gateway(&req)?;
     Ok(HttpResponse::Created().json(users::create(&gw, &c, body.into_inner()).await?))
 }
@@ -120,9 +113,8 @@ pub async fn get_user(
     Caller(c): Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("users:manage")?;
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Ok().json(users::get(&gw, &id).await?))
+    Ok(HttpResponse::Ok().json(users::get(&gw, &c, &id).await?))
 }
 
 #[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), request_body = users::PatchUser, responses((status = 200, description = "Changed", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such user", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The email belongs to someone else", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
@@ -133,7 +125,6 @@ pub async fn patch_user(
     id: web::Path<String>,
     body: web::Json<users::PatchUser>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("users:manage")?;
     let gw = gateway(&req)?;
     Ok(HttpResponse::Ok().json(users::patch(&gw, &c, &id, body.into_inner()).await?))
 }
@@ -145,7 +136,6 @@ pub async fn delete_user(
     Caller(c): Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("users:manage")?;
     let gw = gateway(&req)?;
     users::delete(&gw, &c, &id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -158,7 +148,7 @@ pub async fn audit_log(
     Caller(c): Caller,
     page: web::Query<Page>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("audit:read")?;
+    c.require(crate::domain::permission::builtin::AUDIT_READ)?;
     let gw = gateway(&req)?;
     let page = page.into_inner();
     Ok(HttpResponse::Ok().json(audit::list(&gw, page.limit, page.cursor).await?))

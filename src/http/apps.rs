@@ -10,18 +10,6 @@ use super::ApiError;
 use super::extract::{Caller, gateway};
 use crate::domain::DomainError;
 use crate::service::apps::{self, AppView, CreateApp, CreatedApp, ListParams, PatchApp};
-use crate::service::auth::Principal;
-
-fn require_read(p: &Principal) -> Result<(), DomainError> {
-    // Whoever may manage keys may also read them.
-    p.require("api_keys:read")
-        .or_else(|_| p.require("api_keys:manage"))
-        .map_err(|_| {
-            DomainError::InsufficientPermissions(
-                "this call needs the permission api_keys:read".into(),
-            )
-        })
-}
 
 #[utoipa::path(operation_id = "create_app", post, path = "/api/v1/apps", tag = "apps", request_body = CreateApp, responses((status = 201, description = "Created; the secret is in this response only", body = crate::http::openapi::AppWithSecret), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
 /// `POST /api/v1/apps`: 201 with the record and its secret, shown once.
@@ -30,7 +18,6 @@ pub async fn create(
     Caller(caller): Caller,
     body: web::Json<CreateApp>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("api_keys:manage")?;
     let gw = gateway(&req)?;
     let created = apps::create(&gw, &caller, body.into_inner()).await?;
     let location = format!("/api/v1/apps/{}", created.view.app.id);
@@ -71,7 +58,6 @@ pub async fn patch(
     id: web::Path<String>,
     body: web::Json<PatchApp>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("api_keys:manage")?;
     let gw = gateway(&req)?;
     Ok(HttpResponse::Ok().json(apps::patch(&gw, &caller, &id, body.into_inner()).await?))
 }
@@ -93,7 +79,6 @@ pub async fn rotate(
     id: web::Path<String>,
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("api_keys:manage")?;
     let gw = gateway(&req)?;
     let body: RotateBody = if body.iter().all(u8::is_ascii_whitespace) {
         RotateBody::default()
@@ -112,7 +97,6 @@ pub async fn delete(
     Caller(caller): Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("api_keys:manage")?;
     let gw = gateway(&req)?;
     apps::delete(&gw, &caller, &id).await?;
     Ok(HttpResponse::NoContent().finish())
@@ -133,7 +117,6 @@ pub async fn bulk_delete(
     Caller(caller): Caller,
     body: web::Json<BulkDeleteBody>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("api_keys:manage")?;
     let gw = gateway(&req)?;
     let results = apps::bulk_delete(&gw, &caller, body.into_inner().ids).await?;
     Ok(HttpResponse::Ok().json(json!({ "results": results })))
@@ -146,9 +129,8 @@ pub async fn list(
     Caller(caller): Caller,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    require_read(&caller)?;
     let gw = gateway(&req)?;
-    let page = apps::list(&gw, params.into_inner()).await?;
+    let page = apps::list(&gw, &caller, params.into_inner()).await?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -159,9 +141,8 @@ pub async fn get(
     Caller(caller): Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    require_read(&caller)?;
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Ok().json(apps::get(&gw, &id).await?))
+    Ok(HttpResponse::Ok().json(apps::get(&gw, &caller, &id).await?))
 }
 
 #[utoipa::path(operation_id = "revoke_app", post, path = "/api/v1/apps/{id}/revoke", tag = "apps", params(("id" = String, Path, description = "Application id")), responses((status = 200, description = "Revoked", body = AppView), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such application", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
@@ -171,7 +152,6 @@ pub async fn revoke(
     Caller(caller): Caller,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    caller.require("api_keys:manage")?;
     let gw = gateway(&req)?;
     Ok(HttpResponse::Ok().json(apps::revoke(&gw, &caller, &id).await?))
 }

@@ -379,30 +379,50 @@ pub fn query_config() -> web::QueryConfig {
 /// Path extractor settings: SPEC-shaped 404s.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, req: &HttpRequest| {
-        let res = path_not_found(req.path());
+        let _ = req;
+        let res = path_not_found();
         actix_web::error::InternalError::from_response(err, res).into()
     })
 }
 
 /// The JSON 405.
-pub fn method_not_allowed(method: &Method) -> HttpResponse {
-    api_error_response(
+pub fn method_not_allowed(method: &Method, allow: &'static str) -> HttpResponse {
+    let mut res = api_error_response(
         StatusCode::METHOD_NOT_ALLOWED,
         "invalid_request",
         "invalid_request_error",
-        &format!("method {method} is not allowed on this path"),
-    )
+        &format!("method {method} is not allowed on this path; allowed: {allow}"),
+    );
+    res.headers_mut().insert(
+        actix_web::http::header::ALLOW,
+        actix_web::http::header::HeaderValue::from_static(allow),
+    );
+    res
 }
 
-/// The JSON 404 for an unknown path.
-pub fn path_not_found(path: &str) -> HttpResponse {
-    let shown: String = path.chars().take(200).collect();
+/// The JSON 404 for an unknown path. The path is not repeated: it is the
+/// caller's input and may hold anything.
+pub fn path_not_found() -> HttpResponse {
     api_error_response(
         StatusCode::NOT_FOUND,
         "not_found",
         "invalid_request_error",
-        &format!("no such endpoint: {shown}"),
+        "no such endpoint",
     )
+}
+
+/// The JSON 408 for a request that took longer than `request_timeout`;
+/// the connection is closed.
+pub fn request_timeout() -> HttpResponse {
+    let mut res = api_error_response(
+        StatusCode::REQUEST_TIMEOUT,
+        "invalid_request",
+        "invalid_request_error",
+        "the request took too long to arrive",
+    );
+    res.head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    res
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde_json::json;
 
 use super::ApiError;
-use super::extract::gateway;
+use super::extract::{Caller, gateway};
+use crate::domain::permission::builtin::METRICS_READ;
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process serves HTTP")))]
 /// The process is up and serving HTTP.
@@ -31,9 +32,17 @@ pub async fn readyz(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     })
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-/// Prometheus text exposition.
-pub async fn metrics(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks metrics:read", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+/// Prometheus text exposition, for a bearer token with `metrics:read`: the
+/// counters describe other clients' traffic, so they are not public.
+pub async fn metrics(req: HttpRequest, Caller(caller): Caller) -> Result<HttpResponse, ApiError> {
+    caller.require(METRICS_READ)?;
+    metrics_open(req).await
+}
+
+/// Prometheus text exposition with no token: only mounted on the separate
+/// `metrics_listen` listener, which the operator keeps private.
+pub async fn metrics_open(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

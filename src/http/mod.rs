@@ -15,19 +15,17 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use error::{ApiError, OAuthError};
 
-/// Answers 405 with the JSON error shape for a method a resource lacks.
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    error::method_not_allowed(req.method())
-}
-
 /// Answers 404 with the JSON error shape for an unknown path.
-async fn not_found(req: HttpRequest) -> HttpResponse {
-    error::path_not_found(req.path())
+async fn not_found() -> HttpResponse {
+    error::path_not_found()
 }
 
-/// A resource whose unmatched methods get a JSON 405.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose unmatched methods get a JSON 405 with `Allow` naming
+/// the methods it has (`allow` must list exactly the routes added to it).
+fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
+        error::method_not_allowed(req.method(), allow)
+    }))
 }
 
 /// Registers every route, the body limits and the extractor error handlers.
@@ -38,63 +36,74 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(error::query_config())
             .app_data(error::path_config())
             .app_data(web::PayloadConfig::new(max_body))
-            .service(resource("/healthz").route(web::get().to(health::healthz)))
-            .service(resource("/readyz").route(web::get().to(health::readyz)))
-            .service(resource("/metrics").route(web::get().to(health::metrics)))
-            .service(resource("/openapi.json").route(web::get().to(openapi::openapi_json)))
-            .service(resource("/.well-known/jwks.json").route(web::get().to(discovery::jwks)))
+            .service(resource("/healthz", "GET").route(web::get().to(health::healthz)))
+            .service(resource("/readyz", "GET").route(web::get().to(health::readyz)))
+            .service(resource("/metrics", "GET").route(web::get().to(health::metrics)))
+            .service(resource("/openapi.json", "GET").route(web::get().to(openapi::openapi_json)))
             .service(
-                resource("/.well-known/oauth-authorization-server")
+                resource("/.well-known/jwks.json", "GET").route(web::get().to(discovery::jwks)),
+            )
+            .service(
+                resource("/.well-known/oauth-authorization-server", "GET")
                     .route(web::get().to(discovery::metadata)),
             )
             .service(
-                resource("/.well-known/openid-configuration")
+                resource("/.well-known/openid-configuration", "GET")
                     .route(web::get().to(discovery::openid_configuration)),
             )
-            .service(resource("/oauth/token").route(web::post().to(token::oauth_token)))
-            .service(resource("/oauth/revoke").route(web::post().to(revocation::revoke)))
-            .service(resource("/oauth/introspect").route(web::post().to(revocation::introspect)))
-            .service(resource("/api/v1/revocations").route(web::get().to(revocation::feed)))
-            .service(resource("/api/v1/token").route(web::post().to(token::api_token)))
+            .service(resource("/oauth/token", "POST").route(web::post().to(token::oauth_token)))
+            .service(resource("/oauth/revoke", "POST").route(web::post().to(revocation::revoke)))
             .service(
-                resource("/api/v1/apps")
+                resource("/oauth/introspect", "POST").route(web::post().to(revocation::introspect)),
+            )
+            .service(resource("/api/v1/revocations", "GET").route(web::get().to(revocation::feed)))
+            .service(resource("/api/v1/token", "POST").route(web::post().to(token::api_token)))
+            .service(
+                resource("/api/v1/apps", "GET, POST")
                     .route(web::post().to(apps::create))
                     .route(web::get().to(apps::list)),
             )
             // Before `/api/v1/apps/{id}`, which would otherwise match it.
-            .service(resource("/api/v1/apps/bulk-delete").route(web::post().to(apps::bulk_delete)))
             .service(
-                resource("/api/v1/apps/{id}")
+                resource("/api/v1/apps/bulk-delete", "POST")
+                    .route(web::post().to(apps::bulk_delete)),
+            )
+            .service(
+                resource("/api/v1/apps/{id}", "GET, PATCH, DELETE")
                     .route(web::get().to(apps::get))
                     .route(web::patch().to(apps::patch))
                     .route(web::delete().to(apps::delete)),
             )
-            .service(resource("/api/v1/apps/{id}/revoke").route(web::post().to(apps::revoke)))
-            .service(resource("/api/v1/apps/{id}/rotate").route(web::post().to(apps::rotate)))
-            .service(resource("/api/v1/permissions").route(web::get().to(apps::permissions)))
             .service(
-                resource("/api/v1/roles")
+                resource("/api/v1/apps/{id}/revoke", "POST").route(web::post().to(apps::revoke)),
+            )
+            .service(
+                resource("/api/v1/apps/{id}/rotate", "POST").route(web::post().to(apps::rotate)),
+            )
+            .service(resource("/api/v1/permissions", "GET").route(web::get().to(apps::permissions)))
+            .service(
+                resource("/api/v1/roles", "GET, POST")
                     .route(web::get().to(admin::list_roles))
                     .route(web::post().to(admin::create_role)),
             )
             .service(
-                resource("/api/v1/roles/{name}")
+                resource("/api/v1/roles/{name}", "GET, PATCH, DELETE")
                     .route(web::get().to(admin::get_role))
                     .route(web::patch().to(admin::patch_role))
                     .route(web::delete().to(admin::delete_role)),
             )
             .service(
-                resource("/api/v1/users")
+                resource("/api/v1/users", "GET, POST")
                     .route(web::get().to(admin::list_users))
                     .route(web::post().to(admin::create_user)),
             )
             .service(
-                resource("/api/v1/users/{id}")
+                resource("/api/v1/users/{id}", "GET, PATCH, DELETE")
                     .route(web::get().to(admin::get_user))
                     .route(web::patch().to(admin::patch_user))
                     .route(web::delete().to(admin::delete_user)),
             )
-            .service(resource("/api/v1/audit").route(web::get().to(admin::audit_log)))
+            .service(resource("/api/v1/audit", "GET").route(web::get().to(admin::audit_log)))
             .default_service(web::to(not_found));
     }
 }

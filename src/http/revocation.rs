@@ -47,7 +47,7 @@ async fn oauth_caller(
         )
         .await?;
         return Ok(OAuthCaller {
-            id: app.app.id.clone(),
+            id: app.stored.app.id.clone(),
             permissions: grants.permissions.clone(),
         });
     }
@@ -90,7 +90,8 @@ pub async fn revoke(
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let may_revoke_any = caller.holds("tokens:revoke");
     let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
-    revocation::revoke_token(&gw, &caller.id, &token, |c| {
+    let ip = client_ip(&req)?;
+    revocation::revoke_token(&gw, &caller.id, ip, &token, |c| {
         may_revoke_any || c.client_id == caller.id
     })
     .await

@@ -43,13 +43,16 @@ fn no_store(res: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpRes
         .insert_header((header::PRAGMA, "no-cache"))
 }
 
+/// Names the grant only when it is one we know of: the value is the
+/// caller's input and is never repeated otherwise.
 fn unsupported(grant: &str) -> DomainError {
-    let shown: String = grant.chars().take(64).collect();
     match grant {
         "password" | "refresh_token" => DomainError::UnsupportedGrantType(format!(
-            "{shown} (user login is not enabled on this gateway)"
+            "{grant} (user login is not enabled on this gateway)"
         )),
-        _ => DomainError::UnsupportedGrantType(shown),
+        _ => DomainError::UnsupportedGrantType(
+            "this grant type is not supported here (app_token on /api/v1/token, client_credentials on /oauth/token)".into(),
+        ),
     }
 }
 
@@ -139,7 +142,12 @@ impl OAuthParams {
         let mut params = std::collections::HashMap::new();
         for (k, v) in form {
             if params.contains_key(&k) {
-                let shown: String = k.chars().take(64).collect();
+                let shown =
+                    if k.len() <= 32 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                        k.as_str()
+                    } else {
+                        "(unnamed)"
+                    };
                 return Err(OAuthError::invalid_request(format!(
                     "parameter {shown} is repeated"
                 )));

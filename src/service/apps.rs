@@ -9,10 +9,12 @@ use serde::{Deserialize, Serialize};
 use super::Gateway;
 use super::audit;
 use super::auth::Principal;
+use super::authz::{self, Holdings};
 use super::roles::check_roles_exist;
 use crate::crypto::secret;
 use crate::domain::access::validate_path;
 use crate::domain::application::{GATEWAY_OWNER, validate_audience, validate_text};
+use crate::domain::permission::builtin::{API_KEYS_MANAGE, API_KEYS_READ};
 use crate::domain::{
     AccessRule, AppStatus, Application, DomainError, Environment, IpNet, KeyType, Permission,
 };
@@ -130,8 +132,8 @@ async fn parse_rules(
         check_roles_exist(gw, &roles).await?;
         if roles.is_empty() && permissions.is_empty() {
             return Err(DomainError::Validation(format!(
-                "access rule {:?} grants nothing: give it roles or permissions",
-                r.scope
+                "access rule {} grants nothing: give it roles or permissions",
+                crate::domain::error::shown(&r.scope)
             )));
         }
         rules.push(AccessRule {
@@ -143,46 +145,18 @@ async fn parse_rules(
     Ok(rules)
 }
 
-/// Nobody hands out what they do not hold: every permission must be
-/// covered by the caller's own.
-pub fn check_actor_holds(actor: &Principal, grants: &[Permission]) -> Result<(), DomainError> {
-    let beyond: Vec<&str> = grants
-        .iter()
-        .filter(|g| !Permission::any_covers(&actor.permissions, g))
-        .map(Permission::as_str)
-        .collect();
-    if beyond.is_empty() {
-        Ok(())
-    } else {
-        Err(DomainError::InsufficientPermissions(format!(
-            "you cannot grant permissions you do not hold: {}",
-            beyond.join(", ")
-        )))
-    }
-}
-
-/// Checks what an application would hold, everything expanded: a public key
-/// holds only catalogue entries marked public (no wildcards), and the caller
-/// must hold all of it.
-async fn check_holdings(
-    gw: &Gateway,
-    actor: &Principal,
-    app: &Application,
-) -> Result<(), DomainError> {
+/// Checks what an application would hold, everything expanded, against
+/// the catalogue and the key type: a public key holds only catalogue entries
+/// marked public (no wildcards). Returns the holdings for the authorization
+/// rule.
+async fn checked_holdings(gw: &Gateway, app: &Application) -> Result<Holdings, DomainError> {
     gw.catalogue.check_all(&app.permissions)?;
-    let g = super::grants::expand(gw, app).await?;
-    let mut all = g.permissions;
-    for a in g.access {
-        all.extend(a.permissions);
-    }
-    all.sort();
-    all.dedup();
+    let held = authz::app_holdings(gw, app).await?;
     if app.key_type == KeyType::Public {
-        let not_public: Vec<&str> = all
+        let not_public: Vec<&str> = held
+            .0
             .iter()
-            .filter(|g| {
-                g.is_wildcard() || !gw.catalogue.entries().any(|d| d.name == **g && d.public)
-            })
+            .filter(|g| !gw.catalogue.is_public(g))
             .map(Permission::as_str)
             .collect();
         if !not_public.is_empty() {
@@ -192,7 +166,7 @@ async fn check_holdings(
             )));
         }
     }
-    check_actor_holds(actor, &all)
+    Ok(held)
 }
 
 /// The owner a new or changed application gets.
@@ -229,7 +203,7 @@ pub fn parse_permissions(raw: &[String]) -> Result<Vec<Permission>, DomainError>
     let bad: Vec<String> = raw
         .iter()
         .filter(|p| Permission::parse(p).is_err())
-        .map(|p| format!("{p:?}"))
+        .map(|p| crate::domain::error::shown(p))
         .collect();
     if !bad.is_empty() {
         return Err(DomainError::Validation(format!(
@@ -303,6 +277,7 @@ pub async fn create(
     actor: &Principal,
     req: CreateApp,
 ) -> Result<CreatedApp, DomainError> {
+    authz::require(gw, actor, API_KEYS_MANAGE, "app.create", "-").await?;
     let now = Utc::now();
     validate_text("name", &req.name, 100, true)?;
     validate_text("description", &req.description, 1000, false)?;
@@ -342,7 +317,8 @@ pub async fn create(
         last_used_ip: None,
         use_count: 0,
     };
-    check_holdings(gw, actor, &app).await?;
+    let after = checked_holdings(gw, &app).await?;
+    authz::guard_audited(gw, actor, "app.create", "-", None, Some(&after)).await?;
     let secret_hash = gw.hasher.hash(&generated.secret).await?;
     gw.apps
         .insert(&StoredApp {
@@ -353,26 +329,25 @@ pub async fn create(
         })
         .await?;
     tracing::info!(app_id = %app.id, actor = %actor.subject, "application created");
-    audit::record(
-        gw,
-        actor,
-        "app.create",
-        &app.id,
-        json!({"type": app.key_type, "environment": app.environment, "permissions": app.permissions, "roles": app.roles, "owner": app.owner}),
-    )
-    .await;
+    audit::record(gw, actor, "app.create", &app.id, audit::snapshot(&app)).await;
     Ok(CreatedApp {
         view: AppView::of(app),
         secret: generated.secret,
     })
 }
 
-/// Reads one application.
-pub async fn get(gw: &Gateway, id: &str) -> Result<AppView, DomainError> {
-    match gw.apps.get(id).await? {
-        Some(s) => Ok(AppView::of(s.app)),
-        None => Err(DomainError::NotFound(format!("application {id}"))),
+/// Whoever may manage keys may also read them.
+async fn require_read(gw: &Gateway, actor: &Principal, target: &str) -> Result<(), DomainError> {
+    if actor.require(API_KEYS_MANAGE).is_ok() {
+        return Ok(());
     }
+    authz::require(gw, actor, API_KEYS_READ, "app.read", target).await
+}
+
+/// Reads one application.
+pub async fn get(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView, DomainError> {
+    require_read(gw, actor, id).await?;
+    Ok(AppView::of(load(gw, id).await?.app))
 }
 
 /// Listing parameters as they arrive from the query string.
@@ -407,7 +382,12 @@ pub struct AppPage {
 }
 
 /// Lists applications, paged and filtered.
-pub async fn list(gw: &Gateway, params: ListParams) -> Result<AppPage, DomainError> {
+pub async fn list(
+    gw: &Gateway,
+    actor: &Principal,
+    params: ListParams,
+) -> Result<AppPage, DomainError> {
+    require_read(gw, actor, "-").await?;
     let limit = params.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(DomainError::Validation(
@@ -444,12 +424,15 @@ pub async fn list(gw: &Gateway, params: ListParams) -> Result<AppPage, DomainErr
     })
 }
 
-/// Revokes an application: its secret stops working at once, here.
-/// Revoking twice is harmless and keeps the first revocation time.
+/// Revokes an application: its secret stops working at once, here, and
+/// every token it minted is revoked. Revoking twice is harmless and keeps
+/// the first revocation time.
 pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView, DomainError> {
-    let Some(mut stored) = gw.apps.get(id).await? else {
-        return Err(DomainError::NotFound(format!("application {id}")));
-    };
+    authz::require(gw, actor, API_KEYS_MANAGE, "app.revoke", id).await?;
+    let mut stored = load(gw, id).await?;
+    authz::refuse_operator_admin(gw, id)?;
+    let before = authz::app_holdings(gw, &stored.app).await?;
+    authz::guard_audited(gw, actor, "app.revoke", id, Some(&before), None).await?;
     // The subject entry is written on every call, so a retry after a
     // failed write still kills the tokens already minted.
     if stored.app.revoked_at.is_none() {
@@ -458,12 +441,13 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView
         stored.app.updated_at = now;
         gw.apps.update(&stored).await?;
         super::revocation::revoke_subject(gw, id).await?;
+        forget(gw, id);
         tracing::info!(app_id = %id, actor = %actor.subject, "application revoked");
         audit::record(gw, actor, "app.revoke", id, json!({})).await;
     } else {
         super::revocation::revoke_subject(gw, id).await?;
+        forget(gw, id);
     }
-    forget(gw, id);
     Ok(AppView::of(stored.app))
 }
 
@@ -510,7 +494,63 @@ async fn load(gw: &Gateway, id: &str) -> Result<StoredApp, DomainError> {
     gw.apps
         .get(id)
         .await?
-        .ok_or_else(|| DomainError::NotFound(format!("application {id}")))
+        .ok_or_else(|| DomainError::NotFound(not_found(id)))
+}
+
+/// "application <id>", naming the id only when it is a well-formed one:
+/// a 404 never echoes arbitrary input.
+pub fn not_found(id: &str) -> String {
+    if crate::domain::application::validate_app_id(id).is_ok() && id.len() <= 64 {
+        format!("application {id}")
+    } else {
+        "application (no such id)".into()
+    }
+}
+
+/// Whether network `new` contains all of network `old`.
+fn net_covers(new: &IpNet, old: &IpNet) -> bool {
+    fn split(n: &IpNet) -> Option<(std::net::IpAddr, u8)> {
+        let s = n.to_string();
+        let (addr, prefix) = s.split_once('/')?;
+        Some((addr.parse().ok()?, prefix.parse().ok()?))
+    }
+    match (split(new), split(old)) {
+        (Some((_, p_new)), Some((addr, p_old))) => p_new <= p_old && new.contains(addr),
+        _ => false,
+    }
+}
+
+/// Whether a change takes anything away from what the application's tokens
+/// allow: then the tokens minted before it must stop working (SPEC §5).
+fn narrows(before: &Application, after: &Application, held: (&Holdings, &Holdings)) -> bool {
+    let (held_before, held_after) = held;
+    let ips_narrowed = !after.allowed_ips.is_empty()
+        && (before.allowed_ips.is_empty()
+            || !before
+                .allowed_ips
+                .iter()
+                .all(|old| after.allowed_ips.iter().any(|new| net_covers(new, old))));
+    let expiry_earlier = match (before.expires_at, after.expires_at) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(old), Some(new)) => new < old,
+    };
+    let ttl_shorter = match (before.token_ttl, after.token_ttl) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(old), Some(new)) => new < old,
+    };
+    !held_before.within(&held_after.0)
+        || before.roles.iter().any(|r| !after.roles.contains(r))
+        || before.access_rules != after.access_rules
+        || before.owner != after.owner
+        || before
+            .audiences
+            .iter()
+            .any(|a| !after.audiences.contains(a))
+        || ips_narrowed
+        || expiry_earlier
+        || ttl_shorter
 }
 
 fn forget(gw: &Gateway, id: &str) {
@@ -520,15 +560,20 @@ fn forget(gw: &Gateway, id: &str) {
 }
 
 /// Changes an application. Every field is checked first; one bad field
-/// means a 422 and no change at all.
+/// means a 422 and no change at all. A change that takes anything away
+/// revokes the tokens minted before it.
 pub async fn patch(
     gw: &Gateway,
     actor: &Principal,
     id: &str,
     req: PatchApp,
 ) -> Result<AppView, DomainError> {
+    authz::require(gw, actor, API_KEYS_MANAGE, "app.update", id).await?;
     let now = Utc::now();
     let mut stored = load(gw, id).await?;
+    authz::refuse_operator_admin(gw, id)?;
+    let old = stored.app.clone();
+    let before = authz::app_holdings(gw, &old).await?;
     let app = &mut stored.app;
     if let Some(name) = req.name {
         validate_text("name", &name, 100, true)?;
@@ -538,30 +583,20 @@ pub async fn patch(
         validate_text("description", &d, 1000, false)?;
         app.description = d;
     }
-    let mut changed: Vec<&str> = Vec::new();
-    let grants_change =
-        req.permissions.is_some() || req.roles.is_some() || req.access_rules.is_some();
     if let Some(p) = req.permissions {
         app.permissions = parse_permissions(&p)?;
-        changed.push("permissions");
     }
     if let Some(mut r) = req.roles {
         r.sort();
         r.dedup();
         check_roles_exist(gw, &r).await?;
         app.roles = r;
-        changed.push("roles");
     }
     if let Some(rules) = req.access_rules {
         app.access_rules = parse_rules(gw, &rules).await?;
-        changed.push("accessRules");
     }
     if let Some(o) = req.owner {
         app.owner = resolve_owner(gw, actor, Some(o)).await?;
-        changed.push("owner");
-    }
-    if grants_change {
-        check_holdings(gw, actor, app).await?;
     }
     if let Some(a) = req.audiences {
         check_audiences(gw, app.environment, &a)?;
@@ -578,11 +613,20 @@ pub async fn patch(
         check_ttl(gw, t)?;
         app.token_ttl = t;
     }
+    // Every PATCH, whatever its fields, passes the rule: before and after.
+    let after = checked_holdings(gw, app).await?;
+    authz::guard_audited(gw, actor, "app.update", id, Some(&before), Some(&after)).await?;
+    let narrowed = narrows(&old, app, (&before, &after));
     app.updated_at = now;
     gw.apps.update(&stored).await?;
+    if narrowed {
+        super::revocation::revoke_subject(gw, id).await?;
+    }
     forget(gw, id);
-    tracing::info!(app_id = %id, actor = %actor.subject, "application changed");
-    audit::record(gw, actor, "app.update", id, json!({"changed": changed})).await;
+    tracing::info!(app_id = %id, actor = %actor.subject, narrowed, "application changed");
+    let mut details = audit::diff(&old, &stored.app);
+    details["tokensRevoked"] = json!(narrowed);
+    audit::record(gw, actor, "app.update", id, details).await;
     Ok(AppView::of(stored.app))
 }
 
@@ -602,8 +646,13 @@ pub async fn rotate(
             "gracePeriodSeconds must be between 0 and {MAX_GRACE_SECONDS}"
         )));
     }
+    authz::require(gw, actor, API_KEYS_MANAGE, "app.rotate", id).await?;
     let now = Utc::now();
     let mut stored = load(gw, id).await?;
+    authz::refuse_operator_admin(gw, id)?;
+    // Rotating reveals a secret: the caller must hold all it unlocks.
+    let held = authz::app_holdings(gw, &stored.app).await?;
+    authz::guard_audited(gw, actor, "app.rotate", id, Some(&held), Some(&held)).await?;
     if stored.app.revoked_at.is_some() {
         return Err(DomainError::Conflict(format!(
             "application {id} is revoked; a revoked key cannot be rotated"
@@ -651,15 +700,21 @@ pub async fn rotate(
     })
 }
 
-/// Deletes an application: its secret stops working at once.
+/// Deletes an application: its secret stops working at once, and every
+/// token it minted is revoked.
 pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), DomainError> {
+    authz::require(gw, actor, API_KEYS_MANAGE, "app.delete", id).await?;
+    let stored = load(gw, id).await?;
+    authz::refuse_operator_admin(gw, id)?;
+    let before = authz::app_holdings(gw, &stored.app).await?;
+    authz::guard_audited(gw, actor, "app.delete", id, Some(&before), None).await?;
     if !gw.apps.delete(id).await? {
-        return Err(DomainError::NotFound(format!("application {id}")));
+        return Err(DomainError::NotFound(not_found(id)));
     }
     super::revocation::revoke_subject(gw, id).await?;
     forget(gw, id);
     tracing::info!(app_id = %id, actor = %actor.subject, "application deleted");
-    audit::record(gw, actor, "app.delete", id, json!({})).await;
+    audit::record(gw, actor, "app.delete", id, audit::snapshot(&stored.app)).await;
     Ok(())
 }
 
@@ -668,16 +723,20 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
 pub struct BulkResult {
     /// The id asked for.
     pub id: String,
-    /// `deleted` or `not_found`.
+    /// `deleted`, `not_found`, `forbidden` (holds more than the caller),
+    /// `conflict` (the operator-configured admin) or `error` (not deleted;
+    /// try again).
     pub result: &'static str,
 }
 
-/// Deletes several applications; unknown ids are reported, not fatal.
+/// Deletes several applications; every id gets its own result, and one
+/// failure never stops the others.
 pub async fn bulk_delete(
     gw: &Gateway,
     actor: &Principal,
     ids: Vec<String>,
 ) -> Result<Vec<BulkResult>, DomainError> {
+    authz::require(gw, actor, API_KEYS_MANAGE, "app.bulk_delete", "-").await?;
     if ids.is_empty() || ids.len() > 100 {
         return Err(DomainError::Validation(
             "ids must hold 1 to 100 application ids".into(),
@@ -688,7 +747,17 @@ pub async fn bulk_delete(
         let result = match delete(gw, actor, &id).await {
             Ok(()) => "deleted",
             Err(DomainError::NotFound(_)) => "not_found",
-            Err(e) => return Err(e),
+            Err(DomainError::InsufficientPermissions(_)) => "forbidden",
+            Err(DomainError::Conflict(_)) => "conflict",
+            Err(e) => {
+                tracing::warn!(app_id = %id, error = %e, "bulk delete: one id failed");
+                "error"
+            }
+        };
+        let id = if crate::domain::application::validate_app_id(&id).is_ok() {
+            id
+        } else {
+            "(invalid id)".to_owned()
         };
         out.push(BulkResult { id, result });
     }

@@ -31,6 +31,39 @@ pub async fn record(gw: &Gateway, actor: &Principal, action: &str, target: &str,
     }
 }
 
+/// Fields of an application that say nothing about its configuration.
+const NOT_AUDITED: &[&str] = &["updatedAt", "lastUsedAt", "lastUsedIp", "useCount"];
+
+/// Every configuration field of a record, for `*.create` and `*.delete`
+/// entries. Records here never hold secrets (hashes live beside them).
+pub fn snapshot<T: Serialize>(record: &T) -> Value {
+    let mut v = serde_json::to_value(record).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut v {
+        map.retain(|k, _| !NOT_AUDITED.contains(&k.as_str()));
+    }
+    v
+}
+
+/// The fields that differ between two versions of a record, each as
+/// `{"old": …, "new": …}`, so an audit entry says exactly what changed.
+pub fn diff<T: Serialize>(old: &T, new: &T) -> Value {
+    let (Value::Object(old), Value::Object(new)) = (snapshot(old), snapshot(new)) else {
+        return Value::Null;
+    };
+    let mut changed = serde_json::Map::new();
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for k in keys {
+        let (a, b) = (old.get(k), new.get(k));
+        if a != b {
+            changed.insert(
+                k.clone(),
+                serde_json::json!({"old": a.cloned().unwrap_or(Value::Null), "new": b.cloned().unwrap_or(Value::Null)}),
+            );
+        }
+    }
+    serde_json::json!({ "changed": changed })
+}
+
 /// One page of the audit log, newest first.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -3,7 +3,8 @@
 use super::Gateway;
 use super::token::load_app;
 use crate::crypto::jwt;
-use crate::domain::{AccessClaims, AppStatus, DomainError, Permission};
+use crate::domain::access::intersect;
+use crate::domain::{AccessClaims, AppStatus, DomainError, IpNet, Permission};
 
 /// A caller proven by a bearer token from this gateway.
 #[derive(Debug, Clone)]
@@ -33,8 +34,13 @@ impl Principal {
 }
 
 /// Checks a bearer token: signature, `typ`, `iss`, `aud` (the gateway's own
-/// audience), lifetime, and that the application behind it is still active,
-/// so revoking an application locks its tokens out of this API at once.
+/// audience), lifetime, revocation, the client address against the token's
+/// `allowed_cidrs`, and that the application behind it is still active, so
+/// revoking an application locks its tokens out of this API at once.
+///
+/// The caller's permissions are those of the token narrowed to what its
+/// application holds now: a demotion applies to the gateway's own API at
+/// once, even before the demotion's revocation reaches this gateway.
 pub async fn authenticate_bearer(
     gw: &Gateway,
     token: &str,
@@ -54,21 +60,33 @@ pub async fn authenticate_bearer(
     if super::revocation::is_revoked(gw, &claims).await? {
         return Err(DomainError::InvalidToken);
     }
-    let owner = match load_app(gw, &claims.sub).await? {
-        Some(app) if app.app.status_at(chrono::Utc::now()) == AppStatus::Active => {
-            app.app.owner.clone()
+    if let Some(cidrs) = &claims.allowed_cidrs {
+        let nets: Vec<IpNet> = cidrs.iter().filter_map(|c| IpNet::parse(c).ok()).collect();
+        // A list that no longer parses allows nobody rather than everybody.
+        if nets.len() != cidrs.len() || !IpNet::any_contains(&nets, ip) {
+            return Err(DomainError::IpNotAllowed(crate::domain::cidr::canonical(
+                ip,
+            )));
         }
-        _ => return Err(DomainError::InvalidToken),
+    }
+    let Some(snapshot) = load_app(gw, &claims.sub).await? else {
+        return Err(DomainError::InvalidToken);
     };
-    let permissions = claims
+    let app = &snapshot.stored.app;
+    if app.status_at(chrono::Utc::now()) != AppStatus::Active {
+        return Err(DomainError::InvalidToken);
+    }
+    let current = super::grants::effective(gw, app).await?;
+    let claimed: Vec<Permission> = claims
         .permissions
         .iter()
         .filter_map(|p| Permission::parse(p).ok())
         .collect();
+    let permissions = intersect(&claimed, &current.permissions);
     Ok(Principal {
         subject: claims.sub,
         permissions,
-        owner,
+        owner: app.owner.clone(),
         ip,
     })
 }

@@ -100,10 +100,29 @@ pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
         )?)
         .await?;
     tracing::info!(app_id = %id, "bootstrap admin application created");
+    audit_bootstrap(gw, &id, "bootstrap.admin_created").await;
     Ok(Bootstrap::Created {
         app_id: id,
         secret: generated.secret,
     })
+}
+
+/// Bootstrap acts as the gateway itself: recorded with actor `gateway`.
+async fn audit_bootstrap(gw: &Gateway, id: &str, action: &str) {
+    let actor = super::auth::Principal {
+        subject: GATEWAY_OWNER.into(),
+        permissions: Vec::new(),
+        owner: GATEWAY_OWNER.into(),
+        ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    };
+    super::audit::record(
+        gw,
+        &actor,
+        action,
+        id,
+        serde_json::json!({"permissions": ["*"]}),
+    )
+    .await;
 }
 
 async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstrap, DomainError> {
@@ -117,7 +136,10 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
                 .insert(&admin_record(id.to_owned(), prefix, hash, None)?)
                 .await
             {
-                Ok(()) => tracing::info!(app_id = %id, "configured admin application created"),
+                Ok(()) => {
+                    tracing::info!(app_id = %id, "configured admin application created");
+                    audit_bootstrap(gw, id, "bootstrap.admin_created").await;
+                }
                 // Another gateway on the same store created it a moment ago:
                 // check it the way an existing one is checked.
                 Err(crate::store::StoreError::Conflict(_)) => {
@@ -132,9 +154,13 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
                 stored.secret_hash = gw.hasher.hash(secret).await?;
                 stored.app.updated_at = Utc::now();
                 gw.apps.update(&stored).await?;
+                // The old secret's tokens end with it, as on a rotation.
+                super::revocation::revoke_subject(gw, id).await?;
                 gw.app_cache.invalidate(id);
                 gw.secret_cache.invalidate_app(id);
-                tracing::info!(app_id = %id, "configured admin secret replaced");
+                gw.grants_cache.invalidate(id);
+                tracing::info!(app_id = %id, "configured admin secret replaced; its earlier tokens are revoked");
+                audit_bootstrap(gw, id, "bootstrap.admin_secret_replaced").await;
             }
             if stored.app.revoked_at.is_some() {
                 // Revocation is an operator's decision; a restart must not undo it.

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,10 @@ struct Bounded<K, V> {
     ttl: Duration,
     max: usize,
     map: RwLock<HashMap<K, (Instant, V)>>,
+    /// Bumped by every invalidation. A value read from the store before an
+    /// invalidation must not be cached after it, or a revoked application
+    /// could come back from a read that raced the revoke.
+    epoch: AtomicU64,
 }
 
 impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
@@ -22,7 +27,28 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
             ttl,
             max,
             map: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
         }
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Caches `v` only if nothing was invalidated since `epoch` was read.
+    fn put_if_current(&self, k: K, v: V, epoch: u64) {
+        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return;
+        }
+        if map.len() >= self.max {
+            let ttl = self.ttl;
+            map.retain(|_, (at, _)| at.elapsed() < ttl);
+            if map.len() >= self.max {
+                map.clear();
+            }
+        }
+        map.insert(k, (Instant::now(), v));
     }
 
     fn get<Q>(&self, k: &Q) -> Option<V>
@@ -39,26 +65,27 @@ impl<K: Eq + Hash, V: Clone> Bounded<K, V> {
         }
     }
 
-    fn put(&self, k: K, v: V) {
-        let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
-        if map.len() >= self.max {
-            let ttl = self.ttl;
-            map.retain(|_, (at, _)| at.elapsed() < ttl);
-            if map.len() >= self.max {
-                map.clear();
-            }
-        }
-        map.insert(k, (Instant::now(), v));
-    }
-
     fn remove_where(&self, f: impl Fn(&K, &V) -> bool) {
         let mut map = self.map.write().unwrap_or_else(|e| e.into_inner());
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         map.retain(|k, (_, v)| !f(k, v));
     }
 }
 
+/// An application as read from the store, and when: `as_of_ms` is taken
+/// before the read began, so every change committed after it is newer.
+/// Tokens minted from a snapshot carry this instant (`iat_ms`), which is
+/// what subject revocations compare against.
+#[derive(Debug)]
+pub struct AppSnapshot {
+    /// The record.
+    pub stored: Arc<StoredApp>,
+    /// Milliseconds since the epoch, no later than the read.
+    pub as_of_ms: i64,
+}
+
 /// Applications by id, as last read from the store.
-pub struct AppCache(Bounded<String, Arc<StoredApp>>);
+pub struct AppCache(Bounded<String, Arc<AppSnapshot>>);
 
 impl AppCache {
     /// A cache whose entries live `ttl`, holding at most `max`.
@@ -66,12 +93,18 @@ impl AppCache {
         Self(Bounded::new(ttl, max))
     }
     /// A fresh-enough copy, if any.
-    pub fn get(&self, id: &str) -> Option<Arc<StoredApp>> {
+    pub fn get(&self, id: &str) -> Option<Arc<AppSnapshot>> {
         self.0.get(id)
     }
-    /// Remembers what the store returned.
-    pub fn put(&self, app: Arc<StoredApp>) {
-        self.0.put(app.app.id.clone(), app);
+    /// The invalidation epoch; read it before reading the store.
+    pub fn epoch(&self) -> u64 {
+        self.0.epoch()
+    }
+    /// Remembers what the store returned, unless an invalidation happened
+    /// since `epoch` (then the read may be stale and is not kept).
+    pub fn put(&self, snap: Arc<AppSnapshot>, epoch: u64) {
+        self.0
+            .put_if_current(snap.stored.app.id.clone(), snap, epoch);
     }
     /// Forgets one application (after any change to it).
     pub fn invalidate(&self, id: &str) {
@@ -95,9 +128,13 @@ impl GrantsCache {
     pub fn get(&self, id: &str) -> Option<Arc<crate::service::grants::Grants>> {
         self.0.get(id)
     }
-    /// Remembers computed grants.
-    pub fn put(&self, id: String, g: Arc<crate::service::grants::Grants>) {
-        self.0.put(id, g);
+    /// The invalidation epoch; read it before computing grants.
+    pub fn epoch(&self) -> u64 {
+        self.0.epoch()
+    }
+    /// Remembers computed grants unless invalidated since `epoch`.
+    pub fn put(&self, id: String, g: Arc<crate::service::grants::Grants>, epoch: u64) {
+        self.0.put_if_current(id, g, epoch);
     }
     /// Forgets one application's grants.
     pub fn invalidate(&self, id: &str) {
@@ -131,9 +168,14 @@ impl SecretCache {
     pub fn get(&self, digest: &[u8; 32]) -> Option<VerifiedSecret> {
         self.0.get(digest)
     }
-    /// Remembers a successful verification.
-    pub fn put(&self, digest: [u8; 32], v: VerifiedSecret) {
-        self.0.put(digest, v);
+    /// The invalidation epoch; read it before verifying.
+    pub fn epoch(&self) -> u64 {
+        self.0.epoch()
+    }
+    /// Remembers a successful verification, unless the application was
+    /// invalidated since `epoch` (a revoke or rotation raced it).
+    pub fn put(&self, digest: [u8; 32], v: VerifiedSecret, epoch: u64) {
+        self.0.put_if_current(digest, v, epoch);
     }
     /// Forgets everything.
     pub fn clear(&self) {
@@ -153,12 +195,23 @@ mod tests {
     fn entries_expire_and_the_map_stays_bounded() {
         let c: Bounded<u32, u32> = Bounded::new(Duration::from_millis(30), 3);
         for i in 0..10 {
-            c.put(i, i);
+            c.put_if_current(i, i, c.epoch());
         }
         assert!(c.map.read().unwrap().len() <= 3);
-        c.put(42, 1);
+        c.put_if_current(42, 1, c.epoch());
         assert_eq!(c.get(&42), Some(1));
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(c.get(&42), None);
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_cached() {
+        let c: Bounded<u32, u32> = Bounded::new(Duration::from_secs(30), 10);
+        let before = c.epoch();
+        c.remove_where(|k, _| *k == 1);
+        c.put_if_current(1, 1, before);
+        assert_eq!(c.get(&1), None, "stale read cached after an invalidation");
+        c.put_if_current(1, 2, c.epoch());
+        assert_eq!(c.get(&1), Some(2));
     }
 }

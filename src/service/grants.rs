@@ -16,6 +16,10 @@ use crate::domain::{AccessGrant, Application, DomainError, Permission};
 pub struct Grants {
     /// Role names, as carried in tokens.
     pub roles: Vec<String>,
+    /// What each of `roles` grants, for narrowing the `roles` claim.
+    pub role_grants: Vec<(String, Vec<Permission>)>,
+    /// When the reads behind these grants began (ms since the epoch).
+    pub as_of_ms: i64,
     /// Permissions that hold everywhere.
     pub permissions: Vec<Permission>,
     /// Permissions that hold under a scope.
@@ -64,6 +68,14 @@ pub async fn owner_bound(
 
 /// Expands an application's grants, without the owner bound.
 pub async fn expand(gw: &Gateway, app: &Application) -> Result<Grants, DomainError> {
+    let as_of_ms = chrono::Utc::now().timestamp_millis();
+    let mut role_grants = Vec::with_capacity(app.roles.len());
+    for name in &app.roles {
+        role_grants.push((
+            name.clone(),
+            role_permissions(gw, std::slice::from_ref(name)).await?,
+        ));
+    }
     let permissions = merge(
         app.permissions.clone(),
         role_permissions(gw, &app.roles).await?,
@@ -81,6 +93,8 @@ pub async fn expand(gw: &Gateway, app: &Application) -> Result<Grants, DomainErr
     }
     Ok(Grants {
         roles: app.roles.clone(),
+        role_grants,
+        as_of_ms,
         permissions,
         access,
     })
@@ -91,6 +105,7 @@ pub async fn effective(gw: &Gateway, app: &Application) -> Result<Arc<Grants>, D
     if let Some(g) = gw.grants_cache.get(&app.id) {
         return Ok(g);
     }
+    let epoch = gw.grants_cache.epoch();
     let mut g = expand(gw, app).await?;
     if let Some(bound) = owner_bound(gw, &app.owner).await? {
         g.permissions = intersect(&g.permissions, &bound);
@@ -100,28 +115,106 @@ pub async fn effective(gw: &Gateway, app: &Application) -> Result<Arc<Grants>, D
         g.access.retain(|a| !a.permissions.is_empty());
     }
     let g = Arc::new(g);
-    gw.grants_cache.put(app.id.clone(), g.clone());
+    gw.grants_cache.put(app.id.clone(), g.clone(), epoch);
     Ok(g)
 }
 
+/// At most this many words in a requested `scope`, and this many bytes.
+pub const MAX_SCOPE_WORDS: usize = 64;
+/// See [`MAX_SCOPE_WORDS`].
+pub const MAX_SCOPE_BYTES: usize = 4096;
+
+/// What a token carries after narrowing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Narrowed {
+    /// Permissions that hold everywhere.
+    pub permissions: Vec<Permission>,
+    /// Permissions that hold under a scope.
+    pub access: Vec<AccessGrant>,
+    /// Roles wholly within `permissions`: a service that authorizes on a
+    /// role name never learns of a role the token does not fully carry.
+    pub roles: Vec<String>,
+}
+
 /// Narrows grants to a requested scope: every requested permission must be
-/// held, everywhere or under some rule; what the token carries is the
-/// intersection, rule by rule.
+/// in the catalogue and held, everywhere or under some rule; what the token
+/// carries is the intersection, rule by rule. Bounded and O(n log n): the
+/// scope comes from callers.
 pub fn narrow(
     grants: &Grants,
     requested: Option<&str>,
-) -> Result<(Vec<Permission>, Vec<AccessGrant>), DomainError> {
-    let Some(requested) = requested.map(str::trim).filter(|s| !s.is_empty()) else {
-        return Ok((grants.permissions.clone(), grants.access.clone()));
+    catalogue: &crate::domain::Catalogue,
+) -> Result<Narrowed, DomainError> {
+    let (permissions, access) = match requested.map(str::trim).filter(|s| !s.is_empty()) {
+        None => (grants.permissions.clone(), grants.access.clone()),
+        Some(requested) => narrow_to(grants, requested, catalogue)?,
     };
-    let mut wanted: Vec<Permission> = Vec::new();
-    for word in requested.split_ascii_whitespace() {
-        let p = Permission::parse(word)
-            .map_err(|_| DomainError::InvalidScope(format!("invalid scope value {word:?}")))?;
-        if !wanted.contains(&p) {
-            wanted.push(p);
-        }
+    let roles = grants
+        .role_grants
+        .iter()
+        .filter(|(_, perms)| {
+            perms
+                .iter()
+                .all(|p| Permission::any_covers(&permissions, p))
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    Ok(Narrowed {
+        permissions,
+        access,
+        roles,
+    })
+}
+
+fn narrow_to(
+    grants: &Grants,
+    requested: &str,
+    catalogue: &crate::domain::Catalogue,
+) -> Result<(Vec<Permission>, Vec<AccessGrant>), DomainError> {
+    if requested.len() > MAX_SCOPE_BYTES {
+        return Err(DomainError::InvalidScope(format!(
+            "scope is longer than {MAX_SCOPE_BYTES} bytes"
+        )));
     }
+    let mut wanted: Vec<Permission> = Vec::new();
+    for (i, word) in requested.split_ascii_whitespace().enumerate() {
+        if i >= MAX_SCOPE_WORDS {
+            return Err(DomainError::InvalidScope(format!(
+                "scope holds more than {MAX_SCOPE_WORDS} permissions"
+            )));
+        }
+        let p = Permission::parse(word).map_err(|_| {
+            DomainError::InvalidScope(format!(
+                "scope word {} is not a permission (resource:action, resource:* or *)",
+                i + 1
+            ))
+        })?;
+        wanted.push(p);
+    }
+    wanted.sort();
+    wanted.dedup();
+    // Never mint what the catalogue does not define, even for `*` holders.
+    let unknown: Vec<&str> = wanted
+        .iter()
+        .filter(|w| !catalogue.knows(w))
+        .map(Permission::as_str)
+        .collect();
+    if !unknown.is_empty() {
+        return Err(DomainError::InvalidScope(format!(
+            "not in the permission catalogue: {}",
+            unknown.join(", ")
+        )));
+    }
+    let everywhere = intersect(&wanted, &grants.permissions);
+    let scoped: Vec<AccessGrant> = grants
+        .access
+        .iter()
+        .map(|a| AccessGrant {
+            scope: a.scope.clone(),
+            permissions: intersect(&wanted, &a.permissions),
+        })
+        .filter(|a| !a.permissions.is_empty())
+        .collect();
     let missing: Vec<&str> = wanted
         .iter()
         .filter(|w| {
@@ -139,44 +232,79 @@ pub fn narrow(
             missing.join(", ")
         )));
     }
-    let top = intersect(&grants.permissions, &wanted);
-    let access = grants
-        .access
-        .iter()
-        .map(|a| AccessGrant {
-            scope: a.scope.clone(),
-            permissions: intersect(&a.permissions, &wanted),
-        })
-        .filter(|a| !a.permissions.is_empty())
-        .collect();
-    Ok((top, access))
+    Ok((everywhere, scoped))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Catalogue, PermissionDef};
 
     fn perms(s: &[&str]) -> Vec<Permission> {
         s.iter().map(|p| Permission::parse(p).unwrap()).collect()
     }
 
-    #[test]
-    fn scope_narrows_top_level_and_rules() {
-        let g = Grants {
-            roles: vec![],
+    fn catalogue() -> Catalogue {
+        let def = |n: &str| PermissionDef {
+            name: Permission::parse(n).unwrap(),
+            description: String::new(),
+            public: false,
+        };
+        Catalogue::new(vec![
+            def("content:read"),
+            def("content:write"),
+            def("users:read"),
+            def("users:write"),
+            def("workloads:read"),
+        ])
+        .unwrap()
+    }
+
+    fn grants() -> Grants {
+        Grants {
+            roles: vec!["editor".into(), "reader".into()],
+            role_grants: vec![
+                ("editor".into(), perms(&["content:read", "content:write"])),
+                ("reader".into(), perms(&["content:read"])),
+            ],
+            as_of_ms: 0,
             permissions: perms(&["content:*", "users:read"]),
             access: vec![AccessGrant {
                 scope: "cluster:c1".into(),
                 permissions: perms(&["workloads:*"]),
             }],
-        };
-        let (top, access) = narrow(&g, None).unwrap();
-        assert_eq!((top, access), (g.permissions.clone(), g.access.clone()));
-        let (top, access) = narrow(&g, Some("content:read workloads:read")).unwrap();
-        assert_eq!(top, perms(&["content:read"]));
-        assert_eq!(access[0].permissions, perms(&["workloads:read"]));
-        let e = narrow(&g, Some("content:read users:write")).unwrap_err();
+        }
+    }
+
+    #[test]
+    fn scope_narrows_top_level_rules_and_roles() {
+        let g = grants();
+        let cat = catalogue();
+        let all = narrow(&g, None, &cat).unwrap();
+        assert_eq!(
+            (all.permissions, all.access),
+            (g.permissions.clone(), g.access.clone())
+        );
+        assert_eq!(all.roles, vec!["editor", "reader"]);
+        let n = narrow(&g, Some("content:read workloads:read"), &cat).unwrap();
+        assert_eq!(n.permissions, perms(&["content:read"]));
+        assert_eq!(n.access[0].permissions, perms(&["workloads:read"]));
+        assert_eq!(n.roles, vec!["reader"], "editor is not wholly carried");
+        let e = narrow(&g, Some("content:read users:write"), &cat).unwrap_err();
         assert!(e.to_string().contains("users:write"), "{e}");
-        assert!(narrow(&g, Some("not-a-scope")).is_err());
+        assert!(narrow(&g, Some("not-a-scope"), &cat).is_err());
+        let e = narrow(&g, Some("content:nope"), &cat).unwrap_err();
+        assert!(e.to_string().contains("catalogue"), "{e}");
+    }
+
+    #[test]
+    fn scope_is_bounded() {
+        let g = grants();
+        let cat = catalogue();
+        let many = vec!["content:read"; MAX_SCOPE_WORDS + 1].join(" ");
+        assert!(narrow(&g, Some(&many), &cat).is_err());
+        let long = "x".repeat(MAX_SCOPE_BYTES + 1);
+        let e = narrow(&g, Some(&long), &cat).unwrap_err();
+        assert!(!e.to_string().contains("xxxx"), "input echoed: {e}");
     }
 }

@@ -1,67 +1,107 @@
-//! Failed-attempt limiter: per application id and per client IP, in a fixed
-//! window. Checked before any argon2 work, so guessing costs the attacker a
-//! 429 and costs us almost nothing. A correct secret already in the verified
-//! cache bypasses it: that proves knowledge of the secret without hashing.
+//! Failed-attempt limiter, per client address, in a fixed window.
+//!
+//! Why per address only: a per-application limit is a lockout a stranger can
+//! trigger by flooding forged secrets for an AppId they read off a prefix.
+//! Here a flood costs the flooding addresses their own budget and nothing
+//! else; the holder of the real secret, on another address, is never
+//! refused (and forged generated keys are refused without argon2 at all, see
+//! `service::token`).
+//!
+//! Count before the work: an attempt reserves a slot before any hashing and
+//! gives it back only when it succeeds, so concurrent attempts can never
+//! exceed the limit (check-then-record let 400 parallel requests through).
+//! IPv6 clients are grouped by /64: one host usually holds a whole /64.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Counts failures per key in windows of fixed length.
+/// Counts failures per client address in windows of fixed length.
 pub struct FailureLimiter {
     window: Duration,
-    per_app: u32,
     per_ip: u32,
-    counts: Mutex<HashMap<String, (u32, Instant)>>,
+    counts: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
 }
 
 const MAX_KEYS: usize = 200_000;
 
+/// The key an address is counted under: IPv4 as is, IPv6 by its /64.
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << 64);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
+}
+
+/// One attempt's slot. Dropped without [`Reservation::fail`], the slot is
+/// given back (a success, or a refusal that was not the client's doing).
+pub struct Reservation {
+    counts: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
+    key: IpAddr,
+    started: Instant,
+    failed: bool,
+}
+
+impl Reservation {
+    /// Keeps the slot: the attempt failed and counts against the address.
+    pub fn fail(mut self) {
+        self.failed = true;
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.failed {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((n, start)) = counts.get_mut(&self.key)
+            // Only refund into the window the slot was taken from.
+            && *start <= self.started
+        {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
 impl FailureLimiter {
-    /// `per_app` and `per_ip` failures are allowed per `window`.
-    pub fn new(window: Duration, per_app: u32, per_ip: u32) -> Self {
+    /// `per_ip` failures are allowed per address per `window`.
+    pub fn new(window: Duration, per_ip: u32) -> Self {
         Self {
             window,
-            per_app,
             per_ip,
-            counts: Mutex::new(HashMap::new()),
+            counts: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    fn keys(app_id: &str, ip: IpAddr) -> [String; 2] {
-        [format!("a:{app_id}"), format!("i:{ip}")]
-    }
-
-    /// `Err(seconds)` when the application or the IP is over its limit.
-    pub fn check(&self, app_id: &str, ip: IpAddr) -> Result<(), u64> {
-        let counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let [a, i] = Self::keys(app_id, ip);
-        for (key, limit) in [(a, self.per_app), (i, self.per_ip)] {
-            if let Some((n, start)) = counts.get(&key) {
-                let age = start.elapsed();
-                if age < self.window && *n >= limit {
-                    return Err((self.window - age).as_secs().max(1));
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Records one failure for the application and the IP.
-    pub fn record_failure(&self, app_id: &str, ip: IpAddr) {
+    /// Takes a slot for one attempt from `ip`, or `Err(seconds)` to wait
+    /// when the address has used up its failures.
+    pub fn reserve(&self, ip: IpAddr) -> Result<Reservation, u64> {
+        let key = client_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.len() >= MAX_KEYS {
             let w = self.window;
             counts.retain(|_, (_, start)| start.elapsed() < w);
         }
-        for key in Self::keys(app_id, ip) {
-            let e = counts.entry(key).or_insert((0, Instant::now()));
-            if e.1.elapsed() >= self.window {
-                *e = (0, Instant::now());
-            }
-            e.0 = e.0.saturating_add(1);
+        let now = Instant::now();
+        let e = counts.entry(key).or_insert((0, now));
+        if e.1.elapsed() >= self.window {
+            *e = (0, now);
         }
+        if e.0 >= self.per_ip {
+            return Err((self.window.saturating_sub(e.1.elapsed())).as_secs().max(1));
+        }
+        e.0 += 1;
+        Ok(Reservation {
+            counts: self.counts.clone(),
+            key,
+            started: now,
+            failed: false,
+        })
     }
 }
 
@@ -69,22 +109,43 @@ impl FailureLimiter {
 mod tests {
     use super::*;
 
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
     #[test]
-    fn blocks_after_the_limit_then_recovers() {
-        let l = FailureLimiter::new(Duration::from_millis(50), 2, 5);
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        let other: IpAddr = "10.0.0.1".parse().unwrap();
-        assert!(l.check("a", ip).is_ok());
-        l.record_failure("a", ip);
-        l.record_failure("a", ip);
-        assert!(l.check("a", ip).is_err());
-        assert!(l.check("a", other).is_err(), "per-application limit");
-        assert!(l.check("b", other).is_ok());
-        for _ in 0..5 {
-            l.record_failure("c", other);
+    fn failures_count_per_address_and_successes_are_refunded() {
+        let l = FailureLimiter::new(Duration::from_millis(80), 2);
+        let a = ip("127.0.0.1");
+        let b = ip("10.0.0.1");
+        // Successes never use the budget up.
+        for _ in 0..10 {
+            drop(l.reserve(a).unwrap());
         }
-        assert!(l.check("d", other).is_err(), "per-IP limit");
-        std::thread::sleep(Duration::from_millis(60));
-        assert!(l.check("a", ip).is_ok());
+        l.reserve(a).unwrap().fail();
+        l.reserve(a).unwrap().fail();
+        assert!(l.reserve(a).is_err());
+        assert!(l.reserve(b).is_ok(), "another address is not affected");
+        std::thread::sleep(Duration::from_millis(90));
+        assert!(l.reserve(a).is_ok(), "the window passes");
+    }
+
+    #[test]
+    fn concurrent_attempts_cannot_overrun_the_limit() {
+        let l = FailureLimiter::new(Duration::from_secs(60), 5);
+        let a = ip("192.0.2.1");
+        // Reserved but not yet settled: the sixth is refused up front.
+        let held: Vec<_> = (0..5).map(|_| l.reserve(a).unwrap()).collect();
+        assert!(l.reserve(a).is_err());
+        drop(held);
+    }
+
+    #[test]
+    fn ipv6_is_grouped_by_64() {
+        let l = FailureLimiter::new(Duration::from_secs(60), 1);
+        l.reserve(ip("2001:db8:1:2::1")).unwrap().fail();
+        assert!(l.reserve(ip("2001:db8:1:2:ffff::9")).is_err());
+        assert!(l.reserve(ip("2001:db8:1:3::1")).is_ok());
+        assert_eq!(client_key(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
     }
 }

@@ -5,6 +5,7 @@
 pub mod apps;
 pub mod audit;
 pub mod auth;
+pub mod authz;
 pub mod bootstrap;
 pub mod cache;
 pub mod grants;

@@ -11,7 +11,7 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::Gateway;
@@ -95,16 +95,6 @@ impl RevocationLimiter {
     }
 }
 
-/// The process's revocation limiter.
-// The gateway state (`service::state`) has no field for it yet; the counts
-// are keyed by issuer and client, so gateways sharing a process (tests) do
-// not share them.
-fn limiter() -> &'static RevocationLimiter {
-    static LIMITER: LazyLock<RevocationLimiter> =
-        LazyLock::new(|| RevocationLimiter::new(REVOCATION_WINDOW, REVOCATIONS_PER_WINDOW));
-    &LIMITER
-}
-
 /// Revokes every token of `sub` issued until now.
 pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, DomainError> {
     let now = Utc::now();
@@ -154,6 +144,7 @@ pub fn read_own_token(gw: &Gateway, token: &str) -> Option<AccessClaims> {
 pub async fn revoke_token(
     gw: &Gateway,
     caller: &str,
+    ip: std::net::IpAddr,
     token: &str,
     allowed: impl FnOnce(&AccessClaims) -> bool,
 ) -> Result<Option<Revocation>, DomainError> {
@@ -171,7 +162,7 @@ pub async fn revoke_token(
         return Ok(None);
     }
     let key = format!("{}\n{caller}", gw.issuer);
-    limiter()
+    gw.revocation_limiter
         .try_take(&key)
         .map_err(|retry_after| DomainError::RateLimited { retry_after })?;
     let cap = Utc::now().timestamp() + subject_lifetime(gw);
@@ -190,14 +181,28 @@ pub async fn revoke_token(
     let stored = match stored {
         Ok(s) => s,
         Err(e) => {
-            limiter().give_back(&key);
+            gw.revocation_limiter.give_back(&key);
             return Err(e.into());
         }
     };
     if stored.appended {
         tracing::info!(jti = %claims.jti, sub = %claims.sub, seq = stored.entry.seq, "token revoked");
+        let actor = super::auth::Principal {
+            subject: caller.to_owned(),
+            permissions: Vec::new(),
+            owner: String::new(),
+            ip,
+        };
+        super::audit::record(
+            gw,
+            &actor,
+            "token.revoke",
+            &claims.sub,
+            serde_json::json!({"jti": claims.jti, "clientId": claims.client_id}),
+        )
+        .await;
     } else {
-        limiter().give_back(&key);
+        gw.revocation_limiter.give_back(&key);
     }
     Ok(Some(stored.entry))
 }

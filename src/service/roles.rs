@@ -7,9 +7,11 @@ use serde_json::json;
 use super::Gateway;
 use super::audit;
 use super::auth::Principal;
+use super::authz::{self, Holdings};
+use crate::domain::permission::builtin::ROLES_MANAGE;
 use crate::domain::role::validate_role_name;
-use crate::domain::{DomainError, Permission, Role};
-use crate::store::RoleDelete;
+use crate::domain::{Application, DomainError, KeyType, Permission, Role};
+use crate::store::{AppFilter, ListQuery, RoleDelete};
 
 /// A new role.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -35,17 +37,105 @@ pub struct PatchRole {
     pub permissions: Option<Vec<String>>,
 }
 
-/// Parses and checks permissions a caller wants to put into a role or onto
-/// a user: well-formed, in the catalogue, and held by the caller.
-pub fn checked_permissions(
-    gw: &Gateway,
-    actor: &Principal,
-    raw: &[String],
-) -> Result<Vec<Permission>, DomainError> {
+/// Parses and checks permissions for a role or a user: well-formed and in
+/// the catalogue. Whether the caller may hand them out is `authz`'s call.
+pub fn checked_permissions(gw: &Gateway, raw: &[String]) -> Result<Vec<Permission>, DomainError> {
     let perms = super::apps::parse_permissions(raw)?;
     gw.catalogue.check_all(&perms)?;
-    super::apps::check_actor_holds(actor, &perms)?;
     Ok(perms)
+}
+
+/// Every application, page by page (role and owner changes must find all
+/// the applications they touch; admin calls, not the token path).
+pub async fn all_apps(gw: &Gateway, owner: Option<&str>) -> Result<Vec<Application>, DomainError> {
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let page = gw
+            .apps
+            .list(&ListQuery {
+                limit: 200,
+                after,
+                filter: AppFilter {
+                    owner: owner.map(str::to_owned),
+                    ..AppFilter::default()
+                },
+            })
+            .await?;
+        out.extend(page.items.into_iter().map(|s| s.app));
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
+fn holds_role(app: &Application, name: &str) -> bool {
+    app.roles.iter().any(|r| r == name)
+        || app
+            .access_rules
+            .iter()
+            .any(|rule| rule.roles.iter().any(|r| r == name))
+}
+
+/// The subjects whose tokens a narrowed role must end: applications holding
+/// it, users holding it, and the applications those users own.
+async fn subjects_holding(gw: &Gateway, name: &str) -> Result<Vec<String>, DomainError> {
+    let mut users = Vec::new();
+    let mut cursor = None;
+    loop {
+        let (page, next) = gw.users.list_users(200, cursor).await?;
+        users.extend(
+            page.into_iter()
+                .filter(|u| u.user.roles.iter().any(|r| r == name))
+                .map(|u| u.user.id),
+        );
+        match next {
+            Some(n) => cursor = Some(n),
+            None => break,
+        }
+    }
+    let mut out: Vec<String> = all_apps(gw, None)
+        .await?
+        .into_iter()
+        .filter(|a| holds_role(a, name) || users.contains(&a.owner))
+        .map(|a| a.id)
+        .collect();
+    out.extend(users);
+    Ok(out)
+}
+
+/// Revokes every token of `subjects` issued until now.
+pub async fn revoke_subjects(gw: &Gateway, subjects: &[String]) -> Result<(), DomainError> {
+    for sub in subjects {
+        super::revocation::revoke_subject(gw, sub).await?;
+    }
+    Ok(())
+}
+
+/// A role edit re-checks every public key holding the role: a public key
+/// may hold only catalogue entries marked public (422 naming them).
+async fn check_public_holders(
+    gw: &Gateway,
+    name: &str,
+    perms: &[Permission],
+) -> Result<(), DomainError> {
+    if perms.iter().all(|p| gw.catalogue.is_public(p)) {
+        return Ok(());
+    }
+    let public: Vec<String> = all_apps(gw, None)
+        .await?
+        .into_iter()
+        .filter(|a| a.key_type == KeyType::Public && holds_role(a, name))
+        .map(|a| a.id)
+        .collect();
+    if public.is_empty() {
+        return Ok(());
+    }
+    Err(DomainError::Validation(format!(
+        "role {name} is held by public key(s) {}, which may hold only permissions marked public",
+        public.join(", ")
+    )))
 }
 
 /// Names every role in `names` that does not exist, in one 422.
@@ -68,9 +158,12 @@ pub async fn check_roles_exist(gw: &Gateway, names: &[String]) -> Result<(), Dom
 
 /// Creates a role.
 pub async fn create(gw: &Gateway, actor: &Principal, req: CreateRole) -> Result<Role, DomainError> {
+    authz::require(gw, actor, ROLES_MANAGE, "role.create", "-").await?;
     validate_role_name(&req.name)?;
     crate::domain::application::validate_text("description", &req.description, 1000, false)?;
-    let permissions = checked_permissions(gw, actor, &req.permissions)?;
+    let permissions = checked_permissions(gw, &req.permissions)?;
+    let after = Holdings(permissions.clone());
+    authz::guard_audited(gw, actor, "role.create", &req.name, None, Some(&after)).await?;
     let now = Utc::now();
     let role = Role {
         name: req.name,
@@ -81,77 +174,101 @@ pub async fn create(gw: &Gateway, actor: &Principal, req: CreateRole) -> Result<
     };
     gw.roles.insert_role(&role).await?;
     gw.grants_cache.clear();
-    audit::record(
-        gw,
-        actor,
-        "role.create",
-        &role.name,
-        json!({"permissions": role.permissions}),
-    )
-    .await;
+    audit::record(gw, actor, "role.create", &role.name, audit::snapshot(&role)).await;
     Ok(role)
 }
 
 /// Reads a role.
-pub async fn get(gw: &Gateway, name: &str) -> Result<Role, DomainError> {
-    gw.roles
-        .get_role(name)
-        .await?
-        .ok_or_else(|| DomainError::NotFound(format!("role {name}")))
+async fn get(gw: &Gateway, name: &str) -> Result<Role, DomainError> {
+    let missing = || {
+        // Echo the name only when it is a valid one: never arbitrary input.
+        DomainError::NotFound(match validate_role_name(name) {
+            Ok(()) => format!("role {name}"),
+            Err(_) => "role (no such name)".into(),
+        })
+    };
+    if validate_role_name(name).is_err() {
+        return Err(missing());
+    }
+    gw.roles.get_role(name).await?.ok_or_else(missing)
 }
 
-/// Every role.
-pub async fn list(gw: &Gateway) -> Result<Vec<Role>, DomainError> {
+/// Reads a role for a caller with `roles:manage`.
+pub async fn read(gw: &Gateway, actor: &Principal, name: &str) -> Result<Role, DomainError> {
+    authz::require(gw, actor, ROLES_MANAGE, "role.read", name).await?;
+    get(gw, name).await
+}
+
+/// Every role, for a caller with `roles:manage`.
+pub async fn list(gw: &Gateway, actor: &Principal) -> Result<Vec<Role>, DomainError> {
+    authz::require(gw, actor, ROLES_MANAGE, "role.list", "-").await?;
     Ok(gw.roles.list_roles().await?)
 }
 
-/// Changes a role; tokens minted afterwards carry the change.
+/// Changes a role; tokens minted afterwards carry the change, and if it
+/// takes anything away, every token of its holders minted before is revoked.
 pub async fn patch(
     gw: &Gateway,
     actor: &Principal,
     name: &str,
     req: PatchRole,
 ) -> Result<Role, DomainError> {
+    authz::require(gw, actor, ROLES_MANAGE, "role.update", name).await?;
     let mut role = get(gw, name).await?;
+    let old = role.clone();
     if let Some(d) = req.description {
         crate::domain::application::validate_text("description", &d, 1000, false)?;
         role.description = d;
     }
-    let changed_permissions = req.permissions.is_some();
     if let Some(p) = req.permissions {
-        role.permissions = checked_permissions(gw, actor, &p)?;
+        role.permissions = checked_permissions(gw, &p)?;
     }
+    let (before, after) = (authz::role_holdings(&old), authz::role_holdings(&role));
+    authz::guard_audited(gw, actor, "role.update", name, Some(&before), Some(&after)).await?;
+    check_public_holders(gw, name, &role.permissions).await?;
+    let narrowed = !before.within(&after.0);
     role.updated_at = Utc::now();
     gw.roles.update_role(&role).await?;
+    if narrowed {
+        revoke_subjects(gw, &subjects_holding(gw, name).await?).await?;
+    }
     gw.grants_cache.clear();
-    audit::record(
-        gw,
-        actor,
-        "role.update",
-        name,
-        json!({"permissionsChanged": changed_permissions, "permissions": role.permissions}),
-    )
-    .await;
+    let mut details = audit::diff(&old, &role);
+    details["tokensRevoked"] = json!(narrowed);
+    audit::record(gw, actor, "role.update", name, details).await;
     Ok(role)
 }
 
-/// Deletes a role: 409 while it is held, unless `detach`.
+/// Deletes a role: 409 while it is held, unless `detach`, which removes it
+/// from every holder and revokes their tokens.
 pub async fn delete(
     gw: &Gateway,
     actor: &Principal,
     name: &str,
     detach: bool,
 ) -> Result<(), DomainError> {
+    authz::require(gw, actor, ROLES_MANAGE, "role.delete", name).await?;
+    let role = get(gw, name).await?;
+    let before = authz::role_holdings(&role);
+    authz::guard_audited(gw, actor, "role.delete", name, Some(&before), None).await?;
+    let holders = if detach {
+        subjects_holding(gw, name).await?
+    } else {
+        Vec::new()
+    };
     match gw.roles.delete_role(name, detach).await? {
         RoleDelete::Deleted => {
+            revoke_subjects(gw, &holders).await?;
             gw.grants_cache.clear();
             gw.app_cache.clear();
-            audit::record(gw, actor, "role.delete", name, json!({"detach": detach})).await;
+            let mut details = audit::snapshot(&role);
+            details["detach"] = json!(detach);
+            audit::record(gw, actor, "role.delete", name, details).await;
             Ok(())
         }
-        RoleDelete::NotFound => Err(DomainError::NotFound(format!("role {name}"))),
+        RoleDelete::NotFound => get(gw, name).await.map(|_| ()),
         RoleDelete::InUse { apps, users } => Err(DomainError::Conflict(format!(
-            "role {name} is held by {} application(s) and {} user(s); delete with ?detach=true to remove it from them",
+            "role {name} is held by {} application(s) and {} user(s); delete it with detach (API: ?detach=true) to remove it from them",
             apps.len(),
             users.len()
         ))),

@@ -51,6 +51,12 @@ pub struct Gateway {
     pub usage: UsageRecorder,
     /// argon2 verifications in progress, shared by identical requests.
     pub inflight: super::inflight::Inflight,
+    /// The operator-configured admin's id and the HMAC of its secret: this
+    /// gateway holds that secret in its configuration, so it checks it
+    /// without argon2 and a flood against the admin costs no hashing.
+    pub operator_admin: Option<(String, [u8; 32])>,
+    /// New feed entries each client may add through `/oauth/revoke`.
+    pub revocation_limiter: super::revocation::RevocationLimiter,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -120,12 +126,16 @@ impl Gateway {
             // for changes made elsewhere.
             app_cache: AppCache::new(Duration::from_secs(30), 100_000),
             secret_cache: SecretCache::new(Duration::from_secs(settings.secret_cache_ttl), 100_000),
-            limiter: FailureLimiter::new(
-                Duration::from_secs(60),
-                settings.max_failures_per_app,
-                settings.max_failures_per_ip,
-            ),
+            limiter: FailureLimiter::new(Duration::from_secs(60), settings.max_failures_per_ip),
+            operator_admin: match (&settings.admin_app_id, &settings.admin_app_secret) {
+                (Some(id), Some(secret)) => Some((id.clone(), pepper.digest(secret))),
+                _ => None,
+            },
             pepper,
+            revocation_limiter: super::revocation::RevocationLimiter::new(
+                super::revocation::REVOCATION_WINDOW,
+                super::revocation::REVOCATIONS_PER_WINDOW,
+            ),
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),

@@ -17,7 +17,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::Gateway;
-use super::cache::VerifiedSecret;
+use super::cache::{AppSnapshot, VerifiedSecret};
 use super::inflight::Outcome;
 use super::metrics::inc;
 use crate::crypto::hashing::HashError;
@@ -62,46 +62,65 @@ pub struct IssuedToken {
     pub scope: String,
 }
 
-/// Reads an application through the cache.
-pub async fn load_app(gw: &Gateway, id: &str) -> Result<Option<Arc<StoredApp>>, DomainError> {
-    if let Some(app) = gw.app_cache.get(id) {
-        return Ok(Some(app));
+/// Reads an application through the cache. The snapshot says when it was
+/// read; a read that raced an invalidation is used but not cached.
+pub async fn load_app(gw: &Gateway, id: &str) -> Result<Option<Arc<AppSnapshot>>, DomainError> {
+    if let Some(snap) = gw.app_cache.get(id) {
+        return Ok(Some(snap));
     }
+    let epoch = gw.app_cache.epoch();
+    let as_of_ms = Utc::now().timestamp_millis();
     match gw.apps.get(id).await? {
         Some(app) => {
-            let app = Arc::new(app);
-            gw.app_cache.put(app.clone());
-            Ok(Some(app))
+            let snap = Arc::new(AppSnapshot {
+                stored: Arc::new(app),
+                as_of_ms,
+            });
+            gw.app_cache.put(snap.clone(), epoch);
+            Ok(Some(snap))
         }
         None => Ok(None),
     }
 }
 
-/// The hash a presented secret must match: the rotated-out one while its
-/// grace period lasts and the hint points at it, else the current one.
-/// Exactly one of them is ever verified, so timing reveals no rotation.
-fn candidate_hash(app: &StoredApp, hint: Option<&str>, now: chrono::DateTime<Utc>) -> Arc<str> {
-    // Hints are part of the stored secrets: compared in constant time.
-    let same = |stored: Option<&str>, presented: &str| {
-        stored.is_some_and(|s| {
-            bool::from(subtle::ConstantTimeEq::ct_eq(
-                s.as_bytes(),
-                presented.as_bytes(),
-            ))
-        })
-    };
-    if let (Some(h), Some(prev)) = (hint, &app.previous_secret)
-        && prev.until > now
-        && !same(app.secret_hint.as_deref(), h)
-        && same(prev.hint.as_deref(), h)
-    {
-        return Arc::from(prev.hash.as_str());
-    }
-    Arc::from(app.secret_hash.as_str())
+/// Hints are part of the stored secrets: compared in constant time.
+fn same_hint(stored: Option<&str>, presented: &str) -> bool {
+    stored.is_some_and(|s| {
+        bool::from(subtle::ConstantTimeEq::ct_eq(
+            s.as_bytes(),
+            presented.as_bytes(),
+        ))
+    })
 }
 
-/// Whether a cached verification still stands: its hash is the current one,
-/// or the rotated-out one within its grace period.
+/// The hash a presented secret must match, or `None` when it cannot match
+/// any: a generated key whose hint is neither the current secret's nor the
+/// rotated-out one's (within its grace period) is forged or wrong, and is
+/// refused without argon2. An unknown id is refused the same way, so the two
+/// look alike, timing included; only a key carrying the right hint (24 bits
+/// of the secret itself) ever costs a verification.
+fn candidate_hash(
+    app: &StoredApp,
+    hint: Option<&str>,
+    now: chrono::DateTime<Utc>,
+) -> Option<Arc<str>> {
+    let Some(h) = hint else {
+        // An operator-chosen secret carries no hint.
+        return Some(Arc::from(app.secret_hash.as_str()));
+    };
+    if app.secret_hint.is_none() || same_hint(app.secret_hint.as_deref(), h) {
+        return Some(Arc::from(app.secret_hash.as_str()));
+    }
+    match &app.previous_secret {
+        Some(prev) if prev.until > now && same_hint(prev.hint.as_deref(), h) => {
+            Some(Arc::from(prev.hash.as_str()))
+        }
+        _ => None,
+    }
+}
+
+/// Whether a verification still stands: its hash is the current one, or the
+/// rotated-out one within its grace period.
 fn still_valid(app: &StoredApp, verified_hash: &str, now: chrono::DateTime<Utc>) -> bool {
     *app.secret_hash == *verified_hash
         || app
@@ -110,8 +129,8 @@ fn still_valid(app: &StoredApp, verified_hash: &str, now: chrono::DateTime<Utc>)
             .is_some_and(|p| p.until > now && *p.hash == *verified_hash)
 }
 
-/// Which application the request names (`None` when it cannot name one: a
-/// refusal that must still cost a dummy verification), and the secret's hint.
+/// Which application the request names (`None` when it cannot name one),
+/// and the secret's hint.
 fn claimed_id(
     gw: &Gateway,
     req: &ExchangeRequest,
@@ -133,8 +152,18 @@ fn claimed_id(
     }
 }
 
-/// Verifies the secret and returns the application it belongs to.
-async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredApp>, DomainError> {
+/// A revoked application is unknown to the exchange: its genuine secret
+/// gets the answer, and the timing, of a wrong one.
+fn usable(snap: Option<Arc<AppSnapshot>>) -> Option<Arc<AppSnapshot>> {
+    snap.filter(|s| s.stored.app.revoked_at.is_none())
+}
+
+/// Verifies the secret and returns a snapshot of the application it belongs
+/// to, read after the verification.
+async fn authenticate(
+    gw: &Gateway,
+    req: &ExchangeRequest,
+) -> Result<Arc<AppSnapshot>, DomainError> {
     let now = Utc::now();
     let (id, hint) = match claimed_id(gw, req) {
         Ok(found) => found,
@@ -144,59 +173,74 @@ async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredA
         }
     };
     let digest = gw.pepper.digest(&req.secret);
+    // Warm path: a secret verified before, for an application still active
+    // and still holding the hash it matched.
     if let (Some(id), Some(hit)) = (&id, gw.secret_cache.get(&digest))
         && hit.app_id == *id
-        && let Some(app) = load_app(gw, id).await?
-        && still_valid(&app, &hit.secret_hash, now)
+        && let Some(snap) = usable(load_app(gw, id).await?)
+        && still_valid(&snap.stored, &hit.secret_hash, now)
     {
         inc(&gw.metrics.secret_cache_hits);
-        return Ok(app);
+        return Ok(snap);
     }
 
-    let limiter_key = id.as_deref().unwrap_or("-");
-    if let Err(retry_after) = gw.limiter.check(limiter_key, req.client_ip) {
-        inc(&gw.metrics.rate_limited);
-        return Err(DomainError::RateLimited { retry_after });
-    }
-    let app = match &id {
-        Some(id) => load_app(gw, id).await?,
-        None => None,
+    let reservation = match gw.limiter.reserve(req.client_ip) {
+        Ok(r) => r,
+        Err(retry_after) => {
+            inc(&gw.metrics.rate_limited);
+            return Err(DomainError::RateLimited { retry_after });
+        }
     };
-    let hash: Option<Arc<str>> = app
-        .as_ref()
-        .map(|a| candidate_hash(a, hint.as_deref(), now));
-    // Every path shares its argon2 run with identical concurrent requests,
-    // the dummy verification of an unknown id included: otherwise N copies
-    // of one request would take visibly longer for an unknown id.
-    let key: Arc<str> = hash.clone().unwrap_or_else(|| Arc::from("-"));
+    let refuse = |reservation: super::limiter::Reservation| {
+        reservation.fail();
+        inc(&gw.metrics.exchange_failures);
+        Err(DomainError::InvalidCredentials)
+    };
+    let Some(id) = id else {
+        return refuse(reservation);
+    };
+    let Some(snap) = usable(load_app(gw, &id).await?) else {
+        return refuse(reservation);
+    };
+    // The operator-configured admin: this gateway holds its secret, so an
+    // HMAC comparison decides, with no argon2 for a flood to exhaust.
+    if let Some((admin_id, admin_digest)) = &gw.operator_admin
+        && *admin_id == id
+        && hint.is_none()
+    {
+        return if bool::from(subtle::ConstantTimeEq::ct_eq(
+            &digest[..],
+            &admin_digest[..],
+        )) {
+            Ok(snap)
+        } else {
+            refuse(reservation)
+        };
+    }
+    let Some(hash) = candidate_hash(&snap.stored, hint.as_deref(), now) else {
+        return refuse(reservation);
+    };
+    let cache_epoch = gw.secret_cache.epoch();
+    // Identical concurrent requests share one argon2 run.
     let outcome = gw
         .inflight
-        .share(digest, key, || async {
-            let (Some(app), Some(h)) = (&app, &hash) else {
-                inc(&gw.metrics.secret_verifications);
-                return match gw.hasher.verify(&req.secret, None).await {
-                    Ok(_) => Outcome::Checked(false),
-                    Err(HashError::Busy) => Outcome::Busy,
-                    Err(HashError::Failed(e)) => Outcome::Failed(e),
-                };
-            };
-            // A sharer that just finished may have cached it already.
+        .share(digest, hash.clone(), || async {
             if let Some(hit) = gw.secret_cache.get(&digest)
-                && hit.app_id == app.app.id
-                && *hit.secret_hash == **h
+                && hit.app_id == id
+                && *hit.secret_hash == *hash
             {
                 return Outcome::Checked(true);
             }
             inc(&gw.metrics.secret_verifications);
-            match gw.hasher.verify(&req.secret, Some(h.clone())).await {
+            match gw.hasher.verify(&req.secret, Some(hash.clone())).await {
                 Ok(true) => {
-                    // Cached before the shared run ends: late arrivals find it.
                     gw.secret_cache.put(
                         digest,
                         VerifiedSecret {
-                            app_id: app.app.id.clone(),
-                            secret_hash: h.clone(),
+                            app_id: id.clone(),
+                            secret_hash: hash.clone(),
                         },
+                        cache_epoch,
                     );
                     Outcome::Checked(true)
                 }
@@ -206,34 +250,34 @@ async fn authenticate(gw: &Gateway, req: &ExchangeRequest) -> Result<Arc<StoredA
             }
         })
         .await;
-    let ok = match outcome {
-        Outcome::Checked(ok) => ok,
+    match outcome {
+        Outcome::Checked(true) => {}
+        Outcome::Checked(false) => return refuse(reservation),
         Outcome::Busy => return Err(DomainError::Unavailable),
         Outcome::Failed(e) => return Err(DomainError::Internal(e)),
-    };
-    match (ok, app) {
-        (true, Some(app)) => Ok(app),
-        _ => {
-            gw.limiter.record_failure(limiter_key, req.client_ip);
-            inc(&gw.metrics.exchange_failures);
-            Err(DomainError::InvalidCredentials)
-        }
+    }
+    // argon2 took time: mint from the application as it is now, so a
+    // revoke or rotation that landed meanwhile is refused here rather than
+    // answered with a token that is dead on arrival.
+    match usable(load_app(gw, &id).await?) {
+        Some(fresh) if still_valid(&fresh.stored, &hash, Utc::now()) => Ok(fresh),
+        _ => refuse(reservation),
     }
 }
 
 /// Authenticates a client by its secret and applies the policy every use of
 /// a secret must pass: revoked looks like unknown, expired says so only after
 /// a correct secret, and the client IP must be allowed. Returns the
-/// application and its effective grants.
+/// application snapshot and its effective grants.
 pub async fn authenticate_client(
     gw: &Gateway,
     req: &ExchangeRequest,
-) -> Result<(Arc<StoredApp>, Arc<super::grants::Grants>), DomainError> {
-    let stored = authenticate(gw, req).await?;
-    let app = &stored.app;
+) -> Result<(Arc<AppSnapshot>, Arc<super::grants::Grants>), DomainError> {
+    let snap = authenticate(gw, req).await?;
+    let app = &snap.stored.app;
     match app.status_at(Utc::now()) {
         AppStatus::Active => {}
-        // Revoked must be indistinguishable from unknown.
+        // Unreachable after `usable`, kept so a new status cannot slip by.
         AppStatus::Revoked => {
             inc(&gw.metrics.exchange_failures);
             return Err(DomainError::InvalidCredentials);
@@ -246,15 +290,38 @@ pub async fn authenticate_client(
         )));
     }
     let grants = super::grants::effective(gw, app).await?;
-    Ok((stored, grants))
+    Ok((snap, grants))
+}
+
+/// The instant a token minted from `snap` and `grants` speaks for: the
+/// older of the two reads. A subject revocation written after a change
+/// covers every token minted from state read before it, however late that
+/// token is minted (SPEC §5).
+fn state_instant(
+    gw: &Gateway,
+    snap: &AppSnapshot,
+    grants: &super::grants::Grants,
+) -> Result<i64, DomainError> {
+    let as_of = snap.as_of_ms.min(grants.as_of_ms);
+    let age_ms = Utc::now().timestamp_millis() - as_of;
+    // Subject entries outlive their instant by this margin; older state
+    // could mint a token that outlives the entry meant to kill it.
+    if age_ms > super::revocation::MAX_STATE_AGE_SECS * 1000 {
+        tracing::warn!(age_ms, "application state too old to mint from");
+        gw.app_cache.invalidate(&snap.stored.app.id);
+        gw.grants_cache.invalidate(&snap.stored.app.id);
+        return Err(DomainError::Unavailable);
+    }
+    Ok(as_of)
 }
 
 /// Exchanges application credentials for an access token.
 pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
-    let (stored, grants) = authenticate_client(gw, &req).await?;
-    let app = &stored.app;
+    let (snap, grants) = authenticate_client(gw, &req).await?;
+    let app = &snap.stored.app;
     let now = Utc::now();
-    let (granted, access) = super::grants::narrow(&grants, req.scope.as_deref())?;
+    let narrowed = super::grants::narrow(&grants, req.scope.as_deref(), &gw.catalogue)?;
+    let state_ms = state_instant(gw, &snap, &grants)?;
     let audience = match req.audience.as_deref().map(str::trim) {
         None | Some("") => gw.settings.audience.clone(),
         Some(a) if a == gw.settings.audience || app.audiences.iter().any(|x| x == a) => {
@@ -275,7 +342,11 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         .token_ttl
         .map_or(gw.settings.token_ttl, |t| t.min(gw.settings.token_ttl));
     let iat = now.timestamp();
-    let permissions: Vec<String> = granted.iter().map(|p| p.as_str().to_owned()).collect();
+    let permissions: Vec<String> = narrowed
+        .permissions
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
     let scope = permissions.join(" ");
     let claims = AccessClaims {
         iss: gw.issuer.clone(),
@@ -283,14 +354,14 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         aud: audience,
         exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
         iat,
-        iat_ms: Some(now.timestamp_millis()),
+        iat_ms: Some(state_ms),
         nbf: iat,
         jti: random::token_id().map_err(|e| DomainError::Internal(e.to_string()))?,
         client_id: app.id.clone(),
         scope: scope.clone(),
-        roles: grants.roles.clone(),
+        roles: narrowed.roles,
         permissions,
-        access,
+        access: narrowed.access,
         env: app.environment.as_str().to_owned(),
         key_type: app.key_type.to_string(),
         allowed_cidrs: (!app.allowed_ips.is_empty())

@@ -7,8 +7,10 @@ use serde_json::json;
 use super::Gateway;
 use super::audit;
 use super::auth::Principal;
-use super::roles::{check_roles_exist, checked_permissions};
+use super::authz;
+use super::roles::{all_apps, check_roles_exist, checked_permissions, revoke_subjects};
 use crate::crypto::random;
+use crate::domain::permission::builtin::USERS_MANAGE;
 use crate::domain::user::normalize_email;
 use crate::domain::{DomainError, User};
 use crate::store::{AppFilter, ListQuery, StoredUser};
@@ -63,13 +65,12 @@ fn dedup(mut v: Vec<String>) -> Vec<String> {
 
 /// Creates a user.
 pub async fn create(gw: &Gateway, actor: &Principal, req: CreateUser) -> Result<User, DomainError> {
+    authz::require(gw, actor, USERS_MANAGE, "user.create", "-").await?;
     let email = normalize_email(&req.email)?;
     crate::domain::application::validate_text("name", &req.name, 100, false)?;
-    let permissions = checked_permissions(gw, actor, &req.permissions)?;
+    let permissions = checked_permissions(gw, &req.permissions)?;
     let roles = dedup(req.roles);
     check_roles_exist(gw, &roles).await?;
-    let role_perms = super::grants::role_permissions(gw, &roles).await?;
-    super::apps::check_actor_holds(actor, &role_perms)?;
     let now = Utc::now();
     let id = format!(
         "usr_{}",
@@ -84,38 +85,48 @@ pub async fn create(gw: &Gateway, actor: &Principal, req: CreateUser) -> Result<
         created_at: now,
         updated_at: now,
     };
+    let after = authz::user_holdings(gw, &user).await?;
+    authz::guard_audited(gw, actor, "user.create", "-", None, Some(&after)).await?;
     gw.users
         .insert_user(&StoredUser {
             user: user.clone(),
             password_hash: None,
         })
         .await?;
-    audit::record(
-        gw,
-        actor,
-        "user.create",
-        &user.id,
-        json!({"roles": user.roles}),
-    )
-    .await;
+    audit::record(gw, actor, "user.create", &user.id, audit::snapshot(&user)).await;
     Ok(user)
 }
 
+fn not_found(id: &str) -> DomainError {
+    // Echo the id only when it has the shape of one: never arbitrary input.
+    let shaped = id.len() <= 40
+        && id.starts_with("usr_")
+        && id[4..].bytes().all(|b| b.is_ascii_alphanumeric());
+    DomainError::NotFound(if shaped {
+        format!("user {id}")
+    } else {
+        "user (no such id)".into()
+    })
+}
+
+async fn load(gw: &Gateway, id: &str) -> Result<StoredUser, DomainError> {
+    gw.users.get_user(id).await?.ok_or_else(|| not_found(id))
+}
+
 /// Reads a user.
-pub async fn get(gw: &Gateway, id: &str) -> Result<User, DomainError> {
-    gw.users
-        .get_user(id)
-        .await?
-        .map(|u| u.user)
-        .ok_or_else(|| DomainError::NotFound(format!("user {id}")))
+pub async fn get(gw: &Gateway, actor: &Principal, id: &str) -> Result<User, DomainError> {
+    authz::require(gw, actor, USERS_MANAGE, "user.read", id).await?;
+    Ok(load(gw, id).await?.user)
 }
 
 /// Lists users.
 pub async fn list(
     gw: &Gateway,
+    actor: &Principal,
     limit: Option<usize>,
     cursor: Option<String>,
 ) -> Result<UserPage, DomainError> {
+    authz::require(gw, actor, USERS_MANAGE, "user.list", "-").await?;
     let limit = limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
         return Err(DomainError::Validation(
@@ -129,18 +140,29 @@ pub async fn list(
     })
 }
 
-/// Changes a user; the applications they own are re-bounded at once.
+/// The user and every application they own: the subjects whose tokens a
+/// narrowing change to the user must end.
+async fn user_and_owned(gw: &Gateway, id: &str) -> Result<Vec<String>, DomainError> {
+    let mut subjects: Vec<String> = all_apps(gw, Some(id))
+        .await?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    subjects.push(id.to_owned());
+    Ok(subjects)
+}
+
+/// Changes a user; the applications they own are re-bounded at once, and
+/// if the change takes anything away, their earlier tokens are revoked.
 pub async fn patch(
     gw: &Gateway,
     actor: &Principal,
     id: &str,
     req: PatchUser,
 ) -> Result<User, DomainError> {
-    let mut stored = gw
-        .users
-        .get_user(id)
-        .await?
-        .ok_or_else(|| DomainError::NotFound(format!("user {id}")))?;
+    authz::require(gw, actor, USERS_MANAGE, "user.update", id).await?;
+    let mut stored = load(gw, id).await?;
+    let old = stored.user.clone();
     let u = &mut stored.user;
     if let Some(e) = req.email {
         u.email = normalize_email(&e)?;
@@ -152,29 +174,33 @@ pub async fn patch(
     if let Some(r) = req.roles {
         let roles = dedup(r);
         check_roles_exist(gw, &roles).await?;
-        let role_perms = super::grants::role_permissions(gw, &roles).await?;
-        super::apps::check_actor_holds(actor, &role_perms)?;
         u.roles = roles;
     }
     if let Some(p) = req.permissions {
-        u.permissions = checked_permissions(gw, actor, &p)?;
+        u.permissions = checked_permissions(gw, &p)?;
     }
+    let before = authz::user_holdings(gw, &old).await?;
+    let after = authz::user_holdings(gw, u).await?;
+    authz::guard_audited(gw, actor, "user.update", id, Some(&before), Some(&after)).await?;
+    let narrowed = !before.within(&after.0) || old.roles.iter().any(|r| !u.roles.contains(r));
     u.updated_at = Utc::now();
     gw.users.update_user(&stored).await?;
+    if narrowed {
+        revoke_subjects(gw, &user_and_owned(gw, id).await?).await?;
+    }
     gw.grants_cache.clear();
-    audit::record(
-        gw,
-        actor,
-        "user.update",
-        id,
-        json!({"roles": stored.user.roles, "permissions": stored.user.permissions}),
-    )
-    .await;
+    let mut details = audit::diff(&old, &stored.user);
+    details["tokensRevoked"] = json!(narrowed);
+    audit::record(gw, actor, "user.update", id, details).await;
     Ok(stored.user)
 }
 
 /// Deletes a user who owns no application (409 otherwise).
 pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), DomainError> {
+    authz::require(gw, actor, USERS_MANAGE, "user.delete", id).await?;
+    let stored = load(gw, id).await?;
+    let before = authz::user_holdings(gw, &stored.user).await?;
+    authz::guard_audited(gw, actor, "user.delete", id, Some(&before), None).await?;
     let owned = gw
         .apps
         .list(&ListQuery {
@@ -192,9 +218,10 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
         )));
     }
     if !gw.users.delete_user(id).await? {
-        return Err(DomainError::NotFound(format!("user {id}")));
+        return Err(not_found(id));
     }
+    super::revocation::revoke_subject(gw, id).await?;
     gw.grants_cache.clear();
-    audit::record(gw, actor, "user.delete", id, json!({})).await;
+    audit::record(gw, actor, "user.delete", id, audit::snapshot(&stored.user)).await;
     Ok(())
 }

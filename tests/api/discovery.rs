@@ -104,10 +104,14 @@ async fn health_readiness_and_metrics() {
         .await
         .unwrap();
     assert_eq!(ready["status"], "ready");
-    app.admin_token().await;
+    let admin = app.admin_token().await;
+    // Without a token, /metrics says nothing about anyone's traffic.
+    let anonymous = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
     let text = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap()

@@ -1,6 +1,8 @@
 //! The one integration-test binary: real servers on loopback, real HTTP.
 
 mod apps;
+mod attacks;
+mod authz;
 mod discovery;
 mod errors;
 mod feed;
@@ -9,6 +11,7 @@ mod identity;
 mod lifecycle;
 mod process;
 mod proxy;
+mod race;
 mod redis;
 mod redis_server;
 mod revocation;

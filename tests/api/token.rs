@@ -381,7 +381,7 @@ async fn an_expired_key_says_so_only_after_the_right_secret() {
 
 #[tokio::test]
 async fn repeated_failures_are_rate_limited_before_hashing() {
-    let app = spawn_with(|s| s.max_failures_per_app = 3).await;
+    let app = spawn_with(|s| s.max_failures_per_ip = 3).await;
     let (created, secret) = app
         .create_app(json!({"name": "svc", "permissions": []}))
         .await;
@@ -419,9 +419,11 @@ async fn other_grants_are_named_as_unsupported() {
 }
 
 async fn verifications(app: &TestApp) -> u64 {
+    let admin = app.admin_token().await;
     let text = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(&admin)
         .send()
         .await
         .unwrap()
