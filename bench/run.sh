@@ -74,8 +74,7 @@ WARM=$(start_gateway warm "")
 read -r ID SECRET <<< "$(new_app "$WARM")"
 COLD=$(start_gateway cold "secret_cache_ttl = 0")
 read -r CID CSECRET <<< "$(new_app "$COLD")"
-OPEN=$(start_gateway open "max_failures_per_app = 1000000000
-max_failures_per_ip = 1000000000")
+OPEN=$(start_gateway open "max_failures_per_ip = 1000000000")
 read -r OID OSECRET <<< "$(new_app "$OPEN")"
 RPORT=$(free_port)
 mkdir -p "$TMP/redis"

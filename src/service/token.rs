@@ -105,8 +105,12 @@ fn candidate_hash(
     now: chrono::DateTime<Utc>,
 ) -> Option<Arc<str>> {
     let Some(h) = hint else {
-        // An operator-chosen secret carries no hint.
-        return Some(Arc::from(app.secret_hash.as_str()));
+        // A secret without a hint is operator-chosen; it can only match an
+        // application whose secret was chosen that way (no stored hint).
+        return app
+            .secret_hint
+            .is_none()
+            .then(|| Arc::from(app.secret_hash.as_str()));
     };
     if app.secret_hint.is_none() || same_hint(app.secret_hint.as_deref(), h) {
         return Some(Arc::from(app.secret_hash.as_str()));
