@@ -80,15 +80,20 @@ def status_kb(field):
                 return int(line.split()[1])
     return 0
 
+admin = None
+
 def verifications():
+    """argon2 verifications so far, from /metrics (it wants metrics:read,
+    which the admin's token holds); "-" before that token exists."""
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
+    conn.request("GET", "/metrics", headers={"authorization": f"Bearer {admin}"} if admin else {})
+    resp = conn.getresponse()
+    text = resp.read().decode(errors="replace")
     conn.close()
-    for line in text.splitlines():
+    for line in text.splitlines() if resp.status == 200 else []:
         if line.startswith("tessera_secret_verifications_total"):
-            return int(float(line.split()[-1]))
-    return -1
+            return str(int(float(line.split()[-1])))
+    return "-"
 
 def report(label, started=None, errors=None):
     extra = ""
@@ -98,7 +103,7 @@ def report(label, started=None, errors=None):
         extra += f"  non-2xx {errors}"
     print(f"{label:<44} VmRSS {status_kb('VmRSS') / 1024:8.1f} MiB   "
           f"VmHWM {status_kb('VmHWM') / 1024:8.1f} MiB   threads {status_kb('Threads'):3d}   "
-          f"argon2 verifications {verifications():5d}{extra}", flush=True)
+          f"argon2 verifications {verifications():>5}{extra}", flush=True)
 
 def exchange(app_id, secret):
     return call("POST", "/api/v1/token",
