@@ -218,3 +218,257 @@ mod tests {
         );
     }
 }
+
+/// Property tests on the verification path: a bearer token is arbitrary
+/// input, so reading its header and checking it must never panic, and any
+/// change to a validly signed token's header, payload or signature must be
+/// refused. Needs the gateway's key ring to sign, hence the feature gate.
+#[cfg(all(test, feature = "gateway"))]
+mod props {
+    use super::*;
+    use crate::crypto::jwt;
+    use crate::crypto::keys::{KeyRing, SigningAlg};
+    use crate::domain::AccessClaims;
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+    use serde_json::{Value, json};
+    use std::sync::OnceLock;
+
+    const ISS: &str = "https://gw.test";
+    const AUD: &str = "api";
+    const MAX: usize = 64 * 1024;
+
+    /// Bounded, and no regression files written into the repository.
+    fn config(cases: u32) -> Config {
+        Config {
+            cases,
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// One ring per algorithm, generated once (RSA key generation is slow);
+    /// the keys live in memory, so the directory can go at once.
+    fn rings() -> &'static [KeyRing] {
+        static RINGS: OnceLock<Vec<KeyRing>> = OnceLock::new();
+        RINGS.get_or_init(|| {
+            [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256]
+                .into_iter()
+                .map(|alg| {
+                    let dir = tempfile::tempdir().unwrap();
+                    KeyRing::load_or_init(dir.path(), alg).unwrap().0
+                })
+                .collect()
+        })
+    }
+
+    fn ring() -> impl Strategy<Value = &'static KeyRing> {
+        (0..3usize).prop_map(|i| &rings()[i])
+    }
+
+    /// The one verification path, as the gateway and verifiers run it.
+    fn verify(ring: &KeyRing, token: &str) -> Result<Value, JoseError> {
+        let header = read_header(token, MAX)?;
+        let key = ring
+            .get(&header.kid)
+            .ok_or_else(|| JoseError::UnknownKey(header.kid.clone()))?;
+        decode(token, &header, key.verifying_key(), Some(ISS), Some(AUD), 0)
+    }
+
+    fn claims(sub: &str, perms: &[String]) -> Value {
+        let now = chrono::Utc::now().timestamp();
+        json!({
+            "iss": ISS, "aud": AUD, "sub": sub, "iat": now, "nbf": now, "exp": now + 600,
+            "jti": "j1", "client_id": sub, "scope": perms.join(" "), "permissions": perms,
+            "env": "live", "key_type": "secret",
+        })
+    }
+
+    fn b64(bytes: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Signs `header` and `payload` as given (for well-signed oddities).
+    fn sign_raw(ring: &KeyRing, header: &[u8], payload: &[u8]) -> String {
+        let input = format!("{}.{}", b64(header), b64(payload));
+        let sig = ring.active().sign(input.as_bytes()).unwrap();
+        format!("{input}.{}", b64(&sig))
+    }
+
+    fn segment() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[A-Za-z0-9_-]{0,60}",
+            prop::collection::vec(any::<u8>(), 0..80).prop_map(|b| b64(&b)),
+            ".{0,20}",
+        ]
+    }
+
+    /// Arbitrary strings and things shaped like compact JWS.
+    fn tokenish() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            prop::collection::vec(segment(), 0..5).prop_map(|s| s.join(".")),
+            "[A-Za-z0-9_.=+/-]{0,200}",
+        ]
+    }
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            ".{0,16}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        Just("alg".to_owned()),
+                        Just("kid".to_owned()),
+                        Just("typ".to_owned()),
+                        Just("exp".to_owned()),
+                        Just("sub".to_owned()),
+                        "[a-z]{1,6}"
+                    ],
+                    inner,
+                    0..5
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Replaces the character at `at` in `s` by `with` (which differs).
+    fn replace_char(s: &str, at: prop::sample::Index, with: char) -> Option<String> {
+        let mut chars: Vec<char> = s.chars().collect();
+        let i = at.index(chars.len());
+        if chars[i] == with {
+            return None;
+        }
+        chars[i] = with;
+        Some(chars.into_iter().collect())
+    }
+
+    proptest! {
+        #![proptest_config(config(256))]
+
+        /// Arbitrary strings never panic the verifier, and are refused.
+        #[test]
+        fn arbitrary_tokens_are_refused(ring in ring(), t in tokenish()) {
+            prop_assert!(verify(ring, &t).is_err());
+            let _ = read_header(&t, 16);
+        }
+
+        /// Headers of any shape, naming a real key or not, with an arbitrary
+        /// payload and signature: refused, never a panic.
+        #[test]
+        fn arbitrary_headers_are_refused(
+            ring in ring(), extra in json_value(), use_kid in any::<bool>(),
+            alg in prop_oneof![Just("ES256"), Just("EdDSA"), Just("RS256"), Just("HS256"), Just("none"), Just("")],
+            typ in prop_oneof![Just("at+jwt"), Just("JWT"), Just("")],
+            payload in json_value(), sig in segment(),
+        ) {
+            let mut h = json!({"alg": alg, "typ": typ});
+            if use_kid {
+                h["kid"] = json!(ring.active().kid());
+            }
+            if let (Value::Object(extra), Some(obj)) = (extra, h.as_object_mut()) {
+                for (k, v) in extra {
+                    obj.entry(k).or_insert(v);
+                }
+            }
+            let t = format!("{}.{}.{sig}", b64(h.to_string().as_bytes()), b64(payload.to_string().as_bytes()));
+            prop_assert!(verify(ring, &t).is_err());
+        }
+
+        /// A validly signed token with an arbitrary payload (bytes or JSON)
+        /// is refused or decoded, never a panic, for loose and strict claims.
+        #[test]
+        fn signed_arbitrary_payloads_never_panic(
+            ring in ring(), payload in prop_oneof![
+                json_value().prop_map(|v| v.to_string().into_bytes()),
+                prop::collection::vec(any::<u8>(), 0..64),
+            ],
+        ) {
+            let header = URL_SAFE_NO_PAD.decode(ring.active().header_b64()).unwrap();
+            let t = sign_raw(ring, &header, &payload);
+            let _ = verify(ring, &t);
+            if let Ok(h) = read_header(&t, MAX) {
+                let key = ring.get(&h.kid).unwrap().verifying_key();
+                let _ = decode::<AccessClaims>(&t, &h, key, Some(ISS), Some(AUD), 0);
+            }
+        }
+
+        /// One character of the header or payload changed to anything else:
+        /// refused. (The untouched token verifies, so this is not vacuous.)
+        #[test]
+        fn a_changed_character_is_refused(
+            ring in ring(), sub in "[a-z0-9_]{1,20}", perms in prop::collection::vec("[a-z]{1,6}:[a-z*]{1,6}", 0..4),
+            part in 0..2usize, at in any::<prop::sample::Index>(), with in any::<char>(),
+        ) {
+            let t = jwt::mint(ring, &claims(&sub, &perms)).unwrap();
+            prop_assert!(verify(ring, &t).is_ok());
+            let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+            let Some(changed) = replace_char(&parts[part], at, with) else {
+                return Ok(());
+            };
+            parts[part] = changed;
+            prop_assert!(verify(ring, &parts.join(".")).is_err());
+        }
+
+        /// Claims rewritten under the original signature (a wider grant, an
+        /// other subject, a later expiry, or any value): refused.
+        #[test]
+        fn a_rewritten_payload_is_refused(
+            ring in ring(), key in prop_oneof![
+                Just("sub"), Just("permissions"), Just("exp"), Just("aud"), Just("iss"), Just("scope"), Just("x")
+            ],
+            value in prop_oneof![Just(json!(["*"])), Just(json!("app_other")), Just(json!(i64::MAX)), json_value()],
+        ) {
+            let original = claims("app_1", &["content:read".to_owned()]);
+            let t = jwt::mint(ring, &original).unwrap();
+            let mut forged = original.clone();
+            forged[key] = value;
+            prop_assume!(forged != original);
+            let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+            parts[1] = b64(forged.to_string().as_bytes());
+            prop_assert!(verify(ring, &parts.join(".")).is_err());
+        }
+
+        /// A rewritten header (algorithm swapped, `kid` or `typ` changed,
+        /// a field added) under the original signature: refused.
+        #[test]
+        fn a_rewritten_header_is_refused(
+            ring in ring(), key in prop_oneof![Just("alg"), Just("kid"), Just("typ"), Just("jku"), Just("crit")],
+            value in prop_oneof![
+                Just(json!("HS256")), Just(json!("none")), Just(json!("ES256")), Just(json!("EdDSA")),
+                Just(json!("RS256")), Just(json!("JWT")), json_value()
+            ],
+        ) {
+            let t = jwt::mint(ring, &claims("app_1", &[])).unwrap();
+            let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+            let original: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&parts[0]).unwrap()).unwrap();
+            let mut h = original.clone();
+            h[key] = value;
+            prop_assume!(h != original);
+            parts[0] = b64(h.to_string().as_bytes());
+            prop_assert!(verify(ring, &parts.join(".")).is_err());
+        }
+
+        /// One bit of the signature flipped: refused.
+        #[test]
+        fn a_flipped_signature_bit_is_refused(ring in ring(), bit in any::<prop::sample::Index>()) {
+            let t = jwt::mint(ring, &claims("app_1", &[])).unwrap();
+            let (input, sig) = t.rsplit_once('.').unwrap();
+            let mut sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+            let i = bit.index(sig.len() * 8);
+            sig[i / 8] ^= 1 << (i % 8);
+            let forged = format!("{input}.{}", b64(&sig));
+            prop_assert!(verify(ring, &forged).is_err());
+        }
+    }
+}

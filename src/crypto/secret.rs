@@ -220,3 +220,140 @@ mod tests {
         assert!(embeddable_id_part("app_0123456789abcdef").is_some());
     }
 }
+
+/// Property tests: presented secrets are untrusted input, so `check` must
+/// classify anything without panicking, and the checksum must catch every
+/// single-character slip in a generated key.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    /// Bounded, and no regression files written into the repository.
+    fn config() -> Config {
+        Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    fn key_type() -> impl Strategy<Value = KeyType> {
+        prop_oneof![Just(KeyType::Secret), Just(KeyType::Public)]
+    }
+
+    fn environment() -> impl Strategy<Value = Environment> {
+        prop_oneof![Just(Environment::Live), Just(Environment::Test)]
+    }
+
+    /// A generated application id (`app_` and 16 base62 characters).
+    fn app_id() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9]{16}".prop_map(|p| format!("{APP_ID_PREFIX}{p}"))
+    }
+
+    /// A configured key prefix: short, and never containing `_`, so the
+    /// fields of the key stay separable.
+    fn key_prefix() -> impl Strategy<Value = String> {
+        "[a-z]{1,8}"
+    }
+
+    /// Strings that look like keys to various depths: the interesting
+    /// inputs for `check`, next to wholly arbitrary ones.
+    fn keyish() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            ".{0,120}",
+            "tsr_(sk|pk|xx|)_(live|test|)_.{0,80}",
+            // The right length, but arbitrary (often multi-byte) characters.
+            "tsr_(sk|pk)_(live|test)_.{65}",
+            "tsr_(sk|pk)_(live|test)_[A-Za-z0-9]{60,70}",
+            "tsr(_[^_]{0,5}){0,5}",
+        ]
+    }
+
+    fn generated(prefix: &str, kt: KeyType, env: Environment, id: &str) -> String {
+        generate(prefix, kt, env, id)
+            .unwrap()
+            .secret
+            .expose_secret()
+            .to_owned()
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Any string is classified without a panic; only a well-formed key
+        /// with a right checksum is `Generated`, and what it names is what
+        /// its text says.
+        #[test]
+        fn check_never_panics(s in keyish(), prefix in prop_oneof![Just("tsr".to_owned()), key_prefix()]) {
+            let result = check(&prefix, &SecretString::from(s.clone()));
+            if let SecretCheck::Generated(p) = result {
+                let body = &s[s.len() - BODY_LEN..];
+                prop_assert_eq!(p.app_id, format!("{APP_ID_PREFIX}{}", &body[..ID_PART_LEN]));
+                let head = format!("{prefix}_");
+                prop_assert!(s.starts_with(&head));
+                prop_assert_eq!(seal(&s[..s.len() - CHECKSUM_LEN]), s);
+            }
+        }
+
+        /// `generate` then `check` gives back the id, type, environment and
+        /// hint, and the displayable prefix is a prefix of the secret.
+        #[test]
+        fn generate_then_check_round_trips(
+            prefix in key_prefix(), kt in key_type(), env in environment(), id in app_id(),
+        ) {
+            let g = generate(&prefix, kt, env, &id).unwrap();
+            let s = g.secret.expose_secret();
+            prop_assert!(s.starts_with(&g.prefix));
+            prop_assert_eq!(s.len(), g.prefix.len() + RANDOM_LEN + CHECKSUM_LEN);
+            prop_assert_eq!(
+                check(&prefix, &g.secret),
+                SecretCheck::Generated(ParsedSecret {
+                    app_id: id,
+                    key_type: kt,
+                    environment: env,
+                    hint: g.hint.clone(),
+                })
+            );
+        }
+
+        /// One character replaced by any other (ASCII or not) is never taken
+        /// for a generated key: the checksum catches it, or the shape does.
+        #[test]
+        fn one_changed_character_is_refused(
+            kt in key_type(), env in environment(), id in app_id(),
+            at in any::<prop::sample::Index>(), with in any::<char>(),
+        ) {
+            let s = generated("tsr", kt, env, &id);
+            let chars: Vec<char> = s.chars().collect();
+            let i = at.index(chars.len());
+            prop_assume!(chars[i] != with);
+            let mut changed = chars;
+            changed[i] = with;
+            let t: String = changed.into_iter().collect();
+            let result = check("tsr", &SecretString::from(t.clone()));
+            prop_assert!(
+                !matches!(result, SecretCheck::Generated(_)),
+                "position {} changed to {:?} accepted: {:?}", i, with, result
+            );
+        }
+
+        /// A character dropped or added anywhere is refused the same way.
+        #[test]
+        fn one_character_more_or_less_is_refused(
+            id in app_id(), at in any::<prop::sample::Index>(), with in any::<char>(), drop in any::<bool>(),
+        ) {
+            let s = generated("tsr", KeyType::Secret, Environment::Live, &id);
+            let mut chars: Vec<char> = s.chars().collect();
+            if drop {
+                chars.remove(at.index(chars.len()));
+            } else {
+                chars.insert(at.index(chars.len() + 1), with);
+            }
+            let t: String = chars.into_iter().collect();
+            prop_assert!(!matches!(check("tsr", &SecretString::from(t)), SecretCheck::Generated(_)));
+        }
+    }
+}

@@ -261,3 +261,192 @@ mod tests {
         );
     }
 }
+
+/// Property tests: scopes and resource paths come from request bodies and
+/// from downstream services, so validation must never panic and must accept
+/// exactly the documented grammar; matching must follow the documented rule;
+/// `intersect` must be exact, since every narrowing relies on it.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    /// Bounded, and no regression files written into the repository.
+    fn config() -> Config {
+        Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// A segment `type:name` from a small alphabet, so paths often relate.
+    fn segment() -> impl Strategy<Value = String> {
+        let t = prop_oneof![Just("cluster"), Just("project"), Just("w")];
+        let n = prop_oneof![Just("c1"), Just("c2"), Just("p.1"), Just("x_y-z")];
+        (t, n).prop_map(|(t, n)| format!("{t}:{n}"))
+    }
+
+    /// A resource path: 1 to 16 segments.
+    fn resource() -> impl Strategy<Value = Vec<String>> {
+        prop::collection::vec(segment(), 1..=16)
+    }
+
+    /// How one segment of a pattern is derived from a resource segment.
+    #[derive(Debug, Clone, Copy)]
+    enum Wild {
+        Keep,
+        AnySegment,
+        AnyName,
+    }
+
+    fn wild() -> impl Strategy<Value = Wild> {
+        prop_oneof![
+            3 => Just(Wild::Keep),
+            1 => Just(Wild::AnySegment),
+            1 => Just(Wild::AnyName)
+        ]
+    }
+
+    fn apply(seg: &str, w: Wild) -> String {
+        match w {
+            Wild::Keep => seg.to_owned(),
+            Wild::AnySegment => "*".to_owned(),
+            Wild::AnyName => format!("{}:*", seg.split_once(':').unwrap().0),
+        }
+    }
+
+    /// Near misses and noise.
+    fn arbitrary() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-z:*/ .]{0,40}",
+            "([a-z*]{0,3}:[a-z0-9*]{0,3}/?){0,20}",
+            "(\\*/){10,20}\\*",
+            "[a-z]{1,3}:[a-z]{500,520}",
+        ]
+    }
+
+    /// The grammar as documented, written independently of the validator.
+    fn grammar(s: &str, concrete: bool) -> bool {
+        let word = |w: &str| {
+            !w.is_empty()
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        };
+        let segs: Vec<&str> = s.split('/').collect();
+        !s.is_empty()
+            && s.len() <= 512
+            && segs.len() <= 16
+            && segs.iter().all(|seg| {
+                (*seg == "*" && !concrete)
+                    || matches!(seg.split(':').collect::<Vec<_>>()[..],
+                        [t, n] if word(t) && (word(n) || (n == "*" && !concrete)))
+            })
+    }
+
+    fn perm() -> impl Strategy<Value = Permission> {
+        let r = prop_oneof![Just("a"), Just("b"), Just("c")];
+        let a = prop_oneof![Just("*"), Just("read"), Just("write")];
+        prop_oneof![
+            1 => Just(Permission::star()),
+            8 => (r, a).prop_map(|(r, a)| Permission::parse(&format!("{r}:{a}")).unwrap()),
+        ]
+    }
+
+    fn perms() -> impl Strategy<Value = Vec<Permission>> {
+        prop::collection::vec(perm(), 0..6)
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Never a panic, and exactly the documented grammar, for scopes and
+        /// for concrete resources.
+        #[test]
+        fn validate_path_follows_the_grammar(s in arbitrary()) {
+            prop_assert_eq!(validate_path(&s, false).is_ok(), grammar(&s, false), "scope {:?}", s);
+            prop_assert_eq!(validate_path(&s, true).is_ok(), grammar(&s, true), "resource {:?}", s);
+        }
+
+        /// Matching arbitrary strings never panics, and a scope never covers
+        /// a resource with fewer segments.
+        #[test]
+        fn matching_never_panics(scope in arbitrary(), res in arbitrary()) {
+            let covered = scope_covers(&scope, &res);
+            if scope.split('/').count() > res.split('/').count() {
+                prop_assert!(!covered);
+            }
+            let g = [AccessGrant { scope, permissions: vec![Permission::star()] }];
+            let _ = allows(&[], &g, &Permission::star(), Some(&res));
+        }
+
+        /// Generated resources and patterns validate as what they are.
+        #[test]
+        fn generated_paths_validate(r in resource(), w in prop::collection::vec(wild(), 16)) {
+            let path = r.join("/");
+            prop_assert!(validate_path(&path, true).is_ok(), "{}", path);
+            prop_assert!(validate_path(&path, false).is_ok(), "{}", path);
+            let pattern: Vec<String> = r.iter().zip(&w).map(|(s, w)| apply(s, *w)).collect();
+            let pattern = pattern.join("/");
+            prop_assert!(validate_path(&pattern, false).is_ok(), "{}", pattern);
+            prop_assert_eq!(validate_path(&pattern, true).is_ok(), !pattern.contains('*'));
+        }
+
+        /// A scope covers itself and everything below it; a pattern made by
+        /// wildcarding segments of a resource's ancestor covers it; a
+        /// concrete scope covers exactly the resources it is a prefix of.
+        #[test]
+        fn scopes_cover_at_and_below(
+            r in resource(), cut in any::<prop::sample::Index>(),
+            w in prop::collection::vec(wild(), 16), other in resource(),
+        ) {
+            let path = r.join("/");
+            prop_assert!(scope_covers(&path, &path));
+            let k = cut.index(r.len()) + 1;
+            let ancestor = r[..k].join("/");
+            prop_assert!(scope_covers(&ancestor, &path));
+            let pattern: Vec<String> = r[..k].iter().zip(&w).map(|(s, w)| apply(s, *w)).collect();
+            prop_assert!(scope_covers(&pattern.join("/"), &path));
+            let prefix = other.len() <= r.len() && other[..] == r[..other.len()];
+            prop_assert_eq!(scope_covers(&other.join("/"), &path), prefix);
+        }
+
+        /// `allows` is exactly the documented rule.
+        #[test]
+        fn allows_is_the_documented_rule(
+            top in perms(), p in perm(),
+            grants in prop::collection::vec((resource(), perms()), 0..4),
+            res in prop::option::of(resource()),
+        ) {
+            let access: Vec<AccessGrant> = grants
+                .into_iter()
+                .map(|(s, permissions)| AccessGrant { scope: s[..s.len().min(2)].join("/"), permissions })
+                .collect();
+            let res = res.map(|r| r.join("/"));
+            let want = Permission::any_covers(&top, &p)
+                || res.as_deref().is_some_and(|r| {
+                    access.iter().any(|g| scope_covers(&g.scope, r) && Permission::any_covers(&g.permissions, &p))
+                });
+            prop_assert_eq!(allows(&top, &access, &p, res.as_deref()), want);
+        }
+
+        /// `intersect` is exact: a permission is covered by the result if
+        /// and only if both inputs cover it; and it keeps no redundant grant.
+        #[test]
+        fn intersect_is_exact(wanted in perms(), bound in perms(), probe in perm()) {
+            let out = intersect(&wanted, &bound);
+            prop_assert_eq!(
+                Permission::any_covers(&out, &probe),
+                Permission::any_covers(&wanted, &probe) && Permission::any_covers(&bound, &probe),
+                "wanted {:?} bound {:?} out {:?} probe {}", wanted, bound, out, probe
+            );
+            for (i, a) in out.iter().enumerate() {
+                for (j, b) in out.iter().enumerate() {
+                    prop_assert!(i == j || !a.covers(b), "{} is redundant beside {}", b, a);
+                }
+            }
+        }
+    }
+}

@@ -14,7 +14,15 @@ use super::DomainError;
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
-#[cfg_attr(feature = "gateway", schema(value_type = String, example = "content:read"))]
+#[cfg_attr(
+    feature = "gateway",
+    schema(
+        value_type = String,
+        example = "content:read",
+        // `parse` below: at most 128 characters in all.
+        pattern = r"^(\*|[A-Za-z0-9_.-]+:([A-Za-z0-9_.-]+|\*))$"
+    )
+)]
 pub struct Permission(String);
 
 const MAX_LEN: usize = 128;
@@ -301,5 +309,160 @@ mod tests {
             public: false,
         };
         assert!(Catalogue::new(vec![wild]).is_err());
+    }
+}
+
+/// Property tests: permissions arrive in request bodies and `scope`
+/// strings, so parsing must never panic, must accept exactly the documented
+/// grammar, and coverage must behave like the order it claims to be.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    /// Bounded, and no regression files written into the repository.
+    fn config() -> Config {
+        Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    /// A well-formed part: the documented alphabet.
+    fn part() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9_.-]{1,20}"
+    }
+
+    /// A well-formed permission of each of the three shapes.
+    fn valid() -> impl Strategy<Value = String> {
+        prop_oneof![
+            1 => Just("*".to_owned()),
+            3 => part().prop_map(|r| format!("{r}:*")),
+            6 => (part(), part()).prop_map(|(r, a)| format!("{r}:{a}")),
+        ]
+    }
+
+    /// A small universe, so that generated pairs often relate.
+    fn small() -> impl Strategy<Value = Permission> {
+        let r = prop_oneof![Just("a"), Just("b"), Just("content")];
+        let a = prop_oneof![Just("*"), Just("read"), Just("write")];
+        prop_oneof![
+            1 => Just(Permission::star()),
+            8 => (r, a).prop_map(|(r, a)| Permission::parse(&format!("{r}:{a}")).unwrap()),
+        ]
+    }
+
+    /// Near misses and noise.
+    fn arbitrary() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-z*:. _-]{0,12}",
+            "[A-Za-z0-9_.*-]{0,10}(:[A-Za-z0-9_.*: -]{0,10}){0,3}",
+            "[a-z]{120,140}:[a-z]{0,10}",
+        ]
+    }
+
+    /// The grammar as documented, written independently of the parser.
+    fn grammar(s: &str) -> bool {
+        let ok_part = |p: &str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+        };
+        s.len() <= 128
+            && (s == "*"
+                || matches!(s.split(':').collect::<Vec<_>>()[..],
+                    [r, a] if ok_part(r) && (a == "*" || ok_part(a))))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Never a panic; accepted exactly when the grammar says so; what
+        /// is accepted is kept verbatim and never holds white space.
+        #[test]
+        fn parse_never_panics_and_follows_the_grammar(s in arbitrary()) {
+            let parsed = Permission::parse(&s);
+            prop_assert_eq!(parsed.is_ok(), grammar(&s), "{:?}", s);
+            if let Ok(p) = parsed {
+                prop_assert_eq!(p.as_str(), s.as_str());
+                prop_assert!(!p.as_str().contains(char::is_whitespace));
+            }
+        }
+
+        /// Display, `as_str`, `String` and serde all round-trip.
+        #[test]
+        fn valid_permissions_round_trip(s in valid()) {
+            let p = Permission::parse(&s).unwrap();
+            prop_assert_eq!(p.as_str(), s.as_str());
+            prop_assert_eq!(p.to_string(), s.clone());
+            prop_assert_eq!(Permission::parse(&p.to_string()).unwrap(), p.clone());
+            prop_assert_eq!(Permission::try_from(String::from(p.clone())).unwrap(), p.clone());
+            let json = serde_json::to_string(&p).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Permission>(&json).unwrap(), p.clone());
+            prop_assert_eq!(p.is_wildcard(), s == "*" || s.ends_with(":*"));
+        }
+
+        /// Serde refuses what `parse` refuses (bodies are parsed this way).
+        #[test]
+        fn serde_agrees_with_parse(s in arbitrary()) {
+            let json = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(
+                serde_json::from_str::<Permission>(&json).is_ok(),
+                Permission::parse(&s).is_ok()
+            );
+        }
+
+        /// `covers` is reflexive; `*` covers everything and only `*` covers
+        /// `*`; `r:*` covers exactly the permissions of resource `r`.
+        #[test]
+        fn coverage_rules(s in valid(), t in valid()) {
+            let p = Permission::parse(&s).unwrap();
+            let q = Permission::parse(&t).unwrap();
+            prop_assert!(p.covers(&p));
+            prop_assert!(Permission::star().covers(&p));
+            prop_assert_eq!(p.covers(&Permission::star()), s == "*");
+            if let Some(res) = s.strip_suffix(":*") {
+                prop_assert_eq!(p.covers(&q), q.resource() == Some(res));
+            }
+            if !p.is_wildcard() {
+                prop_assert_eq!(p.covers(&q), p == q);
+            }
+            prop_assert!(Permission::any_covers(&[p.clone(), q.clone()], &q));
+        }
+
+        /// `covers` is a partial order: transitive and antisymmetric.
+        #[test]
+        fn coverage_is_a_partial_order(a in small(), b in small(), c in small()) {
+            if a.covers(&b) && b.covers(&c) {
+                prop_assert!(a.covers(&c), "{} {} {}", a, b, c);
+            }
+            if a.covers(&b) && b.covers(&a) {
+                prop_assert_eq!(a, b);
+            }
+        }
+
+        /// The catalogue never "knows" a malformed or foreign grant, and
+        /// knows every entry and every wildcard over a known resource.
+        #[test]
+        fn catalogue_knows_its_entries(q in small(), names in prop::collection::btree_set(small(), 0..6)) {
+            let defs: Vec<PermissionDef> = names
+                .iter()
+                .filter(|p| !p.is_wildcard())
+                .map(|p| PermissionDef { name: p.clone(), description: String::new(), public: false })
+                .collect();
+            let cat = Catalogue::new(defs.clone()).unwrap();
+            for d in &defs {
+                prop_assert!(cat.knows(&d.name));
+            }
+            let concrete_known = defs.iter().any(|d| d.name == q)
+                || BUILT_INS.iter().any(|(n, _)| *n == q.as_str());
+            if !q.is_wildcard() {
+                prop_assert_eq!(cat.knows(&q), concrete_known);
+            }
+            prop_assert!(!cat.is_public(&q) || !q.is_wildcard());
+        }
     }
 }

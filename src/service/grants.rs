@@ -308,3 +308,204 @@ mod tests {
         assert!(!e.to_string().contains("xxxx"), "input echoed: {e}");
     }
 }
+
+/// Property tests for `narrow`: the `scope` of a token request is arbitrary
+/// caller input, so narrowing must never panic, must never grant beyond the
+/// application's grants or the request, and must be exact.
+#[cfg(test)]
+mod props {
+    use super::*;
+    use crate::domain::{Catalogue, PermissionDef};
+    use proptest::prelude::*;
+    use proptest::test_runner::Config;
+
+    /// Bounded, and no regression files written into the repository.
+    fn config() -> Config {
+        Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        }
+    }
+
+    const CATALOGUE: &[&str] = &[
+        "content:read",
+        "content:write",
+        "users:read",
+        "users:write",
+        "workloads:read",
+    ];
+
+    fn catalogue() -> Catalogue {
+        Catalogue::new(
+            CATALOGUE
+                .iter()
+                .map(|n| PermissionDef {
+                    name: Permission::parse(n).unwrap(),
+                    description: String::new(),
+                    public: false,
+                })
+                .collect(),
+        )
+        .unwrap()
+    }
+
+    /// Catalogue entries, wildcards over them, built-ins, and permissions
+    /// outside the catalogue.
+    fn word() -> impl Strategy<Value = String> {
+        let r = prop_oneof![
+            Just("content"),
+            Just("users"),
+            Just("workloads"),
+            Just("api_keys"),
+            Just("billing")
+        ];
+        let a = prop_oneof![
+            Just("read"),
+            Just("write"),
+            Just("manage"),
+            Just("*"),
+            Just("refund")
+        ];
+        prop_oneof![
+            1 => Just("*".to_owned()),
+            10 => (r, a).prop_map(|(r, a)| format!("{r}:{a}")),
+        ]
+    }
+
+    fn perm() -> impl Strategy<Value = Permission> {
+        word().prop_map(|w| Permission::parse(&w).unwrap())
+    }
+
+    fn perms() -> impl Strategy<Value = Vec<Permission>> {
+        prop::collection::vec(perm(), 0..5).prop_map(|mut v| {
+            v.sort();
+            v.dedup();
+            v
+        })
+    }
+
+    fn grants() -> impl Strategy<Value = Grants> {
+        // Role names are unique, as in the store.
+        let roles = (prop::collection::vec(perms(), 3), 0..=3usize).prop_map(|(ps, k)| {
+            ["editor", "reader", "ops"]
+                .iter()
+                .zip(ps)
+                .take(k)
+                .map(|(n, p)| ((*n).to_owned(), p))
+                .collect::<Vec<_>>()
+        });
+        let rule = (
+            prop_oneof![Just("cluster:c1"), Just("cluster:c2/project:*"), Just("*")],
+            perms(),
+        )
+            .prop_map(|(s, permissions)| AccessGrant {
+                scope: s.to_owned(),
+                permissions,
+            });
+        (perms(), roles, prop::collection::vec(rule, 0..3)).prop_map(
+            |(permissions, role_grants, access)| Grants {
+                roles: role_grants.iter().map(|(n, _)| n.clone()).collect(),
+                role_grants,
+                as_of_ms: 0,
+                permissions,
+                access,
+            },
+        )
+    }
+
+    /// Separators a caller might use, ASCII and not.
+    fn sep() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            8 => Just(" "),
+            1 => Just("\t"),
+            1 => Just("\n  "),
+            1 => Just("\u{a0}"),
+            1 => Just(""),
+        ]
+    }
+
+    /// A scope string: permission words with separators, or noise.
+    fn scope() -> impl Strategy<Value = String> {
+        prop_oneof![
+            4 => prop::collection::vec((word(), sep()), 0..8).prop_map(|ws| {
+                ws.into_iter().map(|(w, s)| format!("{w}{s}")).collect::<String>()
+            }),
+            1 => any::<String>(),
+            1 => "[a-z:* \t]{0,64}",
+            1 => prop::collection::vec(word(), 60..70).prop_map(|w| w.join(" ")),
+            1 => "[a-z]{4090,4100}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Never a panic; the result lies within the grants (top level,
+        /// rule by rule) and within the request; the roles claim names only
+        /// roles the result wholly carries; and narrowing is exact.
+        #[test]
+        fn narrowing_stays_within_the_grants_and_the_request(
+            g in grants(), requested in prop::option::of(scope()), probe in perm(),
+        ) {
+            let cat = catalogue();
+            let Ok(n) = narrow(&g, requested.as_deref(), &cat) else {
+                return Ok(());
+            };
+            for p in &n.permissions {
+                prop_assert!(Permission::any_covers(&g.permissions, p), "{} beyond {:?}", p, g.permissions);
+            }
+            for a in &n.access {
+                prop_assert!(
+                    g.access.iter().any(|r| r.scope == a.scope
+                        && a.permissions.iter().all(|p| Permission::any_covers(&r.permissions, p))),
+                    "{:?} beyond {:?}", a, g.access
+                );
+            }
+            for r in &n.roles {
+                let (_, held) = g.role_grants.iter().find(|(name, _)| name == r).unwrap();
+                prop_assert!(held.iter().all(|p| Permission::any_covers(&n.permissions, p)));
+            }
+            let words: Vec<Permission> = requested
+                .as_deref()
+                .unwrap_or("")
+                .split_ascii_whitespace()
+                .map(|w| Permission::parse(w).unwrap())
+                .collect();
+            if words.is_empty() {
+                prop_assert_eq!(&n.permissions, &g.permissions);
+                prop_assert_eq!(&n.access, &g.access);
+            } else {
+                for w in &words {
+                    prop_assert!(cat.knows(w), "{} is not in the catalogue", w);
+                    prop_assert!(
+                        Permission::any_covers(&g.permissions, w)
+                            || g.access.iter().any(|a| Permission::any_covers(&a.permissions, w)),
+                        "{} is not held", w
+                    );
+                }
+                prop_assert_eq!(
+                    Permission::any_covers(&n.permissions, &probe),
+                    Permission::any_covers(&words, &probe) && Permission::any_covers(&g.permissions, &probe)
+                );
+                for a in &n.access {
+                    // A rule narrowed to nothing is dropped, not carried.
+                    prop_assert!(!a.permissions.is_empty());
+                    for p in &a.permissions {
+                        prop_assert!(Permission::any_covers(&words, p), "{} not asked for", p);
+                    }
+                }
+            }
+        }
+
+        /// A word that is not a permission is refused without being echoed.
+        #[test]
+        fn junk_is_refused_without_an_echo(
+            g in grants(), before in prop::collection::vec(word(), 0..3), junk in "[a-z]{4,12}[!@#%&]{1,3}[a-z]{4,12}",
+        ) {
+            let s = format!("{} {junk}", before.join(" "));
+            let e = narrow(&g, Some(&s), &catalogue()).unwrap_err();
+            prop_assert!(!e.to_string().contains(&junk), "{}", e);
+        }
+    }
+}
