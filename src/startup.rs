@@ -6,6 +6,7 @@ use std::net::TcpListener;
 
 use crate::config::Settings;
 use crate::crypto::KeyRing;
+use crate::domain::ChangeEvent;
 use crate::http;
 use crate::service::Gateway;
 use crate::service::Stores;
@@ -13,7 +14,7 @@ use crate::service::bootstrap::{self, Bootstrap};
 use crate::service::metrics::inc;
 use crate::service::usage;
 use crate::store::embedded::EmbeddedStore;
-use crate::store::redis::{ChangeEvent, RedisStore};
+use crate::store::redis::{Change, RedisStore};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -34,18 +35,18 @@ pub struct Application {
 }
 
 /// Applies a change made by another gateway to this one's caches.
-fn apply_change(gw: &Gateway, event: ChangeEvent) {
-    match event {
-        ChangeEvent::App(id) => {
+fn apply_change(gw: &Gateway, change: Change) {
+    match change {
+        Change::Event(ChangeEvent::App { id }) => {
             gw.app_cache.invalidate(&id);
             gw.secret_cache.invalidate_app(&id);
             gw.grants_cache.invalidate(&id);
         }
-        ChangeEvent::Roles | ChangeEvent::Users => gw.grants_cache.clear(),
+        Change::Event(ChangeEvent::Roles | ChangeEvent::Users) => gw.grants_cache.clear(),
         // Revocations are read from the store on every check here.
-        ChangeEvent::Revocation(_) => {}
+        Change::Event(ChangeEvent::Revocation { .. }) => {}
         // Messages may have been missed while disconnected: start afresh.
-        ChangeEvent::Resynced => {
+        Change::Resynced => {
             gw.app_cache.clear();
             gw.secret_cache.clear();
             gw.grants_cache.clear();

@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod application;
+pub mod change;
 pub mod cidr;
 pub mod claims;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod user;
 
 pub use access::{AccessGrant, AccessRule};
 pub use application::{AppStatus, Application, Environment, KeyType};
+pub use change::ChangeEvent;
 pub use cidr::IpNet;
 pub use claims::AccessClaims;
 pub use error::DomainError;

@@ -142,7 +142,7 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
                 }
                 // Another gateway on the same store created it a moment ago:
                 // check it the way an existing one is checked.
-                Err(crate::store::StoreError::Conflict(_)) => {
+                Err(crate::store::StoreError::Conflict { .. }) => {
                     return Box::pin(ensure(gw, id, secret)).await;
                 }
                 Err(e) => return Err(e.into()),

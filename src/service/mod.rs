@@ -22,13 +22,15 @@ pub mod users;
 pub use state::{Gateway, Stores};
 
 use crate::domain::DomainError;
-use crate::store::StoreError;
+use crate::store::{Entity, StoreError};
 
 impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(id) => DomainError::Conflict(format!("{id} already exists")),
-            StoreError::NotFound(id) => DomainError::NotFound(format!("application {id}")),
+            StoreError::Conflict { what, id } => {
+                DomainError::Conflict(format!("{} already exists", named(what, &id)))
+            }
+            StoreError::NotFound { what, id } => DomainError::NotFound(named(what, &id)),
             StoreError::BadCursor => DomainError::InvalidRequest("invalid cursor".into()),
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "store unavailable");
@@ -38,6 +40,30 @@ impl From<StoreError> for DomainError {
                 DomainError::Internal(format!("corrupt record: {detail}"))
             }
         }
+    }
+}
+
+/// "application app_x": names the id only when it is well-formed for its
+/// kind, so an error never carries arbitrary input back (SPEC §6).
+fn named(what: Entity, id: &str) -> String {
+    let well_formed = match what {
+        Entity::Application => crate::domain::application::validate_app_id(id).is_ok(),
+        Entity::Role => crate::domain::role::validate_role_name(id).is_ok(),
+        Entity::User => {
+            id.len() <= 40
+                && id
+                    .strip_prefix("usr_")
+                    .is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        }
+        Entity::UserEmail => {
+            crate::domain::user::normalize_email(id).is_ok_and(|e| e == id)
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        }
+    };
+    if well_formed {
+        format!("{what} {id}")
+    } else {
+        what.to_string()
     }
 }
 

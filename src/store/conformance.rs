@@ -1,12 +1,13 @@
 //! The store conformance suite: every backend runs these checks unchanged.
 //!
-//! Test support, compiled into the library so the integration tests can run
-//! it against backends that need a live server (Redis).
+//! Compiled for unit tests only: the embedded store runs it in
+//! `store::embedded`, the Redis store in `store::redis` against a
+//! `redis-server` of its own.
 
 use chrono::{Duration, TimeZone, Utc};
 
 use super::{
-    AppFilter, AppStore, AuditRecord, AuditStore, ListQuery, RevocationStore, RoleDelete,
+    AppFilter, AppStore, AuditRecord, AuditStore, Entity, ListQuery, RevocationStore, RoleDelete,
     RoleStore, StoreError, StoredApp, StoredUser, UserStore,
 };
 use crate::domain::RevocationKind;
@@ -399,7 +400,7 @@ async fn roles<S: AppStore + RoleStore + UserStore>(store: &S) {
     );
     assert!(matches!(
         store.insert_role(&role("reader", &[])).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict { what: Entity::Role, id }) if id == "reader"
     ));
     let mut r = must(store.get_role("reader").await, "get role")
         .unwrap_or_else(|| panic!("reader missing"));
@@ -408,7 +409,7 @@ async fn roles<S: AppStore + RoleStore + UserStore>(store: &S) {
     assert_eq!(must(store.get_role("reader").await, "get"), Some(r));
     assert!(matches!(
         store.update_role(&role("ghost", &[])).await,
-        Err(StoreError::NotFound(_))
+        Err(StoreError::NotFound { what: Entity::Role, id }) if id == "ghost"
     ));
     let names: Vec<String> = must(store.list_roles().await, "list")
         .into_iter()
@@ -482,7 +483,7 @@ async fn users<S: UserStore>(store: &S) {
             store
                 .insert_user(&user("usr_c", "a@example.com", &[]))
                 .await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { what: Entity::UserEmail, id }) if id == "a@example.com"
         ),
         "emails are unique"
     );
@@ -491,14 +492,21 @@ async fn users<S: UserStore>(store: &S) {
             store
                 .insert_user(&user("usr_a", "z@example.com", &[]))
                 .await,
-            Err(StoreError::Conflict(_))
+            Err(StoreError::Conflict { what: Entity::User, id }) if id == "usr_a"
         ),
         "ids are unique"
     );
     let mut b = user("usr_b", "a@example.com", &[]);
     assert!(matches!(
         store.update_user(&b).await,
-        Err(StoreError::Conflict(_))
+        Err(StoreError::Conflict {
+            what: Entity::UserEmail,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.update_user(&user("usr_ghost", "g@example.com", &[])).await,
+        Err(StoreError::NotFound { what: Entity::User, id }) if id == "usr_ghost"
     ));
     b.user.email = "bee@example.com".into();
     must(store.update_user(&b).await, "change email");
@@ -563,7 +571,10 @@ async fn crud(store: &dyn AppStore) {
     must(store.insert(&a).await, "insert");
     assert_eq!(must(store.get("app_crud").await, "get"), Some(a.clone()));
     assert!(
-        matches!(store.insert(&a).await, Err(StoreError::Conflict(_))),
+        matches!(
+            store.insert(&a).await,
+            Err(StoreError::Conflict { what: Entity::Application, id }) if id == "app_crud"
+        ),
         "a second insert of one id must conflict"
     );
 
@@ -584,7 +595,10 @@ async fn crud(store: &dyn AppStore) {
 
     let ghost = sample_app("app_ghost", 2);
     assert!(
-        matches!(store.update(&ghost).await, Err(StoreError::NotFound(_))),
+        matches!(
+            store.update(&ghost).await,
+            Err(StoreError::NotFound { what: Entity::Application, id }) if id == "app_ghost"
+        ),
         "update of a missing id must be NotFound"
     );
     assert_eq!(must(store.get("app_ghost").await, "no upsert"), None);

@@ -1,16 +1,24 @@
 //! Storage: the traits the services use, and the backends behind them.
 //!
 //! The backend is chosen once, in `startup`; services only see the traits.
-//! Every backend must pass [`conformance`], unchanged.
+//! Every backend must pass the conformance suite (`store::conformance`,
+//! compiled for tests only), unchanged. What the data means (ordering,
+//! paging, usage, role detachment, record encoding) is decided once, in
+//! `store::common`, below both backends.
 
-pub mod conformance;
+mod common;
+#[cfg(test)]
+pub(crate) mod conformance;
 pub mod embedded;
 pub mod redis;
+
+pub use common::order_key;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::error::shown;
 use crate::domain::{
     AppStatus, Application, Environment, KeyType, Revocation, RevocationKind, Role, User,
 };
@@ -117,22 +125,66 @@ pub struct ListPage {
     pub next: Option<String>,
 }
 
-/// A store failure.
+/// What a store error is about: which kind of record an id names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Entity {
+    /// An application, by id.
+    Application,
+    /// A role, by name.
+    Role,
+    /// A user, by id.
+    User,
+    /// A user, by email address (unique among users).
+    UserEmail,
+}
+
+impl Entity {
+    /// How a message names one: "application", "role", "user", "user with
+    /// email".
+    pub fn noun(self) -> &'static str {
+        match self {
+            Self::Application => "application",
+            Self::Role => "role",
+            Self::User => "user",
+            Self::UserEmail => "user with email",
+        }
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.noun())
+    }
+}
+
+/// A store failure. Messages quote an id only through
+/// [`shown`](crate::domain::error::shown): never arbitrary input.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Insert of an id that exists.
-    #[error("already exists: {0}")]
-    Conflict(String),
+    /// Insert of an id (or a unique email) that exists.
+    #[error("{what} {} already exists", shown(.id))]
+    Conflict {
+        /// What kind of record.
+        what: Entity,
+        /// The id, name or email that is taken.
+        id: String,
+    },
     /// Update of an id that does not exist.
-    #[error("not found: {0}")]
-    NotFound(String),
+    #[error("{what} {} not found", shown(.id))]
+    NotFound {
+        /// What kind of record.
+        what: Entity,
+        /// The id or name that was asked for.
+        id: String,
+    },
     /// A list cursor this store did not produce.
     #[error("invalid cursor")]
     BadCursor,
     /// The backend cannot be reached or failed; nothing was written.
     #[error("store unavailable: {0}")]
     Unavailable(String),
-    /// Stored data does not decode.
+    /// Stored data does not decode; names the kind of record and where it
+    /// breaks, never its content.
     #[error("corrupt record: {0}")]
     Corrupt(String),
 }
@@ -406,13 +458,4 @@ pub trait RevocationStore: Send + Sync + 'static {
     async fn feed(&self, cursor: Option<&str>, limit: usize) -> Result<FeedPage, StoreError>;
     /// Forgets entries that expired before `now` (seconds); returns how many.
     async fn purge_expired(&self, now: i64) -> Result<usize, StoreError>;
-}
-
-/// The ordering key of an application: creation time, then id.
-pub fn order_key(app: &Application) -> String {
-    format!(
-        "{:020}:{}",
-        app.created_at.timestamp_micros().max(0),
-        app.id
-    )
 }

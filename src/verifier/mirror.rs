@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::RevocationSource;
-use crate::domain::{Revocation, RevocationKind};
+use crate::domain::{ChangeEvent, Revocation, RevocationKind};
 
 #[derive(Default)]
 struct State {
@@ -262,13 +262,16 @@ impl RevocationMirror {
                         let Ok(payload) = msg.get_payload::<String>() else {
                             continue;
                         };
-                        let Ok(v) = serde_json::from_str::<serde_json::Value>(&payload) else {
-                            continue;
-                        };
-                        if v["kind"] == "revocation"
-                            && let Ok(r) = serde_json::from_value::<Revocation>(v["entry"].clone())
-                        {
-                            self.apply(&r);
+                        // The gateway's own event type: one format, parsed
+                        // in one place (`domain::change`).
+                        match ChangeEvent::parse(&payload) {
+                            Some(ChangeEvent::Revocation { entry }) => self.apply(&entry),
+                            // Cache invalidations concern gateways only;
+                            // unknown messages are skipped.
+                            Some(
+                                ChangeEvent::App { .. } | ChangeEvent::Roles | ChangeEvent::Users,
+                            )
+                            | None => {}
                         }
                     }
                     self.live.store(false, Ordering::Relaxed);

@@ -1,5 +1,6 @@
-//! The Redis backend against a real redis-server: the conformance suite,
-//! several gateways acting as one, publication, and Redis failing.
+//! The Redis backend against a real redis-server: several gateways acting as
+//! one, publication, and Redis failing. (The store conformance suite runs
+//! against Redis in the unit tests of `store::redis`.)
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -12,15 +13,6 @@ const SHARED_ISSUER: &str = "http://gateways.test";
 
 fn prefix() -> String {
     format!("t{}:", tessera::crypto::random::base62(10).unwrap())
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_redis_store_passes_the_conformance_suite() {
-    let redis = RedisServer::start();
-    let store = tessera::store::redis::RedisStore::connect(&redis.url(), &prefix())
-        .await
-        .unwrap();
-    tessera::store::conformance::run_all(&store).await;
 }
 
 /// Two gateways on one Redis, each with its own key ring directory holding

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use redb::ReadableDatabase;
 
-use super::{AUDIT, EmbeddedStore, backend, decode, encode};
+use super::{AUDIT, EmbeddedStore, backend};
+use crate::store::common::{decode, encode, page};
 use crate::store::{AuditRecord, AuditStore, StoreError};
 
 #[async_trait]
@@ -15,7 +16,7 @@ impl AuditStore for EmbeddedStore {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut t = txn.open_table(AUDIT).map_err(backend)?;
-                t.insert(record.id.as_str(), bytes.as_slice())
+                t.insert(record.id.as_str(), bytes.as_bytes())
                     .map_err(backend)?;
             }
             txn.commit().map_err(backend)
@@ -37,22 +38,13 @@ impl AuditStore for EmbeddedStore {
                 None => t.range::<&str>(..),
             }
             .map_err(backend)?;
+            // One past the limit: tells whether more remain.
             let mut out: Vec<AuditRecord> = Vec::new();
-            let mut more = false;
-            for entry in range.rev() {
+            for entry in range.rev().take(limit.saturating_add(1)) {
                 let (_, v) = entry.map_err(backend)?;
-                if out.len() == limit {
-                    more = true;
-                    break;
-                }
                 out.push(decode(v.value())?);
             }
-            let next = if more {
-                out.last().map(|r| r.id.clone())
-            } else {
-                None
-            };
-            Ok((out, next))
+            Ok(page(out, limit, |r| r.id.clone()))
         })
         .await
     }

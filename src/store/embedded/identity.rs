@@ -3,9 +3,10 @@
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::{APPS, EmbeddedStore, ROLES, USERS, USERS_BY_EMAIL, backend, decode, encode};
+use super::{APPS, EmbeddedStore, ROLES, USERS, USERS_BY_EMAIL, backend};
 use crate::domain::Role;
-use crate::store::{RoleDelete, RoleStore, StoreError, StoredApp, StoredUser, UserStore};
+use crate::store::common::{RoleHolders, app_holds_role, decode, encode, page, user_holds_role};
+use crate::store::{Entity, RoleDelete, RoleStore, StoreError, StoredApp, StoredUser, UserStore};
 
 #[async_trait]
 impl RoleStore for EmbeddedStore {
@@ -17,9 +18,12 @@ impl RoleStore for EmbeddedStore {
             {
                 let mut t = txn.open_table(ROLES).map_err(backend)?;
                 if t.get(role.name.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict(format!("role {}", role.name)));
+                    return Err(StoreError::Conflict {
+                        what: Entity::Role,
+                        id: role.name,
+                    });
                 }
-                t.insert(role.name.as_str(), bytes.as_slice())
+                t.insert(role.name.as_str(), bytes.as_bytes())
                     .map_err(backend)?;
             }
             txn.commit().map_err(backend)
@@ -62,9 +66,12 @@ impl RoleStore for EmbeddedStore {
             {
                 let mut t = txn.open_table(ROLES).map_err(backend)?;
                 if t.get(role.name.as_str()).map_err(backend)?.is_none() {
-                    return Err(StoreError::NotFound(format!("role {}", role.name)));
+                    return Err(StoreError::NotFound {
+                        what: Entity::Role,
+                        id: role.name,
+                    });
                 }
-                t.insert(role.name.as_str(), bytes.as_slice())
+                t.insert(role.name.as_str(), bytes.as_bytes())
                     .map_err(backend)?;
             }
             txn.commit().map_err(backend)
@@ -83,47 +90,33 @@ impl RoleStore for EmbeddedStore {
                 }
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
                 let mut users = txn.open_table(USERS).map_err(backend)?;
-                let mut held_apps: Vec<StoredApp> = Vec::new();
+                let mut held = RoleHolders::default();
                 for entry in apps.iter().map_err(backend)? {
                     let (_, v) = entry.map_err(backend)?;
                     let a: StoredApp = decode(v.value())?;
-                    let holds = a.app.roles.contains(&name)
-                        || a.app.access_rules.iter().any(|r| r.roles.contains(&name));
-                    if holds {
-                        held_apps.push(a);
+                    if app_holds_role(&a, &name) {
+                        held.apps.push(a);
                     }
                 }
-                let mut held_users: Vec<StoredUser> = Vec::new();
                 for entry in users.iter().map_err(backend)? {
                     let (_, v) = entry.map_err(backend)?;
                     let u: StoredUser = decode(v.value())?;
-                    if u.user.roles.contains(&name) {
-                        held_users.push(u);
+                    if user_holds_role(&u, &name) {
+                        held.users.push(u);
                     }
                 }
-                let held = !(held_apps.is_empty() && held_users.is_empty());
-                if held && !detach {
+                let detached = match held.settle(&name, detach) {
+                    Ok(d) => d,
                     // Dropping the transaction unwritten changes nothing.
-                    return Ok(RoleDelete::InUse {
-                        apps: held_apps.into_iter().map(|a| a.app.id).collect(),
-                        users: held_users.into_iter().map(|u| u.user.id).collect(),
-                    });
-                }
-                for mut a in held_apps {
-                    a.app.roles.retain(|r| *r != name);
-                    for rule in &mut a.app.access_rules {
-                        rule.roles.retain(|r| *r != name);
-                    }
-                    a.app
-                        .access_rules
-                        .retain(|r| !(r.roles.is_empty() && r.permissions.is_empty()));
-                    apps.insert(a.app.id.as_str(), encode(&a)?.as_slice())
+                    Err(in_use) => return Ok(in_use),
+                };
+                for a in &detached.apps {
+                    apps.insert(a.app.id.as_str(), encode(a)?.as_bytes())
                         .map_err(backend)?;
                 }
-                for mut u in held_users {
-                    u.user.roles.retain(|r| *r != name);
+                for u in &detached.users {
                     users
-                        .insert(u.user.id.as_str(), encode(&u)?.as_slice())
+                        .insert(u.user.id.as_str(), encode(u)?.as_bytes())
                         .map_err(backend)?;
                 }
                 roles.remove(name.as_str()).map_err(backend)?;
@@ -147,12 +140,18 @@ impl UserStore for EmbeddedStore {
                 let mut emails = txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
                 let (id, email) = (user.user.id.as_str(), user.user.email.as_str());
                 if users.get(id).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict(format!("user {id}")));
+                    return Err(StoreError::Conflict {
+                        what: Entity::User,
+                        id: id.to_owned(),
+                    });
                 }
                 if emails.get(email).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict(format!("a user with email {email}")));
+                    return Err(StoreError::Conflict {
+                        what: Entity::UserEmail,
+                        id: email.to_owned(),
+                    });
                 }
-                users.insert(id, bytes.as_slice()).map_err(backend)?;
+                users.insert(id, bytes.as_bytes()).map_err(backend)?;
                 emails.insert(email, id).map_err(backend)?;
             }
             txn.commit().map_err(backend)
@@ -190,22 +189,13 @@ impl UserStore for EmbeddedStore {
                 None => t.range::<&str>(..),
             }
             .map_err(backend)?;
+            // One past the limit: tells whether more remain.
             let mut out: Vec<StoredUser> = Vec::new();
-            let mut more = false;
-            for entry in range {
+            for entry in range.take(limit.saturating_add(1)) {
                 let (_, v) = entry.map_err(backend)?;
-                if out.len() == limit {
-                    more = true;
-                    break;
-                }
                 out.push(decode(v.value())?);
             }
-            let next = if more {
-                out.last().map(|u| u.user.id.clone())
-            } else {
-                None
-            };
-            Ok((out, next))
+            Ok(page(out, limit, |u| u.user.id.clone()))
         })
         .await
     }
@@ -221,7 +211,12 @@ impl UserStore for EmbeddedStore {
                 let id = user.user.id.as_str();
                 let old: StoredUser = match users.get(id).map_err(backend)? {
                     Some(v) => decode(v.value())?,
-                    None => return Err(StoreError::NotFound(format!("user {id}"))),
+                    None => {
+                        return Err(StoreError::NotFound {
+                            what: Entity::User,
+                            id: id.to_owned(),
+                        });
+                    }
                 };
                 if old.user.email != user.user.email {
                     if emails
@@ -229,17 +224,17 @@ impl UserStore for EmbeddedStore {
                         .map_err(backend)?
                         .is_some()
                     {
-                        return Err(StoreError::Conflict(format!(
-                            "a user with email {}",
-                            user.user.email
-                        )));
+                        return Err(StoreError::Conflict {
+                            what: Entity::UserEmail,
+                            id: user.user.email.clone(),
+                        });
                     }
                     emails.remove(old.user.email.as_str()).map_err(backend)?;
                     emails
                         .insert(user.user.email.as_str(), id)
                         .map_err(backend)?;
                 }
-                users.insert(id, bytes.as_slice()).map_err(backend)?;
+                users.insert(id, bytes.as_bytes()).map_err(backend)?;
             }
             txn.commit().map_err(backend)
         })

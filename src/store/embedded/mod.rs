@@ -6,12 +6,12 @@
 //! on tokio's blocking pool, never on an actix worker.
 
 use async_trait::async_trait;
-use chrono::Utc;
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::path::Path;
 use std::sync::Arc;
 
-use super::{AppStore, ListPage, ListQuery, StoreError, StoredApp, UsageDelta, order_key};
+use super::common::{AppPager, add_usage, decode, encode, keep_usage, order_key};
+use super::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
 
 mod audit;
 mod identity;
@@ -38,14 +38,6 @@ impl std::fmt::Debug for EmbeddedStore {
 
 fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
-}
-
-fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 impl EmbeddedStore {
@@ -95,9 +87,12 @@ impl AppStore for EmbeddedStore {
             {
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
                 if apps.get(id.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict(id));
+                    return Err(StoreError::Conflict {
+                        what: Entity::Application,
+                        id,
+                    });
                 }
-                apps.insert(id.as_str(), bytes.as_slice())
+                apps.insert(id.as_str(), bytes.as_bytes())
                     .map_err(backend)?;
                 let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
                 idx.insert(order.as_str(), id.as_str()).map_err(backend)?;
@@ -130,13 +125,16 @@ impl AppStore for EmbeddedStore {
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
                 let old = match apps.get(id.as_str()).map_err(backend)? {
                     Some(v) => decode::<StoredApp>(v.value())?,
-                    None => return Err(StoreError::NotFound(id)),
+                    None => {
+                        return Err(StoreError::NotFound {
+                            what: Entity::Application,
+                            id,
+                        });
+                    }
                 };
-                new.app.use_count = old.app.use_count;
-                new.app.last_used_at = old.app.last_used_at;
-                new.app.last_used_ip = old.app.last_used_ip.clone();
+                keep_usage(&mut new, &old);
                 let bytes = encode(&new)?;
-                apps.insert(id.as_str(), bytes.as_slice())
+                apps.insert(id.as_str(), bytes.as_bytes())
                     .map_err(backend)?;
                 let old_order = order_key(&old.app);
                 if old_order != order {
@@ -161,14 +159,9 @@ impl AppStore for EmbeddedStore {
                         Some(v) => decode::<StoredApp>(v.value())?,
                         None => continue,
                     };
-                    let a = &mut stored.app;
-                    a.use_count = a.use_count.saturating_add(d.count);
-                    if a.last_used_at.is_none_or(|t| t <= d.last_at) {
-                        a.last_used_at = Some(d.last_at);
-                        a.last_used_ip = Some(d.last_ip.clone());
-                    }
+                    add_usage(&mut stored, d);
                     let bytes = encode(&stored)?;
-                    apps.insert(d.app_id.as_str(), bytes.as_slice())
+                    apps.insert(d.app_id.as_str(), bytes.as_bytes())
                         .map_err(backend)?;
                 }
             }
@@ -202,14 +195,10 @@ impl AppStore for EmbeddedStore {
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
         let query = query.clone();
         self.blocking(move |db| {
-            let now = Utc::now();
-            let limit = query.limit.max(1);
             let txn = db.begin_read().map_err(backend)?;
             let apps = txn.open_table(APPS).map_err(backend)?;
             let idx = txn.open_table(BY_CREATED).map_err(backend)?;
-            let mut items = Vec::new();
-            let mut last_order = None;
-            let mut more = false;
+            let mut pager = AppPager::new(&query);
             let range = match &query.after {
                 Some(after) => idx.range::<&str>((
                     std::ops::Bound::Excluded(after.as_str()),
@@ -223,19 +212,11 @@ impl AppStore for EmbeddedStore {
                 let Some(v) = apps.get(id.value()).map_err(backend)? else {
                     continue;
                 };
-                let app: StoredApp = decode(v.value())?;
-                if !query.filter.matches(&app.app, now) {
-                    continue;
-                }
-                if items.len() == limit {
-                    more = true;
+                if !pager.offer(order.value(), decode(v.value())?) {
                     break;
                 }
-                items.push(app);
-                last_order = Some(order.value().to_owned());
             }
-            let next = if more { last_order } else { None };
-            Ok(ListPage { items, next })
+            Ok(pager.finish())
         })
         .await
     }

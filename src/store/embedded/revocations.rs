@@ -5,8 +5,9 @@
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{EmbeddedStore, backend, decode, encode};
+use super::{EmbeddedStore, backend};
 use crate::domain::{Revocation, RevocationKind};
+use crate::store::common::{SnapshotPager, decode, encode, increments};
 use crate::store::{FeedPage, FeedPosition, RevocationStore, Revoked, StoreError, already_covered};
 
 pub(super) const REVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("revocations");
@@ -96,7 +97,7 @@ impl RevocationStore for EmbeddedStore {
                             expires_at,
                         };
                         entries
-                            .insert(seq, encode(&rev)?.as_slice())
+                            .insert(seq, encode(&rev)?.as_bytes())
                             .map_err(backend)?;
                         Revoked {
                             entry: rev,
@@ -165,64 +166,38 @@ impl RevocationStore for EmbeddedStore {
                 FeedPosition::resolve(cursor.as_deref(), &epoch, current, floor);
             match position {
                 FeedPosition::After(since) => {
+                    // One more than asked: tells whether entries remain.
                     let mut out = Vec::new();
-                    let mut last = since;
-                    let mut more = false;
-                    for entry in entries.range(since.saturating_add(1)..).map_err(backend)? {
-                        if out.len() >= limit {
-                            more = true;
-                            break;
-                        }
-                        let (k, v) = entry.map_err(backend)?;
-                        last = k.value();
+                    for entry in entries
+                        .range(since.saturating_add(1)..)
+                        .map_err(backend)?
+                        .take(limit.saturating_add(1))
+                    {
+                        let (_, v) = entry.map_err(backend)?;
                         out.push(decode(v.value())?);
                     }
-                    Ok(FeedPage {
-                        entries: out,
-                        cursor: FeedPosition::After(last).cursor(&epoch),
-                        snapshot: false,
-                        reset: false,
-                        more,
-                    })
+                    Ok(increments(out, since, limit, &epoch))
                 }
                 FeedPosition::Snapshot { after, upto } => {
-                    let now = chrono::Utc::now().timestamp();
-                    let mut out = Vec::new();
-                    let mut last = after;
-                    let mut unread = false;
+                    let mut pager = SnapshotPager::new(after, upto, limit);
                     if after < upto {
                         for entry in entries.range(after + 1..=upto).map_err(backend)? {
-                            if out.len() >= limit {
-                                unread = true;
+                            let (_, v) = entry.map_err(backend)?;
+                            if !pager.offer(decode(v.value())?) {
                                 break;
                             }
-                            let (k, v) = entry.map_err(backend)?;
-                            let rev: Revocation = decode(v.value())?;
-                            // Expired entries cover nothing: skipped, and
-                            // they do not count towards the page.
-                            if rev.expires_at > now {
-                                out.push(rev);
-                            }
-                            last = k.value();
                         }
                     }
-                    let (next, more) = if unread {
-                        (FeedPosition::Snapshot { after: last, upto }, true)
+                    let later = if pager.is_full() {
+                        false
                     } else {
-                        let later = entries
+                        entries
                             .range(upto.saturating_add(1)..)
                             .map_err(backend)?
                             .next()
-                            .is_some();
-                        (FeedPosition::After(upto), later)
+                            .is_some()
                     };
-                    Ok(FeedPage {
-                        entries: out,
-                        cursor: next.cursor(&epoch),
-                        snapshot: true,
-                        reset,
-                        more,
-                    })
+                    Ok(pager.finish(&epoch, reset, later))
                 }
             }
         })

@@ -1,0 +1,209 @@
+//! Applications in the Redis store: `app:{id}` records and the `apps:order`
+//! index by creation.
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::{RedisStore, Tx, bounded, get, mget_each, transact, unavailable};
+use crate::domain::ChangeEvent;
+use crate::store::common::{AppPager, add_usage, encode, keep_usage, order_key, order_key_id};
+use crate::store::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
+
+/// Members of `apps:order` read per round trip while listing.
+const LIST_CHUNK: usize = 200;
+
+impl RedisStore {
+    fn app_event(id: &str) -> Result<String, StoreError> {
+        encode(&ChangeEvent::App { id: id.to_owned() })
+    }
+}
+
+#[async_trait]
+impl AppStore for RedisStore {
+    async fn insert(&self, app: &StoredApp) -> Result<(), StoreError> {
+        let inserted = self
+            .insert_indexed(
+                &self.app_key(&app.app.id),
+                &self.key("apps:order"),
+                &order_key(&app.app),
+                &encode(app)?,
+                &Self::app_event(&app.app.id)?,
+            )
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                what: Entity::Application,
+                id: app.app.id.clone(),
+            })
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError> {
+        self.read(&self.app_key(id)).await
+    }
+
+    async fn update(&self, app: &StoredApp) -> Result<(), StoreError> {
+        let id = &app.app.id;
+        let (key, order, channel) = (self.app_key(id), self.key("apps:order"), self.channel());
+        let event = Self::app_event(id)?;
+        let (key, order, channel, event) = (&key, &order, &channel, &event);
+        bounded(async {
+            let c = self.conn().await?;
+            let watched = [key.clone()];
+            transact(c, &watched, "an application", move |mut c| async move {
+                let step = async {
+                    let Some(old) = get::<StoredApp>(&mut c, key).await? else {
+                        return Err(StoreError::NotFound {
+                            what: Entity::Application,
+                            id: id.clone(),
+                        });
+                    };
+                    let mut new = app.clone();
+                    keep_usage(&mut new, &old);
+                    let mut p = redis::pipe();
+                    p.set(key, encode(&new)?).ignore();
+                    let (old_order, new_order) = (order_key(&old.app), order_key(&new.app));
+                    if old_order != new_order {
+                        p.zrem(order, old_order)
+                            .ignore()
+                            .zadd(order, new_order, 0)
+                            .ignore();
+                    }
+                    p.publish(channel, event).ignore();
+                    Ok(Tx::Write(p, ()))
+                }
+                .await;
+                (c, step)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = batch.iter().map(|d| self.app_key(&d.app_id)).collect();
+        let keys = &keys;
+        bounded(async {
+            let c = self.conn().await?;
+            // The whole batch in one transaction: it is written entirely or
+            // not at all, so the flusher may retry it without counting twice.
+            transact(c, keys, "usage figures", move |mut c| async move {
+                let step = async {
+                    let stored = mget_each::<StoredApp>(&mut c, keys).await?;
+                    let mut p = redis::pipe();
+                    let mut any = false;
+                    for ((key, d), app) in keys.iter().zip(batch).zip(stored) {
+                        // Absent applications are skipped.
+                        let Some(mut app) = app else { continue };
+                        add_usage(&mut app, d);
+                        // No event: usage figures do not affect any cache.
+                        p.set(key, encode(&app)?).ignore();
+                        any = true;
+                    }
+                    Ok(if any { Tx::Write(p, ()) } else { Tx::Done(()) })
+                }
+                .await;
+                (c, step)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &str) -> Result<bool, StoreError> {
+        let (key, order, channel) = (self.app_key(id), self.key("apps:order"), self.channel());
+        let event = Self::app_event(id)?;
+        let (key, order, channel, event) = (&key, &order, &channel, &event);
+        bounded(async {
+            let c = self.conn().await?;
+            let watched = [key.clone()];
+            transact(c, &watched, "an application", move |mut c| async move {
+                let step = async {
+                    let Some(old) = get::<StoredApp>(&mut c, key).await? else {
+                        return Ok(Tx::Done(false));
+                    };
+                    let mut p = redis::pipe();
+                    p.del(key)
+                        .ignore()
+                        .zrem(order, order_key(&old.app))
+                        .ignore()
+                        .publish(channel, event)
+                        .ignore();
+                    Ok(Tx::Write(p, true))
+                }
+                .await;
+                (c, step)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError> {
+        let order = self.key("apps:order");
+        bounded(async {
+            let mut c = self.conn().await?;
+            let mut pager = AppPager::new(query);
+            let mut from = match &query.after {
+                Some(a) => format!("({a}"),
+                None => "-".to_owned(),
+            };
+            'scan: loop {
+                let members: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&order)
+                    .arg(&from)
+                    .arg("+")
+                    .arg("BYLEX")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(LIST_CHUNK)
+                    .query_async(&mut c)
+                    .await
+                    .map_err(unavailable)?;
+                let Some(last) = members.last() else { break };
+                let members: Vec<(&String, String)> = members
+                    .iter()
+                    .filter_map(|m| order_key_id(m).map(|id| (m, self.app_key(id))))
+                    .collect();
+                let keys: Vec<String> = members.iter().map(|(_, k)| k.clone()).collect();
+                let apps = mget_each::<StoredApp>(&mut c, &keys).await?;
+                for ((member, _), app) in members.iter().zip(apps) {
+                    // Deleted since the index was read: passed over.
+                    let Some(app) = app else { continue };
+                    if !pager.offer(member, app) {
+                        break 'scan;
+                    }
+                }
+                from = format!("({last}");
+            }
+            Ok(pager.finish())
+        })
+        .await
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let order = self.key("apps:order");
+        bounded(async {
+            let mut c = self.conn().await?;
+            c.zcard(&order).await.map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        bounded(async {
+            let mut c = self.conn().await?;
+            redis::cmd("PING")
+                .query_async::<String>(&mut c)
+                .await
+                .map(|_| ())
+                .map_err(unavailable)
+        })
+        .await
+    }
+}

@@ -1,0 +1,331 @@
+//! Roles and users in the Redis store: `role:{name}` with the `roles` index,
+//! `user:{id}` with the `users` index and the `user_email:{email}` owners.
+
+use async_trait::async_trait;
+use redis::AsyncCommands;
+
+use super::{RedisStore, Tx, bounded, get, mget, transact, unavailable, watch};
+use crate::domain::{ChangeEvent, Role};
+use crate::store::common::{
+    RoleHolders, app_holds_role, encode, order_key_id, page, user_holds_role,
+};
+use crate::store::{Entity, RoleDelete, RoleStore, StoreError, StoredApp, StoredUser, UserStore};
+
+/// Replaces KEYS[1] by ARGV[1] if it exists, publishing ARGV[2] on KEYS[2].
+/// Returns 1, or 0 if it was absent.
+const UPDATE_IF_PRESENT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('PUBLISH', KEYS[2], ARGV[2])
+return 1";
+
+/// KEYS: user, email owner, users index, channel. ARGV: record, id, event.
+/// Returns 1, 0 when the id is taken, -1 when the email is.
+const INSERT_USER: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], 0, ARGV[2])
+redis.call('PUBLISH', KEYS[4], ARGV[3])
+return 1";
+
+#[async_trait]
+impl RoleStore for RedisStore {
+    async fn insert_role(&self, role: &Role) -> Result<(), StoreError> {
+        let inserted = self
+            .insert_indexed(
+                &self.role_key(&role.name),
+                &self.key("roles"),
+                &role.name,
+                &encode(role)?,
+                &encode(&ChangeEvent::Roles)?,
+            )
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StoreError::Conflict {
+                what: Entity::Role,
+                id: role.name.clone(),
+            })
+        }
+    }
+
+    async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError> {
+        self.read(&self.role_key(name)).await
+    }
+
+    async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
+        let set = self.key("roles");
+        bounded(async {
+            let mut c = self.conn().await?;
+            let names: Vec<String> = c.zrange(&set, 0, -1).await.map_err(unavailable)?;
+            let keys: Vec<String> = names.iter().map(|n| self.role_key(n)).collect();
+            mget(&mut c, &keys).await
+        })
+        .await
+    }
+
+    async fn update_role(&self, role: &Role) -> Result<(), StoreError> {
+        let (key, channel) = (self.role_key(&role.name), self.channel());
+        let body = encode(role)?;
+        let event = encode(&ChangeEvent::Roles)?;
+        bounded(async {
+            let mut c = self.conn().await?;
+            let done: i64 = redis::Script::new(UPDATE_IF_PRESENT)
+                .key(&key)
+                .key(&channel)
+                .arg(&body)
+                .arg(&event)
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            if done == 1 {
+                Ok(())
+            } else {
+                Err(StoreError::NotFound {
+                    what: Entity::Role,
+                    id: role.name.clone(),
+                })
+            }
+        })
+        .await
+    }
+
+    async fn delete_role(&self, name: &str, detach: bool) -> Result<RoleDelete, StoreError> {
+        let role_key = self.role_key(name);
+        let (roles, apps_order, users, channel) = (
+            self.key("roles"),
+            self.key("apps:order"),
+            self.key("users"),
+            self.channel(),
+        );
+        let roles_event = encode(&ChangeEvent::Roles)?;
+        let (role_key, roles, apps_order, users, channel, roles_event) = (
+            &role_key,
+            &roles,
+            &apps_order,
+            &users,
+            &channel,
+            &roles_event,
+        );
+        bounded(async {
+            let c = self.conn().await?;
+            // The role and both indexes first: a holder created meanwhile
+            // changes an index and fails the transaction.
+            let watched = [role_key.clone(), apps_order.clone(), users.clone()];
+            transact(c, &watched, "a role", move |mut c| async move {
+                let step = async {
+                    let exists: bool = c.exists(role_key).await.map_err(unavailable)?;
+                    if !exists {
+                        return Ok(Tx::Done(RoleDelete::NotFound));
+                    }
+                    let members: Vec<String> =
+                        c.zrange(apps_order, 0, -1).await.map_err(unavailable)?;
+                    let app_keys: Vec<String> = members
+                        .iter()
+                        .filter_map(|m| order_key_id(m).map(|id| self.app_key(id)))
+                        .collect();
+                    let user_ids: Vec<String> =
+                        c.zrange(users, 0, -1).await.map_err(unavailable)?;
+                    let user_keys: Vec<String> =
+                        user_ids.iter().map(|u| self.user_key(u)).collect();
+                    watch(&mut c, &app_keys).await?;
+                    watch(&mut c, &user_keys).await?;
+                    let held = RoleHolders {
+                        apps: mget::<StoredApp>(&mut c, &app_keys)
+                            .await?
+                            .into_iter()
+                            .filter(|a| app_holds_role(a, name))
+                            .collect(),
+                        users: mget::<StoredUser>(&mut c, &user_keys)
+                            .await?
+                            .into_iter()
+                            .filter(|u| user_holds_role(u, name))
+                            .collect(),
+                    };
+                    let detached = match held.settle(name, detach) {
+                        Ok(d) => d,
+                        Err(in_use) => return Ok(Tx::Done(in_use)),
+                    };
+                    let mut p = redis::pipe();
+                    for a in &detached.apps {
+                        p.set(self.app_key(&a.app.id), encode(a)?).ignore();
+                        let event = encode(&ChangeEvent::App {
+                            id: a.app.id.clone(),
+                        })?;
+                        p.publish(channel, event).ignore();
+                    }
+                    for u in &detached.users {
+                        p.set(self.user_key(&u.user.id), encode(u)?).ignore();
+                    }
+                    p.del(role_key).ignore().zrem(roles, name).ignore();
+                    p.publish(channel, roles_event).ignore();
+                    Ok(Tx::Write(p, RoleDelete::Deleted))
+                }
+                .await;
+                (c, step)
+            })
+            .await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl UserStore for RedisStore {
+    async fn insert_user(&self, user: &StoredUser) -> Result<(), StoreError> {
+        let u = &user.user;
+        let (key, email_key, set, channel) = (
+            self.user_key(&u.id),
+            self.email_key(&u.email),
+            self.key("users"),
+            self.channel(),
+        );
+        let body = encode(user)?;
+        let event = encode(&ChangeEvent::Users)?;
+        bounded(async {
+            let mut c = self.conn().await?;
+            let done: i64 = redis::Script::new(INSERT_USER)
+                .key(&key)
+                .key(&email_key)
+                .key(&set)
+                .key(&channel)
+                .arg(&body)
+                .arg(&u.id)
+                .arg(&event)
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            match done {
+                1 => Ok(()),
+                0 => Err(StoreError::Conflict {
+                    what: Entity::User,
+                    id: u.id.clone(),
+                }),
+                -1 => Err(StoreError::Conflict {
+                    what: Entity::UserEmail,
+                    id: u.email.clone(),
+                }),
+                other => Err(StoreError::Unavailable(format!(
+                    "unexpected answer {other} from the user insert script"
+                ))),
+            }
+        })
+        .await
+    }
+
+    async fn get_user(&self, id: &str) -> Result<Option<StoredUser>, StoreError> {
+        self.read(&self.user_key(id)).await
+    }
+
+    async fn list_users(
+        &self,
+        limit: usize,
+        after: Option<String>,
+    ) -> Result<(Vec<StoredUser>, Option<String>), StoreError> {
+        let set = self.key("users");
+        bounded(async {
+            let mut c = self.conn().await?;
+            let limit = limit.max(1);
+            let from = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
+            // One past the limit: tells whether more remain.
+            let ids: Vec<String> = redis::cmd("ZRANGE")
+                .arg(&set)
+                .arg(&from)
+                .arg("+")
+                .arg("BYLEX")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit.saturating_add(1))
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            let keys: Vec<String> = ids.iter().map(|u| self.user_key(u)).collect();
+            let users: Vec<StoredUser> = mget(&mut c, &keys).await?;
+            Ok(page(users, limit, |u| u.user.id.clone()))
+        })
+        .await
+    }
+
+    async fn update_user(&self, user: &StoredUser) -> Result<(), StoreError> {
+        let id = &user.user.id;
+        let (key, new_email_key, channel) = (
+            self.user_key(id),
+            self.email_key(&user.user.email),
+            self.channel(),
+        );
+        let event = encode(&ChangeEvent::Users)?;
+        let (key, new_email_key, channel, event) = (&key, &new_email_key, &channel, &event);
+        bounded(async {
+            let c = self.conn().await?;
+            let watched = [key.clone(), new_email_key.clone()];
+            transact(c, &watched, "a user", move |mut c| async move {
+                let step = async {
+                    let Some(old) = get::<StoredUser>(&mut c, key).await? else {
+                        return Err(StoreError::NotFound {
+                            what: Entity::User,
+                            id: id.clone(),
+                        });
+                    };
+                    let mut p = redis::pipe();
+                    if old.user.email != user.user.email {
+                        let taken: Option<String> =
+                            c.get(new_email_key).await.map_err(unavailable)?;
+                        if taken.is_some() {
+                            return Err(StoreError::Conflict {
+                                what: Entity::UserEmail,
+                                id: user.user.email.clone(),
+                            });
+                        }
+                        p.del(self.email_key(&old.user.email))
+                            .ignore()
+                            .set(new_email_key, id)
+                            .ignore();
+                    }
+                    p.set(key, encode(user)?)
+                        .ignore()
+                        .publish(channel, event)
+                        .ignore();
+                    Ok(Tx::Write(p, ()))
+                }
+                .await;
+                (c, step)
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn delete_user(&self, id: &str) -> Result<bool, StoreError> {
+        let (key, set, channel) = (self.user_key(id), self.key("users"), self.channel());
+        let event = encode(&ChangeEvent::Users)?;
+        let (key, set, channel, event) = (&key, &set, &channel, &event);
+        bounded(async {
+            let c = self.conn().await?;
+            let watched = [key.clone()];
+            transact(c, &watched, "a user", move |mut c| async move {
+                let step = async {
+                    let Some(old) = get::<StoredUser>(&mut c, key).await? else {
+                        return Ok(Tx::Done(false));
+                    };
+                    let mut p = redis::pipe();
+                    p.del(key)
+                        .ignore()
+                        .del(self.email_key(&old.user.email))
+                        .ignore()
+                        .zrem(set, id)
+                        .ignore()
+                        .publish(channel, event)
+                        .ignore();
+                    Ok(Tx::Write(p, true))
+                }
+                .await;
+                (c, step)
+            })
+            .await
+        })
+        .await
+    }
+}

@@ -1,0 +1,433 @@
+//! The Redis backend: shared state for several gateways. The only part of the
+//! gateway's storage that imports `redis`. Split by concern like
+//! `store::embedded`: applications (`apps`), roles and users (`identity`),
+//! the audit log (`audit`), revocations (`revocations`) and the change
+//! channel (`changes`); this module holds the connection, the key layout and
+//! the helpers they share.
+//!
+//! Key layout (all under one prefix, default `tessera:`):
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `app:{id}` | string | a `StoredApp` as JSON |
+//! | `apps:order` | sorted set, score 0 | `{created µs, 20 digits}:{id}` (`store::order_key`), for paging by creation |
+//! | `role:{name}` | string | a `Role` as JSON |
+//! | `roles` | sorted set, score 0 | role names |
+//! | `user:{id}` | string | a `StoredUser` as JSON |
+//! | `user_email:{email}` | string | the user id owning that email |
+//! | `users` | sorted set, score 0 | user ids |
+//! | `audit` | hash | record id → `AuditRecord` JSON |
+//! | `audit:order` | sorted set, score 0 | record ids |
+//! | `rev:seq`, `rev:floor`, `rev:epoch` | strings | feed position, oldest forgotten position, feed epoch |
+//! | `rev:entries` | hash | position → `Revocation` JSON (the verifier's mirror loads it too) |
+//! | `rev:order` | sorted set, score = position | positions |
+//! | `rev:jti:{jti}` | string, expires with the token | position |
+//! | `rev:sub:{sub}` | string, expires with the entry | `{not-before ms}:{position}` of the latest subject entry (older data: the instant alone) |
+//! | channel `events` | pub/sub | a [`ChangeEvent`](crate::domain::ChangeEvent) as JSON |
+//!
+//! Every write that touches several keys is one Lua script or one optimistic
+//! transaction ([`transact`]: WATCH, read, MULTI/EXEC, retried a bounded
+//! number of times), so a crash or a dropped connection never leaves half an
+//! application. Each write publishes its change event inside the same script
+//! or transaction, so a revocation is on the channel before the API call
+//! that made it answers. Every call is bounded by a timeout: a Redis that
+//! does not answer becomes `StoreError::Unavailable`, promptly.
+
+use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
+use redis::AsyncCommands;
+use std::future::Future;
+use std::time::Duration;
+
+use super::StoreError;
+use super::common::{Record, decode};
+
+mod apps;
+mod audit;
+mod changes;
+mod identity;
+mod revocations;
+#[cfg(test)]
+mod test_server;
+
+pub use changes::Change;
+
+/// How long one Redis call may take before the store reports it unavailable.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// Optimistic transactions are tried this often before giving up.
+const RETRIES: usize = 16;
+
+/// The Redis-backed store.
+#[derive(Clone)]
+pub struct RedisStore {
+    pool: Pool,
+    prefix: String,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// Bounds a whole store call (pool wait included) by [`CALL_TIMEOUT`].
+async fn bounded<T>(f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+    tokio::time::timeout(CALL_TIMEOUT, f)
+        .await
+        .map_err(|_| StoreError::Unavailable("redis did not answer in time".into()))?
+}
+
+/// Stores ARGV[1] at KEYS[1] and adds ARGV[2] to the index KEYS[2], unless
+/// KEYS[1] exists; publishes ARGV[3] on KEYS[3]. Returns 1, or 0 if it existed.
+const INSERT_IF_ABSENT: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+redis.call('PUBLISH', KEYS[3], ARGV[3])
+return 1";
+
+impl RedisStore {
+    /// Connects to `url` (a bounded pool) and checks Redis answers.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, StoreError> {
+        let mut cfg = Config::from_url(url);
+        cfg.pool = Some(PoolConfig {
+            max_size: 32,
+            timeouts: Timeouts {
+                wait: Some(CALL_TIMEOUT),
+                create: Some(CALL_TIMEOUT),
+                recycle: Some(CALL_TIMEOUT),
+            },
+            ..PoolConfig::default()
+        });
+        let pool = cfg
+            .create_pool(Some(Runtime::Tokio1))
+            .map_err(|e| StoreError::Unavailable(format!("redis: {e}")))?;
+        let store = Self {
+            pool,
+            prefix: prefix.to_owned(),
+        };
+        super::AppStore::ping(&store).await?;
+        store.init_feed_epoch().await?;
+        Ok(store)
+    }
+
+    fn key(&self, k: &str) -> String {
+        format!("{}{k}", self.prefix)
+    }
+
+    fn app_key(&self, id: &str) -> String {
+        self.key(&format!("app:{id}"))
+    }
+
+    fn role_key(&self, name: &str) -> String {
+        self.key(&format!("role:{name}"))
+    }
+
+    fn user_key(&self, id: &str) -> String {
+        self.key(&format!("user:{id}"))
+    }
+
+    fn email_key(&self, email: &str) -> String {
+        self.key(&format!("user_email:{email}"))
+    }
+
+    /// The change channel.
+    fn channel(&self) -> String {
+        self.key("events")
+    }
+
+    async fn conn(&self) -> Result<Connection, StoreError> {
+        self.pool.get().await.map_err(unavailable)
+    }
+
+    /// Stores `body` at `key` and adds `member` to the `index` set, unless
+    /// `key` exists; publishes `event` in the same script. False if it existed.
+    async fn insert_indexed(
+        &self,
+        key: &str,
+        index: &str,
+        member: &str,
+        body: &str,
+        event: &str,
+    ) -> Result<bool, StoreError> {
+        let channel = self.channel();
+        bounded(async {
+            let mut c = self.conn().await?;
+            let done: i64 = redis::Script::new(INSERT_IF_ABSENT)
+                .key(key)
+                .key(index)
+                .key(&channel)
+                .arg(body)
+                .arg(member)
+                .arg(event)
+                .invoke_async(&mut c)
+                .await
+                .map_err(unavailable)?;
+            Ok(done == 1)
+        })
+        .await
+    }
+
+    /// Reads one record.
+    async fn read<T: Record>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        bounded(async {
+            let mut c = self.conn().await?;
+            get(&mut c, key).await
+        })
+        .await
+    }
+}
+
+/// Reads and decodes one record.
+async fn get<T: Record>(c: &mut Connection, key: &str) -> Result<Option<T>, StoreError> {
+    let v: Option<String> = c.get(key).await.map_err(unavailable)?;
+    v.map(|v| decode(v.as_bytes())).transpose()
+}
+
+/// Reads many records at once, each in its place (`None` where missing).
+async fn mget_each<T: Record>(
+    c: &mut Connection,
+    keys: &[String],
+) -> Result<Vec<Option<T>>, StoreError> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let values: Vec<Option<String>> = redis::cmd("MGET")
+        .arg(keys)
+        .query_async(c)
+        .await
+        .map_err(unavailable)?;
+    values
+        .into_iter()
+        .map(|v| v.map(|v| decode(v.as_bytes())).transpose())
+        .collect()
+}
+
+/// Reads many records at once; missing ones are skipped.
+async fn mget<T: Record>(c: &mut Connection, keys: &[String]) -> Result<Vec<T>, StoreError> {
+    Ok(mget_each(c, keys).await?.into_iter().flatten().collect())
+}
+
+/// Reads many records of one hash at once; missing fields are skipped.
+async fn hmget<T: Record>(
+    c: &mut Connection,
+    hash: &str,
+    fields: impl redis::ToRedisArgs + Send + Sync,
+) -> Result<Vec<T>, StoreError> {
+    let values: Vec<Option<String>> = redis::cmd("HMGET")
+        .arg(hash)
+        .arg(fields)
+        .query_async(c)
+        .await
+        .map_err(unavailable)?;
+    values
+        .into_iter()
+        .flatten()
+        .map(|v| decode(v.as_bytes()))
+        .collect()
+}
+
+/// WATCHes more keys: EXEC then fails if any of them changed meanwhile.
+async fn watch(c: &mut Connection, keys: &[String]) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    redis::cmd("WATCH")
+        .arg(keys)
+        .query_async::<()>(c)
+        .await
+        .map_err(unavailable)
+}
+
+/// What the body of an optimistic transaction decided, having read under
+/// WATCH.
+enum Tx<T> {
+    /// Write nothing and answer this.
+    Done(T),
+    /// Run these commands in one MULTI/EXEC and answer this once they ran.
+    Write(redis::Pipeline, T),
+}
+
+/// The one optimistic transaction of this backend, for every multi-key write
+/// that is not a Lua script (a script cannot decode and re-encode records the
+/// way serde does). WATCHes `keys`, then runs `body`, which reads (WATCHing
+/// more keys with [`watch`] before reading them, when what to read depends
+/// on what it read) and decides. Its writes run in MULTI/EXEC, which Redis
+/// refuses when a watched key changed meanwhile; then it all starts again
+/// from fresh reads, at most [`RETRIES`] times, after which the write is
+/// reported unavailable (`what` names the contended thing). Nothing is
+/// written by a failed attempt, and an error from `body` writes nothing.
+async fn transact<T, F, Fut>(
+    mut c: Connection,
+    keys: &[String],
+    what: &str,
+    mut body: F,
+) -> Result<T, StoreError>
+where
+    // The body owns the connection while it runs and hands it back: a
+    // closure lending `&mut Connection` to its future cannot be proven
+    // `Send` (which `async_trait` needs) by today's compiler.
+    F: FnMut(Connection) -> Fut,
+    Fut: Future<Output = (Connection, Result<Tx<T>, StoreError>)>,
+{
+    for _ in 0..RETRIES {
+        watch(&mut c, keys).await?;
+        let (back, step) = body(c).await;
+        c = back;
+        let step = match step {
+            Ok(step) => step,
+            Err(e) => {
+                // The connection goes back to the pool: leave it unwatched.
+                // Should that fail too, the first error is the one to report.
+                if let Err(u) = unwatch(&mut c).await {
+                    tracing::debug!(error = %u, "UNWATCH failed after an error");
+                }
+                return Err(e);
+            }
+        };
+        match step {
+            Tx::Done(v) => {
+                unwatch(&mut c).await?;
+                return Ok(v);
+            }
+            Tx::Write(mut p, v) => {
+                // EXEC answers nil (`None`) when a watched key changed.
+                let done: Option<()> = p.atomic().query_async(&mut c).await.map_err(unavailable)?;
+                if done.is_some() {
+                    return Ok(v);
+                }
+            }
+        }
+    }
+    Err(StoreError::Unavailable(format!(
+        "too much contention on {what}"
+    )))
+}
+
+/// Gives up an optimistic transaction without writing.
+async fn unwatch(c: &mut Connection) -> Result<(), StoreError> {
+    redis::cmd("UNWATCH")
+        .query_async::<()>(c)
+        .await
+        .map_err(unavailable)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::test_server::RedisServer;
+    use super::*;
+    use crate::domain::{ChangeEvent, RevocationKind};
+    use crate::store::conformance::sample_app;
+    use crate::store::{AppStore, RevocationStore, RoleStore, UsageDelta};
+
+    async fn store(redis: &RedisServer, prefix: &str) -> RedisStore {
+        RedisStore::connect(&redis.url(), prefix).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_redis_store_passes_the_conformance_suite() {
+        let redis = RedisServer::start();
+        crate::store::conformance::run_all(&store(&redis, "conf:").await).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_published_message_is_a_change_event() {
+        let redis = RedisServer::start();
+        let s = store(&redis, "ev:").await;
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub.subscribe("ev:events").await.unwrap();
+
+        let mut app = sample_app("app_ev", 1);
+        s.insert(&app).await.unwrap();
+        app.app.name = "renamed".into();
+        s.update(&app).await.unwrap();
+        let role = crate::domain::Role {
+            name: "ev".into(),
+            description: String::new(),
+            permissions: vec![],
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+        };
+        s.insert_role(&role).await.unwrap();
+        s.delete_role("ev", true).await.unwrap();
+        let revoked = s
+            .revoke(
+                RevocationKind::Jti { jti: "j_ev".into() },
+                chrono::Utc::now().timestamp() + 60,
+            )
+            .await
+            .unwrap();
+        s.delete("app_ev").await.unwrap();
+
+        let app_ev = || ChangeEvent::App {
+            id: "app_ev".into(),
+        };
+        let expected = [
+            app_ev(),
+            app_ev(),
+            ChangeEvent::Roles,
+            ChangeEvent::Roles,
+            ChangeEvent::Revocation {
+                entry: revoked.entry,
+            },
+            app_ev(),
+        ];
+        let mut stream = pubsub.on_message();
+        for want in expected {
+            let msg = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .unwrap()
+                .unwrap();
+            let payload: String = msg.get_payload().unwrap();
+            assert_eq!(ChangeEvent::parse(&payload), Some(want), "{payload}");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn usage_batches_are_atomic_under_contention() {
+        let redis = RedisServer::start();
+        let s = store(&redis, "use:").await;
+        for id in ["app_u1", "app_u2"] {
+            s.insert(&sample_app(id, 1)).await.unwrap();
+        }
+        let mut tasks = Vec::new();
+        for n in 0..6 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..10 {
+                    let batch: Vec<UsageDelta> = ["app_u1", "app_u2", "app_gone"]
+                        .iter()
+                        .map(|id| UsageDelta {
+                            app_id: (*id).into(),
+                            count: 1,
+                            last_at: chrono::Utc::now(),
+                            last_ip: format!("192.0.2.{n}"),
+                        })
+                        .collect();
+                    // As the usage flusher does: a batch that was not
+                    // written is written again, so it must not be half-written.
+                    while s.record_usage(&batch).await.is_err() {}
+                    // Updates race with the usage writes.
+                    let mut a = sample_app("app_u1", 1);
+                    a.app.name = format!("writer {n}");
+                    s.update(&a).await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        for id in ["app_u1", "app_u2"] {
+            assert_eq!(s.get(id).await.unwrap().unwrap().app.use_count, 60, "{id}");
+        }
+        assert!(s.get("app_gone").await.unwrap().is_none());
+    }
+}
