@@ -1,12 +1,21 @@
 //! `/api/v1/roles`, `/api/v1/users`, `/api/v1/audit`.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::ApiError;
+use super::error::{ApiErrorBody, JsonBodyErrors, StandardErrors};
 use super::extract::{Caller, gateway};
+use super::json::JsonObject;
+use crate::domain::{Role, User};
 use crate::service::{audit, roles, users};
+
+/// Every role.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct RoleList {
+    /// By name.
+    pub data: Vec<Role>,
+}
 
 /// Paging parameters.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -14,6 +23,7 @@ use crate::service::{audit, roles, users};
 #[into_params(parameter_in = Query)]
 pub struct Page {
     /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// From a previous page's `nextCursor`.
     pub cursor: Option<String>,
@@ -29,25 +39,40 @@ pub struct DeleteRoleParams {
     pub detach: bool,
 }
 
-#[utoipa::path(get, path = "/api/v1/roles", tag = "roles", responses((status = 200, description = "Every role", body = crate::http::openapi::RoleList), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/roles", tag = "roles",
+    responses((status = 200, description = "Every role", body = RoleList), StandardErrors),
+    security(("bearer" = [])))]
 /// `GET /api/v1/roles`.
 pub async fn list_roles(req: HttpRequest, Caller(c): Caller) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Ok().json(json!({"data": roles::list(&gw, &c).await?})))
+    Ok(HttpResponse::Ok().json(RoleList {
+        data: roles::list(&gw, &c).await?,
+    }))
 }
 
-#[utoipa::path(post, path = "/api/v1/roles", tag = "roles", request_body = roles::CreateRole, responses((status = 201, description = "Created", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The name exists", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/roles", tag = "roles", request_body = roles::CreateRole,
+    responses(
+        (status = 201, description = "Created", body = Role),
+        StandardErrors, JsonBodyErrors,
+        (status = 409, description = "The name exists", body = ApiErrorBody),
+        (status = 422, description = "A field breaks a rule the schema cannot say: a permission outside the catalogue, or one that a public key holding the role may not hold", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `POST /api/v1/roles`.
 pub async fn create_role(
     req: HttpRequest,
     Caller(c): Caller,
-    body: web::Json<roles::CreateRole>,
+    JsonObject(body): JsonObject<roles::CreateRole>,
 ) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Created().json(roles::create(&gw, &c, body.into_inner()).await?))
+    Ok(HttpResponse::Created().json(roles::create(&gw, &c, body).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name")), responses((status = 200, description = "The role", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such role", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name")), 
+    responses(
+        (status = 200, description = "The role", body = Role),
+        StandardErrors,
+        (status = 404, description = "No such role", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `GET /api/v1/roles/{name}`.
 pub async fn get_role(
     req: HttpRequest,
@@ -58,19 +83,31 @@ pub async fn get_role(
     Ok(HttpResponse::Ok().json(roles::read(&gw, &c, &name).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name")), request_body = roles::PatchRole, responses((status = 200, description = "Changed; applies to tokens minted from now on", body = crate::domain::Role), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such role", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name")), request_body = roles::PatchRole,
+    responses(
+        (status = 200, description = "Changed; applies to tokens minted from now on", body = Role),
+        StandardErrors, JsonBodyErrors,
+        (status = 404, description = "No such role", body = ApiErrorBody),
+        (status = 422, description = "A field breaks a rule the schema cannot say (see `create_role`); nothing changed", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `PATCH /api/v1/roles/{name}`.
 pub async fn patch_role(
     req: HttpRequest,
     Caller(c): Caller,
     name: web::Path<String>,
-    body: web::Json<roles::PatchRole>,
+    JsonObject(body): JsonObject<roles::PatchRole>,
 ) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Ok().json(roles::patch(&gw, &c, &name, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(roles::patch(&gw, &c, &name, body).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name"), DeleteRoleParams), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such role", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "Still held; use ?detach=true", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/roles/{name}", tag = "roles", params(("name" = String, Path, description = "Role name"), DeleteRoleParams),
+    responses(
+        (status = 204, description = "Deleted"),
+        StandardErrors,
+        (status = 404, description = "No such role", body = ApiErrorBody),
+        (status = 409, description = "Still held; use ?detach=true", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `DELETE /api/v1/roles/{name}[?detach=true]`: 204, or 409 while held.
 pub async fn delete_role(
     req: HttpRequest,
@@ -83,7 +120,12 @@ pub async fn delete_role(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(Page), responses((status = 200, description = "A page of users", body = users::UserPage), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(Page),
+    responses(
+        (status = 200, description = "A page of users", body = users::UserPage),
+        StandardErrors,
+        (status = 422, description = "`limit` outside 1 to 200", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `GET /api/v1/users`.
 pub async fn list_users(
     req: HttpRequest,
@@ -95,18 +137,29 @@ pub async fn list_users(
     Ok(HttpResponse::Ok().json(users::list(&gw, &c, page.limit, page.cursor).await?))
 }
 
-#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = users::CreateUser, responses((status = 201, description = "Created", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The email exists", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = users::CreateUser,
+    responses(
+        (status = 201, description = "Created", body = User),
+        StandardErrors, JsonBodyErrors,
+        (status = 409, description = "The email exists", body = ApiErrorBody),
+        (status = 422, description = "A field breaks a rule the schema cannot say: a permission outside the catalogue, or an unknown role", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `POST /api/v1/users`.
 pub async fn create_user(
     req: HttpRequest,
     Caller(c): Caller,
-    body: web::Json<users::CreateUser>,
+    JsonObject(body): JsonObject<users::CreateUser>,
 ) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Created().json(users::create(&gw, &c, body.into_inner()).await?))
+    Ok(HttpResponse::Created().json(users::create(&gw, &c, body).await?))
 }
 
-#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), responses((status = 200, description = "The user", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such user", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), 
+    responses(
+        (status = 200, description = "The user", body = User),
+        StandardErrors,
+        (status = 404, description = "No such user", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `GET /api/v1/users/{id}`.
 pub async fn get_user(
     req: HttpRequest,
@@ -117,19 +170,32 @@ pub async fn get_user(
     Ok(HttpResponse::Ok().json(users::get(&gw, &c, &id).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), request_body = users::PatchUser, responses((status = 200, description = "Changed", body = crate::domain::User), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such user", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "The email belongs to someone else", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "A field breaks a rule", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), request_body = users::PatchUser,
+    responses(
+        (status = 200, description = "Changed", body = User),
+        StandardErrors, JsonBodyErrors,
+        (status = 404, description = "No such user", body = ApiErrorBody),
+        (status = 409, description = "The email belongs to someone else", body = ApiErrorBody),
+        (status = 422, description = "A field breaks a rule the schema cannot say (see `create_user`); nothing changed", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `PATCH /api/v1/users/{id}`.
 pub async fn patch_user(
     req: HttpRequest,
     Caller(c): Caller,
     id: web::Path<String>,
-    body: web::Json<users::PatchUser>,
+    JsonObject(body): JsonObject<users::PatchUser>,
 ) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    Ok(HttpResponse::Ok().json(users::patch(&gw, &c, &id, body.into_inner()).await?))
+    Ok(HttpResponse::Ok().json(users::patch(&gw, &c, &id, body).await?))
 }
 
-#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), responses((status = 204, description = "Deleted"), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 404, description = "No such user", body = crate::http::openapi::ApiErrorBody), (status = 409, description = "Owns applications", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = String, Path, description = "User id")), 
+    responses(
+        (status = 204, description = "Deleted"),
+        StandardErrors,
+        (status = 404, description = "No such user", body = ApiErrorBody),
+        (status = 409, description = "Owns applications", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `DELETE /api/v1/users/{id}`: 204, or 409 while they own applications.
 pub async fn delete_user(
     req: HttpRequest,
@@ -141,7 +207,12 @@ pub async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(Page), responses((status = 200, description = "Newest first", body = audit::AuditPage), (status = 401, description = "Missing, invalid or expired bearer token", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "The token lacks the permission", body = crate::http::openapi::ApiErrorBody), (status = 422, description = "Bad limit", body = crate::http::openapi::ApiErrorBody)), security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(Page),
+    responses(
+        (status = 200, description = "Newest first", body = audit::AuditPage),
+        StandardErrors,
+        (status = 422, description = "`limit` outside 1 to 200", body = ApiErrorBody)),
+    security(("bearer" = [])))]
 /// `GET /api/v1/audit`: newest first.
 pub async fn audit_log(
     req: HttpRequest,

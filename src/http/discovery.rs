@@ -2,12 +2,87 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
-use serde_json::json;
+use serde::Serialize;
 
 use super::ApiError;
 use super::extract::gateway;
 
-#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery", responses((status = 200, description = "Public signing keys (RFC 7517)", body = crate::http::openapi::Jwks)))]
+/// A JSON Web Key Set (RFC 7517), public keys only. The key ring renders
+/// it once at start (`crypto::keys`) and the handler serves those bytes;
+/// this type describes them, and schemathesis checks the served set
+/// against it in CI.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Jwks {
+    /// The signing keys, the active one first.
+    keys: Vec<Jwk>,
+}
+
+/// One public key (RFC 7517 §4, RFC 7518 §6, RFC 8037).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Jwk {
+    /// `EC`, `OKP` or `RSA`.
+    kty: String,
+    /// The RFC 7638 thumbprint.
+    kid: String,
+    /// `ES256`, `EdDSA` or `RS256`.
+    alg: String,
+    /// `sig`.
+    #[schema(rename = "use")]
+    key_use: String,
+    /// The curve (`P-256`, `Ed25519`), for EC and OKP keys.
+    crv: Option<String>,
+    /// The x coordinate or public key, for EC and OKP keys.
+    x: Option<String>,
+    /// The y coordinate, for EC keys.
+    y: Option<String>,
+    /// The modulus, for RSA keys.
+    n: Option<String>,
+    /// The exponent, for RSA keys.
+    e: Option<String>,
+}
+
+/// The client authentication methods of every `/oauth/*` endpoint.
+const AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+/// RFC 8414 authorization-server metadata (also served as OpenID discovery).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ServerMetadata<'a> {
+    /// The issuer, as in the tokens' `iss`.
+    pub issuer: &'a str,
+    /// `POST` the `client_credentials` form here.
+    pub token_endpoint: String,
+    /// RFC 7009 revocation.
+    pub revocation_endpoint: String,
+    /// RFC 7662 introspection.
+    pub introspection_endpoint: String,
+    /// How clients authenticate to revocation.
+    pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// How clients authenticate to introspection.
+    pub introspection_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// The public keys.
+    pub jwks_uri: String,
+    /// `client_credentials`.
+    pub grant_types_supported: Vec<&'static str>,
+    /// How clients authenticate to the token endpoint.
+    pub token_endpoint_auth_methods_supported: Vec<&'static str>,
+    /// `token`.
+    pub response_types_supported: Vec<&'static str>,
+    /// The permission catalogue's names.
+    pub scopes_supported: Vec<&'a str>,
+    /// `public`.
+    pub subject_types_supported: Vec<&'static str>,
+    /// Signing algorithms in use.
+    pub id_token_signing_alg_values_supported: Vec<&'static str>,
+    /// Signing algorithms in use.
+    pub token_endpoint_auth_signing_alg_values_supported: Vec<&'static str>,
+    /// Signing algorithms in use.
+    pub access_token_signing_alg_values_supported: Vec<&'static str>,
+}
+
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "discovery",
+    responses((status = 200, description = "Public signing keys (RFC 7517)", body = Jwks)))]
 /// `GET /.well-known/jwks.json`: public keys only, cacheable for 5 minutes
 /// (short enough that a newly published key is seen before it signs, when
 /// operators follow the rotation steps in `keys/README.md`).
@@ -19,36 +94,37 @@ pub async fn jwks(req: HttpRequest) -> Result<HttpResponse, ApiError> {
         .body(gw.keys.jwks_json().to_owned()))
 }
 
-#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery", responses((status = 200, description = "RFC 8414 metadata", body = Object)))]
+#[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
+    responses((status = 200, description = "RFC 8414 metadata", body = ServerMetadata)))]
 /// `GET /.well-known/oauth-authorization-server` and
 /// `/.well-known/openid-configuration`.
 pub async fn metadata(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    let iss = &gw.issuer;
+    let iss = gw.issuer.as_str();
     let algs = gw.keys.algorithms();
-    let scopes: Vec<&str> = gw.catalogue.entries().map(|d| d.name.as_str()).collect();
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-        .json(json!({
-            "issuer": iss,
-            "token_endpoint": format!("{iss}/oauth/token"),
-            "revocation_endpoint": format!("{iss}/oauth/revoke"),
-            "introspection_endpoint": format!("{iss}/oauth/introspect"),
-            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "jwks_uri": format!("{iss}/.well-known/jwks.json"),
-            "grant_types_supported": ["client_credentials"],
-            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "response_types_supported": ["token"],
-            "scopes_supported": scopes,
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": algs,
-            "token_endpoint_auth_signing_alg_values_supported": algs,
-            "access_token_signing_alg_values_supported": algs,
-        })))
+        .json(ServerMetadata {
+            issuer: iss,
+            token_endpoint: format!("{iss}/oauth/token"),
+            revocation_endpoint: format!("{iss}/oauth/revoke"),
+            introspection_endpoint: format!("{iss}/oauth/introspect"),
+            revocation_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
+            introspection_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
+            jwks_uri: format!("{iss}/.well-known/jwks.json"),
+            grant_types_supported: vec!["client_credentials"],
+            token_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
+            response_types_supported: vec!["token"],
+            scopes_supported: gw.catalogue.entries().map(|d| d.name.as_str()).collect(),
+            subject_types_supported: vec!["public"],
+            id_token_signing_alg_values_supported: algs.clone(),
+            token_endpoint_auth_signing_alg_values_supported: algs.clone(),
+            access_token_signing_alg_values_supported: algs,
+        }))
 }
 
-#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery", responses((status = 200, description = "OpenID discovery (the same metadata)", body = Object)))]
+#[utoipa::path(get, path = "/.well-known/openid-configuration", tag = "discovery",
+    responses((status = 200, description = "OpenID discovery (the same metadata)", body = ServerMetadata)))]
 /// `GET /.well-known/openid-configuration`: the same document.
 pub async fn openid_configuration(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     metadata(req).await

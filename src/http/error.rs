@@ -4,10 +4,105 @@
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
-use serde_json::json;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, ToResponse, ToSchema};
 
 use crate::domain::DomainError;
+
+/// The SPEC §6 error body: the one type every `/api/*` error is serialized
+/// from, and the schema the OpenAPI document shows for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiErrorBody {
+    /// The error.
+    pub error: ApiErrorDetail,
+}
+
+/// The inside of an error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ApiErrorDetail {
+    /// Stable machine-readable code.
+    pub code: ErrorCode,
+    /// What happened, for people. Never repeats a secret or the caller's
+    /// input; it names the field instead.
+    pub message: String,
+    /// The family of the code.
+    #[serde(rename = "type")]
+    pub kind: ErrorType,
+}
+
+/// The SPEC §6 codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 401: no API key or access token.
+    MissingApiKey,
+    /// 401: unknown, wrong or revoked key (indistinguishable).
+    InvalidApiKey,
+    /// 401: bad, expired or revoked bearer token.
+    InvalidToken,
+    /// 401: the key has expired (only after a correct secret).
+    KeyExpired,
+    /// 403: the caller lacks a permission.
+    InsufficientPermissions,
+    /// 403: the client IP is outside the allow-list.
+    IpNotAllowed,
+    /// 400, 405, 408, 413, 415: the request is malformed.
+    InvalidRequest,
+    /// 400: a grant type this endpoint does not serve.
+    UnsupportedGrantType,
+    /// 404.
+    NotFound,
+    /// 409.
+    Conflict,
+    /// 422: well-formed input that breaks a rule.
+    ValidationFailed,
+    /// 429, with `Retry-After`.
+    RateLimited,
+    /// 503, with `Retry-After`.
+    Unavailable,
+    /// 500.
+    InternalError,
+}
+
+/// The family of an [`ErrorCode`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorType {
+    /// 401s.
+    AuthenticationError,
+    /// 403s.
+    AuthorizationError,
+    /// 400, 404, 405, 408, 409, 413, 415, 422.
+    InvalidRequestError,
+    /// 429.
+    RateLimitError,
+    /// 500, 503.
+    ApiError,
+}
+
+impl ErrorCode {
+    /// The type SPEC §6 pairs with the code: one code, one type.
+    pub fn kind(self) -> ErrorType {
+        use ErrorCode as C;
+        match self {
+            C::MissingApiKey | C::InvalidApiKey | C::InvalidToken | C::KeyExpired => {
+                ErrorType::AuthenticationError
+            }
+            C::InsufficientPermissions | C::IpNotAllowed => ErrorType::AuthorizationError,
+            C::InvalidRequest
+            | C::UnsupportedGrantType
+            | C::NotFound
+            | C::Conflict
+            | C::ValidationFailed => ErrorType::InvalidRequestError,
+            C::RateLimited => ErrorType::RateLimitError,
+            C::Unavailable | C::InternalError => ErrorType::ApiError,
+        }
+    }
+}
 
 /// A domain error on its way out of the `/api` surface.
 #[derive(Debug)]
@@ -28,81 +123,62 @@ impl fmt::Display for ApiError {
 const INVALID_KEY_MESSAGE: &str = "The API key provided is invalid or has been revoked";
 
 impl ApiError {
-    /// `(status, code, type, message)` for the error.
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+    /// `(status, code, message)` for the error.
+    fn parts(&self) -> (StatusCode, ErrorCode, String) {
         use DomainError as E;
-        let auth = "authentication_error";
-        let authz = "authorization_error";
-        let req = "invalid_request_error";
+        use ErrorCode as C;
         match &self.0 {
             E::MissingCredentials => (
                 StatusCode::UNAUTHORIZED,
-                "missing_api_key",
-                auth,
+                C::MissingApiKey,
                 "No API key or access token was provided".into(),
             ),
             E::InvalidCredentials => (
                 StatusCode::UNAUTHORIZED,
-                "invalid_api_key",
-                auth,
+                C::InvalidApiKey,
                 INVALID_KEY_MESSAGE.into(),
             ),
             E::KeyExpired => (
                 StatusCode::UNAUTHORIZED,
-                "key_expired",
-                auth,
+                C::KeyExpired,
                 "The API key has expired".into(),
             ),
             E::InvalidToken => (
                 StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                auth,
+                C::InvalidToken,
                 "The access token is invalid, expired or revoked".into(),
             ),
-            E::InsufficientPermissions(m) | E::InvalidScope(m) | E::AudienceNotAllowed(m) => (
-                StatusCode::FORBIDDEN,
-                "insufficient_permissions",
-                authz,
-                m.clone(),
-            ),
-            E::IpNotAllowed(_) => (
-                StatusCode::FORBIDDEN,
-                "ip_not_allowed",
-                authz,
-                self.0.to_string(),
-            ),
-            E::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", req, m.clone()),
+            E::InsufficientPermissions(m) | E::InvalidScope(m) | E::AudienceNotAllowed(m) => {
+                (StatusCode::FORBIDDEN, C::InsufficientPermissions, m.clone())
+            }
+            E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, C::IpNotAllowed, self.0.to_string()),
+            E::InvalidRequest(m) => (StatusCode::BAD_REQUEST, C::InvalidRequest, m.clone()),
             E::UnsupportedGrantType(_) => (
                 StatusCode::BAD_REQUEST,
-                "unsupported_grant_type",
-                req,
+                C::UnsupportedGrantType,
                 self.0.to_string(),
             ),
             E::Validation(m) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                req,
+                C::ValidationFailed,
                 m.clone(),
             ),
-            E::NotFound(_) => (StatusCode::NOT_FOUND, "not_found", req, self.0.to_string()),
-            E::Conflict(m) => (StatusCode::CONFLICT, "conflict", req, m.clone()),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound, self.0.to_string()),
+            E::Conflict(m) => (StatusCode::CONFLICT, C::Conflict, m.clone()),
             E::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "rate_limit_error",
+                C::RateLimited,
                 self.0.to_string(),
             ),
             E::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "api_error",
+                C::Unavailable,
                 "The service is temporarily unavailable; retry shortly".into(),
             ),
             // Anything not listed above (the enum is non-exhaustive) is a bug.
             _ => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "internal_error",
-                "api_error",
+                C::InternalError,
                 "An internal error occurred".into(),
             ),
         }
@@ -110,23 +186,24 @@ impl ApiError {
 }
 
 /// The SPEC §6 body with the headers that go with its status.
-pub fn api_error_response(
-    status: StatusCode,
-    code: &str,
-    kind: &str,
-    message: &str,
-) -> HttpResponse {
+pub fn api_error_response(status: StatusCode, code: ErrorCode, message: &str) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.insert_header((header::CACHE_CONTROL, "no-store"));
     if status == StatusCode::UNAUTHORIZED {
-        let challenge = if code == "invalid_token" {
+        let challenge = if code == ErrorCode::InvalidToken {
             r#"Bearer realm="tessera", error="invalid_token""#
         } else {
             r#"Bearer realm="tessera""#
         };
         res.insert_header((header::WWW_AUTHENTICATE, challenge));
     }
-    res.json(json!({"error": {"code": code, "message": message, "type": kind}}))
+    res.json(ApiErrorBody {
+        error: ApiErrorDetail {
+            code,
+            message: message.to_owned(),
+            kind: code.kind(),
+        },
+    })
 }
 
 impl ResponseError for ApiError {
@@ -138,8 +215,8 @@ impl ResponseError for ApiError {
         if let DomainError::Internal(detail) = &self.0 {
             tracing::error!(%detail, "internal error");
         }
-        let (status, code, kind, message) = self.parts();
-        let mut res = api_error_response(status, code, kind, &message);
+        let (status, code, message) = self.parts();
+        let mut res = api_error_response(status, code, &message);
         match &self.0 {
             DomainError::RateLimited { retry_after } => {
                 if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
@@ -156,11 +233,48 @@ impl ResponseError for ApiError {
     }
 }
 
+/// The RFC 6749 §5.2 error body: the one type every `/oauth/*` error is
+/// serialized from.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OAuthErrorBody {
+    /// The RFC 6749 / 6750 / 7009 error code.
+    pub error: OAuthErrorCode,
+    /// What happened, for people. Never repeats a secret or the caller's
+    /// input.
+    pub error_description: String,
+}
+
+/// The `error` values `/oauth/*` answers with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthErrorCode {
+    /// 400 (413 for an oversized body).
+    InvalidRequest,
+    /// 401: client authentication failed.
+    InvalidClient,
+    /// 400: the client may not do this (revoking another client's token).
+    UnauthorizedClient,
+    /// 400.
+    UnsupportedGrantType,
+    /// 400: a scope the client does not hold.
+    InvalidScope,
+    /// 400: an audience the client may not request (RFC 8707).
+    InvalidTarget,
+    /// 403: the client IP is outside the allow-list.
+    AccessDenied,
+    /// 403: introspection without `tokens:introspect` (RFC 6750 §3.1).
+    InsufficientScope,
+    /// 429 and 503, with `Retry-After`.
+    TemporarilyUnavailable,
+    /// 500.
+    ServerError,
+}
+
 /// A domain error on its way out of `/oauth/*`, in RFC 6749 §5.2 shape.
 #[derive(Debug)]
 pub struct OAuthError {
     status: StatusCode,
-    error: &'static str,
+    error: OAuthErrorCode,
     description: String,
     retry_after: Option<u64>,
 }
@@ -170,7 +284,7 @@ impl OAuthError {
     pub fn unauthorized_client(description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            error: "unauthorized_client",
+            error: OAuthErrorCode::UnauthorizedClient,
             description: description.into(),
             retry_after: None,
         }
@@ -180,7 +294,7 @@ impl OAuthError {
     pub fn insufficient_scope(description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::FORBIDDEN,
-            error: "insufficient_scope",
+            error: OAuthErrorCode::InsufficientScope,
             description: description.into(),
             retry_after: None,
         }
@@ -190,7 +304,7 @@ impl OAuthError {
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self {
             status: StatusCode::BAD_REQUEST,
-            error: "invalid_request",
+            error: OAuthErrorCode::InvalidRequest,
             description: description.into(),
             retry_after: None,
         }
@@ -200,30 +314,31 @@ impl OAuthError {
 impl From<DomainError> for OAuthError {
     fn from(e: DomainError) -> Self {
         use DomainError as E;
+        use OAuthErrorCode as C;
         let (status, error, retry_after) = match &e {
             E::MissingCredentials | E::InvalidCredentials | E::KeyExpired => {
-                (StatusCode::UNAUTHORIZED, "invalid_client", None)
+                (StatusCode::UNAUTHORIZED, C::InvalidClient, None)
             }
             E::InvalidScope(_) | E::InsufficientPermissions(_) => {
-                (StatusCode::BAD_REQUEST, "invalid_scope", None)
+                (StatusCode::BAD_REQUEST, C::InvalidScope, None)
             }
-            E::AudienceNotAllowed(_) => (StatusCode::BAD_REQUEST, "invalid_target", None),
-            E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, "access_denied", None),
-            E::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, "unsupported_grant_type", None),
+            E::AudienceNotAllowed(_) => (StatusCode::BAD_REQUEST, C::InvalidTarget, None),
+            E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, C::AccessDenied, None),
+            E::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, C::UnsupportedGrantType, None),
             E::InvalidRequest(_) | E::Validation(_) => {
-                (StatusCode::BAD_REQUEST, "invalid_request", None)
+                (StatusCode::BAD_REQUEST, C::InvalidRequest, None)
             }
             E::RateLimited { retry_after } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                "temporarily_unavailable",
+                C::TemporarilyUnavailable,
                 Some(*retry_after),
             ),
             E::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
+                C::TemporarilyUnavailable,
                 Some(1),
             ),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, C::ServerError, None),
         };
         let description = match &e {
             E::InvalidCredentials | E::MissingCredentials => {
@@ -240,6 +355,16 @@ impl From<DomainError> for OAuthError {
             error,
             description,
             retry_after,
+        }
+    }
+}
+
+impl fmt::Display for OAuthErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The wire name, from the one place that defines it (serde).
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::String(s)) => f.write_str(&s),
+            _ => write!(f, "{self:?}"),
         }
     }
 }
@@ -265,7 +390,10 @@ impl ResponseError for OAuthError {
         if let Some(s) = self.retry_after {
             res.insert_header((header::RETRY_AFTER, s.to_string()));
         }
-        res.json(json!({"error": self.error, "error_description": self.description}))
+        res.json(OAuthErrorBody {
+            error: self.error,
+            error_description: self.description.clone(),
+        })
     }
 }
 
@@ -333,8 +461,7 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                     "the request body could not be read".to_owned(),
                 ),
             };
-            let res =
-                api_error_response(status, "invalid_request", "invalid_request_error", &message);
+            let res = api_error_response(status, ErrorCode::InvalidRequest, &message);
             actix_web::error::InternalError::from_response(err, res).into()
         })
 }
@@ -348,7 +475,7 @@ pub fn form_config(limit: usize) -> web::FormConfig {
             let e = match &err {
                 U::Overflow { .. } => OAuthError {
                     status: StatusCode::PAYLOAD_TOO_LARGE,
-                    error: "invalid_request",
+                    error: OAuthErrorCode::InvalidRequest,
                     description: too_large(limit),
                     retry_after: None,
                 },
@@ -366,12 +493,7 @@ pub fn form_config(limit: usize) -> web::FormConfig {
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
         let message = format!("invalid query parameters: {}", scrub(&err.to_string()));
-        let res = api_error_response(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "invalid_request_error",
-            &message,
-        );
+        let res = api_error_response(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, &message);
         actix_web::error::InternalError::from_response(err, res).into()
     })
 }
@@ -389,8 +511,7 @@ pub fn path_config() -> web::PathConfig {
 pub fn method_not_allowed(method: &Method, allow: &'static str) -> HttpResponse {
     let mut res = api_error_response(
         StatusCode::METHOD_NOT_ALLOWED,
-        "invalid_request",
-        "invalid_request_error",
+        ErrorCode::InvalidRequest,
         &format!("method {method} is not allowed on this path; allowed: {allow}"),
     );
     res.headers_mut().insert(
@@ -405,8 +526,7 @@ pub fn method_not_allowed(method: &Method, allow: &'static str) -> HttpResponse 
 pub fn path_not_found() -> HttpResponse {
     api_error_response(
         StatusCode::NOT_FOUND,
-        "not_found",
-        "invalid_request_error",
+        ErrorCode::NotFound,
         "no such endpoint",
     )
 }
@@ -416,13 +536,211 @@ pub fn path_not_found() -> HttpResponse {
 pub fn request_timeout() -> HttpResponse {
     let mut res = api_error_response(
         StatusCode::REQUEST_TIMEOUT,
-        "invalid_request",
-        "invalid_request_error",
+        ErrorCode::InvalidRequest,
         "the request took too long to arrive",
     );
     res.head_mut()
         .set_connection_type(actix_web::http::ConnectionType::Close);
     res
+}
+
+// ---------------------------------------------------------------------------
+// Shared responses for the OpenAPI document: declared once here, referenced
+// from every operation (`#/components/responses/...`), built on the body types
+// above so the document shows exactly what these functions serialize.
+
+/// A response whose body is `schema` (a component name), with `headers`.
+fn documented(description: &str, schema: &str, headers: &[(&str, &str)]) -> Response {
+    let mut builder = ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(schema)))
+            .build(),
+    );
+    for (name, what) in headers {
+        let string = utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .build();
+        builder = builder.header(
+            *name,
+            HeaderBuilder::new()
+                .schema(string)
+                .description(Some(*what))
+                .build(),
+        );
+    }
+    builder.build()
+}
+
+const WWW_AUTHENTICATE: (&str, &str) = (
+    "WWW-Authenticate",
+    "The challenge (`Bearer realm=\"tessera\"`, with `error=\"invalid_token\"` for a refused token)",
+);
+const RETRY_AFTER: (&str, &str) = ("Retry-After", "Seconds to wait before trying again");
+
+/// Declares a shared response component: a unit type implementing
+/// `ToResponse`, named after the type.
+macro_rules! shared_response {
+    ($(#[$doc:meta])* $name:ident, $description:expr, $schema:literal, [$($header:expr),*]) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl<'s> ToResponse<'s> for $name {
+            fn response() -> (&'s str, RefOr<Response>) {
+                (
+                    stringify!($name),
+                    RefOr::T(documented($description, $schema, &[$($header),*])),
+                )
+            }
+        }
+    };
+}
+
+shared_response!(
+    /// 400 on `/api/*`.
+    BadRequest,
+    "Malformed request: a body that is not JSON or does not fit the operation (wrong types, unknown or missing fields), query parameters that do not parse, an unsupported grant type, or an unusable forwarding header from a trusted proxy",
+    "ApiErrorBody",
+    []
+);
+shared_response!(
+    /// 401 on `/api/*`.
+    Unauthorized,
+    "Missing, invalid, revoked or expired credentials (`missing_api_key`, `invalid_api_key`, `invalid_token`, `key_expired`)",
+    "ApiErrorBody",
+    [WWW_AUTHENTICATE]
+);
+shared_response!(
+    /// 403 on `/api/*`.
+    Forbidden,
+    "The caller lacks a permission this needs, or would gain reach it does not hold (`insufficient_permissions`), or the client IP is outside the key's allow-list (`ip_not_allowed`)",
+    "ApiErrorBody",
+    []
+);
+shared_response!(
+    /// 408 anywhere: the request deadline passed.
+    RequestTimeout,
+    "The request did not arrive (or could not be answered) within `request_timeout`; the connection is closed",
+    "ApiErrorBody",
+    []
+);
+shared_response!(
+    /// 413 on `/api/*`.
+    PayloadTooLarge,
+    "The body exceeds `max_body_bytes`",
+    "ApiErrorBody",
+    []
+);
+shared_response!(
+    /// 415 on `/api/*` JSON bodies.
+    UnsupportedMediaType,
+    "The body is not `application/json`",
+    "ApiErrorBody",
+    []
+);
+shared_response!(
+    /// 429 on `/api/*`.
+    TooManyRequests,
+    "Too many attempts from this client; see `Retry-After`",
+    "ApiErrorBody",
+    [RETRY_AFTER]
+);
+shared_response!(
+    /// 503 on `/api/*`.
+    Unavailable,
+    "The store or the hashing pool cannot serve right now; see `Retry-After`",
+    "ApiErrorBody",
+    [RETRY_AFTER]
+);
+shared_response!(
+    /// 400 on `/oauth/*`.
+    OAuthBadRequest,
+    "RFC 6749 §5.2 error: a missing or repeated parameter, a body that is not `application/x-www-form-urlencoded`, an unsupported grant type, or a scope or audience the client does not hold",
+    "OAuthErrorBody",
+    []
+);
+shared_response!(
+    /// 401 on `/oauth/*`.
+    OAuthUnauthorized,
+    "`invalid_client`: client authentication failed",
+    "OAuthErrorBody",
+    [("WWW-Authenticate", "`Basic realm=\"tessera\"`")]
+);
+shared_response!(
+    /// 413 on `/oauth/*`.
+    OAuthPayloadTooLarge,
+    "`invalid_request`: the body exceeds `max_body_bytes`",
+    "OAuthErrorBody",
+    []
+);
+shared_response!(
+    /// 429 on `/oauth/*`.
+    OAuthTooManyRequests,
+    "`temporarily_unavailable`: too many attempts from this client; see `Retry-After`",
+    "OAuthErrorBody",
+    [RETRY_AFTER]
+);
+shared_response!(
+    /// 503 on `/oauth/*`.
+    OAuthUnavailable,
+    "`temporarily_unavailable`: the store or the hashing pool cannot serve right now; see `Retry-After`",
+    "OAuthErrorBody",
+    [RETRY_AFTER]
+);
+
+/// A map of status to a reference to a shared response component.
+fn refs(entries: &[(&str, &str)]) -> BTreeMap<String, RefOr<Response>> {
+    entries
+        .iter()
+        .map(|(status, name)| {
+            (
+                (*status).to_owned(),
+                RefOr::Ref(Ref::from_response_name(*name)),
+            )
+        })
+        .collect()
+}
+
+/// What any authenticated `/api/*` operation (and the token exchange) may
+/// answer besides its own outcomes: 400, 401, 403, 408, 503.
+pub struct StandardErrors;
+
+impl IntoResponses for StandardErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        refs(&[
+            ("400", "BadRequest"),
+            ("401", "Unauthorized"),
+            ("403", "Forbidden"),
+            ("408", "RequestTimeout"),
+            ("503", "Unavailable"),
+        ])
+    }
+}
+
+/// What an operation reading a JSON body may answer besides
+/// [`StandardErrors`]: 413 and 415.
+pub struct JsonBodyErrors;
+
+impl IntoResponses for JsonBodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        refs(&[("413", "PayloadTooLarge"), ("415", "UnsupportedMediaType")])
+    }
+}
+
+/// What any `/oauth/*` operation may answer besides its own outcomes: 400,
+/// 401, 408, 413, 503.
+pub struct OAuthErrors;
+
+impl IntoResponses for OAuthErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        refs(&[
+            ("400", "OAuthBadRequest"),
+            ("401", "OAuthUnauthorized"),
+            ("408", "RequestTimeout"),
+            ("413", "OAuthPayloadTooLarge"),
+            ("503", "OAuthUnavailable"),
+        ])
+    }
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod error;
 pub mod extract;
 pub mod health;
+pub mod json;
 pub mod openapi;
 pub mod revocation;
 pub mod token;

@@ -6,10 +6,88 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::error::{
+    ApiErrorBody, OAuthErrorBody, OAuthErrors, OAuthTooManyRequests, StandardErrors,
+};
 use super::extract::{Caller, bearer_token, client_ip, gateway};
 use super::token::OAuthParams;
 use super::{ApiError, OAuthError};
-use crate::domain::{DomainError, Permission};
+use crate::domain::{AccessGrant, DomainError, Permission};
+
+/// The form of `/oauth/revoke` and `/oauth/introspect`. The handlers read
+/// the form as name/value pairs (to refuse repeated parameters), so this
+/// type only describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OAuthTokenForm {
+    /// The access token concerned.
+    token: String,
+    /// `access_token` (the only kind this gateway issues); not read.
+    token_type_hint: Option<String>,
+    /// The AppId (or use HTTP Basic, or a bearer token).
+    client_id: Option<String>,
+    /// The AppSecret (or use HTTP Basic, or a bearer token).
+    client_secret: Option<String>,
+}
+
+/// The RFC 7662 introspection answer: `{"active": false}` for anything not
+/// live, else the token's claims under their own names.
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+// Unknown fields are refused when the service's answer is read into this
+// type, so a claim added there without being documented here fails loudly.
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionBody {
+    /// Whether the token is live.
+    pub active: bool,
+    /// Granted permissions, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The application the token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Expiry, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// The token's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// Role names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Granted permissions (may hold wildcards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// `live` or `test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// `secret` or `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<String>,
+    /// Grants limited to resources, when the token has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Vec<AccessGrant>>,
+    /// The application's IP allow-list, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_cidrs: Option<Vec<String>>,
+}
 use crate::service::auth::authenticate_bearer;
 use crate::service::token::{ExchangeRequest, authenticate_client};
 use crate::service::{Gateway, revocation};
@@ -66,13 +144,13 @@ async fn oauth_caller(
 }
 
 #[utoipa::path(operation_id = "oauth_revoke", post, path = "/oauth/revoke", tag = "revocation",
-    request_body(content = crate::http::openapi::OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "Revoked, or nothing to revoke (RFC 7009 §2.2); revoking a token again adds nothing"),
-        (status = 400, description = "RFC 6749 §5.2 error", body = crate::http::openapi::OAuthErrorBody),
-        (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody),
-        (status = 429, description = "temporarily_unavailable: the client added its allowance of revocations for this minute; see `Retry-After`",
-            headers(("Retry-After" = u64, description = "Seconds until the allowance is renewed")),
-            body = crate::http::openapi::OAuthErrorBody)),
+        OAuthErrors,
+        (status = 403, description = "`access_denied`: the client IP is outside the key's allow-list", body = OAuthErrorBody),
+        (status = 429, description = "`temporarily_unavailable`: too many failed attempts, or the client added its allowance of revocations for this minute; see `Retry-After`",
+            headers(("Retry-After" = u64, description = "Seconds to wait before trying again")),
+            body = OAuthErrorBody)),
     security(("basic" = []), ("bearer" = [])))]
 /// `POST /oauth/revoke`: a client revokes its own tokens; a holder of
 /// `tokens:revoke` revokes anyone's. Unknown, foreign, expired or already
@@ -107,10 +185,11 @@ pub async fn revoke(
 }
 
 #[utoipa::path(operation_id = "oauth_introspect", post, path = "/oauth/introspect", tag = "revocation",
-    request_body(content = crate::http::openapi::OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "RFC 7662 answer; `active: false` for anything not live", body = Object),
-        (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody),
-        (status = 403, description = "insufficient_scope: needs tokens:introspect", body = crate::http::openapi::OAuthErrorBody)),
+    request_body(content = OAuthTokenForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 200, description = "RFC 7662 answer; `active: false` for anything not live", body = IntrospectionBody),
+        OAuthErrors,
+        (status = 403, description = "`insufficient_scope`: needs tokens:introspect; or `access_denied`: the client IP is outside the key's allow-list", body = OAuthErrorBody),
+        (status = 429, response = OAuthTooManyRequests)),
     security(("basic" = []), ("bearer" = [])))]
 /// `POST /oauth/introspect`: for callers holding `tokens:introspect`.
 pub async fn introspect(
@@ -128,7 +207,9 @@ pub async fn introspect(
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let body = revocation::introspect(&gw, secrecy::ExposeSecret::expose_secret(&token)).await?;
+    let answer = revocation::introspect(&gw, secrecy::ExposeSecret::expose_secret(&token)).await?;
+    let body: IntrospectionBody = serde_json::from_value(answer)
+        .map_err(|e| DomainError::Internal(format!("introspection answer: {e}")))?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))
@@ -143,6 +224,7 @@ pub struct FeedParams {
     pub since: Option<String>,
     /// At most this many entries per page, snapshots included (1 to 10000,
     /// default 1000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
@@ -190,9 +272,8 @@ impl From<crate::store::FeedPage> for FeedPageBody {
 /// foreign or too old; `more` says whether entries remain.
 #[utoipa::path(operation_id = "revocation_feed", get, path = "/api/v1/revocations", tag = "revocation", params(FeedParams),
     responses((status = 200, description = "One page: entries, the cursor to continue with, and whether more remain", body = FeedPageBody),
-        (status = 401, description = "Missing or invalid bearer token", body = crate::http::openapi::ApiErrorBody),
-        (status = 403, description = "Needs tokens:introspect", body = crate::http::openapi::ApiErrorBody),
-        (status = 422, description = "limit out of range", body = crate::http::openapi::ApiErrorBody)),
+        StandardErrors,
+        (status = 422, description = "`limit` outside 1 to 10000", body = ApiErrorBody)),
     security(("bearer" = [])))]
 pub async fn feed(
     req: HttpRequest,

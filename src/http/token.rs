@@ -6,8 +6,11 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use super::error::{
+    JsonBodyErrors, OAuthErrorBody, OAuthErrors, OAuthTooManyRequests, StandardErrors,
+    TooManyRequests,
+};
 use super::extract::{client_ip, gateway};
 use super::{ApiError, OAuthError};
 use crate::domain::DomainError;
@@ -17,14 +20,20 @@ use crate::service::token::{ExchangeRequest, exchange};
 /// and ignored here so that those grants can be refused by name.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ApiTokenRequest {
+    /// `app_token` (the default); other grants are refused by name (400).
     #[serde(rename = "grantType", alias = "grant_type")]
+    #[schema(pattern = "^app_token$")]
     grant_type: Option<String>,
+    /// The application id; optional with a generated secret, which embeds it.
     #[serde(rename = "AppId", alias = "appId", alias = "app_id")]
     app_id: Option<String>,
+    /// The application secret (401 `missing_api_key` without it).
     #[serde(rename = "AppSecret", alias = "appSecret", alias = "app_secret")]
     #[schema(value_type = Option<String>)]
     app_secret: Option<SecretString>,
+    /// Space-separated permissions to narrow the token to.
     scope: Option<String>,
+    /// An audience the application may request.
     audience: Option<String>,
 }
 
@@ -32,9 +41,49 @@ pub struct ApiTokenRequest {
 #[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ApiTokenResponse {
+    /// The signed JWT.
     access_token: String,
+    /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     token_type: &'static str,
+    /// Seconds until it expires.
     expires_in: u64,
+    /// Granted permissions, space-separated.
+    scope: String,
+}
+
+/// The `client_credentials` form of `POST /oauth/token`. The handler reads
+/// the form as name/value pairs (to refuse repeated parameters), so this
+/// type only describes it.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct OAuthTokenRequest {
+    /// `client_credentials`.
+    #[schema(pattern = "^client_credentials$")]
+    grant_type: String,
+    /// The AppId (or use HTTP Basic).
+    client_id: Option<String>,
+    /// The AppSecret (or use HTTP Basic; never both).
+    client_secret: Option<String>,
+    /// Space-separated permissions to narrow the token to.
+    scope: Option<String>,
+    /// An audience to request.
+    audience: Option<String>,
+    /// RFC 8707 alias of `audience`.
+    resource: Option<String>,
+}
+
+/// The RFC 6749 §5.1 token response.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct OAuthTokenResponse {
+    /// The signed JWT.
+    access_token: String,
+    /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
+    token_type: &'static str,
+    /// Seconds until it expires.
+    expires_in: u64,
+    /// Granted permissions, space-separated.
     scope: String,
 }
 
@@ -56,7 +105,11 @@ fn unsupported(grant: &str) -> DomainError {
     }
 }
 
-#[utoipa::path(post, path = "/api/v1/token", tag = "tokens", request_body = ApiTokenRequest, responses((status = 200, description = "An access token", body = ApiTokenResponse), (status = 400, description = "Malformed request or unsupported grant", body = crate::http::openapi::ApiErrorBody), (status = 401, description = "Missing, invalid, revoked or expired key", body = crate::http::openapi::ApiErrorBody), (status = 403, description = "Scope, audience or client IP refused", body = crate::http::openapi::ApiErrorBody), (status = 413, description = "Body too large", body = crate::http::openapi::ApiErrorBody), (status = 429, description = "Too many failed attempts", body = crate::http::openapi::ApiErrorBody), (status = 503, description = "Hashing pool saturated", body = crate::http::openapi::ApiErrorBody)))]
+#[utoipa::path(post, path = "/api/v1/token", tag = "tokens", request_body = ApiTokenRequest,
+    responses(
+        (status = 200, description = "An access token", body = ApiTokenResponse),
+        StandardErrors, JsonBodyErrors,
+        (status = 429, response = TooManyRequests)))]
 /// `POST /api/v1/token`.
 pub async fn api_token(
     req: HttpRequest,
@@ -132,27 +185,36 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
     Ok(Some((id, secret)))
 }
 
+/// The parameters an `/oauth/*` endpoint reads; any other is ignored, as
+/// RFC 6749 §3.2 asks of unrecognised parameters.
+const OAUTH_PARAMETERS: [&str; 8] = [
+    "grant_type",
+    "client_id",
+    "client_secret",
+    "scope",
+    "audience",
+    "resource",
+    "token",
+    "token_type_hint",
+];
+
 /// The parameters of an `/oauth/*` form, held as secrets until we know
 /// which one is the client secret. RFC 6749 §3.2: none may repeat.
-pub struct OAuthParams(std::collections::HashMap<String, SecretString>);
+pub struct OAuthParams(std::collections::HashMap<&'static str, SecretString>);
 
 impl OAuthParams {
-    /// Checks for repeated parameters.
+    /// Keeps the recognised parameters and refuses a repeated one.
     pub fn new(form: Vec<(String, SecretString)>) -> Result<Self, OAuthError> {
         let mut params = std::collections::HashMap::new();
         for (k, v) in form {
-            if params.contains_key(&k) {
-                let shown =
-                    if k.len() <= 32 && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                        k.as_str()
-                    } else {
-                        "(unnamed)"
-                    };
+            let Some(name) = OAUTH_PARAMETERS.iter().find(|p| **p == k) else {
+                continue;
+            };
+            if params.insert(*name, v).is_some() {
                 return Err(OAuthError::invalid_request(format!(
-                    "parameter {shown} is repeated"
+                    "parameter {name} is repeated"
                 )));
             }
-            params.insert(k, v);
         }
         Ok(Self(params))
     }
@@ -181,10 +243,9 @@ impl OAuthParams {
                 "use one client authentication method, not both Basic and client_secret",
             )),
             (Some((id, secret)), None) => {
+                // Two identities for one client: authentication failed.
                 if self.get("client_id").is_some_and(|body_id| body_id != id) {
-                    return Err(OAuthError::invalid_request(
-                        "client_id differs from Basic credentials",
-                    ));
+                    return Err(DomainError::InvalidCredentials.into());
                 }
                 Ok(Some((Some(id), secret)))
             }
@@ -194,7 +255,14 @@ impl OAuthParams {
     }
 }
 
-#[utoipa::path(post, path = "/oauth/token", tag = "tokens", request_body(content = crate::http::openapi::OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"), responses((status = 200, description = "RFC 6749 §5.1 token response", body = crate::http::openapi::OAuthTokenResponse), (status = 400, description = "RFC 6749 §5.2 error", body = crate::http::openapi::OAuthErrorBody), (status = 401, description = "invalid_client", body = crate::http::openapi::OAuthErrorBody), (status = 429, description = "temporarily_unavailable", body = crate::http::openapi::OAuthErrorBody)), security((), ("basic" = [])))]
+#[utoipa::path(post, path = "/oauth/token", tag = "tokens",
+    request_body(content = OAuthTokenRequest, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "RFC 6749 §5.1 token response", body = OAuthTokenResponse),
+        OAuthErrors,
+        (status = 403, description = "`access_denied`: the client IP is outside the key's allow-list", body = OAuthErrorBody),
+        (status = 429, response = OAuthTooManyRequests)),
+    security((), ("basic" = [])))]
 /// `POST /oauth/token`.
 pub async fn oauth_token(
     req: HttpRequest,
@@ -223,12 +291,12 @@ pub async fn oauth_token(
         },
     )
     .await?;
-    Ok(no_store(&mut HttpResponse::Ok()).json(json!({
-        "access_token": issued.access_token,
-        "token_type": "Bearer",
-        "expires_in": issued.expires_in,
-        "scope": issued.scope,
-    })))
+    Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: issued.scope,
+    }))
 }
 
 #[cfg(test)]

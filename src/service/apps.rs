@@ -26,9 +26,14 @@ use serde_json::json;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateApp {
     /// Human name (required, at most 100 characters).
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// Free text (at most 1000 characters).
     #[serde(default)]
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub description: String,
     /// `secret` (default) or `public`.
     #[serde(default, rename = "type")]
@@ -36,29 +41,37 @@ pub struct CreateApp {
     /// `live` (default) or `test`.
     #[serde(default)]
     pub environment: Environment,
-    /// Granted permissions.
+    /// Granted permissions (at most 256, each in the catalogue).
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::Permission>, max_items = 256)]
     pub permissions: Vec<String>,
-    /// Roles held.
+    /// Roles held (each must exist).
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Grants limited to resources.
+    /// Grants limited to resources (at most 64).
     #[serde(default)]
+    #[schema(max_items = 64)]
     pub access_rules: Vec<AccessRuleInput>,
     /// A user id, or `gateway`; default: the caller's own owner.
     #[serde(default)]
     pub owner: Option<String>,
-    /// Extra audiences it may request.
+    /// Extra audiences it may request (at most 32, each 1 to 256 printable
+    /// ASCII characters without spaces).
     #[serde(default)]
+    #[schema(max_items = 32)]
     pub audiences: Vec<String>,
-    /// IP addresses and CIDRs allowed to exchange (empty: anywhere).
+    /// IP addresses and CIDRs allowed to exchange (at most 100; empty:
+    /// anywhere).
     #[serde(default)]
+    #[schema(max_items = 100)]
     pub allowed_ips: Vec<String>,
     /// Expiry; must be in the future.
     #[serde(default)]
     pub expires_at: Option<DateTime<Utc>>,
-    /// Own token lifetime, 10 s up to the gateway's `token_ttl`.
+    /// Own token lifetime, 10 s up to the gateway's `token_ttl` (which is at
+    /// most 86400).
     #[serde(default)]
+    #[schema(minimum = 10, maximum = 86400)]
     pub token_ttl: Option<u64>,
 }
 
@@ -102,13 +115,19 @@ impl std::fmt::Debug for CreatedApp {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessRuleInput {
-    /// Where it holds (`cluster:c1/project:*`).
+    /// Where it holds (`cluster:c1/project:*`): 1 to 16 segments of
+    /// `type:name`, `type:*` or `*`.
+    #[schema(
+        max_length = 512,
+        pattern = r"^(\*|[A-Za-z0-9_.-]+:([A-Za-z0-9_.-]+|\*))(/(\*|[A-Za-z0-9_.-]+:([A-Za-z0-9_.-]+|\*))){0,15}$"
+    )]
     pub scope: String,
-    /// Roles granted there.
+    /// Roles granted there (each must exist).
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Permissions granted there.
+    /// Permissions granted there (each in the catalogue).
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::Permission>, max_items = 256)]
     pub permissions: Vec<String>,
 }
 
@@ -356,6 +375,7 @@ pub async fn get(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView, D
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size, 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<usize>,
     /// Opaque cursor from a previous page.
     pub cursor: Option<String>,
@@ -464,29 +484,39 @@ where
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchApp {
-    /// New name.
+    /// New name (at most 100 characters).
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: Option<String>,
-    /// New description.
+    /// New description (at most 1000 characters).
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
-    /// New permissions (replaces the list).
+    /// New permissions (replaces the list; at most 256).
+    #[schema(value_type = Option<Vec<crate::domain::Permission>>, max_items = 256)]
     pub permissions: Option<Vec<String>>,
     /// New roles (replaces the list).
     pub roles: Option<Vec<String>>,
-    /// New access rules (replaces the list).
+    /// New access rules (replaces the list; at most 64).
+    #[schema(max_items = 64)]
     pub access_rules: Option<Vec<AccessRuleInput>>,
     /// New owner (a user id, or `gateway`): re-binds the application.
     pub owner: Option<String>,
-    /// New extra audiences (replaces the list).
+    /// New extra audiences (replaces the list; at most 32).
+    #[schema(max_items = 32)]
     pub audiences: Option<Vec<String>>,
-    /// New IP allow-list (replaces it; `[]` allows anywhere).
+    /// New IP allow-list (replaces it; `[]` allows anywhere; at most 100).
+    #[schema(max_items = 100)]
     pub allowed_ips: Option<Vec<String>>,
     /// New expiry; `null` removes it.
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<chrono::DateTime<Utc>>)]
     pub expires_at: Option<Option<DateTime<Utc>>>,
-    /// New token lifetime; `null` falls back to the gateway's.
+    /// New token lifetime (10 s up to the gateway's `token_ttl`); `null`
+    /// falls back to the gateway's.
     #[serde(default, deserialize_with = "nullable")]
-    #[schema(value_type = Option<u64>)]
+    #[schema(value_type = Option<u64>, minimum = 10, maximum = 86400)]
     pub token_ttl: Option<Option<u64>>,
 }
 

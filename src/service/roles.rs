@@ -17,13 +17,16 @@ use crate::store::{AppFilter, ListQuery, RoleDelete};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateRole {
-    /// Unique name.
+    /// Unique name: 1 to 64 of `a-z`, `0-9`, `_`, `-`, `.`.
+    #[schema(pattern = r"^[a-z0-9_.-]{1,64}$")]
     pub name: String,
-    /// Free text.
+    /// Free text (at most 1000 characters).
     #[serde(default)]
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub description: String,
-    /// What it grants.
+    /// What it grants (at most 256, each in the catalogue).
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::Permission>, max_items = 256)]
     pub permissions: Vec<String>,
 }
 
@@ -31,9 +34,11 @@ pub struct CreateRole {
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchRole {
-    /// New description.
+    /// New description (at most 1000 characters).
+    #[schema(max_length = 1000, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub description: Option<String>,
-    /// New permissions (replaces the list).
+    /// New permissions (replaces the list; at most 256).
+    #[schema(value_type = Option<Vec<crate::domain::Permission>>, max_items = 256)]
     pub permissions: Option<Vec<String>>,
 }
 

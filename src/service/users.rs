@@ -19,16 +19,22 @@ use crate::store::{AppFilter, ListQuery, StoredUser};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateUser {
-    /// Unique email address.
+    /// Unique email address (compared case-insensitively; at most 254
+    /// bytes).
+    #[schema(
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@.\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@.\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub email: String,
-    /// Display name.
+    /// Display name (at most 100 characters).
     #[serde(default)]
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: String,
-    /// Roles held.
+    /// Roles held (each must exist).
     #[serde(default)]
     pub roles: Vec<String>,
-    /// Permissions held directly.
+    /// Permissions held directly (at most 256, each in the catalogue).
     #[serde(default)]
+    #[schema(value_type = Vec<crate::domain::Permission>, max_items = 256)]
     pub permissions: Vec<String>,
 }
 
@@ -37,12 +43,17 @@ pub struct CreateUser {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchUser {
     /// New email.
+    #[schema(
+        pattern = r"^[\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+@[^@.\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*\.[^@\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^@.\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub email: Option<String>,
-    /// New name.
+    /// New name (at most 100 characters).
+    #[schema(max_length = 100, pattern = r"^[^\x00-\x1f\x7f-\x9f]*$")]
     pub name: Option<String>,
     /// New roles (replaces the list).
     pub roles: Option<Vec<String>>,
-    /// New permissions (replaces the list).
+    /// New permissions (replaces the list; at most 256).
+    #[schema(value_type = Option<Vec<crate::domain::Permission>>, max_items = 256)]
     pub permissions: Option<Vec<String>>,
 }
 
