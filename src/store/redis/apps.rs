@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::{RedisStore, Tx, bounded, get, mget_each, transact, unavailable};
+use super::{Lex, RedisStore, Tx, bounded, get, members_after, mget_each, transact, unavailable};
 use crate::domain::ChangeEvent;
 use crate::store::common::{AppPager, add_usage, encode, keep_usage, order_key, order_key_id};
 use crate::store::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
@@ -149,22 +149,10 @@ impl AppStore for RedisStore {
         bounded(async {
             let mut c = self.conn().await?;
             let mut pager = AppPager::new(query);
-            let mut from = match &query.after {
-                Some(a) => format!("({a}"),
-                None => "-".to_owned(),
-            };
+            let mut from = query.after.clone();
             'scan: loop {
-                let members: Vec<String> = redis::cmd("ZRANGE")
-                    .arg(&order)
-                    .arg(&from)
-                    .arg("+")
-                    .arg("BYLEX")
-                    .arg("LIMIT")
-                    .arg(0)
-                    .arg(LIST_CHUNK)
-                    .query_async(&mut c)
-                    .await
-                    .map_err(unavailable)?;
+                let members =
+                    members_after(&mut c, &order, from.as_deref(), Lex::Up, LIST_CHUNK).await?;
                 let Some(last) = members.last() else { break };
                 let members: Vec<(&String, String)> = members
                     .iter()
@@ -179,7 +167,7 @@ impl AppStore for RedisStore {
                         break 'scan;
                     }
                 }
-                from = format!("({last}");
+                from = Some(last.clone());
             }
             Ok(pager.finish())
         })

@@ -3,7 +3,7 @@
 
 use async_trait::async_trait;
 
-use super::{RedisStore, bounded, hmget, unavailable};
+use super::{Lex, RedisStore, bounded, hmget, members_after, unavailable};
 use crate::store::common::{encode, page};
 use crate::store::{AuditRecord, AuditStore, StoreError};
 
@@ -37,20 +37,15 @@ impl AuditStore for RedisStore {
         bounded(async {
             let mut c = self.conn().await?;
             let limit = limit.max(1);
-            let from = before.map_or_else(|| "+".to_owned(), |b| format!("({b}"));
             // One past the limit: tells whether more remain.
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&order)
-                .arg(&from)
-                .arg("-")
-                .arg("BYLEX")
-                .arg("REV")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit.saturating_add(1))
-                .query_async(&mut c)
-                .await
-                .map_err(unavailable)?;
+            let ids = members_after(
+                &mut c,
+                &order,
+                before.as_deref(),
+                Lex::Down,
+                limit.saturating_add(1),
+            )
+            .await?;
             if ids.is_empty() {
                 return Ok((Vec::new(), None));
             }

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use redis::AsyncCommands;
 
-use super::{RedisStore, Tx, bounded, get, mget, transact, unavailable, watch};
+use super::{Lex, RedisStore, Tx, bounded, get, members_after, mget, transact, unavailable, watch};
 use crate::domain::{ChangeEvent, Role};
 use crate::store::common::{
     RoleHolders, app_holds_role, encode, order_key_id, page, user_holds_role,
@@ -229,19 +229,15 @@ impl UserStore for RedisStore {
         bounded(async {
             let mut c = self.conn().await?;
             let limit = limit.max(1);
-            let from = after.map_or_else(|| "-".to_owned(), |a| format!("({a}"));
             // One past the limit: tells whether more remain.
-            let ids: Vec<String> = redis::cmd("ZRANGE")
-                .arg(&set)
-                .arg(&from)
-                .arg("+")
-                .arg("BYLEX")
-                .arg("LIMIT")
-                .arg(0)
-                .arg(limit.saturating_add(1))
-                .query_async(&mut c)
-                .await
-                .map_err(unavailable)?;
+            let ids = members_after(
+                &mut c,
+                &set,
+                after.as_deref(),
+                Lex::Up,
+                limit.saturating_add(1),
+            )
+            .await?;
             let keys: Vec<String> = ids.iter().map(|u| self.user_key(u)).collect();
             let users: Vec<StoredUser> = mget(&mut c, &keys).await?;
             Ok(page(users, limit, |u| u.user.id.clone()))
