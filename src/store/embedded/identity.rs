@@ -8,20 +8,31 @@ use crate::domain::Role;
 use crate::store::common::{RoleHolders, app_holds_role, decode, encode, page, user_holds_role};
 use crate::store::{Entity, RoleDelete, RoleStore, StoreError, StoredApp, StoredUser, UserStore};
 
-#[async_trait]
-impl RoleStore for EmbeddedStore {
-    async fn insert_role(&self, role: &Role) -> Result<(), StoreError> {
+impl EmbeddedStore {
+    /// Writes a role that must already exist (`update`: else `NotFound`) or
+    /// must not (else `Conflict`).
+    async fn put_role(&self, role: &Role, update: bool) -> Result<(), StoreError> {
         let role = role.clone();
         self.blocking(move |db| {
             let bytes = encode(&role)?;
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut t = txn.open_table(ROLES).map_err(backend)?;
-                if t.get(role.name.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict {
-                        what: Entity::Role,
-                        id: role.name,
-                    });
+                let exists = t.get(role.name.as_str()).map_err(backend)?.is_some();
+                match (exists, update) {
+                    (true, true) | (false, false) => {}
+                    (true, false) => {
+                        return Err(StoreError::Conflict {
+                            what: Entity::Role,
+                            id: role.name,
+                        });
+                    }
+                    (false, true) => {
+                        return Err(StoreError::NotFound {
+                            what: Entity::Role,
+                            id: role.name,
+                        });
+                    }
                 }
                 t.insert(role.name.as_str(), bytes.as_bytes())
                     .map_err(backend)?;
@@ -30,18 +41,16 @@ impl RoleStore for EmbeddedStore {
         })
         .await
     }
+}
+
+#[async_trait]
+impl RoleStore for EmbeddedStore {
+    async fn insert_role(&self, role: &Role) -> Result<(), StoreError> {
+        self.put_role(role, false).await
+    }
 
     async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError> {
-        let name = name.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let t = txn.open_table(ROLES).map_err(backend)?;
-            match t.get(name.as_str()).map_err(backend)? {
-                Some(v) => decode(v.value()).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.read_one(ROLES, name).await
     }
 
     async fn list_roles(&self) -> Result<Vec<Role>, StoreError> {
@@ -59,24 +68,7 @@ impl RoleStore for EmbeddedStore {
     }
 
     async fn update_role(&self, role: &Role) -> Result<(), StoreError> {
-        let role = role.clone();
-        self.blocking(move |db| {
-            let bytes = encode(&role)?;
-            let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut t = txn.open_table(ROLES).map_err(backend)?;
-                if t.get(role.name.as_str()).map_err(backend)?.is_none() {
-                    return Err(StoreError::NotFound {
-                        what: Entity::Role,
-                        id: role.name,
-                    });
-                }
-                t.insert(role.name.as_str(), bytes.as_bytes())
-                    .map_err(backend)?;
-            }
-            txn.commit().map_err(backend)
-        })
-        .await
+        self.put_role(role, true).await
     }
 
     async fn delete_role(&self, name: &str, detach: bool) -> Result<RoleDelete, StoreError> {
@@ -160,16 +152,7 @@ impl UserStore for EmbeddedStore {
     }
 
     async fn get_user(&self, id: &str) -> Result<Option<StoredUser>, StoreError> {
-        let id = id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let t = txn.open_table(USERS).map_err(backend)?;
-            match t.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode(v.value()).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.read_one(USERS, id).await
     }
 
     async fn list_users(

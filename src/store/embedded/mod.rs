@@ -10,7 +10,7 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use std::path::Path;
 use std::sync::Arc;
 
-use super::common::{AppPager, add_usage, decode, encode, keep_usage, order_key};
+use super::common::{AppPager, Record, add_usage, decode, encode, keep_usage, order_key};
 use super::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
 
 mod audit;
@@ -65,6 +65,24 @@ impl EmbeddedStore {
         Ok(Self { db: Arc::new(db) })
     }
 
+    /// Reads one record of `table` by key.
+    async fn read_one<T: Record + Send + 'static>(
+        &self,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        key: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let key = key.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let t = txn.open_table(table).map_err(backend)?;
+            match t.get(key.as_str()).map_err(backend)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Database) -> Result<T, StoreError> + Send + 'static,
@@ -103,16 +121,7 @@ impl AppStore for EmbeddedStore {
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError> {
-        let id = id.to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(backend)?;
-            let apps = txn.open_table(APPS).map_err(backend)?;
-            match apps.get(id.as_str()).map_err(backend)? {
-                Some(v) => decode::<StoredApp>(v.value()).map(Some),
-                None => Ok(None),
-            }
-        })
-        .await
+        self.read_one(APPS, id).await
     }
 
     async fn update(&self, app: &StoredApp) -> Result<(), StoreError> {
