@@ -378,3 +378,50 @@ async fn verifications(app: &TestApp) -> u64 {
         .parse()
         .unwrap()
 }
+
+#[tokio::test]
+async fn metrics_need_a_token_or_the_private_listener() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let app = spawn_with(|s| s.metrics_listen = Some(format!("127.0.0.1:{port}"))).await;
+    // On the main listener: a token with metrics:read, and nothing less.
+    let res = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let (_, secret) = app
+        .create_app(json!({"name": "no-metrics", "permissions": ["api_keys:read"]}))
+        .await;
+    let token = app.token_for(None, &secret).await;
+    let res = app
+        .client
+        .get(app.url("/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // On the private listener: no token, and /metrics only.
+    let private = format!("http://127.0.0.1:{port}");
+    let res = app
+        .client
+        .get(format!("{private}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("tessera_tokens_issued_total")
+    );
+    let res = app
+        .client
+        .get(format!("{private}/api/v1/apps"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+}

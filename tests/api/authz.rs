@@ -873,7 +873,12 @@ async fn changing_the_configured_admin_secret_revokes_the_old_admins_tokens() {
     settings.issuer = Some("http://gateway.test".into());
     let gw = spawn_in(tempfile::tempdir().unwrap(), settings.clone()).await;
     let old = gw.admin_token().await;
-    let res = gw.authed(Method::GET, "/api/v1/apps", &old).await.send().await.unwrap();
+    let res = gw
+        .authed(Method::GET, "/api/v1/apps", &old)
+        .await
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
     drop(gw);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -881,10 +886,27 @@ async fn changing_the_configured_admin_secret_revokes_the_old_admins_tokens() {
     let new_secret = "a-new-admin-secret-for-tests-9876543210";
     settings.admin_app_secret = Some(secrecy::SecretString::from(new_secret));
     let gw = spawn_in(tempfile::tempdir().unwrap(), settings).await;
-    let res = gw.authed(Method::GET, "/api/v1/apps", &old).await.send().await.unwrap();
-    assert_eq!(res.status(), 401, "a token of the replaced admin secret still works");
-    assert_eq!(gw.exchange(Some(ADMIN_ID), ADMIN_SECRET).await.status(), 401);
+    let res = gw
+        .authed(Method::GET, "/api/v1/apps", &old)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        401,
+        "a token of the replaced admin secret still works"
+    );
+    assert_eq!(
+        gw.exchange(Some(ADMIN_ID), ADMIN_SECRET).await.status(),
+        401
+    );
     let fresh = gw.token_for(Some(ADMIN_ID), new_secret).await;
-    let res = gw.authed(Method::GET, "/api/v1/apps", &fresh).await.send().await.unwrap();
+    let res = gw
+        .authed(Method::GET, "/api/v1/apps", &fresh)
+        .await
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 200);
 }
