@@ -2,6 +2,7 @@
 
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
+use crate::domain::RevocationKind;
 use std::net::TcpListener;
 
 use crate::config::Settings;
@@ -43,8 +44,15 @@ fn apply_change(gw: &Gateway, change: Change) {
             gw.grants_cache.invalidate(&id);
         }
         Change::Event(ChangeEvent::Roles | ChangeEvent::Users) => gw.grants_cache.clear(),
-        // Revocations are read from the store on every check here.
-        Change::Event(ChangeEvent::Revocation { .. }) => {}
+        // Revocations themselves are read from the store on every check
+        // here; but a subject entry makes every cached snapshot of that
+        // subject too old to mint from (its tokens would be born revoked).
+        Change::Event(ChangeEvent::Revocation { entry }) => {
+            if let RevocationKind::Subject { sub, .. } = entry.kind {
+                gw.app_cache.invalidate(&sub);
+                gw.grants_cache.invalidate(&sub);
+            }
+        }
         // Messages may have been missed while disconnected: start afresh.
         Change::Resynced => {
             gw.app_cache.clear();

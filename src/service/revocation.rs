@@ -109,6 +109,10 @@ pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, Domai
         )
         .await?;
     let rev = rev.entry;
+    // Snapshots of `sub` read before this instant can only mint tokens
+    // that are born revoked: the next exchange must read afresh.
+    gw.app_cache.invalidate(sub);
+    gw.grants_cache.invalidate(sub);
     tracing::info!(sub, seq = rev.seq, "subject revoked");
     Ok(rev)
 }
