@@ -248,3 +248,151 @@ async fn openapi_describes_every_route_the_server_has() {
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
+
+/// The response an operation documents for `status`, its `$ref` to a shared
+/// response resolved.
+fn documented_response<'a>(doc: &'a Value, op: &'a Value, status: &str) -> Option<&'a Value> {
+    let r = op["responses"].get(status)?;
+    match r["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference.strip_prefix("#/components/responses/")?;
+            doc["components"]["responses"].get(name)
+        }
+        None => Some(r),
+    }
+}
+
+/// The error statuses every operation must document follow from what it
+/// reads: a bearer token (400 for an unusable forwarding header, 401, 403,
+/// 408, 503), a JSON body (400, 413, 415), a form (400, 413), query
+/// parameters (400), a path parameter (404). Each documented error shows
+/// the body the gateway really sends there: SPEC §6 on `/api/*`, RFC 6749
+/// on `/oauth/*` (the 408 of the request deadline is SPEC §6 everywhere).
+#[tokio::test]
+async fn openapi_documents_every_error_an_operation_can_answer() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let label = format!("{method} {path}");
+            let mut wanted: Vec<&str> = Vec::new();
+            let bearer = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            let token_required = bearer
+                && !op["security"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.as_object().is_some_and(|o| o.is_empty()));
+            let content = &op["requestBody"]["content"];
+            let json_body = content.get("application/json").is_some();
+            let form_body = content.get("application/x-www-form-urlencoded").is_some();
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            let query = params.iter().any(|p| p["in"] == "query");
+            let in_path = params.iter().any(|p| p["in"] == "path");
+            if path.starts_with("/api/") || path == "/metrics" {
+                wanted.extend(["400", "401", "403", "408", "503"]);
+            }
+            if path.starts_with("/oauth/") {
+                wanted.extend(["400", "401", "408", "413", "503"]);
+            }
+            if json_body {
+                wanted.extend(["400", "413"]);
+            }
+            if form_body {
+                wanted.extend(["400", "413"]);
+            }
+            if query {
+                wanted.push("400");
+            }
+            if in_path {
+                wanted.push("404");
+            }
+            if token_required {
+                wanted.extend(["401", "403"]);
+            }
+            for status in wanted {
+                assert!(
+                    documented_response(&doc, op, status).is_some(),
+                    "{label} does not document {status}"
+                );
+            }
+            // Parsed by actix's JSON extractor: a wrong content type is 415.
+            if json_body && path != "/api/v1/apps/{id}/rotate" {
+                assert!(
+                    documented_response(&doc, op, "415").is_some(),
+                    "{label} does not document 415"
+                );
+            }
+            for (status, _) in op["responses"].as_object().unwrap() {
+                if !status.starts_with('4') && !status.starts_with('5') {
+                    continue;
+                }
+                let res = documented_response(&doc, op, status)
+                    .unwrap_or_else(|| panic!("{label} {status}: dangling reference"));
+                let schema = res["content"]["application/json"]["schema"]["$ref"]
+                    .as_str()
+                    .unwrap_or_default();
+                let expected = if path.starts_with("/oauth/") && status != "408" {
+                    "#/components/schemas/OAuthErrorBody"
+                } else if path == "/readyz" {
+                    "#/components/schemas/ReadyBody"
+                } else {
+                    "#/components/schemas/ApiErrorBody"
+                };
+                assert_eq!(schema, expected, "{label} {status}");
+                if status == "401" {
+                    assert!(
+                        res["headers"].get("WWW-Authenticate").is_some(),
+                        "{label}: 401 without WWW-Authenticate"
+                    );
+                }
+                if status == "429" {
+                    assert!(
+                        res["headers"].get("Retry-After").is_some(),
+                        "{label}: 429 without Retry-After"
+                    );
+                }
+            }
+            // A declared `limit` has the range the server enforces, and the
+            // 422 a value outside it gets.
+            if let Some(limit) = params.iter().find(|p| p["name"] == "limit") {
+                assert_eq!(limit["schema"]["minimum"], 1, "{label}");
+                assert!(limit["schema"]["maximum"].is_u64(), "{label}");
+                assert!(
+                    documented_response(&doc, op, "422").is_some(),
+                    "{label}: limit without 422"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 31, "only {checked} operations");
+    // Bounds written as literals in schema attributes match the service's.
+    let grace = &doc["components"]["schemas"]["RotateBody"]["properties"]["gracePeriodSeconds"];
+    assert_eq!(grace["maximum"], tessera::service::apps::MAX_GRACE_SECONDS);
+    // Bodies read with `deny_unknown_fields` say so.
+    for s in [
+        "CreateApp",
+        "PatchApp",
+        "CreateRole",
+        "PatchRole",
+        "CreateUser",
+        "PatchUser",
+    ] {
+        assert_eq!(
+            doc["components"]["schemas"][s]["additionalProperties"], false,
+            "{s}"
+        );
+    }
+}
