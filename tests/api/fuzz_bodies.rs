@@ -139,7 +139,11 @@ impl Harness {
         test: impl Fn(&Self, S::Value) -> Result<(), TestCaseError>,
     ) {
         let config = Config {
-            cases: CASES,
+            // PROPTEST_CASES runs more, for a longer hunt.
+            cases: std::env::var("PROPTEST_CASES")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(CASES),
             failure_persistence: None,
             max_shrink_iters: 256,
             ..Config::default()
@@ -443,10 +447,11 @@ fn fill_json(ctx: &Ctx, v: &Value) -> Value {
 
 /// Fields whose value an error is known to repeat in full (bugs, see the
 /// ignored tests): `roles` (an unknown role is named as sent), `owner` (an
-/// unknown owner is quoted as sent) and `audience` (an audience not allowed
-/// is quoted as sent). Outside the strict tests, strings there are not held
-/// against the answer, so the other fields stay checked.
-const KNOWN_ECHOES: &[&str] = &["roles", "owner", "audience", "resource"];
+/// unknown owner is quoted as sent), `audience` (an audience not allowed
+/// is quoted as sent) and `allowedIps` (an unparsable entry is quoted as
+/// sent). Outside the strict tests, strings there are not held against the
+/// answer, so the other fields stay checked.
+const KNOWN_ECHOES: &[&str] = &["roles", "owner", "audience", "resource", "allowedIps"];
 
 /// What a request carried that its error must not repeat.
 #[derive(Default)]
@@ -712,7 +717,7 @@ fn arbitrary_bodies_get_clean_answers() {
 
 /// No error repeats even a piece of a long input.
 #[test]
-#[ignore = "bug: errors repeat unknown roles, owners and audiences as sent, and scrub repeats field names holding a backtick (see the four *_is_not_repeated tests)"]
+#[ignore = "bug: errors repeat unknown roles, owners, audiences and unparsable IPs as sent, and scrub repeats field names holding a backtick (see the *_is_not_repeated tests)"]
 fn arbitrary_bodies_get_answers_without_pieces_of_the_input() {
     bodies_get_clean_answers(true);
 }
@@ -1049,6 +1054,22 @@ async fn an_unknown_field_with_a_backtick_is_not_repeated() {
         "/api/v1/apps",
         true,
         json!({"name": "f", key: 1}),
+    )
+    .await;
+    assert!(!m.contains(&long_value()), "{m}");
+}
+
+/// An unparsable `allowedIps` entry is quoted in full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: domain::cidr::IpNet::parse quotes the refused entry as sent ({s:?}, no shown())"]
+async fn an_invalid_ip_is_not_repeated() {
+    let app = spawn_app().await;
+    let m = message_for(
+        &app,
+        Method::POST,
+        "/api/v1/apps",
+        true,
+        json!({"name": "i", "allowedIps": [long_value()]}),
     )
     .await;
     assert!(!m.contains(&long_value()), "{m}");

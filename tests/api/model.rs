@@ -65,6 +65,10 @@ const UNIVERSE: &[&str] = &[
 /// Scopes an access rule may be written for.
 const SCOPES: &[&str] = &["cluster:c1", "cluster:c2/project:*", "*"];
 
+/// Attempts at a read or an exchange that meets 503, and the pause between.
+const RETRIES: usize = 5;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Fields of an application that change without anyone changing it.
 const USAGE_FIELDS: &[&str] = &["lastUsedAt", "lastUsedIp", "useCount"];
 
@@ -374,42 +378,79 @@ impl Answer {
 }
 
 impl Gw {
+    /// One call. A read that meets 503 (`unavailable`: "retry shortly",
+    /// e.g. a slow Redis answer on a loaded machine) is retried as a client
+    /// would; a change is not, since its outcome is then unknown.
     async fn send(&self, method: Method, path: &str, bearer: &str, body: Option<Value>) -> Answer {
-        let mut req = self
-            .app
-            .client
-            .request(method, self.app.url(path))
-            .bearer_auth(bearer);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let res = req.send().await.unwrap();
-        Answer {
-            status: res.status().as_u16(),
-            text: res.text().await.unwrap(),
+        let mut attempt = 0;
+        loop {
+            let mut req = self
+                .app
+                .client
+                .request(method.clone(), self.app.url(path))
+                .bearer_auth(bearer);
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let res = req.send().await.unwrap();
+            let a = Answer {
+                status: res.status().as_u16(),
+                text: res.text().await.unwrap(),
+            };
+            attempt += 1;
+            if a.status != 503 || method != Method::GET || attempt == RETRIES {
+                return a;
+            }
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
     }
 
-    /// An admin call that must succeed (seeding and inspection).
-    async fn admin(&self, admin: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+    /// An admin call that must succeed (seeding and inspection); a 503
+    /// discards the case (proptest draws another) rather than failing it.
+    async fn admin(
+        &self,
+        admin: &str,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, TestCaseError> {
         let a = self.send(method, path, admin, body).await;
+        if a.status == 503 {
+            return Err(TestCaseError::reject(format!("{path}: store unavailable")));
+        }
         assert!(
             (200..300).contains(&a.status),
             "{path}: {} {}",
             a.status,
             a.text
         );
-        a.json()
+        Ok(a.json())
     }
 
     /// Exchanges a secret; `Some(token)` on 200.
     async fn exchange(&self, secret: &str, scope: Option<&str>, oauth: bool) -> Option<String> {
+        for _ in 1..RETRIES {
+            match self.exchange_once(secret, scope, oauth).await {
+                Err(503) => tokio::time::sleep(RETRY_PAUSE).await,
+                other => return other.ok(),
+            }
+        }
+        self.exchange_once(secret, scope, oauth).await.ok()
+    }
+
+    /// One exchange: the token, or the status.
+    async fn exchange_once(
+        &self,
+        secret: &str,
+        scope: Option<&str>,
+        oauth: bool,
+    ) -> Result<String, u16> {
         let res = if oauth {
             let mut form = vec![
                 ("grant_type", "client_credentials"),
                 ("client_secret", secret),
             ];
-            // The embedded id names the application: no client_id needed.
+            // client_id is the id the secret embeds.
             let id = embedded_id(secret);
             form.push(("client_id", id.as_str()));
             if let Some(s) = scope {
@@ -429,14 +470,16 @@ impl Gw {
             }
             self.app.post_json("/api/v1/token", &body).await
         };
-        if res.status() != 200 {
-            return None;
+        let status = res.status().as_u16();
+        if status != 200 {
+            return Err(status);
         }
         let v: Value = res.json().await.unwrap();
         v["accessToken"]
             .as_str()
             .or(v["access_token"].as_str())
             .map(str::to_owned)
+            .ok_or(status)
     }
 }
 
@@ -555,7 +598,7 @@ impl World {
 }
 
 /// Seeds a world for one case; returns it with the actor's id and secret.
-async fn seed(gw: &Gw, profile: Profile) -> (World, String, String) {
+async fn seed(gw: &Gw, profile: Profile) -> Result<(World, String, String), TestCaseError> {
     let n = gw.cases.fetch_add(1, Ordering::Relaxed);
     let tag = format!("c{n}");
     let admin = gw.app.admin_token().await;
@@ -587,7 +630,7 @@ async fn seed(gw: &Gw, profile: Profile) -> (World, String, String) {
             "/api/v1/roles",
             Some(json!({"name": name, "permissions": perms})),
         )
-        .await;
+        .await?;
         role_perms.insert(name.clone(), strings(&perms));
         roles.push(name);
     }
@@ -609,7 +652,7 @@ async fn seed(gw: &Gw, profile: Profile) -> (World, String, String) {
         body["email"] = json!(format!("{who}-{tag}@example.com"));
         let u = gw
             .admin(&admin, Method::POST, "/api/v1/users", Some(body))
-            .await;
+            .await?;
         users.push(u["id"].as_str().unwrap().to_owned());
     }
     let (weak, boss) = (users[1].clone(), users[3].clone());
@@ -631,7 +674,7 @@ async fn seed(gw: &Gw, profile: Profile) -> (World, String, String) {
         body["name"] = json!(format!("seed-{tag}-{}", apps.len()));
         let v = gw
             .admin(&admin, Method::POST, "/api/v1/apps", Some(body))
-            .await;
+            .await?;
         apps.push(v["id"].as_str().unwrap().to_owned());
         foreign_secrets.push(v["secret"].as_str().unwrap().to_owned());
     }
@@ -647,7 +690,7 @@ async fn seed(gw: &Gw, profile: Profile) -> (World, String, String) {
     actor["name"] = json!(format!("actor-{tag}"));
     let v = gw
         .admin(&admin, Method::POST, "/api/v1/apps", Some(actor))
-        .await;
+        .await?;
     let actor_id = v["id"].as_str().unwrap().to_owned();
     let actor_secret = v["secret"].as_str().unwrap().to_owned();
     // The actor, the operator admin and unknown ids are targets too.
@@ -671,7 +714,7 @@ async fn seed(gw: &Gw, profile: Profile) -> (World, String, String) {
         tag,
         made: 0,
     };
-    (world, actor_id, actor_secret)
+    Ok((world, actor_id, actor_secret))
 }
 
 /// Fails the case with the trace of calls so far.
@@ -680,10 +723,10 @@ fn fail(trace: &[String], why: String) -> TestCaseError {
 }
 
 /// What an application holds, roles expanded, owner bound not applied.
-async fn holdings(gw: &Gw, w: &World, id: &str) -> Vec<String> {
+async fn holdings(gw: &Gw, w: &World, id: &str) -> Result<Vec<String>, TestCaseError> {
     let app = gw
         .admin(&w.admin, Method::GET, &format!("/api/v1/apps/{id}"), None)
-        .await;
+        .await?;
     let mut out = strings(&app["permissions"]);
     let mut roles = strings(&app["roles"]);
     for rule in app["accessRules"].as_array().into_iter().flatten() {
@@ -693,7 +736,7 @@ async fn holdings(gw: &Gw, w: &World, id: &str) -> Vec<String> {
     for r in roles {
         out.extend(role_permissions(gw, w, &r).await);
     }
-    out
+    Ok(out)
 }
 
 async fn role_permissions(gw: &Gw, w: &World, name: &str) -> Vec<String> {
@@ -746,7 +789,7 @@ async fn check_secret(
     reach: &Reach,
     trace: &[String],
 ) -> Result<(), TestCaseError> {
-    let held = holdings(gw, w, id).await;
+    let held = holdings(gw, w, id).await?;
     if let Some(p) = held.iter().find(|p| !reach.holds(p)) {
         return Err(fail(
             trace,
@@ -937,11 +980,10 @@ async fn config_of(gw: &Gw, w: &World, id: &str) -> Answer {
 
 /// Runs one generated case against `gw`.
 async fn run_case(gw: &Gw, profile: Profile, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let (mut w, actor_id, mut actor_secret) = seed(gw, profile).await;
-    let mut bearer = gw
-        .exchange(&actor_secret, None, false)
-        .await
-        .expect("the actor gets a token");
+    let (mut w, actor_id, mut actor_secret) = seed(gw, profile).await?;
+    let Some(mut bearer) = gw.exchange(&actor_secret, None, false).await else {
+        return Err(TestCaseError::fail("the actor gets no token"));
+    };
     let mut bearer_perms = strings(&claims_of(&bearer)["permissions"]);
     // The actor's reach at the start bounds every later exchange.
     let reach0 = Reach(vec![bearer_perms.clone()]);
@@ -1145,7 +1187,11 @@ where
         fresh_tokens_must_work: strict,
     };
     let config = Config {
-        cases: CASES,
+        // PROPTEST_CASES runs more, for a longer hunt.
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(CASES),
         failure_persistence: None,
         // A failing case is rerun against the same gateway while shrinking:
         // keep that bounded.
