@@ -42,7 +42,8 @@ impl IpNet {
     pub fn parse(s: &str) -> Result<Self, DomainError> {
         let bad = || {
             DomainError::Validation(format!(
-                "invalid IP address or CIDR {s:?}: expected e.g. 203.0.113.7, 10.0.0.0/8 or 2001:db8::/32"
+                "invalid IP address or CIDR {}: expected e.g. 203.0.113.7, 10.0.0.0/8 or 2001:db8::/32",
+                super::error::shown(s)
             ))
         };
         let (addr, prefix) = match s.trim().split_once('/') {

@@ -16,6 +16,7 @@ use crate::store::{AppFilter, ListQuery, RoleDelete};
 /// A new role.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "reader", "description": "Reads content", "permissions": ["content:read"]}))]
 pub struct CreateRole {
     /// Unique name: 1 to 64 of `a-z`, `0-9`, `_`, `-`, `.`.
     #[schema(pattern = r"^[a-z0-9_.-]{1,64}$")]
@@ -148,7 +149,7 @@ pub async fn check_roles_exist(gw: &Gateway, names: &[String]) -> Result<(), Dom
     let mut missing = Vec::new();
     for n in names {
         if gw.roles.get_role(n).await?.is_none() {
-            missing.push(n.as_str());
+            missing.push(crate::domain::error::shown(n));
         }
     }
     if missing.is_empty() {

@@ -333,13 +333,15 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         }
         Some(a) => {
             return Err(DomainError::AudienceNotAllowed(format!(
-                "audience {a:?} is not allowed for this application"
+                "audience {} is not allowed for this application",
+                crate::domain::error::shown(a)
             )));
         }
     };
     if app.environment == Environment::Test && gw.settings.live_audiences.contains(&audience) {
         return Err(DomainError::AudienceNotAllowed(format!(
-            "audience {audience:?} is reserved to live keys"
+            "audience {} is reserved to live keys",
+            crate::domain::error::shown(&audience)
         )));
     }
     let ttl = app
