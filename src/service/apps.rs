@@ -24,6 +24,7 @@ use serde_json::json;
 /// What an operator asks for when creating an application.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"name": "billing", "description": "Billing service", "permissions": ["content:read"]}))]
 pub struct CreateApp {
     /// Human name (required, at most 100 characters).
     #[schema(
@@ -208,7 +209,8 @@ async fn resolve_owner(
         Some(o) => match gw.users.get_user(&o).await? {
             Some(_) => Ok(o),
             None => Err(DomainError::Validation(format!(
-                "unknown owner {o:?}: not a user id"
+                "unknown owner {}: not a user id",
+                crate::domain::error::shown(&o)
             ))),
         },
     }
@@ -262,7 +264,8 @@ fn check_audiences(gw: &Gateway, env: Environment, auds: &[String]) -> Result<()
         validate_audience(a)?;
         if env == Environment::Test && gw.settings.live_audiences.contains(a) {
             return Err(DomainError::Validation(format!(
-                "audience {a:?} is reserved to live keys"
+                "audience {} is reserved to live keys",
+                crate::domain::error::shown(a)
             )));
         }
     }
