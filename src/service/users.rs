@@ -18,6 +18,7 @@ use crate::store::{AppFilter, ListQuery, StoredUser};
 /// A new user.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schema(example = json!({"email": "ada@example.com", "name": "Ada", "permissions": ["content:read"]}))]
 pub struct CreateUser {
     /// Unique email address (compared case-insensitively; at most 254
     /// bytes).
