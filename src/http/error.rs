@@ -415,11 +415,36 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 }
 
 /// Replaces whatever serde quoted (`"…"` or `` `…` ``) with an ellipsis.
+///
+/// serde names an unknown field or variant between backticks without
+/// escaping it, so a name holding a backtick would end the quote early: for
+/// those messages only serde's own list of expected names (which comes last
+/// and is made of our identifiers) is kept. Inside `"…"` (Rust's escaped
+/// `Debug` form) a backslash escapes the next character.
 pub fn scrub(msg: &str) -> String {
+    for what in ["unknown field", "unknown variant"] {
+        if msg.starts_with(what) {
+            let expected = msg
+                .rsplit_once(", expected ")
+                .map(|(_, tail)| tail.rsplit_once(" at line ").map_or(tail, |(t, _)| t))
+                .filter(|tail| {
+                    tail.bytes().all(|b| {
+                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'`' | b',' | b' ')
+                    })
+                });
+            return match expected {
+                Some(tail) => format!("{what} …, expected {tail}"),
+                None => format!("{what} …"),
+            };
+        }
+    }
     let mut out = String::with_capacity(msg.len());
     let mut quote: Option<char> = None;
+    let mut escaped = false;
     for c in msg.chars() {
         match quote {
+            Some('"') if escaped => escaped = false,
+            Some('"') if c == '\\' => escaped = true,
             Some(q) if c == q => {
                 out.push('…');
                 out.push(c);
@@ -501,19 +526,23 @@ pub fn query_config() -> web::QueryConfig {
 /// Path extractor settings: SPEC-shaped 404s.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, req: &HttpRequest| {
-        let _ = req;
-        let res = path_not_found();
+        let res = path_not_found(req.path().starts_with("/oauth/"));
         actix_web::error::InternalError::from_response(err, res).into()
     })
 }
 
 /// The JSON 405.
-pub fn method_not_allowed(method: &Method, allow: &'static str) -> HttpResponse {
-    let mut res = api_error_response(
-        StatusCode::METHOD_NOT_ALLOWED,
-        ErrorCode::InvalidRequest,
-        &format!("method {method} is not allowed on this path; allowed: {allow}"),
-    );
+pub fn method_not_allowed(method: &Method, allow: &'static str, oauth: bool) -> HttpResponse {
+    let message = format!("method {method} is not allowed on this path; allowed: {allow}");
+    let mut res = if oauth {
+        oauth_error_response(StatusCode::METHOD_NOT_ALLOWED, &message)
+    } else {
+        api_error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::InvalidRequest,
+            &message,
+        )
+    };
     res.headers_mut().insert(
         actix_web::http::header::ALLOW,
         actix_web::http::header::HeaderValue::from_static(allow),
@@ -523,12 +552,23 @@ pub fn method_not_allowed(method: &Method, allow: &'static str) -> HttpResponse 
 
 /// The JSON 404 for an unknown path. The path is not repeated: it is the
 /// caller's input and may hold anything.
-pub fn path_not_found() -> HttpResponse {
+pub fn path_not_found(oauth: bool) -> HttpResponse {
+    if oauth {
+        return oauth_error_response(StatusCode::NOT_FOUND, "no such endpoint");
+    }
     api_error_response(
         StatusCode::NOT_FOUND,
         ErrorCode::NotFound,
         "no such endpoint",
     )
+}
+
+/// An RFC 6749 `invalid_request` body with another status, for the 404 and
+/// 405 of paths under `/oauth/`, whose clients parse that shape only.
+fn oauth_error_response(status: StatusCode, description: &str) -> HttpResponse {
+    let mut e = OAuthError::invalid_request(description);
+    e.status = status;
+    actix_web::ResponseError::error_response(&e)
 }
 
 /// The JSON 408 for a request that took longer than `request_timeout`;

@@ -17,15 +17,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 pub use error::{ApiError, OAuthError};
 
 /// Answers 404 with the JSON error shape for an unknown path.
-async fn not_found() -> HttpResponse {
-    error::path_not_found()
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    error::path_not_found(req.path().starts_with("/oauth/"))
 }
 
 /// A resource whose unmatched methods get a JSON 405 with `Allow` naming
 /// the methods it has (`allow` must list exactly the routes added to it).
 fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(move |req: HttpRequest| async move {
-        error::method_not_allowed(req.method(), allow)
+        error::method_not_allowed(req.method(), allow, req.path().starts_with("/oauth/"))
     }))
 }
 
