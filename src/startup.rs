@@ -1,8 +1,8 @@
 //! Assembling and running the gateway: the backend is chosen here, once.
 
+use crate::domain::RevocationKind;
 use actix_web::dev::{Server, Service};
 use actix_web::{App, HttpServer, web};
-use crate::domain::RevocationKind;
 use std::net::TcpListener;
 
 use crate::config::Settings;
