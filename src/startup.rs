@@ -142,10 +142,7 @@ impl Application {
                             ticks += 1;
                             // Expired revocations are forgotten about once a minute.
                             if ticks % 60 == 0 {
-                                let now = chrono::Utc::now().timestamp();
-                                if let Err(e) = gw.revocations.purge_expired(now).await {
-                                    tracing::warn!(error = %e, "purging expired revocations failed");
-                                }
+                                crate::service::revocation::purge_expired(&gw).await;
                             }
                         }
                         _ = &mut stop => break,

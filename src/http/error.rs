@@ -175,8 +175,7 @@ impl ApiError {
                 C::Unavailable,
                 "The service is temporarily unavailable; retry shortly".into(),
             ),
-            // Anything not listed above (the enum is non-exhaustive) is a bug.
-            _ => (
+            E::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 C::InternalError,
                 "An internal error occurred".into(),
@@ -217,17 +216,14 @@ impl ResponseError for ApiError {
         }
         let (status, code, message) = self.parts();
         let mut res = api_error_response(status, code, &message);
-        match &self.0 {
-            DomainError::RateLimited { retry_after } => {
-                if let Ok(v) = HeaderValue::from_str(&retry_after.to_string()) {
-                    res.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-            }
-            DomainError::Unavailable => {
-                res.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            _ => {}
+        // Only these two tell the client when to come back.
+        if let DomainError::RateLimited { retry_after } = &self.0
+            && let Ok(v) = HeaderValue::from_str(&retry_after.to_string())
+        {
+            res.headers_mut().insert(header::RETRY_AFTER, v);
+        } else if let DomainError::Unavailable = &self.0 {
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         res
     }
@@ -338,7 +334,9 @@ impl From<DomainError> for OAuthError {
                 C::TemporarilyUnavailable,
                 Some(1),
             ),
-            _ => (StatusCode::INTERNAL_SERVER_ERROR, C::ServerError, None),
+            E::InvalidToken => (StatusCode::UNAUTHORIZED, C::InvalidClient, None),
+            E::NotFound(_) | E::Conflict(_) => (StatusCode::BAD_REQUEST, C::InvalidRequest, None),
+            E::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, C::ServerError, None),
         };
         let description = match &e {
             E::InvalidCredentials | E::MissingCredentials => {

@@ -75,7 +75,7 @@ pub async fn healthz() -> HttpResponse {
 /// The store answers and a signing key is loaded.
 pub async fn readyz(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    let store_ok = gw.apps.ping().await.is_ok();
+    let store_ok = crate::service::revocation::store_ready(&gw).await;
     let body = ReadyBody {
         status: if store_ok {
             Readiness::Ready

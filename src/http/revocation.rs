@@ -280,17 +280,9 @@ pub async fn feed(
     Caller(c): Caller,
     params: web::Query<FeedParams>,
 ) -> Result<HttpResponse, ApiError> {
-    c.require("tokens:introspect")?;
     let gw = gateway(&req)?;
     let limit = params.limit.unwrap_or(1000);
-    if !(1..=10_000).contains(&limit) {
-        return Err(DomainError::Validation("limit must be between 1 and 10000".into()).into());
-    }
-    let page = gw
-        .revocations
-        .feed(params.since.as_deref(), limit)
-        .await
-        .map_err(DomainError::from)?;
+    let page = revocation::feed(&gw, &c, params.since.as_deref(), limit).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(FeedPageBody::from(page)))

@@ -250,3 +250,33 @@ pub async fn introspect(gw: &Gateway, token: &str) -> Result<Value, DomainError>
     }
     Ok(body)
 }
+
+/// One page of the revocation feed (`GET /api/v1/revocations`), for a
+/// caller holding `tokens:introspect`; `limit` is 1 to 10,000.
+pub async fn feed(
+    gw: &Gateway,
+    actor: &super::auth::Principal,
+    since: Option<&str>,
+    limit: usize,
+) -> Result<crate::store::FeedPage, DomainError> {
+    actor.require(crate::domain::permission::builtin::TOKENS_INTROSPECT)?;
+    if !(1..=10_000).contains(&limit) {
+        return Err(DomainError::Validation(
+            "limit must be between 1 and 10000".into(),
+        ));
+    }
+    Ok(gw.revocations.feed(since, limit).await?)
+}
+
+/// Forgets revocations whose tokens have all expired (run once a minute).
+pub async fn purge_expired(gw: &Gateway) {
+    let now = Utc::now().timestamp();
+    if let Err(e) = gw.revocations.purge_expired(now).await {
+        tracing::warn!(error = %e, "purging expired revocations failed");
+    }
+}
+
+/// Whether the store answers (for `/readyz`).
+pub async fn store_ready(gw: &Gateway) -> bool {
+    gw.apps.ping().await.is_ok()
+}

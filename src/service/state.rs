@@ -13,7 +13,8 @@ use crate::crypto::{KeyRing, Pepper, SecretHasher};
 use crate::domain::Catalogue;
 use crate::store::{AppStore, AuditStore, RevocationStore, RoleStore, UserStore};
 
-/// Everything a request may need.
+/// Everything a request may need. The stores are private to the use cases
+/// (`service::*`): handlers and start-up reach storage only through them.
 pub struct Gateway {
     /// The loaded settings.
     pub settings: Settings,
@@ -24,15 +25,15 @@ pub struct Gateway {
     /// Permission catalogue.
     pub catalogue: Catalogue,
     /// Application storage.
-    pub apps: Arc<dyn AppStore>,
+    pub(in crate::service) apps: Arc<dyn AppStore>,
     /// Role storage.
-    pub roles: Arc<dyn RoleStore>,
+    pub(in crate::service) roles: Arc<dyn RoleStore>,
     /// User storage.
-    pub users: Arc<dyn UserStore>,
+    pub(in crate::service) users: Arc<dyn UserStore>,
     /// The audit log.
-    pub audit: Arc<dyn AuditStore>,
+    pub(in crate::service) audit: Arc<dyn AuditStore>,
     /// Revocations and their feed.
-    pub revocations: Arc<dyn RevocationStore>,
+    pub(in crate::service) revocations: Arc<dyn RevocationStore>,
     /// Effective grants recently computed.
     pub grants_cache: GrantsCache,
     /// argon2id on a bounded pool.
