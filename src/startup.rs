@@ -28,6 +28,8 @@ pub struct Application {
     server: Server,
     gateway: web::Data<Gateway>,
     bootstrap: Option<Bootstrap>,
+    /// The address bound (`IP:port`).
+    listen: String,
     /// `/metrics` without a token on `metrics_listen`, when configured.
     metrics_server: Option<Server>,
     flusher: tokio::task::JoinHandle<()>,
@@ -114,6 +116,11 @@ impl Application {
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         let max_body = settings.max_body_bytes;
+        let listen = settings.listen.clone();
+        let follow = settings
+            .redis_url
+            .clone()
+            .map(|url| (url, settings.redis_prefix.clone()));
         let request_timeout = std::time::Duration::from_secs(settings.request_timeout);
         let max_connections = settings.max_connections;
         let metrics_listener = match &settings.metrics_listen {
@@ -152,9 +159,9 @@ impl Application {
                 usage::flush(&gw).await;
             })
         };
-        let changes = gateway.settings.redis_url.clone().map(|url| {
+        let changes = follow.map(|(url, prefix)| {
             let gw = gateway.clone();
-            RedisStore::follow_changes(url, gateway.settings.redis_prefix.clone(), move |e| {
+            RedisStore::follow_changes(url, prefix, move |e| {
                 apply_change(&gw, e);
             })
         });
@@ -244,6 +251,7 @@ impl Application {
             server,
             gateway,
             bootstrap: Some(boot),
+            listen,
             metrics_server,
             flusher,
             stop_flusher,
@@ -254,6 +262,11 @@ impl Application {
     /// The bound port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The address bound (`IP:port`).
+    pub fn listen(&self) -> &str {
+        &self.listen
     }
 
     /// The shared state.

@@ -228,11 +228,8 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
         }
         Bootstrap::Existing => {}
     }
-    println!(
-        "tessera listening on http://{}",
-        app.gateway().settings.listen
-    );
-    tracing::info!(listen = %app.gateway().settings.listen, issuer = %app.gateway().issuer, "serving");
+    println!("tessera listening on http://{}", app.listen());
+    tracing::info!(listen = %app.listen(), issuer = %app.gateway().issuer, "serving");
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(false, &e.to_string()),

@@ -33,7 +33,7 @@ pub fn client_ip(req: &HttpRequest) -> Result<IpAddr, DomainError> {
     let Some(gw) = req.app_data::<web::Data<Gateway>>() else {
         return Ok(crate::domain::cidr::canonical(peer));
     };
-    let (trusted, header) = (&gw.settings.trusted_proxies, gw.settings.forwarded_header);
+    let (trusted, header) = (&gw.client_address.trusted_proxies, gw.client_address.header);
     let lines: Vec<&[u8]> = req
         .headers()
         .get_all(header.header_name())

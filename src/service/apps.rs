@@ -262,7 +262,7 @@ fn check_audiences(gw: &Gateway, env: Environment, auds: &[String]) -> Result<()
     }
     for a in auds {
         validate_audience(a)?;
-        if env == Environment::Test && gw.settings.live_audiences.contains(a) {
+        if env == Environment::Test && gw.policy.live_audiences.contains(a) {
             return Err(DomainError::Validation(format!(
                 "audience {} is reserved to live keys",
                 crate::domain::error::shown(a)
@@ -283,10 +283,10 @@ fn check_expiry(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), Doma
 
 fn check_ttl(gw: &Gateway, ttl: Option<u64>) -> Result<(), DomainError> {
     match ttl {
-        Some(ttl) if !(10..=gw.settings.token_ttl).contains(&ttl) => {
+        Some(ttl) if !(10..=gw.policy.token_ttl).contains(&ttl) => {
             Err(DomainError::Validation(format!(
                 "tokenTtl must be between 10 and {} seconds",
-                gw.settings.token_ttl
+                gw.policy.token_ttl
             )))
         }
         _ => Ok(()),
@@ -315,7 +315,7 @@ pub async fn create(
     check_roles_exist(gw, &roles).await?;
     let owner = resolve_owner(gw, actor, req.owner).await?;
     let id = secret::new_app_id().map_err(|e| DomainError::Internal(e.to_string()))?;
-    let generated = secret::generate(&gw.settings.key_prefix, req.key_type, req.environment, &id)
+    let generated = secret::generate(&gw.policy.key_prefix, req.key_type, req.environment, &id)
         .map_err(|e| DomainError::Internal(e.to_string()))?;
     let app = Application {
         id,
@@ -692,7 +692,7 @@ pub async fn rotate(
         )));
     }
     let generated = secret::generate(
-        &gw.settings.key_prefix,
+        &gw.policy.key_prefix,
         stored.app.key_type,
         stored.app.environment,
         id,

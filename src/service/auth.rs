@@ -50,8 +50,8 @@ pub async fn authenticate_bearer(
         &gw.keys,
         token,
         &gw.issuer,
-        &gw.settings.audience,
-        gw.settings.leeway,
+        &gw.policy.audience,
+        gw.policy.leeway,
     )
     .map_err(|e| {
         tracing::debug!(reason = %e, "bearer token refused");

@@ -138,7 +138,7 @@ pub fn check_actor_holds(actor: &Principal, grants: &[Permission]) -> Result<(),
 /// not change, rotate, revoke or delete it (409), or every later admin call
 /// could fail until a restart.
 pub fn refuse_operator_admin(gw: &Gateway, id: &str) -> Result<(), DomainError> {
-    if gw.settings.admin_app_id.as_deref() == Some(id) {
+    if gw.policy.admin_app_id.as_deref() == Some(id) {
         return Err(DomainError::Conflict(
             "this is the operator-configured admin application; change TESSERA_ADMIN_APP_ID/TESSERA_ADMIN_APP_SECRET instead".into(),
         ));

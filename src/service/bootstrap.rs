@@ -76,7 +76,7 @@ fn admin_record(
 
 /// Ensures the configured admin, or creates one when the store is empty.
 pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
-    if let (Some(id), Some(secret)) = (&gw.settings.admin_app_id, &gw.settings.admin_app_secret) {
+    if let (Some(id), Some(secret)) = (&gw.policy.admin_app_id, &gw.policy.admin_app_secret) {
         return ensure(gw, id, secret).await;
     }
     if gw.apps.count().await? > 0 {
@@ -84,7 +84,7 @@ pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
     }
     let id = secret::new_app_id().map_err(|e| DomainError::Internal(e.to_string()))?;
     let generated = secret::generate(
-        &gw.settings.key_prefix,
+        &gw.policy.key_prefix,
         KeyType::Secret,
         Environment::Live,
         &id,

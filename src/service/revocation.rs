@@ -28,7 +28,7 @@ pub const MAX_STATE_AGE_SECS: i64 = 60;
 /// used for up to [`MAX_STATE_AGE_SECS`]) has expired by then, even with a
 /// verifier's leeway.
 fn subject_lifetime(gw: &Gateway) -> i64 {
-    i64::try_from(gw.settings.token_ttl + gw.settings.leeway)
+    i64::try_from(gw.policy.token_ttl + gw.policy.leeway)
         .unwrap_or(i64::MAX / 4)
         .saturating_add(MAX_STATE_AGE_SECS)
 }
@@ -136,7 +136,7 @@ pub fn read_own_token(gw: &Gateway, token: &str) -> Option<AccessClaims> {
     if token.len() > 8 * 1024 {
         return None;
     }
-    jwt::verify_any_audience(&gw.keys, token, &gw.issuer, gw.settings.leeway).ok()
+    jwt::verify_any_audience(&gw.keys, token, &gw.issuer, gw.policy.leeway).ok()
 }
 
 /// Revokes one token (RFC 7009) for the authenticated client `caller`.
@@ -172,7 +172,7 @@ pub async fn revoke_token(
     let cap = Utc::now().timestamp() + subject_lifetime(gw);
     // Verifiers accept a token until `exp` plus their leeway: the entry
     // must last as long.
-    let leeway = i64::try_from(gw.settings.leeway).unwrap_or(i64::MAX / 4);
+    let leeway = i64::try_from(gw.policy.leeway).unwrap_or(i64::MAX / 4);
     let stored = gw
         .revocations
         .revoke(

@@ -16,8 +16,10 @@ use crate::store::{AppStore, AuditStore, RevocationStore, RoleStore, UserStore};
 /// Everything a request may need. The stores are private to the use cases
 /// (`service::*`): handlers and start-up reach storage only through them.
 pub struct Gateway {
-    /// The loaded settings.
-    pub settings: Settings,
+    /// What the use cases need to know of the configuration, and no more.
+    pub policy: Policy,
+    /// How handlers find the client's address behind trusted proxies.
+    pub client_address: ClientAddressRule,
     /// `iss` of minted tokens.
     pub issuer: String,
     /// Signing keys.
@@ -67,6 +69,61 @@ impl std::fmt::Debug for Gateway {
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
+}
+
+/// The configuration the use cases read: their own small settings, so
+/// services do not depend on the whole `Settings` (listening addresses,
+/// directories and logging are start-up's business).
+#[derive(Clone)]
+pub struct Policy {
+    /// Default `aud`, and the audience the admin API accepts.
+    pub audience: String,
+    /// Token lifetime ceiling, seconds.
+    pub token_ttl: u64,
+    /// Leeway for `exp`/`nbf`, seconds.
+    pub leeway: u64,
+    /// Prefix of generated secrets.
+    pub key_prefix: String,
+    /// Audiences reserved to live keys.
+    pub live_audiences: Vec<String>,
+    /// The operator-configured admin's id.
+    pub admin_app_id: Option<String>,
+    /// The operator-configured admin's secret.
+    pub admin_app_secret: Option<secrecy::SecretString>,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("audience", &self.audience)
+            .field("token_ttl", &self.token_ttl)
+            .field("admin_app_id", &self.admin_app_id)
+            .field("admin_app_secret", &"<hidden>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<Settings> for Policy {
+    fn from(s: Settings) -> Self {
+        Self {
+            audience: s.audience,
+            token_ttl: s.token_ttl,
+            leeway: s.leeway,
+            key_prefix: s.key_prefix,
+            live_audiences: s.live_audiences,
+            admin_app_id: s.admin_app_id,
+            admin_app_secret: s.admin_app_secret,
+        }
+    }
+}
+
+/// The trusted-proxy rule for finding the client's address.
+#[derive(Clone, Debug)]
+pub struct ClientAddressRule {
+    /// Proxies whose forwarding header is believed.
+    pub trusted_proxies: Vec<crate::domain::IpNet>,
+    /// The one header they name the client in.
+    pub header: crate::domain::cidr::ForwardedHeader,
 }
 
 /// The storage a gateway runs on, one trait object per concern; a backend
@@ -140,7 +197,11 @@ impl Gateway {
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),
-            settings,
+            client_address: ClientAddressRule {
+                trusted_proxies: settings.trusted_proxies.clone(),
+                header: settings.forwarded_header,
+            },
+            policy: Policy::from(settings),
         })
     }
 }

@@ -139,7 +139,7 @@ fn claimed_id(
     gw: &Gateway,
     req: &ExchangeRequest,
 ) -> Result<(Option<String>, Option<String>), DomainError> {
-    match secret::check(&gw.settings.key_prefix, &req.secret) {
+    match secret::check(&gw.policy.key_prefix, &req.secret) {
         SecretCheck::Generated(parsed) => match &req.app_id {
             Some(given) if *given != parsed.app_id => Ok((None, None)),
             _ => Ok((Some(parsed.app_id), Some(parsed.hint))),
@@ -327,10 +327,8 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
     let narrowed = super::grants::narrow(&grants, req.scope.as_deref(), &gw.catalogue)?;
     let state_ms = state_instant(gw, &snap, &grants)?;
     let audience = match req.audience.as_deref().map(str::trim) {
-        None | Some("") => gw.settings.audience.clone(),
-        Some(a) if a == gw.settings.audience || app.audiences.iter().any(|x| x == a) => {
-            a.to_owned()
-        }
+        None | Some("") => gw.policy.audience.clone(),
+        Some(a) if a == gw.policy.audience || app.audiences.iter().any(|x| x == a) => a.to_owned(),
         Some(a) => {
             return Err(DomainError::AudienceNotAllowed(format!(
                 "audience {} is not allowed for this application",
@@ -338,7 +336,7 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
             )));
         }
     };
-    if app.environment == Environment::Test && gw.settings.live_audiences.contains(&audience) {
+    if app.environment == Environment::Test && gw.policy.live_audiences.contains(&audience) {
         return Err(DomainError::AudienceNotAllowed(format!(
             "audience {} is reserved to live keys",
             crate::domain::error::shown(&audience)
@@ -346,7 +344,7 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
     }
     let ttl = app
         .token_ttl
-        .map_or(gw.settings.token_ttl, |t| t.min(gw.settings.token_ttl));
+        .map_or(gw.policy.token_ttl, |t| t.min(gw.policy.token_ttl));
     let iat = now.timestamp();
     let permissions: Vec<String> = narrowed
         .permissions
