@@ -12,7 +12,7 @@ use super::error::{
 use super::extract::{Caller, bearer_token, client_ip, gateway};
 use super::token::OAuthParams;
 use super::{ApiError, OAuthError};
-use crate::domain::{AccessGrant, DomainError, Permission};
+use crate::domain::{DomainError, Permission};
 
 /// The form of `/oauth/revoke` and `/oauth/introspect`. The handlers read
 /// the form as name/value pairs (to refuse repeated parameters), so this
@@ -30,65 +30,8 @@ pub struct OAuthTokenForm {
     client_secret: Option<String>,
 }
 
-/// The RFC 7662 introspection answer: `{"active": false}` for anything not
-/// live, else the token's claims under their own names.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
-// Unknown fields are refused when the service's answer is read into this
-// type, so a claim added there without being documented here fails loudly.
-#[serde(deny_unknown_fields)]
-pub struct IntrospectionBody {
-    /// Whether the token is live.
-    pub active: bool,
-    /// Granted permissions, space-separated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// The application the token was issued to.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    /// The subject.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    /// The audience.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
-    /// The issuer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    /// Expiry, seconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    /// Issued at, seconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    /// Not before, seconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub nbf: Option<i64>,
-    /// The token's id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    /// `Bearer`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<String>,
-    /// Role names.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub roles: Option<Vec<String>>,
-    /// Granted permissions (may hold wildcards).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub permissions: Option<Vec<String>>,
-    /// `live` or `test`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub env: Option<String>,
-    /// `secret` or `public`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key_type: Option<String>,
-    /// Grants limited to resources, when the token has any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub access: Option<Vec<AccessGrant>>,
-    /// The application's IP allow-list, when it has one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_cidrs: Option<Vec<String>>,
-}
 use crate::service::auth::authenticate_bearer;
+pub use crate::service::revocation::IntrospectionBody;
 use crate::service::token::{ExchangeRequest, authenticate_client};
 use crate::service::{Gateway, revocation};
 
@@ -207,9 +150,7 @@ pub async fn introspect(
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
-    let answer = revocation::introspect(&gw, secrecy::ExposeSecret::expose_secret(&token)).await?;
-    let body: IntrospectionBody = serde_json::from_value(answer)
-        .map_err(|e| DomainError::Internal(format!("introspection answer: {e}")))?;
+    let body = revocation::introspect(&gw, secrecy::ExposeSecret::expose_secret(&token)).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(body))

@@ -9,14 +9,14 @@
 //! [`REVOCATIONS_PER_WINDOW`] entries per [`REVOCATION_WINDOW`].
 
 use chrono::Utc;
-use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::Gateway;
 use crate::crypto::jwt;
-use crate::domain::{AccessClaims, DomainError, Revocation, RevocationKind};
+use crate::domain::{AccessClaims, AccessGrant, DomainError, Revocation, RevocationKind};
+use serde::{Deserialize, Serialize};
 
 /// The longest an application snapshot may be used to mint after it was
 /// read from the store; a subject entry must outlive every token minted from
@@ -216,39 +216,89 @@ pub async fn revoke_token(
 /// application). The access rules (`access`) and the IP allow-list
 /// (`allowed_cidrs`) are included when the token has them, under the
 /// token's own claim names, so a resource server can enforce them.
-pub async fn introspect(gw: &Gateway, token: &str) -> Result<Value, DomainError> {
-    let inactive = json!({"active": false});
+pub async fn introspect(gw: &Gateway, token: &str) -> Result<IntrospectionBody, DomainError> {
     let Some(claims) = read_own_token(gw, token) else {
-        return Ok(inactive);
+        return Ok(IntrospectionBody::default());
     };
     if is_revoked(gw, &claims).await? {
-        return Ok(inactive);
+        return Ok(IntrospectionBody::default());
     }
-    let mut body = json!({
-        "active": true,
-        "scope": claims.scope,
-        "client_id": claims.client_id,
-        "sub": claims.sub,
-        "aud": claims.aud,
-        "iss": claims.iss,
-        "exp": claims.exp,
-        "iat": claims.iat,
-        "nbf": claims.nbf,
-        "jti": claims.jti,
-        "token_type": "Bearer",
-        "roles": claims.roles,
-        "permissions": claims.permissions,
-        "env": claims.env,
-        "key_type": claims.key_type,
-    });
-    if !claims.access.is_empty() {
-        body["access"] = serde_json::to_value(&claims.access)
-            .map_err(|e| DomainError::Internal(format!("access claim: {e}")))?;
-    }
-    if let Some(cidrs) = &claims.allowed_cidrs {
-        body["allowed_cidrs"] = json!(cidrs);
-    }
-    Ok(body)
+    Ok(IntrospectionBody {
+        active: true,
+        scope: Some(claims.scope),
+        client_id: Some(claims.client_id),
+        sub: Some(claims.sub),
+        aud: Some(claims.aud),
+        iss: Some(claims.iss),
+        exp: Some(claims.exp),
+        iat: Some(claims.iat),
+        nbf: Some(claims.nbf),
+        jti: Some(claims.jti),
+        token_type: Some("Bearer".into()),
+        roles: Some(claims.roles),
+        permissions: Some(claims.permissions),
+        env: Some(claims.env),
+        key_type: Some(claims.key_type),
+        access: (!claims.access.is_empty()).then_some(claims.access),
+        allowed_cidrs: claims.allowed_cidrs,
+    })
+}
+
+/// The RFC 7662 introspection answer: `{"active": false}` for anything not
+/// live, else the token's claims under their own names.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionBody {
+    /// Whether the token is live.
+    pub active: bool,
+    /// Granted permissions, space-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The application the token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// The audience.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aud: Option<String>,
+    /// The issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Expiry, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Not before, seconds since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    /// The token's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    /// `Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<String>,
+    /// Role names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// Granted permissions (may hold wildcards).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+    /// `live` or `test`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+    /// `secret` or `public`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_type: Option<String>,
+    /// Grants limited to resources, when the token has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<Vec<AccessGrant>>,
+    /// The application's IP allow-list, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_cidrs: Option<Vec<String>>,
 }
 
 /// One page of the revocation feed (`GET /api/v1/revocations`), for a
