@@ -6,6 +6,7 @@ pub mod change;
 pub mod cidr;
 pub mod claims;
 pub mod error;
+pub mod error_body;
 pub mod permission;
 pub mod revocation;
 pub mod role;

@@ -12,11 +12,11 @@
 //!     }))
 //! ```
 
+use crate::domain::error_body::{ApiErrorBody, ApiErrorDetail, ErrorCode};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, ResponseError, web};
-use serde_json::json;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr};
 use std::pin::Pin;
@@ -24,36 +24,20 @@ use std::pin::Pin;
 use super::{VerifiedToken, Verifier, VerifyError};
 
 impl VerifyError {
-    fn parts(&self) -> (StatusCode, &'static str, &'static str) {
+    fn parts(&self) -> (StatusCode, ErrorCode) {
         match self {
-            VerifyError::Missing => (
-                StatusCode::UNAUTHORIZED,
-                "missing_api_key",
-                "authentication_error",
-            ),
-            VerifyError::Invalid(_) | VerifyError::Revoked => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_token",
-                "authentication_error",
-            ),
-            VerifyError::IpNotAllowed(_) => (
-                StatusCode::FORBIDDEN,
-                "ip_not_allowed",
-                "authorization_error",
-            ),
-            VerifyError::Forbidden(_) => (
-                StatusCode::FORBIDDEN,
-                "insufficient_permissions",
-                "authorization_error",
-            ),
-            VerifyError::Stale | VerifyError::Unavailable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", "api_error")
+            VerifyError::Missing => (StatusCode::UNAUTHORIZED, ErrorCode::MissingApiKey),
+            VerifyError::Invalid(_) | VerifyError::Revoked => {
+                (StatusCode::UNAUTHORIZED, ErrorCode::InvalidToken)
             }
-            VerifyError::InvalidRequest(_) => (
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                "invalid_request_error",
-            ),
+            VerifyError::IpNotAllowed(_) => (StatusCode::FORBIDDEN, ErrorCode::IpNotAllowed),
+            VerifyError::Forbidden(_) => {
+                (StatusCode::FORBIDDEN, ErrorCode::InsufficientPermissions)
+            }
+            VerifyError::Stale | VerifyError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, ErrorCode::Unavailable)
+            }
+            VerifyError::InvalidRequest(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest),
         }
     }
 }
@@ -64,7 +48,7 @@ impl ResponseError for VerifyError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let (status, code, kind) = self.parts();
+        let (status, code) = self.parts();
         // One message for every invalid token: the reason is logged, not told.
         let message = match self {
             VerifyError::Invalid(reason) => {
@@ -81,7 +65,13 @@ impl ResponseError for VerifyError {
         if status == StatusCode::SERVICE_UNAVAILABLE {
             res.insert_header((header::RETRY_AFTER, "1"));
         }
-        res.json(json!({"error": {"code": code, "message": message, "type": kind}}))
+        res.json(ApiErrorBody {
+            error: ApiErrorDetail {
+                code,
+                message,
+                kind: code.kind(),
+            },
+        })
     }
 }
 
