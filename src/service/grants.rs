@@ -145,7 +145,9 @@ pub fn narrow(
     requested: Option<&str>,
     catalogue: &crate::domain::Catalogue,
 ) -> Result<Narrowed, DomainError> {
-    let (permissions, access) = match requested.map(str::trim).filter(|s| !s.is_empty()) {
+    // ASCII white space only, as between words: anything else is part of a word.
+    let trimmed = requested.map(|s| s.trim_matches(|c: char| c.is_ascii_whitespace()));
+    let (permissions, access) = match trimmed.filter(|s| !s.is_empty()) {
         None => (grants.permissions.clone(), grants.access.clone()),
         Some(requested) => narrow_to(grants, requested, catalogue)?,
     };
