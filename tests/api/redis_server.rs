@@ -1,6 +1,8 @@
 //! A real `redis-server` for the tests: started on a free loopback port with
 //! its own temporary directory (AOF on, so a restart keeps what was
-//! acknowledged), never a system service.
+//! acknowledged), never a system service. Shared by the integration tests
+//! and the Redis store's unit tests (`src/store/redis`); each uses part of it.
+#![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,6 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
+/// A `redis-server` child process with its own directory; killed on drop.
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,

@@ -46,7 +46,9 @@ mod audit;
 mod changes;
 mod identity;
 mod revocations;
+// One launcher for a real `redis-server`, shared with the integration tests.
 #[cfg(test)]
+#[path = "../../../tests/api/redis_server.rs"]
 mod test_server;
 
 pub use changes::Change;
