@@ -460,9 +460,10 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView
     // failed write still kills the tokens already minted.
     if stored.app.revoked_at.is_none() {
         let now = Utc::now();
+        let read_at = stored.app.updated_at;
         stored.app.revoked_at = Some(now);
         stored.app.updated_at = now;
-        gw.apps.update(&stored).await?;
+        gw.apps.update(&stored, read_at).await?;
         super::revocation::revoke_subject(gw, id).await?;
         forget(gw, id);
         tracing::info!(app_id = %id, actor = %actor.subject, "application revoked");
@@ -651,7 +652,7 @@ pub async fn patch(
     authz::guard_audited(gw, actor, "app.update", id, Some(&before), Some(&after)).await?;
     let narrowed = narrows(&old, app, (&before, &after));
     app.updated_at = now;
-    gw.apps.update(&stored).await?;
+    gw.apps.update(&stored, old.updated_at).await?;
     if narrowed {
         super::revocation::revoke_subject(gw, id).await?;
     }
@@ -711,8 +712,8 @@ pub async fn rotate(
         until: now + chrono::Duration::seconds(i64::try_from(grace_seconds).unwrap_or(0)),
     });
     stored.app.prefix = generated.prefix;
-    stored.app.updated_at = now;
-    gw.apps.update(&stored).await?;
+    let read_at = std::mem::replace(&mut stored.app.updated_at, now);
+    gw.apps.update(&stored, read_at).await?;
     if grace_seconds == 0 {
         // Rotated out at once: the tokens it minted die with it.
         super::revocation::revoke_subject(gw, id).await?;

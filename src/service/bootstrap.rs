@@ -152,8 +152,8 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
             let current = Arc::from(stored.secret_hash.as_str());
             if !gw.hasher.verify(secret, Some(current)).await? {
                 stored.secret_hash = gw.hasher.hash(secret).await?;
-                stored.app.updated_at = Utc::now();
-                gw.apps.update(&stored).await?;
+                let read_at = std::mem::replace(&mut stored.app.updated_at, Utc::now());
+                gw.apps.update(&stored, read_at).await?;
                 // The old secret's tokens end with it, as on a rotation.
                 super::revocation::revoke_subject(gw, id).await?;
                 gw.app_cache.invalidate(id);

@@ -31,6 +31,10 @@ impl From<StoreError> for DomainError {
                 DomainError::Conflict(format!("{} already exists", named(what, &id)))
             }
             StoreError::NotFound { what, id } => DomainError::NotFound(named(what, &id)),
+            StoreError::Stale { what, id } => DomainError::Conflict(format!(
+                "{} was changed by another call while this one ran; read it again and retry",
+                named(what, &id)
+            )),
             StoreError::BadCursor => DomainError::InvalidRequest("invalid cursor".into()),
             StoreError::Unavailable(detail) => {
                 tracing::error!(%detail, "store unavailable");

@@ -587,7 +587,26 @@ async fn crud(store: &dyn AppStore) {
         hint: Some("wxyz".into()),
         until: Utc::now(),
     });
-    must(store.update(&changed).await, "update");
+    must(store.update(&changed, a.app.updated_at).await, "update");
+    // A change computed from a version that is no longer stored is refused
+    // whole: a late write never undoes a revoke or a rotation.
+    let mut late = a.clone();
+    late.app.revoked_at = None;
+    late.app.updated_at = Utc::now();
+    let mut moved = changed.clone();
+    moved.app.updated_at = Utc::now();
+    must(
+        store.update(&moved, changed.app.updated_at).await,
+        "update again",
+    );
+    assert!(
+        matches!(
+            store.update(&late, a.app.updated_at).await,
+            Err(StoreError::Stale { what: Entity::Application, id }) if id == "app_crud"
+        ),
+        "a stale update must be refused"
+    );
+    let changed = moved;
     assert_eq!(
         must(store.get("app_crud").await, "get after update"),
         Some(changed)
@@ -596,7 +615,7 @@ async fn crud(store: &dyn AppStore) {
     let ghost = sample_app("app_ghost", 2);
     assert!(
         matches!(
-            store.update(&ghost).await,
+            store.update(&ghost, ghost.app.updated_at).await,
             Err(StoreError::NotFound { what: Entity::Application, id }) if id == "app_ghost"
         ),
         "update of a missing id must be NotFound"
@@ -713,7 +732,7 @@ async fn usage(store: &dyn AppStore) {
     // An update made from an older read keeps the counted usage.
     let mut stale = a.clone();
     stale.app.name = "renamed".into();
-    must(store.update(&stale).await, "update");
+    must(store.update(&stale, a.app.updated_at).await, "update");
     let got = must(store.get("app_usage").await, "get").map(|s| s.app);
     let got = got.unwrap_or_else(|| panic!("app_usage vanished"));
     assert_eq!((got.name.as_str(), got.use_count), ("renamed", 6));

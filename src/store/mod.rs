@@ -177,6 +177,15 @@ pub enum StoreError {
         /// The id or name that was asked for.
         id: String,
     },
+    /// An update computed from a version that is no longer the stored one:
+    /// another call changed the record in between (optimistic concurrency).
+    #[error("{what} {} changed since it was read", shown(.id))]
+    Stale {
+        /// What kind of record.
+        what: Entity,
+        /// Its id.
+        id: String,
+    },
     /// A list cursor this store did not produce.
     #[error("invalid cursor")]
     BadCursor,
@@ -199,7 +208,11 @@ pub trait AppStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError>;
     /// Replaces an existing application; `NotFound` if it is absent. The
     /// usage figures are kept as stored: only `record_usage` changes them.
-    async fn update(&self, app: &StoredApp) -> Result<(), StoreError>;
+    /// `read_at` is the `updatedAt` of the version the change was computed
+    /// from: if the stored one differs, another call changed it in between
+    /// and nothing is written (`Stale`), so a late write can never undo a
+    /// revoke, a rotation or a demotion.
+    async fn update(&self, app: &StoredApp, read_at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Adds usage figures in one atomic batch; absent ids are skipped.
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError>;
     /// Deletes an application; false if it was absent.

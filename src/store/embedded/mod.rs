@@ -124,7 +124,11 @@ impl AppStore for EmbeddedStore {
         self.read_one(APPS, id).await
     }
 
-    async fn update(&self, app: &StoredApp) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        app: &StoredApp,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let mut new = app.clone();
         let id = app.app.id.clone();
         let order = order_key(&app.app);
@@ -141,6 +145,12 @@ impl AppStore for EmbeddedStore {
                         });
                     }
                 };
+                if old.app.updated_at != read_at {
+                    return Err(StoreError::Stale {
+                        what: Entity::Application,
+                        id,
+                    });
+                }
                 keep_usage(&mut new, &old);
                 let bytes = encode(&new)?;
                 apps.insert(id.as_str(), bytes.as_bytes())

@@ -44,7 +44,11 @@ impl AppStore for RedisStore {
         self.read(&self.app_key(id)).await
     }
 
-    async fn update(&self, app: &StoredApp) -> Result<(), StoreError> {
+    async fn update(
+        &self,
+        app: &StoredApp,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let id = &app.app.id;
         let (key, order, channel) = (self.app_key(id), self.key("apps:order"), self.channel());
         let event = Self::app_event(id)?;
@@ -60,6 +64,12 @@ impl AppStore for RedisStore {
                             id: id.clone(),
                         });
                     };
+                    if old.app.updated_at != read_at {
+                        return Err(StoreError::Stale {
+                            what: Entity::Application,
+                            id: id.clone(),
+                        });
+                    }
                     let mut new = app.clone();
                     keep_usage(&mut new, &old);
                     let mut p = redis::pipe();

@@ -402,7 +402,7 @@ mod tests {
         let mut app = sample_app("app_ev", 1);
         s.insert(&app).await.unwrap();
         app.app.name = "renamed".into();
-        s.update(&app).await.unwrap();
+        s.update(&app, app.app.updated_at).await.unwrap();
         let role = crate::domain::Role {
             name: "ev".into(),
             description: String::new(),
@@ -474,7 +474,7 @@ mod tests {
                     // Updates race with the usage writes; one that loses
                     // every retry is refused whole, as a 503 would be.
                     loop {
-                        match s.update(&a).await {
+                        match s.update(&a, a.app.updated_at).await {
                             Ok(()) => break,
                             Err(StoreError::Unavailable(_)) => {}
                             Err(e) => panic!("update under contention: {e}"),
