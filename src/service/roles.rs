@@ -234,7 +234,7 @@ pub async fn patch(
     check_public_holders(gw, name, &role.permissions).await?;
     let narrowed = !before.within(&after.0);
     role.updated_at = Utc::now();
-    gw.roles.update_role(&role).await?;
+    gw.roles.update_role(&role, old.updated_at).await?;
     if narrowed {
         revoke_subjects(gw, &subjects_holding(gw, name).await?).await?;
     }

@@ -196,7 +196,7 @@ pub async fn patch(
     authz::guard_audited(gw, actor, "user.update", id, Some(&before), Some(&after)).await?;
     let narrowed = !before.within(&after.0) || old.roles.iter().any(|r| !u.roles.contains(r));
     u.updated_at = Utc::now();
-    gw.users.update_user(&stored).await?;
+    gw.users.update_user(&stored, old.updated_at).await?;
     if narrowed {
         revoke_subjects(gw, &user_and_owned(gw, id).await?).await?;
     }

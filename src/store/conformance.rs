@@ -405,10 +405,22 @@ async fn roles<S: AppStore + RoleStore + UserStore>(store: &S) {
     let mut r = must(store.get_role("reader").await, "get role")
         .unwrap_or_else(|| panic!("reader missing"));
     r.description = "changed".into();
-    must(store.update_role(&r).await, "update role");
-    assert_eq!(must(store.get_role("reader").await, "get"), Some(r));
+    must(store.update_role(&r, r.updated_at).await, "update role");
+    assert_eq!(must(store.get_role("reader").await, "get"), Some(r.clone()));
+    // A change computed from an older version is refused whole.
+    let mut newer = r.clone();
+    newer.updated_at = Utc::now();
+    must(
+        store.update_role(&newer, r.updated_at).await,
+        "update role again",
+    );
     assert!(matches!(
-        store.update_role(&role("ghost", &[])).await,
+        store.update_role(&r, r.updated_at).await,
+        Err(StoreError::Stale { what: Entity::Role, id }) if id == "reader"
+    ));
+    assert_eq!(must(store.get_role("reader").await, "get"), Some(newer));
+    assert!(matches!(
+        store.update_role(&role("ghost", &[]), Utc::now()).await,
         Err(StoreError::NotFound { what: Entity::Role, id }) if id == "ghost"
     ));
     let names: Vec<String> = must(store.list_roles().await, "list")
@@ -496,20 +508,36 @@ async fn users<S: UserStore>(store: &S) {
         ),
         "ids are unique"
     );
+    let b_at = must(store.get_user("usr_b").await, "get user")
+        .unwrap_or_else(|| panic!("usr_b missing"))
+        .user
+        .updated_at;
     let mut b = user("usr_b", "a@example.com", &[]);
     assert!(matches!(
-        store.update_user(&b).await,
+        store.update_user(&b, b_at).await,
         Err(StoreError::Conflict {
             what: Entity::UserEmail,
             ..
         })
     ));
     assert!(matches!(
-        store.update_user(&user("usr_ghost", "g@example.com", &[])).await,
+        store
+            .update_user(&user("usr_ghost", "g@example.com", &[]), Utc::now())
+            .await,
         Err(StoreError::NotFound { what: Entity::User, id }) if id == "usr_ghost"
     ));
     b.user.email = "bee@example.com".into();
-    must(store.update_user(&b).await, "change email");
+    assert!(
+        matches!(
+            store.update_user(&b, Utc::now()).await,
+            Err(StoreError::Stale {
+                what: Entity::User,
+                ..
+            })
+        ),
+        "a change computed from an older version is refused"
+    );
+    must(store.update_user(&b, b_at).await, "change email");
     // The old email is free again.
     must(
         store

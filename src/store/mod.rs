@@ -270,8 +270,9 @@ pub trait RoleStore: Send + Sync + 'static {
     async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError>;
     /// Every role, by name.
     async fn list_roles(&self) -> Result<Vec<Role>, StoreError>;
-    /// Replaces a role; `NotFound` if absent.
-    async fn update_role(&self, role: &Role) -> Result<(), StoreError>;
+    /// Replaces a role; `NotFound` if absent, `Stale` if its stored
+    /// `updatedAt` is no longer `read_at` (changed by another call since).
+    async fn update_role(&self, role: &Role, read_at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Deletes a role. Held roles are refused unless `detach`, which removes
     /// them from every application (including its access rules) and user in
     /// the same atomic write.
@@ -292,8 +293,13 @@ pub trait UserStore: Send + Sync + 'static {
         after: Option<String>,
     ) -> Result<(Vec<StoredUser>, Option<String>), StoreError>;
     /// Replaces a user; `NotFound` if absent, `Conflict` if the new email
-    /// belongs to someone else.
-    async fn update_user(&self, user: &StoredUser) -> Result<(), StoreError>;
+    /// belongs to someone else, `Stale` if its stored `updatedAt` is no
+    /// longer `read_at` (changed by another call since).
+    async fn update_user(
+        &self,
+        user: &StoredUser,
+        read_at: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
     /// Deletes a user; false if absent.
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
 }

@@ -11,15 +11,32 @@ use crate::store::{Entity, RoleDelete, RoleStore, StoreError, StoredApp, StoredU
 impl EmbeddedStore {
     /// Writes a role that must already exist (`update`: else `NotFound`) or
     /// must not (else `Conflict`).
-    async fn put_role(&self, role: &Role, update: bool) -> Result<(), StoreError> {
+    /// Inserts (`read_at` `None`) or updates a role.
+    async fn put_role(
+        &self,
+        role: &Role,
+        read_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError> {
         let role = role.clone();
+        let update = read_at.is_some();
         self.blocking(move |db| {
             let bytes = encode(&role)?;
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut t = txn.open_table(ROLES).map_err(backend)?;
-                let exists = t.get(role.name.as_str()).map_err(backend)?.is_some();
-                match (exists, update) {
+                let current = match t.get(role.name.as_str()).map_err(backend)? {
+                    Some(v) => Some(decode::<Role>(v.value())?),
+                    None => None,
+                };
+                if let (Some(cur), Some(read_at)) = (&current, read_at)
+                    && cur.updated_at != read_at
+                {
+                    return Err(StoreError::Stale {
+                        what: Entity::Role,
+                        id: role.name,
+                    });
+                }
+                match (current.is_some(), update) {
                     (true, true) | (false, false) => {}
                     (true, false) => {
                         return Err(StoreError::Conflict {
@@ -46,7 +63,7 @@ impl EmbeddedStore {
 #[async_trait]
 impl RoleStore for EmbeddedStore {
     async fn insert_role(&self, role: &Role) -> Result<(), StoreError> {
-        self.put_role(role, false).await
+        self.put_role(role, None).await
     }
 
     async fn get_role(&self, name: &str) -> Result<Option<Role>, StoreError> {
@@ -67,8 +84,12 @@ impl RoleStore for EmbeddedStore {
         .await
     }
 
-    async fn update_role(&self, role: &Role) -> Result<(), StoreError> {
-        self.put_role(role, true).await
+    async fn update_role(
+        &self,
+        role: &Role,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.put_role(role, Some(read_at)).await
     }
 
     async fn delete_role(&self, name: &str, detach: bool) -> Result<RoleDelete, StoreError> {
@@ -183,7 +204,11 @@ impl UserStore for EmbeddedStore {
         .await
     }
 
-    async fn update_user(&self, user: &StoredUser) -> Result<(), StoreError> {
+    async fn update_user(
+        &self,
+        user: &StoredUser,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let user = user.clone();
         self.blocking(move |db| {
             let bytes = encode(&user)?;
@@ -201,6 +226,12 @@ impl UserStore for EmbeddedStore {
                         });
                     }
                 };
+                if old.user.updated_at != read_at {
+                    return Err(StoreError::Stale {
+                        what: Entity::User,
+                        id: id.to_owned(),
+                    });
+                }
                 if old.user.email != user.user.email {
                     if emails
                         .get(user.user.email.as_str())

@@ -13,8 +13,12 @@ use crate::store::{Entity, RoleDelete, RoleStore, StoreError, StoredApp, StoredU
 
 /// Replaces KEYS[1] by ARGV[1] if it exists, publishing ARGV[2] on KEYS[2].
 /// Returns 1, or 0 if it was absent.
+/// KEYS: role, channel. ARGV: record, event, the `updatedAt` it was read
+/// at. Returns 1, 0 when absent, -1 when changed since it was read.
 const UPDATE_IF_PRESENT: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local cur = redis.call('GET', KEYS[1])
+if not cur then return 0 end
+if cjson.decode(cur)['updatedAt'] ~= ARGV[3] then return -1 end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[2])
 return 1";
@@ -67,10 +71,19 @@ impl RoleStore for RedisStore {
         .await
     }
 
-    async fn update_role(&self, role: &Role) -> Result<(), StoreError> {
+    async fn update_role(
+        &self,
+        role: &Role,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let (key, channel) = (self.role_key(&role.name), self.channel());
         let body = encode(role)?;
         let event = encode(&ChangeEvent::Roles)?;
+        // The same text serde writes into the stored record.
+        let read_at = match serde_json::to_value(read_at) {
+            Ok(serde_json::Value::String(s)) => s,
+            _ => return Err(StoreError::Corrupt("a role's updatedAt".into())),
+        };
         bounded(async {
             let mut c = self.conn().await?;
             let done: i64 = redis::Script::new(UPDATE_IF_PRESENT)
@@ -78,16 +91,20 @@ impl RoleStore for RedisStore {
                 .key(&channel)
                 .arg(&body)
                 .arg(&event)
+                .arg(&read_at)
                 .invoke_async(&mut c)
                 .await
                 .map_err(unavailable)?;
-            if done == 1 {
-                Ok(())
-            } else {
-                Err(StoreError::NotFound {
+            match done {
+                1 => Ok(()),
+                -1 => Err(StoreError::Stale {
                     what: Entity::Role,
                     id: role.name.clone(),
-                })
+                }),
+                _ => Err(StoreError::NotFound {
+                    what: Entity::Role,
+                    id: role.name.clone(),
+                }),
             }
         })
         .await
@@ -245,7 +262,11 @@ impl UserStore for RedisStore {
         .await
     }
 
-    async fn update_user(&self, user: &StoredUser) -> Result<(), StoreError> {
+    async fn update_user(
+        &self,
+        user: &StoredUser,
+        read_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
         let id = &user.user.id;
         let (key, new_email_key, channel) = (
             self.user_key(id),
@@ -265,6 +286,12 @@ impl UserStore for RedisStore {
                             id: id.clone(),
                         });
                     };
+                    if old.user.updated_at != read_at {
+                        return Err(StoreError::Stale {
+                            what: Entity::User,
+                            id: id.clone(),
+                        });
+                    }
                     let mut p = redis::pipe();
                     if old.user.email != user.user.email {
                         let taken: Option<String> =
