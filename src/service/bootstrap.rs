@@ -133,10 +133,11 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
             let prefix = "(configured)".to_owned();
             match gw
                 .apps
-                .insert(&admin_record(id.to_owned(), prefix, hash, None)?)
+                .insert(&admin_record(id.to_owned(), prefix, hash.clone(), None)?)
                 .await
             {
                 Ok(()) => {
+                    let _ = gw.operator_admin_hash.set(hash);
                     tracing::info!(app_id = %id, "configured admin application created");
                     audit_bootstrap(gw, id, "bootstrap.admin_created").await;
                 }
@@ -162,6 +163,7 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
                 tracing::info!(app_id = %id, "configured admin secret replaced; its earlier tokens are revoked");
                 audit_bootstrap(gw, id, "bootstrap.admin_secret_replaced").await;
             }
+            let _ = gw.operator_admin_hash.set(stored.secret_hash.clone());
             if stored.app.revoked_at.is_some() {
                 // Revocation is an operator's decision; a restart must not undo it.
                 tracing::warn!(app_id = %id, "configured admin application is revoked");

@@ -83,9 +83,14 @@ impl FailureLimiter {
     pub fn reserve(&self, ip: IpAddr) -> Result<Reservation, u64> {
         let key = client_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if counts.len() >= MAX_KEYS {
+        if counts.len() >= MAX_KEYS && !counts.contains_key(&key) {
             let w = self.window;
             counts.retain(|_, (_, start)| start.elapsed() < w);
+            if counts.len() >= MAX_KEYS {
+                // Every tracked address is mid-window: a new one waits rather
+                // than the map growing (or a count being forgotten).
+                return Err(1);
+            }
         }
         let now = Instant::now();
         let e = counts.entry(key).or_insert((0, now));

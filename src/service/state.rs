@@ -58,6 +58,10 @@ pub struct Gateway {
     /// gateway holds that secret in its configuration, so it checks it
     /// without argon2 and a flood against the admin costs no hashing.
     pub operator_admin: Option<(String, [u8; 32])>,
+    /// The stored hash bootstrap found (or wrote) for the configured
+    /// secret: the HMAC shortcut holds only while the store still has it,
+    /// so a secret replaced by another gateway stops working here too.
+    pub operator_admin_hash: std::sync::OnceLock<String>,
     /// New feed entries each client may add through `/oauth/revoke`.
     pub revocation_limiter: super::revocation::RevocationLimiter,
 }
@@ -185,6 +189,7 @@ impl Gateway {
             app_cache: AppCache::new(Duration::from_secs(30), 100_000),
             secret_cache: SecretCache::new(Duration::from_secs(settings.secret_cache_ttl), 100_000),
             limiter: FailureLimiter::new(Duration::from_secs(60), settings.max_failures_per_ip),
+            operator_admin_hash: std::sync::OnceLock::new(),
             operator_admin: match (&settings.admin_app_id, &settings.admin_app_secret) {
                 (Some(id), Some(secret)) => Some((id.clone(), pepper.digest(secret))),
                 _ => None,

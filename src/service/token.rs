@@ -112,7 +112,9 @@ fn candidate_hash(
             .is_none()
             .then(|| Arc::from(app.secret_hash.as_str()));
     };
-    if app.secret_hint.is_none() || same_hint(app.secret_hint.as_deref(), h) {
+    // A generated key can only match an application whose secret was
+    // generated (it has a stored hint).
+    if same_hint(app.secret_hint.as_deref(), h) {
         return Some(Arc::from(app.secret_hash.as_str()));
     }
     match &app.previous_secret {
@@ -208,14 +210,22 @@ async fn authenticate(
     };
     // The operator-configured admin: this gateway holds its secret, so an
     // HMAC comparison decides, with no argon2 for a flood to exhaust.
+    // Whatever the presented key looks like: a forged generated-format key
+    // naming the admin's id must not reach argon2 either.
     if let Some((admin_id, admin_digest)) = &gw.operator_admin
         && *admin_id == id
-        && hint.is_none()
     {
-        return if bool::from(subtle::ConstantTimeEq::ct_eq(
+        let same = bool::from(subtle::ConstantTimeEq::ct_eq(
             &digest[..],
             &admin_digest[..],
-        )) {
+        ));
+        // Only while the store still holds the hash bootstrap checked: a
+        // secret replaced by another gateway's configuration ends here too.
+        let current = gw
+            .operator_admin_hash
+            .get()
+            .is_some_and(|h| *h == snap.stored.secret_hash);
+        return if same && current {
             Ok(snap)
         } else {
             refuse(reservation)

@@ -425,3 +425,40 @@ async fn metrics_need_a_token_or_the_private_listener() {
         .unwrap();
     assert_eq!(res.status(), 404);
 }
+
+#[tokio::test]
+async fn forged_keys_naming_the_operator_admin_cost_no_argon2() {
+    // An operator may pick an id that fits the key format; then anyone can
+    // build a checksum-valid key naming it.
+    let admin_id = "app_Adm1nAdm1nAdm1n0";
+    let app = spawn_with(|s| s.admin_app_id = Some(admin_id.into())).await;
+    let runs = async || {
+        let token = app.token_for(Some(admin_id), ADMIN_SECRET).await;
+        let text = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix("tessera_secret_verifications_total "))
+            .unwrap()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let before = runs().await;
+    for _ in 0..5 {
+        let random = tessera::crypto::random::base62(43).unwrap();
+        let key = tessera::crypto::secret::seal(&format!("tsr_sk_live_Adm1nAdm1nAdm1n0{random}"));
+        assert_eq!(app.exchange(None, &key).await.status(), 401);
+    }
+    assert_eq!(
+        runs().await,
+        before,
+        "a forged key for the admin ran argon2"
+    );
+}
