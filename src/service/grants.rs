@@ -20,6 +20,10 @@ pub struct Grants {
     pub role_grants: Vec<(String, Vec<Permission>)>,
     /// When the reads behind these grants began (ms since the epoch).
     pub as_of_ms: i64,
+    /// The `updatedAt` of the application version they were computed from:
+    /// a cached entry serves only that version, so grants computed from a
+    /// stale read can never be reused for a newer one.
+    pub for_version: chrono::DateTime<chrono::Utc>,
     /// Permissions that hold everywhere.
     pub permissions: Vec<Permission>,
     /// Permissions that hold under a scope.
@@ -95,6 +99,7 @@ pub async fn expand(gw: &Gateway, app: &Application) -> Result<Grants, DomainErr
         roles: app.roles.clone(),
         role_grants,
         as_of_ms,
+        for_version: app.updated_at,
         permissions,
         access,
     })
@@ -102,7 +107,9 @@ pub async fn expand(gw: &Gateway, app: &Application) -> Result<Grants, DomainErr
 
 /// The grants a token for `app` carries now (cached).
 pub async fn effective(gw: &Gateway, app: &Application) -> Result<Arc<Grants>, DomainError> {
-    if let Some(g) = gw.grants_cache.get(&app.id) {
+    if let Some(g) = gw.grants_cache.get(&app.id)
+        && g.for_version == app.updated_at
+    {
         return Ok(g);
     }
     let epoch = gw.grants_cache.epoch();
@@ -270,6 +277,7 @@ mod tests {
                 ("reader".into(), perms(&["content:read"])),
             ],
             as_of_ms: 0,
+            for_version: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
             permissions: perms(&["content:*", "users:read"]),
             access: vec![AccessGrant {
                 scope: "cluster:c1".into(),
@@ -410,6 +418,7 @@ mod props {
                 roles: role_grants.iter().map(|(n, _)| n.clone()).collect(),
                 role_grants,
                 as_of_ms: 0,
+                for_version: chrono::DateTime::<chrono::Utc>::UNIX_EPOCH,
                 permissions,
                 access,
             },
