@@ -10,6 +10,7 @@ pub mod error_body;
 pub mod permission;
 pub mod revocation;
 pub mod role;
+pub mod session;
 pub mod user;
 
 pub use access::{AccessGrant, AccessRule};
@@ -21,4 +22,4 @@ pub use error::DomainError;
 pub use permission::{Catalogue, Permission, PermissionDef};
 pub use revocation::{Revocation, RevocationKind};
 pub use role::Role;
-pub use user::User;
+pub use user::{LinkedIdentity, User, UserStatus};

@@ -1,12 +1,12 @@
-//! Users, in the minimal form applications need for their owner bound.
+//! People: users, their status, linked identities, and password rules.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::{DomainError, Permission};
 
-/// A person. Password and single sign-on login come later: their secrets
-/// will live beside this record in the store, never in it.
+/// A person. Their password hash lives beside this record in the store
+/// (`StoredUser`), never in it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase")]
@@ -24,10 +24,71 @@ pub struct User {
     /// Permissions held directly.
     #[serde(default)]
     pub permissions: Vec<Permission>,
+    /// `active`, or `disabled`: a disabled user cannot sign in, and their
+    /// sessions and tokens ended when they were disabled.
+    #[serde(default)]
+    pub status: UserStatus,
+    /// Identities at upstream providers linked to this user.
+    #[serde(default)]
+    pub identities: Vec<LinkedIdentity>,
+    /// Whether a password is set (the hash itself never leaves the store).
+    #[serde(default)]
+    pub has_password: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// Last successful sign-in.
+    #[serde(default)]
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+/// Whether a user may sign in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    /// May sign in.
+    #[default]
+    Active,
+    /// May not; every session and token was ended.
+    Disabled,
+}
+
+/// An identity at an upstream provider, linked to a user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct LinkedIdentity {
+    /// The provider's configured name.
+    pub idp: String,
+    /// The provider's `sub`.
+    pub subject: String,
+    /// The email the provider gave, when it did.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// Shortest password accepted (NIST SP 800-63B asks at least 8; we ask 12).
+pub const PASSWORD_MIN_CHARS: usize = 12;
+/// Longest password accepted: bounds the hashing input.
+pub const PASSWORD_MAX_CHARS: usize = 128;
+
+/// Checks a new password: 12 to 128 characters, no composition rules,
+/// never the email address itself.
+pub fn validate_password(password: &str, email: &str) -> Result<(), DomainError> {
+    let n = password.chars().count();
+    if !(PASSWORD_MIN_CHARS..=PASSWORD_MAX_CHARS).contains(&n) {
+        return Err(DomainError::Validation(format!(
+            "password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
+        )));
+    }
+    if password.trim().eq_ignore_ascii_case(email.trim()) {
+        return Err(DomainError::Validation(
+            "password must not be the email address".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Normalises and checks an email address (a pragmatic check: one `@`,
@@ -69,5 +130,14 @@ mod tests {
         for bad in ["", "ada", "@x.y", "ada@x", "a b@x.y", "ada@x.y.", "a@b@c.d"] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn passwords() {
+        assert!(validate_password("correct horse", "ada@example.com").is_ok());
+        assert!(validate_password("short", "ada@example.com").is_err());
+        assert!(validate_password(&"x".repeat(129), "a@b.c").is_err());
+        assert!(validate_password(&"é".repeat(12), "a@b.c").is_ok());
+        assert!(validate_password("Ada@Example.com", "ada@example.com").is_err());
     }
 }

@@ -11,7 +11,7 @@ use super::usage::UsageRecorder;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Pepper, SecretHasher};
 use crate::domain::Catalogue;
-use crate::store::{AppStore, AuditStore, RevocationStore, RoleStore, UserStore};
+use crate::store::{AppStore, AuditStore, RevocationStore, RoleStore, SessionStore, UserStore};
 
 /// Everything a request may need. The stores are private to the use cases
 /// (`service::*`): handlers and start-up reach storage only through them.
@@ -36,6 +36,8 @@ pub struct Gateway {
     pub(in crate::service) audit: Arc<dyn AuditStore>,
     /// Revocations and their feed.
     pub(in crate::service) revocations: Arc<dyn RevocationStore>,
+    /// People's sessions, codes and refresh tokens.
+    pub(in crate::service) sessions: Arc<dyn SessionStore>,
     /// Effective grants recently computed.
     pub grants_cache: GrantsCache,
     /// argon2id on a bounded pool.
@@ -144,18 +146,25 @@ pub struct Stores {
     pub audit: Arc<dyn AuditStore>,
     /// Revocations.
     pub revocations: Arc<dyn RevocationStore>,
+    /// People's sessions, codes and refresh tokens.
+    pub sessions: Arc<dyn SessionStore>,
 }
 
 impl Stores {
     /// Every concern served by one backend value.
-    pub fn all<S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore>(s: S) -> Self {
+    pub fn all<
+        S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore + SessionStore,
+    >(
+        s: S,
+    ) -> Self {
         let s = Arc::new(s);
         Self {
             apps: s.clone(),
             roles: s.clone(),
             users: s.clone(),
             audit: s.clone(),
-            revocations: s,
+            revocations: s.clone(),
+            sessions: s,
         }
     }
 }
@@ -182,6 +191,7 @@ impl Gateway {
             users: stores.users,
             audit: stores.audit,
             revocations: stores.revocations,
+            sessions: stores.sessions,
             grants_cache: GrantsCache::new(Duration::from_secs(30), 100_000),
             hasher,
             // Changes made here invalidate at once; the TTL bounds staleness

@@ -94,8 +94,12 @@ pub async fn create(gw: &Gateway, actor: &Principal, req: CreateUser) -> Result<
         name: req.name,
         roles,
         permissions,
+        status: crate::domain::UserStatus::Active,
+        identities: vec![],
+        has_password: false,
         created_at: now,
         updated_at: now,
+        last_login_at: None,
     };
     let after = authz::user_holdings(gw, &user).await?;
     authz::guard_audited(gw, actor, "user.create", "-", None, Some(&after)).await?;

@@ -382,8 +382,12 @@ fn user(id: &str, email: &str, roles: &[&str]) -> StoredUser {
             name: String::new(),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
             permissions: vec![],
+            status: crate::domain::UserStatus::Active,
+            identities: vec![],
+            has_password: false,
             created_at: t,
             updated_at: t,
+            last_login_at: None,
         },
         password_hash: None,
     }

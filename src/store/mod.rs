@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::shown;
+use crate::domain::session::{AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession};
 use crate::domain::{
     AppStatus, Application, Environment, KeyType, Revocation, RevocationKind, Role, User,
 };
@@ -302,7 +303,74 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Deletes a user; false if absent.
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
+    /// Reads the user with this (normalised, lower-case) email address.
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError>;
 }
+
+/// People's sessions, authorization codes and refresh-token families
+/// (SPEC §9). Every key here is an id or the SHA-256 (hex) of a random
+/// secret, never the secret. Records are forgotten on their own after they
+/// lapse (Redis key expiry; the embedded store purges in `purge_people`,
+/// and never returns a lapsed record before that).
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session; `Conflict` if its id exists.
+    async fn insert_session(&self, session: &StoredSession) -> Result<(), StoreError>;
+    /// Reads a session; `None` once past its `retain_until`.
+    async fn get_session(&self, id: &str) -> Result<Option<StoredSession>, StoreError>;
+    /// Records use of a session: `last_seen_at` moves forward to `seen`
+    /// (never back) and `retain_until` to `retain_until` when later (never
+    /// shorter). False when the session is absent (nothing written).
+    async fn touch_session(
+        &self,
+        id: &str,
+        seen: DateTime<Utc>,
+        retain_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The user's sessions not past `retain_until`, oldest first.
+    async fn list_sessions(&self, user_id: &str) -> Result<Vec<Session>, StoreError>;
+    /// Deletes a session; returns it, or `None` if it was absent.
+    async fn delete_session(&self, id: &str) -> Result<Option<Session>, StoreError>;
+    /// Deletes every session of a user; returns those deleted.
+    async fn delete_user_sessions(&self, user_id: &str) -> Result<Vec<Session>, StoreError>;
+    /// Stores an authorization code under the SHA-256 of its value.
+    async fn put_code(&self, code_hash: &str, code: &AuthCode) -> Result<(), StoreError>;
+    /// Spends a code, atomically: the first call gets `Fresh`, every later
+    /// one `Replayed` (remembered for [`SPENT_CODE_MEMORY_SECS`] past its
+    /// expiry), an expired or unknown code `Unknown`.
+    async fn take_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<CodeUse, StoreError>;
+    /// Stores a new refresh family and its first token's hash.
+    async fn insert_refresh(&self, family: &RefreshFamily, token_hash: &str)
+    -> Result<(), StoreError>;
+    /// Presents a refresh token, atomically (two gateways racing on one
+    /// token see one order):
+    /// - unknown hash: `Unknown`;
+    /// - family revoked, past `expires_at`, or unused for longer than
+    ///   `idle`: `Ended`, nothing written;
+    /// - the token is current: it is marked replaced at `now`, `next_hash`
+    ///   is stored as a current token of the family, `last_used_at` = `now`:
+    ///   `Rotated`;
+    /// - the token was replaced less than `grace` ago (concurrent refreshes
+    ///   of one token): the same, without changing when it was replaced;
+    /// - replaced longer ago: the family is marked revoked: `Reused`.
+    async fn use_refresh(
+        &self,
+        token_hash: &str,
+        next_hash: &str,
+        now: DateTime<Utc>,
+        grace: std::time::Duration,
+        idle: std::time::Duration,
+    ) -> Result<RefreshUse, StoreError>;
+    /// Reads a family.
+    async fn get_refresh_family(&self, id: &str) -> Result<Option<RefreshFamily>, StoreError>;
+    /// Forgets lapsed sessions, codes, families and tokens (a no-op where
+    /// the backend expires keys itself); returns how many.
+    async fn purge_people(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+}
+
+/// How long a spent authorization code is remembered after its expiry, so
+/// a replay is recognised (and its tokens revoked) rather than unknown.
+pub const SPENT_CODE_MEMORY_SECS: i64 = 600;
 
 /// One audited admin action. Never holds a secret.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -276,4 +276,21 @@ impl UserStore for EmbeddedStore {
         })
         .await
     }
+
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError> {
+        let email = email.to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let emails = txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
+            let Some(id) = emails.get(email.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let users = txn.open_table(USERS).map_err(backend)?;
+            match users.get(id.value()).map_err(backend)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
 }

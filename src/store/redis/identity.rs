@@ -237,6 +237,25 @@ impl UserStore for RedisStore {
         self.read(&self.user_key(id)).await
     }
 
+    async fn find_user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError> {
+        let owner: Option<String> = bounded(async {
+            let mut c = self.conn().await?;
+            c.get::<_, Option<String>>(self.email_key(email))
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        match owner {
+            // The user may be changed between the two reads: check the email
+            // still belongs to the record found.
+            Some(id) => Ok(self
+                .get_user(&id)
+                .await?
+                .filter(|u: &StoredUser| u.user.email == email)),
+            None => Ok(None),
+        }
+    }
+
     async fn list_users(
         &self,
         limit: usize,
