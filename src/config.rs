@@ -96,6 +96,57 @@ pub struct Settings {
     pub leeway: u64,
     /// The permission catalogue (`[[permissions]]`).
     pub permissions: Vec<PermissionDef>,
+    /// People: sessions, refresh tokens, sign-in throttling (SPEC §9).
+    pub people: PeopleSettings,
+    /// Ensured admin user's email (`TESSERA_ADMIN_EMAIL`).
+    pub admin_email: Option<String>,
+    /// Ensured admin user's password (`TESSERA_ADMIN_PASSWORD`).
+    #[serde(skip)]
+    pub admin_password: Option<SecretString>,
+}
+
+/// How long people stay signed in, and how hard sign-in is throttled
+/// (TOML table `[people]`; every value in seconds unless named otherwise).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeopleSettings {
+    /// A session unused this long ends (`TESSERA_SESSION_IDLE`). Default 1800.
+    pub session_idle: u64,
+    /// A session ends this long after sign-in, however used
+    /// (`TESSERA_SESSION_ABSOLUTE`). Default 43200 (12 h).
+    pub session_absolute: u64,
+    /// A refresh family unused this long ends. Default 1209600 (14 days).
+    pub refresh_idle: u64,
+    /// A refresh family ends this long after it began. Default 2592000
+    /// (30 days).
+    pub refresh_absolute: u64,
+    /// A refresh token already replaced is still honoured this long, so two
+    /// tabs refreshing at once both succeed. Default 10.
+    pub refresh_grace: u64,
+    /// Failed sign-ins allowed per client address (IPv6: per /64) per
+    /// `signin_window`. Default 50.
+    pub signin_failures_per_ip: u32,
+    /// Failed sign-ins allowed per account from one client address per
+    /// `signin_window`. Default 5. Never counted across addresses: a flood
+    /// from elsewhere must not lock the owner out.
+    pub signin_failures_per_account: u32,
+    /// The throttling window. Default 900.
+    pub signin_window: u64,
+}
+
+impl Default for PeopleSettings {
+    fn default() -> Self {
+        Self {
+            session_idle: 1800,
+            session_absolute: 43_200,
+            refresh_idle: 14 * 86_400,
+            refresh_absolute: 30 * 86_400,
+            refresh_grace: 10,
+            signin_failures_per_ip: 50,
+            signin_failures_per_account: 5,
+            signin_window: 900,
+        }
+    }
 }
 
 impl Default for Settings {
@@ -130,6 +181,9 @@ impl Default for Settings {
             forwarded_header: crate::domain::cidr::ForwardedHeader::XForwardedFor,
             live_audiences: Vec::new(),
             permissions: Vec::new(),
+            people: PeopleSettings::default(),
+            admin_email: None,
+            admin_password: None,
         }
     }
 }
@@ -249,6 +303,15 @@ impl Settings {
                 "TESSERA_ADMIN_APP_SECRET" => {
                     self.admin_app_secret = Some(SecretString::from(v.clone()));
                 }
+                "TESSERA_ADMIN_EMAIL" => self.admin_email = Some(v.clone()),
+                "TESSERA_ADMIN_PASSWORD" => {
+                    self.admin_password = Some(SecretString::from(v.clone()));
+                }
+                "TESSERA_SESSION_IDLE" => self.people.session_idle = parse_num(k, v)?,
+                "TESSERA_SESSION_ABSOLUTE" => self.people.session_absolute = parse_num(k, v)?,
+                "TESSERA_REFRESH_IDLE" => self.people.refresh_idle = parse_num(k, v)?,
+                "TESSERA_REFRESH_ABSOLUTE" => self.people.refresh_absolute = parse_num(k, v)?,
+                "TESSERA_REFRESH_GRACE" => self.people.refresh_grace = parse_num(k, v)?,
                 // Read elsewhere (TESSERA_CONFIG) or by the CLI (URL, credentials).
                 _ => {}
             }
@@ -357,6 +420,33 @@ impl Settings {
         }
         crate::domain::Catalogue::new(self.permissions.clone())
             .map_err(|e| err("permissions", e.to_string()))?;
+        if self.admin_email.is_some() != self.admin_password.is_some() {
+            return Err(err(
+                "TESSERA_ADMIN_EMAIL / TESSERA_ADMIN_PASSWORD",
+                "set both or neither",
+            ));
+        }
+        if let (Some(e), Some(p)) = (&self.admin_email, &self.admin_password) {
+            let e = crate::domain::user::normalize_email(e)
+                .map_err(|x| err("TESSERA_ADMIN_EMAIL", x.to_string()))?;
+            crate::domain::user::validate_password(secrecy::ExposeSecret::expose_secret(p), &e)
+                .map_err(|x| err("TESSERA_ADMIN_PASSWORD", x.to_string()))?;
+        }
+        let p = &self.people;
+        for (name, v, lo, hi) in [
+            ("people.session_idle (TESSERA_SESSION_IDLE)", p.session_idle, 60, 30 * 86_400),
+            ("people.session_absolute (TESSERA_SESSION_ABSOLUTE)", p.session_absolute, 60, 90 * 86_400),
+            ("people.refresh_idle (TESSERA_REFRESH_IDLE)", p.refresh_idle, 60, 365 * 86_400),
+            ("people.refresh_absolute (TESSERA_REFRESH_ABSOLUTE)", p.refresh_absolute, 60, 365 * 86_400),
+            ("people.refresh_grace (TESSERA_REFRESH_GRACE)", p.refresh_grace, 0, 300),
+            ("people.signin_window", p.signin_window, 1, 86_400),
+            ("people.signin_failures_per_ip", u64::from(p.signin_failures_per_ip), 1, 1_000_000),
+            ("people.signin_failures_per_account", u64::from(p.signin_failures_per_account), 1, 1_000_000),
+        ] {
+            if !(lo..=hi).contains(&v) {
+                return Err(err(name, format!("must be between {lo} and {hi}")));
+            }
+        }
         Ok(())
     }
 

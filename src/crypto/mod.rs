@@ -15,6 +15,8 @@ pub mod keys;
 #[cfg(feature = "gateway")]
 pub mod mac;
 #[cfg(feature = "gateway")]
+pub mod opaque;
+#[cfg(feature = "gateway")]
 pub mod random;
 #[cfg(feature = "gateway")]
 pub mod secret;

@@ -140,6 +140,18 @@ pub struct Application {
     /// Own token lifetime in seconds, at most the gateway's.
     #[serde(default)]
     pub token_ttl: Option<u64>,
+    /// Where people signing in through this application may be sent back
+    /// (OAuth client registration; exact match, loopback on any port).
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send people afterwards.
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grants this client may use at `/oauth/token`. Empty (the default)
+    /// means `client_credentials`, plus `authorization_code` and
+    /// `refresh_token` when `redirectUris` is set.
+    #[serde(default)]
+    pub grant_types: Vec<String>,
     /// When it was revoked, if it was.
     #[serde(default)]
     pub revoked_at: Option<DateTime<Utc>>,
@@ -158,7 +170,27 @@ pub struct Application {
     pub use_count: u64,
 }
 
+/// Grants an application may register.
+pub const CLIENT_GRANT_TYPES: &[&str] = &[
+    "client_credentials",
+    "authorization_code",
+    "refresh_token",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+    "urn:ietf:params:oauth:grant-type:device_code",
+];
+
 impl Application {
+    /// Whether this client may use `grant` (see `grant_types`).
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        if self.grant_types.is_empty() {
+            grant == "client_credentials"
+                || (!self.redirect_uris.is_empty()
+                    && matches!(grant, "authorization_code" | "refresh_token"))
+        } else {
+            self.grant_types.iter().any(|g| g == grant)
+        }
+    }
+
     /// The status at `now`.
     pub fn status_at(&self, now: DateTime<Utc>) -> AppStatus {
         if self.revoked_at.is_some() {
@@ -244,6 +276,9 @@ mod tests {
             allowed_ips: vec![],
             expires_at: None,
             token_ttl: None,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
             revoked_at: None,
             created_at: now,
             updated_at: now,

@@ -46,6 +46,14 @@ pub enum DomainError {
     /// The thing exists already or a concurrent change won.
     #[error("{0}")]
     Conflict(String),
+    /// A grant a person's client presented is not (or no longer) good: a
+    /// wrong email or password, a spent or unknown code, a refresh token
+    /// that ended (RFC 6749 `invalid_grant`).
+    #[error("{0}")]
+    InvalidGrant(String),
+    /// The client may not use this grant (RFC 6749 `unauthorized_client`).
+    #[error("{0}")]
+    UnauthorizedClient(String),
     /// Too many failed attempts; retry after the given number of seconds.
     #[error("too many failed attempts, retry in {retry_after} s")]
     RateLimited {

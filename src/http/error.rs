@@ -63,7 +63,10 @@ impl ApiError {
                 (StatusCode::FORBIDDEN, C::InsufficientPermissions, m.clone())
             }
             E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, C::IpNotAllowed, self.0.to_string()),
-            E::InvalidRequest(m) => (StatusCode::BAD_REQUEST, C::InvalidRequest, m.clone()),
+            E::InvalidRequest(m) | E::InvalidGrant(m) => {
+                (StatusCode::BAD_REQUEST, C::InvalidRequest, m.clone())
+            }
+            E::UnauthorizedClient(m) => (StatusCode::FORBIDDEN, C::InsufficientPermissions, m.clone()),
             E::UnsupportedGrantType(_) => (
                 StatusCode::BAD_REQUEST,
                 C::UnsupportedGrantType,
@@ -155,6 +158,8 @@ pub struct OAuthErrorBody {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OAuthErrorCode {
+    /// The grant (code, refresh token, credentials) is invalid.
+    InvalidGrant,
     /// 400 (413 for an oversized body).
     InvalidRequest,
     /// 401: client authentication failed.
@@ -232,6 +237,8 @@ impl From<DomainError> for OAuthError {
             E::AudienceNotAllowed(_) => (StatusCode::BAD_REQUEST, C::InvalidTarget, None),
             E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, C::AccessDenied, None),
             E::UnsupportedGrantType(_) => (StatusCode::BAD_REQUEST, C::UnsupportedGrantType, None),
+            E::InvalidGrant(_) => (StatusCode::BAD_REQUEST, C::InvalidGrant, None),
+            E::UnauthorizedClient(_) => (StatusCode::BAD_REQUEST, C::UnauthorizedClient, None),
             E::InvalidRequest(_) | E::Validation(_) => {
                 (StatusCode::BAD_REQUEST, C::InvalidRequest, None)
             }

@@ -8,6 +8,8 @@ pub mod error;
 pub mod extract;
 pub mod health;
 pub mod json;
+pub mod me;
+pub mod oauth;
 pub mod openapi;
 pub mod revocation;
 pub mod token;
@@ -53,6 +55,33 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::get().to(discovery::openid_configuration)),
             )
             .service(resource("/oauth/token", "POST").route(web::post().to(token::oauth_token)))
+            .service(
+                resource("/oauth/authorize", "GET, POST")
+                    .route(web::get().to(oauth::authorize))
+                    .route(web::post().to(oauth::sign_in)),
+            )
+            .service(
+                resource("/oauth/userinfo", "GET, POST")
+                    .route(web::get().to(oauth::userinfo))
+                    .route(web::post().to(oauth::userinfo)),
+            )
+            .service(
+                resource("/oauth/logout", "GET, POST")
+                    .route(web::get().to(oauth::logout_get))
+                    .route(web::post().to(oauth::logout_post)),
+            )
+            .service(
+                resource("/oauth/assets/tessera.css", "GET").route(web::get().to(oauth::stylesheet)),
+            )
+            .service(resource("/api/v1/me", "GET").route(web::get().to(me::get_me)))
+            .service(resource("/api/v1/me/sessions", "GET").route(web::get().to(me::sessions)))
+            .service(
+                resource("/api/v1/me/sessions/{id}", "DELETE")
+                    .route(web::delete().to(me::end_session)),
+            )
+            .service(
+                resource("/api/v1/me/password", "POST").route(web::post().to(me::change_password)),
+            )
             .service(resource("/oauth/revoke", "POST").route(web::post().to(revocation::revoke)))
             .service(
                 resource("/oauth/introspect", "POST").route(web::post().to(revocation::introspect)),

@@ -66,6 +66,10 @@ impl Modify for Security {
         super::admin::patch_user,
         super::admin::delete_user,
         super::admin::audit_log,
+        super::me::get_me,
+        super::me::sessions,
+        super::me::end_session,
+        super::me::change_password,
         openapi_json,
     ),
     components(
@@ -92,6 +96,7 @@ impl Modify for Security {
         (name = "apps", description = "Applications (API keys)"),
         (name = "roles", description = "Roles: permission templates"),
         (name = "users", description = "Users (owners of applications)"),
+        (name = "people", description = "A signed-in person's own record, sessions and password"),
         (name = "audit", description = "The audit log"),
         (name = "revocation", description = "Revocation, introspection and the revocation feed"),
         (name = "discovery", description = "JWKS and metadata"),

@@ -14,16 +14,31 @@ use super::error::{
 use super::extract::{client_ip, gateway};
 use super::{ApiError, OAuthError};
 use crate::domain::DomainError;
+use crate::service::Gateway;
+use crate::service::people::clients::{self, Client};
+use crate::service::people::oauth;
+use crate::service::people::tokens::{self, PersonTokens};
 use crate::service::token::{ExchangeRequest, exchange};
+use secrecy::ExposeSecret;
 
 /// The JSON token request (SPEC §2.1). Fields of other grants are accepted
 /// and ignored here so that those grants can be refused by name.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ApiTokenRequest {
-    /// `app_token` (the default); other grants are refused by name (400).
+    /// `app_token` (the default), `password` or `refresh_token`.
     #[serde(rename = "grantType", alias = "grant_type")]
-    #[schema(pattern = "^app_token$")]
+    #[schema(pattern = "^(app_token|password|refresh_token)$")]
     grant_type: Option<String>,
+    /// `password` grant: the person's email.
+    #[schema(max_length = 254)]
+    email: Option<String>,
+    /// `password` grant: their password.
+    #[schema(value_type = Option<String>, max_length = 1024)]
+    password: Option<SecretString>,
+    /// `refresh_token` grant: the refresh token.
+    #[serde(rename = "refreshToken", alias = "refresh_token")]
+    #[schema(value_type = Option<String>, max_length = 256)]
+    refresh_token: Option<SecretString>,
     /// The application id; optional with a generated secret, which embeds it.
     #[serde(rename = "AppId", alias = "appId", alias = "app_id")]
     app_id: Option<String>,
@@ -50,6 +65,10 @@ pub struct ApiTokenResponse {
     expires_in: u64,
     /// Granted permissions, space-separated.
     scope: String,
+    /// For the `password` and `refresh_token` grants: the next refresh
+    /// token (the one presented stops working after a short grace).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
 }
 
 /// The `client_credentials` form of `POST /oauth/token`. The handler reads
@@ -58,9 +77,17 @@ pub struct ApiTokenResponse {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct OAuthTokenRequest {
-    /// `client_credentials`.
-    #[schema(pattern = "^client_credentials$")]
+    /// `client_credentials`, `authorization_code` or `refresh_token`.
+    #[schema(pattern = "^(client_credentials|authorization_code|refresh_token)$")]
     grant_type: String,
+    /// `authorization_code`: the code.
+    code: Option<String>,
+    /// `authorization_code`: the redirect URI the code was sent to.
+    redirect_uri: Option<String>,
+    /// `authorization_code`: the PKCE verifier.
+    code_verifier: Option<String>,
+    /// `refresh_token`: the refresh token.
+    refresh_token: Option<String>,
     /// The AppId (or use HTTP Basic).
     client_id: Option<String>,
     /// The AppSecret (or use HTTP Basic; never both).
@@ -83,8 +110,27 @@ pub struct OAuthTokenResponse {
     token_type: &'static str,
     /// Seconds until it expires.
     expires_in: u64,
-    /// Granted permissions, space-separated.
+    /// Granted scope, space-separated.
     scope: String,
+    /// A refresh token (`offline_access`), for the code and refresh grants.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+    /// An ID token (`openid`), for the code grant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+}
+
+impl OAuthTokenResponse {
+    fn of(t: PersonTokens) -> Self {
+        Self {
+            access_token: t.access_token,
+            token_type: "Bearer",
+            expires_in: t.expires_in,
+            scope: t.scope,
+            refresh_token: t.refresh_token.map(|r| r.expose_secret().to_owned()),
+            id_token: t.id_token,
+        }
+    }
 }
 
 fn no_store(res: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
@@ -96,13 +142,23 @@ fn no_store(res: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpRes
 /// caller's input and is never repeated otherwise.
 fn unsupported(grant: &str) -> DomainError {
     match grant {
-        "password" | "refresh_token" => DomainError::UnsupportedGrantType(format!(
-            "{grant} (user login is not enabled on this gateway)"
-        )),
+        "password" => DomainError::UnsupportedGrantType(
+            "password (use POST /api/v1/token, or the authorization code grant)".into(),
+        ),
         _ => DomainError::UnsupportedGrantType(
-            "this grant type is not supported here (app_token on /api/v1/token, client_credentials on /oauth/token)".into(),
+            "this grant type is not supported here (app_token, password and refresh_token on /api/v1/token; client_credentials, authorization_code and refresh_token on /oauth/token)".into(),
         ),
     }
+}
+
+fn user_agent(req: &HttpRequest) -> String {
+    req.headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect()
 }
 
 #[utoipa::path(post, path = "/api/v1/token", tag = "tokens", request_body = ApiTokenRequest,
@@ -119,6 +175,35 @@ pub async fn api_token(
     let body = body.into_inner();
     match body.grant_type.as_deref() {
         None | Some("app_token") => {}
+        Some("password") => {
+            let (Some(email), Some(password)) = (body.email.as_deref(), body.password.as_ref())
+            else {
+                return Err(DomainError::InvalidRequest(
+                    "the password grant needs email and password".into(),
+                )
+                .into());
+            };
+            let t = oauth::password_grant(
+                &gw,
+                email,
+                password,
+                body.scope.as_deref(),
+                client_ip(&req)?,
+                &user_agent(&req),
+            )
+            .await?;
+            return Ok(api_person_response(t));
+        }
+        Some("refresh_token") => {
+            let token = body.refresh_token.ok_or_else(|| {
+                DomainError::InvalidRequest("the refresh_token grant needs refreshToken".into())
+            })?;
+            let client = clients::find(&gw, clients::CLI)
+                .await?
+                .ok_or_else(|| DomainError::Internal("built-in client missing".into()))?;
+            let t = tokens::refresh(&gw, &token, &client, client_ip(&req)?).await?;
+            return Ok(api_person_response(t));
+        }
         Some(other) => return Err(unsupported(other).into()),
     }
     let secret = body.app_secret.ok_or(DomainError::MissingCredentials)?;
@@ -138,7 +223,18 @@ pub async fn api_token(
         token_type: "Bearer",
         expires_in: issued.expires_in,
         scope: issued.scope,
+        refresh_token: None,
     }))
+}
+
+fn api_person_response(t: PersonTokens) -> HttpResponse {
+    no_store(&mut HttpResponse::Ok()).json(ApiTokenResponse {
+        access_token: t.access_token,
+        token_type: "Bearer",
+        expires_in: t.expires_in,
+        scope: t.scope,
+        refresh_token: t.refresh_token.map(|r| r.expose_secret().to_owned()),
+    })
 }
 
 /// Percent-decoding as in `application/x-www-form-urlencoded` (RFC 6749
@@ -187,8 +283,12 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
 
 /// The parameters an `/oauth/*` endpoint reads; any other is ignored, as
 /// RFC 6749 §3.2 asks of unrecognised parameters.
-const OAUTH_PARAMETERS: [&str; 8] = [
+const OAUTH_PARAMETERS: [&str; 12] = [
     "grant_type",
+    "code",
+    "redirect_uri",
+    "code_verifier",
+    "refresh_token",
     "client_id",
     "client_secret",
     "scope",
@@ -273,8 +373,32 @@ pub async fn oauth_token(
     let grant = params
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    if grant != "client_credentials" {
-        return Err(unsupported(&grant).into());
+    match grant.as_str() {
+        "client_credentials" => {}
+        "authorization_code" => {
+            let client = people_client(&gw, &mut params, &req).await?;
+            let code = params
+                .take("code")
+                .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+            let t = oauth::exchange_code(
+                &gw,
+                &client,
+                code.expose_secret(),
+                params.get("redirect_uri").as_deref(),
+                params.take("code_verifier").as_ref().map(|v| v.expose_secret()),
+            )
+            .await?;
+            return Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::of(t)));
+        }
+        "refresh_token" => {
+            let client = people_client(&gw, &mut params, &req).await?;
+            let token = params
+                .take("refresh_token")
+                .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+            let t = tokens::refresh(&gw, &token, &client, client_ip(&req)?).await?;
+            return Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::of(t)));
+        }
+        _ => return Err(unsupported(&grant).into()),
     }
     let (client_id, secret) = params
         .client_credentials(&req)?
@@ -296,7 +420,51 @@ pub async fn oauth_token(
         token_type: "Bearer",
         expires_in: issued.expires_in,
         scope: issued.scope,
+        refresh_token: None,
+        id_token: None,
     }))
+}
+
+/// The client of a people grant: a confidential one proves itself with its
+/// secret (Basic or body); a public one names itself with `client_id` and
+/// has no secret (PKCE or rotation protect it).
+async fn people_client(
+    gw: &Gateway,
+    params: &mut OAuthParams,
+    req: &HttpRequest,
+) -> Result<Client, OAuthError> {
+    match params.client_credentials(req)? {
+        Some((id, secret)) => {
+            let (snap, _) = crate::service::token::authenticate_client(
+                gw,
+                &ExchangeRequest {
+                    app_id: id.filter(|s| !s.is_empty()),
+                    secret,
+                    scope: None,
+                    audience: None,
+                    client_ip: client_ip(req)?,
+                },
+            )
+            .await?;
+            match clients::find(gw, &snap.stored.app.id).await? {
+                Some(c) if !c.public => Ok(c),
+                _ => Err(DomainError::UnauthorizedClient(
+                    "this application is not a client for people (no redirectUris)".into(),
+                )
+                .into()),
+            }
+        }
+        None => {
+            let id = params
+                .get("client_id")
+                .ok_or(DomainError::MissingCredentials)?;
+            match clients::find(gw, &id).await? {
+                Some(c) if c.public => Ok(c),
+                // A confidential client must authenticate.
+                _ => Err(DomainError::InvalidCredentials.into()),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -74,6 +74,20 @@ pub struct CreateApp {
     #[serde(default)]
     #[schema(minimum = 10, maximum = 86400)]
     pub token_ttl: Option<u64>,
+    /// Where people signing in through this application may be sent back
+    /// (it becomes an OAuth client; `https`, or `http` on loopback; at most 20).
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send people (at most 20).
+    #[serde(default)]
+    #[schema(max_items = 20)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grants this client may use (default: `client_credentials`, plus
+    /// `authorization_code` and `refresh_token` with `redirectUris`).
+    #[serde(default)]
+    #[schema(max_items = 5)]
+    pub grant_types: Vec<String>,
 }
 
 /// An application as the API shows it: the record plus its current status.
@@ -281,6 +295,12 @@ fn check_expiry(t: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), Doma
     }
 }
 
+fn dedup_sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v.dedup();
+    v
+}
+
 fn check_ttl(gw: &Gateway, ttl: Option<u64>) -> Result<(), DomainError> {
     match ttl {
         Some(ttl) if !(10..=gw.policy.token_ttl).contains(&ttl) => {
@@ -332,6 +352,9 @@ pub async fn create(
         allowed_ips,
         expires_at: req.expires_at,
         token_ttl: req.token_ttl,
+        redirect_uris: req.redirect_uris,
+        post_logout_redirect_uris: req.post_logout_redirect_uris,
+        grant_types: dedup_sorted(req.grant_types),
         revoked_at: None,
         created_at: now,
         updated_at: now,
@@ -339,6 +362,7 @@ pub async fn create(
         last_used_ip: None,
         use_count: 0,
     };
+    super::people::clients::check_client(&app)?;
     let after = checked_holdings(gw, &app).await?;
     authz::guard_audited(gw, actor, "app.create", "-", None, Some(&after)).await?;
     let secret_hash = gw.hasher.hash(&generated.secret).await?;
@@ -522,6 +546,15 @@ pub struct PatchApp {
     #[serde(default, deserialize_with = "nullable")]
     #[schema(value_type = Option<u64>, minimum = 10, maximum = 86400)]
     pub token_ttl: Option<Option<u64>>,
+    /// New redirect URIs (replaces the list).
+    #[schema(max_items = 20)]
+    pub redirect_uris: Option<Vec<String>>,
+    /// New post-logout redirect URIs (replaces the list).
+    #[schema(max_items = 20)]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// New grant types (replaces the list; `[]` restores the default).
+    #[schema(max_items = 5)]
+    pub grant_types: Option<Vec<String>>,
 }
 
 async fn load(gw: &Gateway, id: &str) -> Result<StoredApp, DomainError> {
@@ -647,6 +680,16 @@ pub async fn patch(
         check_ttl(gw, t)?;
         app.token_ttl = t;
     }
+    if let Some(u) = req.redirect_uris {
+        app.redirect_uris = u;
+    }
+    if let Some(u) = req.post_logout_redirect_uris {
+        app.post_logout_redirect_uris = u;
+    }
+    if let Some(g) = req.grant_types {
+        app.grant_types = dedup_sorted(g);
+    }
+    super::people::clients::check_client(app)?;
     // Every PATCH, whatever its fields, passes the rule: before and after.
     let after = checked_holdings(gw, app).await?;
     authz::guard_audited(gw, actor, "app.update", id, Some(&before), Some(&after)).await?;

@@ -17,6 +17,16 @@ pub struct Principal {
     pub owner: String,
     /// Where the call came from (for the audit log).
     pub ip: std::net::IpAddr,
+    /// The person's session, when the caller is a person (`sid`).
+    pub session: Option<String>,
+}
+
+impl Principal {
+    /// Whether the caller is a person (a user's token) rather than an
+    /// application.
+    pub fn is_person(&self) -> bool {
+        self.session.is_some()
+    }
 }
 
 impl Principal {
@@ -69,6 +79,9 @@ pub async fn authenticate_bearer(
             )));
         }
     }
+    if let Some(sid) = claims.sid.clone() {
+        return person(gw, claims, sid, ip).await;
+    }
     let Some(snapshot) = load_app(gw, &claims.sub).await? else {
         return Err(DomainError::InvalidToken);
     };
@@ -88,5 +101,36 @@ pub async fn authenticate_bearer(
         permissions,
         owner: app.owner.clone(),
         ip,
+        session: None,
+    })
+}
+
+/// A person's token: their permissions now (roles expanded) narrow what
+/// the token claims, and a disabled or deleted user is refused at once.
+/// What they create is theirs (`owner` is their id).
+async fn person(
+    gw: &Gateway,
+    claims: AccessClaims,
+    sid: String,
+    ip: std::net::IpAddr,
+) -> Result<Principal, DomainError> {
+    let Some(user) = gw.users.get_user(&claims.sub).await? else {
+        return Err(DomainError::InvalidToken);
+    };
+    if user.user.status != crate::domain::UserStatus::Active {
+        return Err(DomainError::InvalidToken);
+    }
+    let current = super::authz::user_holdings(gw, &user.user).await?;
+    let claimed: Vec<Permission> = claims
+        .permissions
+        .iter()
+        .filter_map(|p| Permission::parse(p).ok())
+        .collect();
+    Ok(Principal {
+        permissions: intersect(&claimed, &current.0),
+        owner: claims.sub.clone(),
+        subject: claims.sub,
+        ip,
+        session: Some(sid),
     })
 }

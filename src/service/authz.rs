@@ -160,6 +160,7 @@ mod tests {
             permissions: perms(p),
             owner: "gateway".into(),
             ip: "127.0.0.1".parse().unwrap(),
+            session: None,
         }
     }
 

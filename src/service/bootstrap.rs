@@ -61,6 +61,9 @@ fn admin_record(
             allowed_ips: Vec::new(),
             expires_at: None,
             token_ttl: None,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
             revoked_at: None,
             created_at: now,
             updated_at: now,
@@ -76,6 +79,7 @@ fn admin_record(
 
 /// Ensures the configured admin, or creates one when the store is empty.
 pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
+    ensure_admin_user(gw).await?;
     if let (Some(id), Some(secret)) = (&gw.policy.admin_app_id, &gw.policy.admin_app_secret) {
         return ensure(gw, id, secret).await;
     }
@@ -114,6 +118,7 @@ async fn audit_bootstrap(gw: &Gateway, id: &str, action: &str) {
         permissions: Vec::new(),
         owner: GATEWAY_OWNER.into(),
         ip: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+        session: None,
     };
     super::audit::record(
         gw,
@@ -173,4 +178,66 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
     Ok(Bootstrap::Ensured {
         app_id: id.to_owned(),
     })
+}
+
+/// `TESSERA_ADMIN_EMAIL` + `TESSERA_ADMIN_PASSWORD`: the user exists, is
+/// active, and signs in with that password. Created with permission `*`;
+/// an existing user keeps the grants operators gave it (only its password
+/// is made to match; a replaced password ends its sessions).
+async fn ensure_admin_user(gw: &Gateway) -> Result<(), DomainError> {
+    let (Some(email), Some(password)) = (&gw.policy.admin_email, &gw.policy.admin_password)
+    else {
+        return Ok(());
+    };
+    let email = crate::domain::user::normalize_email(email)?;
+    match gw.users.find_user_by_email(&email).await? {
+        None => {
+            let now = Utc::now();
+            let id = format!(
+                "usr_{}",
+                crate::crypto::random::base62(16)
+                    .map_err(|e| DomainError::Internal(e.to_string()))?
+            );
+            let user = crate::domain::User {
+                id: id.clone(),
+                email,
+                name: "Administrator".into(),
+                roles: Vec::new(),
+                permissions: vec![Permission::parse("*")?],
+                status: crate::domain::UserStatus::Active,
+                identities: Vec::new(),
+                has_password: true,
+                created_at: now,
+                updated_at: now,
+                last_login_at: None,
+            };
+            let hash = gw.hasher.hash(password).await?;
+            match gw
+                .users
+                .insert_user(&crate::store::StoredUser {
+                    user,
+                    password_hash: Some(hash),
+                })
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!(user_id = %id, "configured admin user created");
+                    audit_bootstrap(gw, &id, "bootstrap.admin_user_created").await;
+                }
+                // Another gateway created it a moment ago.
+                Err(crate::store::StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Some(stored) => {
+            let current = stored.password_hash.as_deref().map(Arc::from);
+            if !gw.hasher.verify(password, current).await? {
+                super::people::me::set_password(gw, &stored.user.id, password).await?;
+                super::people::sessions::end_all(gw, &stored.user.id).await?;
+                tracing::info!(user_id = %stored.user.id, "configured admin user's password replaced; its sessions ended");
+                audit_bootstrap(gw, &stored.user.id, "bootstrap.admin_password_replaced").await;
+            }
+        }
+    }
+    Ok(())
 }

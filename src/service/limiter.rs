@@ -13,16 +13,20 @@
 //! IPv6 clients are grouped by /64: one host usually holds a whole /64.
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Counts failures per client address in windows of fixed length.
-pub struct FailureLimiter {
+/// Counts failures per key (a client address, by default) in windows of
+/// fixed length.
+pub struct FailureLimiter<K: Hash + Eq + Clone = IpAddr> {
     window: Duration,
     per_ip: u32,
-    counts: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
+    counts: Counts<K>,
 }
+
+type Counts<K> = Arc<Mutex<HashMap<K, (u32, Instant)>>>;
 
 const MAX_KEYS: usize = 200_000;
 
@@ -39,21 +43,21 @@ pub fn client_key(ip: IpAddr) -> IpAddr {
 
 /// One attempt's slot. Dropped without [`Reservation::fail`], the slot is
 /// given back (a success, or a refusal that was not the client's doing).
-pub struct Reservation {
-    counts: Arc<Mutex<HashMap<IpAddr, (u32, Instant)>>>,
-    key: IpAddr,
+pub struct Reservation<K: Hash + Eq + Clone = IpAddr> {
+    counts: Counts<K>,
+    key: K,
     started: Instant,
     failed: bool,
 }
 
-impl Reservation {
+impl<K: Hash + Eq + Clone> Reservation<K> {
     /// Keeps the slot: the attempt failed and counts against the address.
     pub fn fail(mut self) {
         self.failed = true;
     }
 }
 
-impl Drop for Reservation {
+impl<K: Hash + Eq + Clone> Drop for Reservation<K> {
     fn drop(&mut self) {
         if self.failed {
             return;
@@ -68,8 +72,16 @@ impl Drop for Reservation {
     }
 }
 
-impl FailureLimiter {
-    /// `per_ip` failures are allowed per address per `window`.
+impl FailureLimiter<IpAddr> {
+    /// Takes a slot for one attempt from `ip`, or `Err(seconds)` to wait
+    /// when the address has used up its failures.
+    pub fn reserve(&self, ip: IpAddr) -> Result<Reservation<IpAddr>, u64> {
+        self.reserve_key(client_key(ip))
+    }
+}
+
+impl<K: Hash + Eq + Clone> FailureLimiter<K> {
+    /// `per_ip` failures are allowed per key per `window`.
     pub fn new(window: Duration, per_ip: u32) -> Self {
         Self {
             window,
@@ -78,10 +90,9 @@ impl FailureLimiter {
         }
     }
 
-    /// Takes a slot for one attempt from `ip`, or `Err(seconds)` to wait
-    /// when the address has used up its failures.
-    pub fn reserve(&self, ip: IpAddr) -> Result<Reservation, u64> {
-        let key = client_key(ip);
+    /// Takes a slot for one attempt counted under `key`, or `Err(seconds)`
+    /// to wait when the key has used up its failures.
+    pub fn reserve_key(&self, key: K) -> Result<Reservation<K>, u64> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.len() >= MAX_KEYS && !counts.contains_key(&key) {
             let w = self.window;
@@ -93,7 +104,7 @@ impl FailureLimiter {
             }
         }
         let now = Instant::now();
-        let e = counts.entry(key).or_insert((0, now));
+        let e = counts.entry(key.clone()).or_insert((0, now));
         if e.1.elapsed() >= self.window {
             *e = (0, now);
         }

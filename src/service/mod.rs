@@ -12,6 +12,7 @@ pub mod grants;
 pub mod inflight;
 pub mod limiter;
 pub mod metrics;
+pub mod people;
 pub mod revocation;
 pub mod roles;
 pub mod state;

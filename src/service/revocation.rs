@@ -196,6 +196,7 @@ pub async fn revoke_token(
             permissions: Vec::new(),
             owner: String::new(),
             ip,
+            session: None,
         };
         super::audit::record(
             gw,

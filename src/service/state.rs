@@ -64,6 +64,8 @@ pub struct Gateway {
     /// secret: the HMAC shortcut holds only while the store still has it,
     /// so a secret replaced by another gateway stops working here too.
     pub operator_admin_hash: std::sync::OnceLock<String>,
+    /// Failed sign-in counters (per address, per account and address).
+    pub signin: super::people::signin::SignInThrottle,
     /// New feed entries each client may add through `/oauth/revoke`.
     pub revocation_limiter: super::revocation::RevocationLimiter,
 }
@@ -96,6 +98,12 @@ pub struct Policy {
     pub admin_app_id: Option<String>,
     /// The operator-configured admin's secret.
     pub admin_app_secret: Option<secrecy::SecretString>,
+    /// Sessions, refresh tokens and sign-in throttling.
+    pub people: crate::config::PeopleSettings,
+    /// The ensured admin user's email.
+    pub admin_email: Option<String>,
+    /// The ensured admin user's password.
+    pub admin_password: Option<secrecy::SecretString>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -119,6 +127,9 @@ impl From<Settings> for Policy {
             live_audiences: s.live_audiences,
             admin_app_id: s.admin_app_id,
             admin_app_secret: s.admin_app_secret,
+            people: s.people,
+            admin_email: s.admin_email,
+            admin_password: s.admin_password,
         }
     }
 }
@@ -209,6 +220,7 @@ impl Gateway {
                 super::revocation::REVOCATION_WINDOW,
                 super::revocation::REVOCATIONS_PER_WINDOW,
             ),
+            signin: super::people::signin::SignInThrottle::new(&settings.people),
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),

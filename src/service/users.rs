@@ -12,7 +12,8 @@ use super::roles::{all_apps, check_roles_exist, checked_permissions, revoke_subj
 use crate::crypto::random;
 use crate::domain::permission::builtin::USERS_MANAGE;
 use crate::domain::user::normalize_email;
-use crate::domain::{DomainError, User};
+use crate::domain::{DomainError, User, UserStatus};
+use secrecy::{ExposeSecret, SecretString};
 use crate::store::{AppFilter, ListQuery, StoredUser};
 
 /// A new user.
@@ -37,6 +38,11 @@ pub struct CreateUser {
     #[serde(default)]
     #[schema(value_type = Vec<crate::domain::Permission>, max_items = 256)]
     pub permissions: Vec<String>,
+    /// A first password (12 to 128 characters, not the email). Never
+    /// echoed; stored as an argon2id hash.
+    #[serde(default)]
+    #[schema(value_type = Option<String>, min_length = 12, max_length = 128)]
+    pub password: Option<SecretString>,
 }
 
 /// A change to a user.
@@ -56,6 +62,13 @@ pub struct PatchUser {
     /// New permissions (replaces the list; at most 256).
     #[schema(value_type = Option<Vec<crate::domain::Permission>>, max_items = 256)]
     pub permissions: Option<Vec<String>>,
+    /// `disabled` ends every session and token of the user at once;
+    /// `active` lets them sign in again.
+    pub status: Option<UserStatus>,
+    /// A new password (an administrator's reset): every session of the
+    /// user ends.
+    #[schema(value_type = Option<String>, min_length = 12, max_length = 128)]
+    pub password: Option<SecretString>,
 }
 
 /// A page of users.
@@ -103,10 +116,19 @@ pub async fn create(gw: &Gateway, actor: &Principal, req: CreateUser) -> Result<
     };
     let after = authz::user_holdings(gw, &user).await?;
     authz::guard_audited(gw, actor, "user.create", "-", None, Some(&after)).await?;
+    let mut user = user;
+    let password_hash = match &req.password {
+        Some(p) => {
+            crate::domain::user::validate_password(p.expose_secret(), &user.email)?;
+            user.has_password = true;
+            Some(gw.hasher.hash(p).await?)
+        }
+        None => None,
+    };
     gw.users
         .insert_user(&StoredUser {
             user: user.clone(),
-            password_hash: None,
+            password_hash,
         })
         .await?;
     audit::record(gw, actor, "user.create", &user.id, audit::snapshot(&user)).await;
@@ -195,18 +217,38 @@ pub async fn patch(
     if let Some(p) = req.permissions {
         u.permissions = checked_permissions(gw, &p)?;
     }
+    if let Some(st) = req.status {
+        u.status = st;
+    }
+    let password_reset = req.password.is_some();
+    if let Some(p) = &req.password {
+        crate::domain::user::validate_password(p.expose_secret(), &u.email)?;
+    }
     let before = authz::user_holdings(gw, &old).await?;
     let after = authz::user_holdings(gw, u).await?;
     authz::guard_audited(gw, actor, "user.update", id, Some(&before), Some(&after)).await?;
-    let narrowed = !before.within(&after.0) || old.roles.iter().any(|r| !u.roles.contains(r));
-    u.updated_at = Utc::now();
+    let disabled = old.status == UserStatus::Active && u.status == UserStatus::Disabled;
+    let narrowed = disabled
+        || !before.within(&after.0)
+        || old.roles.iter().any(|r| !u.roles.contains(r));
+    if let Some(p) = &req.password {
+        stored.password_hash = Some(gw.hasher.hash(p).await?);
+        stored.user.has_password = true;
+    }
+    stored.user.updated_at = Utc::now();
     gw.users.update_user(&stored, old.updated_at).await?;
+    if disabled || password_reset {
+        super::people::sessions::end_all(gw, id).await?;
+    }
     if narrowed {
         revoke_subjects(gw, &user_and_owned(gw, id).await?).await?;
     }
     gw.grants_cache.clear();
     let mut details = audit::diff(&old, &stored.user);
     details["tokensRevoked"] = json!(narrowed);
+    if password_reset {
+        details["passwordReset"] = json!(true);
+    }
     audit::record(gw, actor, "user.update", id, details).await;
     Ok(stored.user)
 }
@@ -236,8 +278,6 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
     if !gw.users.delete_user(id).await? {
         return Err(not_found(id));
     }
-    super::revocation::revoke_subject(gw, id).await?;
-    gw.grants_cache.clear();
-    audit::record(gw, actor, "user.delete", id, audit::snapshot(&stored.user)).await;
+XX, id, audit::snapshot(&stored.user)).await;
     Ok(())
 }

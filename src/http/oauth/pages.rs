@@ -1,0 +1,147 @@
+//! Server-rendered pages of the sign-in flow. Plain HTML forms that work
+//! without JavaScript, every control labelled, nothing from another origin
+//! (one stylesheet from this gateway; a strict Content-Security-Policy).
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, HttpResponseBuilder};
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The stylesheet every page links (served at `/oauth/assets/tessera.css`).
+pub const STYLESHEET: &str = "\
+*{box-sizing:border-box}\
+body{font:16px/1.5 system-ui,sans-serif;margin:0;background:#f4f5f7;color:#1d1f23}\
+main{max-width:26rem;margin:3rem auto;padding:2rem;background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.15)}\
+h1{font-size:1.4rem;margin:0 0 1rem}\
+label{display:block;margin:1rem 0 .25rem;font-weight:600}\
+input[type=email],input[type=password]{width:100%;padding:.6rem;border:1px solid #8a8f98;border-radius:4px;font-size:1rem}\
+button{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:4px;background:#1f5fbf;color:#fff;font-size:1rem;cursor:pointer}\
+button:focus,input:focus{outline:3px solid #f0b400;outline-offset:1px}\
+.error{background:#fde8e8;color:#8a1c1c;padding:.75rem;border-radius:4px}\
+.muted{color:#555;font-size:.9rem}\
+@media (max-width:420px){main{margin:0;border-radius:0;min-height:100vh}}";
+
+/// A complete page.
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{t} · Tessera</title><link rel=\"stylesheet\" href=\"/oauth/assets/tessera.css\"></head>\
+<body><main>{body}</main></body></html>\n",
+        t = esc(title)
+    )
+}
+
+/// A response carrying a page, with the headers every page has. `form_to`
+/// is an extra origin a form on the page may end up at (the redirect after
+/// sign-in), for the CSP's `form-action`.
+pub fn respond(status: StatusCode, title: &str, body: &str, form_to: Option<&str>) -> HttpResponse {
+    let mut res = HttpResponseBuilder::new(status);
+    headers(&mut res, form_to);
+    res.content_type("text/html; charset=utf-8")
+        .body(page(title, body))
+}
+
+/// The headers of every page: no caching, no framing, no foreign content.
+pub fn headers(res: &mut HttpResponseBuilder, form_to: Option<&str>) {
+    let form_action = match form_to {
+        Some(o) => format!("'self' {o}"),
+        None => "'self'".into(),
+    };
+    res.insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((
+            header::CONTENT_SECURITY_POLICY,
+            format!(
+                "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
+            ),
+        ))
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        .insert_header(("X-Content-Type-Options", "nosniff"));
+}
+
+/// Hidden fields carrying a request's parameters through a form.
+pub fn hidden(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                esc(k),
+                esc(v)
+            )
+        })
+        .collect()
+}
+
+/// The sign-in form (fields `email` and `password`, for password managers
+/// and scripts).
+pub fn sign_in(hidden_fields: &str, csrf: &str, email: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    format!(
+        "<h1>Sign in to Tessera</h1>{error}\
+<form method=\"post\" action=\"/oauth/authorize\">{hidden_fields}\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<label for=\"email\">Email</label>\
+<input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
+<label for=\"password\">Password</label>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Sign in</button></form>",
+        csrf = esc(csrf),
+        email = esc(email),
+    )
+}
+
+/// A page that explains a refusal and links nowhere it was not asked to.
+pub fn error(message: &str) -> String {
+    format!(
+        "<h1>This sign-in request cannot be completed</h1><p class=\"error\" role=\"alert\">{}</p>\
+<p class=\"muted\">Go back to the application you came from and start again.</p>",
+        esc(message)
+    )
+}
+
+/// After logging out with nowhere to go.
+pub fn signed_out() -> String {
+    "<h1>Signed out</h1><p>You are signed out of Tessera. You can close this window.</p>".into()
+}
+
+/// Asks before ending a session when the request does not prove it came
+/// from the session's own client.
+pub fn confirm_logout(hidden_fields: &str, csrf: &str) -> String {
+    format!(
+        "<h1>Sign out of Tessera?</h1><p>An application asked to end your Tessera session.</p>\
+<form method=\"post\" action=\"/oauth/logout\">{hidden_fields}\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<button type=\"submit\">Sign out</button></form>",
+        esc(csrf)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping() {
+        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        let h = hidden(&[("state", "\"><script>")]);
+        assert!(!h.contains("<script>"), "{h}");
+    }
+}

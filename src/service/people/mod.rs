@@ -1,0 +1,9 @@
+//! People: sessions, sign-in, and Tessera as the OAuth 2.0 / OpenID Connect
+//! provider for its own users (SPEC §9).
+
+pub mod clients;
+pub mod me;
+pub mod oauth;
+pub mod sessions;
+pub mod signin;
+pub mod tokens;

@@ -1,0 +1,371 @@
+//! Tokens for people: access tokens (SPEC §9 claims), ID tokens, and
+//! refresh tokens with rotation and reuse detection.
+//!
+//! What a person's token carries is decided at every issue, from the user
+//! as stored now: their permissions and roles, bounded by the client's own
+//! (for applications; the built-in clients are the gateway's), narrowed by
+//! the permission words of `scope`. A refresh re-reads all of it, so a
+//! demotion reaches the next refreshed token.
+
+use chrono::{Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use super::clients::{self, Client};
+use super::sessions;
+use crate::crypto::{jwt, opaque, random};
+use crate::domain::access::intersect;
+use crate::domain::session::{RefreshFamily, RefreshUse, Session};
+use crate::domain::{AccessClaims, DomainError, Permission, UserStatus};
+use crate::service::Gateway;
+use crate::service::grants::{Grants, narrow, role_permissions};
+use crate::store::StoredUser;
+
+/// The OpenID Connect scope words; every other word names a permission.
+pub const OIDC_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
+
+/// What a grant answers with.
+pub struct PersonTokens {
+    /// The access token (JWT).
+    pub access_token: String,
+    /// Its lifetime, seconds.
+    pub expires_in: u64,
+    /// The scope granted: OIDC words, then permissions.
+    pub scope: String,
+    /// A new refresh token, when one was issued.
+    pub refresh_token: Option<SecretString>,
+    /// An ID token, when `openid` was granted.
+    pub id_token: Option<String>,
+}
+
+impl std::fmt::Debug for PersonTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PersonTokens")
+            .field("scope", &self.scope)
+            .field("expires_in", &self.expires_in)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Splits a requested scope into its OIDC words and its permission words
+/// (bounded like every scope: 64 words, 4 KiB).
+pub fn split_scope(scope: &str) -> Result<(Vec<String>, Vec<String>), DomainError> {
+    if scope.len() > crate::service::grants::MAX_SCOPE_BYTES {
+        return Err(DomainError::InvalidScope("scope is too long".into()));
+    }
+    let mut oidc = Vec::new();
+    let mut perms = Vec::new();
+    for w in scope.split(|c: char| c.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+        if oidc.len() + perms.len() >= crate::service::grants::MAX_SCOPE_WORDS {
+            return Err(DomainError::InvalidScope("scope has too many words".into()));
+        }
+        if OIDC_SCOPES.contains(&w) {
+            if !oidc.iter().any(|o| o == w) {
+                oidc.push(w.to_owned());
+            }
+        } else {
+            Permission::parse(w).map_err(|_| {
+                DomainError::InvalidScope(format!(
+                    "scope word {} is neither an OpenID scope nor a permission",
+                    crate::domain::error::shown(w)
+                ))
+            })?;
+            if !perms.iter().any(|p| p == w) {
+                perms.push(w.to_owned());
+            }
+        }
+    }
+    Ok((oidc, perms))
+}
+
+/// The grants of a user as stored now, bounded by what the client may carry.
+async fn user_grants(
+    gw: &Gateway,
+    user: &StoredUser,
+    bound: Option<&[Permission]>,
+) -> Result<Grants, DomainError> {
+    let as_of_ms = Utc::now().timestamp_millis();
+    let u = &user.user;
+    let mut role_grants = Vec::with_capacity(u.roles.len());
+    for name in &u.roles {
+        role_grants.push((
+            name.clone(),
+            role_permissions(gw, std::slice::from_ref(name)).await?,
+        ));
+    }
+    let mut permissions = u.permissions.clone();
+    permissions.extend(role_permissions(gw, &u.roles).await?);
+    permissions.sort();
+    permissions.dedup();
+    if let Some(b) = bound {
+        permissions = intersect(&permissions, b);
+    }
+    Ok(Grants {
+        roles: u.roles.clone(),
+        role_grants,
+        as_of_ms,
+        for_version: u.updated_at,
+        permissions,
+        access: Vec::new(),
+    })
+}
+
+/// Everything an issue needs.
+pub struct Issue<'a> {
+    /// The user, read just now.
+    pub user: &'a StoredUser,
+    /// Their session.
+    pub session: &'a Session,
+    /// The client.
+    pub client: &'a Client,
+    /// The scope as granted at sign-in (re-evaluated now).
+    pub scope: &'a str,
+    /// The client's nonce, for the ID token.
+    pub nonce: Option<&'a str>,
+    /// A refresh token to hand back (rotation), or whether to start a family.
+    pub refresh: Refresh,
+}
+
+/// What to do about refresh tokens in an issue.
+pub enum Refresh {
+    /// None.
+    Skip,
+    /// Start a family (the first issue with `offline_access`).
+    Start,
+    /// Hand back this token, already stored by the rotation.
+    Rotated(SecretString),
+}
+
+/// Mints the tokens of one issue.
+pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainError> {
+    let user = &i.user.user;
+    if user.status != UserStatus::Active {
+        return Err(DomainError::InvalidGrant("This account is disabled".into()));
+    }
+    let (oidc, perms) = split_scope(i.scope)?;
+    let bound = clients::bound(gw, i.client).await?;
+    let grants = user_grants(gw, i.user, bound.as_deref()).await?;
+    // People are granted what they hold of what they asked for: words they
+    // do not hold are dropped (the answer's `scope` says what was granted).
+    let held: Vec<String> = perms
+        .into_iter()
+        .filter(|w| {
+            Permission::parse(w).is_ok_and(|p| Permission::any_covers(&grants.permissions, &p))
+        })
+        .collect();
+    let narrowed = if held.is_empty() && i.scope_has_permissions() {
+        crate::service::grants::Narrowed {
+            permissions: Vec::new(),
+            access: Vec::new(),
+            roles: Vec::new(),
+        }
+    } else {
+        narrow(&grants, Some(&held.join(" ")), &gw.catalogue)?
+    };
+    let permissions: Vec<String> = narrowed
+        .permissions
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    let mut scope_words: Vec<String> = oidc.clone();
+    scope_words.extend(permissions.iter().cloned());
+    let scope = scope_words.join(" ");
+    let now = Utc::now();
+    let iat = now.timestamp();
+    let ttl = gw.policy.token_ttl;
+    let internal = |e: random::RandomError| DomainError::Internal(e.to_string());
+    let claims = AccessClaims {
+        iss: gw.issuer.clone(),
+        sub: user.id.clone(),
+        aud: gw.policy.audience.clone(),
+        exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
+        iat,
+        iat_ms: Some(grants.as_of_ms),
+        nbf: iat,
+        jti: random::token_id().map_err(internal)?,
+        client_id: i.client.id.clone(),
+        scope: scope.clone(),
+        roles: narrowed.roles,
+        permissions,
+        access: Vec::new(),
+        env: "live".into(),
+        key_type: "user".into(),
+        allowed_cidrs: None,
+        sid: Some(i.session.id.clone()),
+        amr: Some(i.session.amr.clone()),
+        idp: i.session.idp.clone(),
+    };
+    let access_token =
+        jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let id_token = if oidc.iter().any(|w| w == "openid") {
+        Some(id_token(gw, &i, &oidc, &access_token, iat)?)
+    } else {
+        None
+    };
+    let refresh_token = match i.refresh {
+        Refresh::Skip => None,
+        Refresh::Rotated(t) => Some(t),
+        Refresh::Start => Some(start_family(gw, i.user, i.session, i.client, i.scope).await?),
+    };
+    crate::service::metrics::inc(&gw.metrics.tokens_issued);
+    Ok(PersonTokens {
+        access_token,
+        expires_in: ttl,
+        scope,
+        refresh_token,
+        id_token,
+    })
+}
+
+impl Issue<'_> {
+    fn scope_has_permissions(&self) -> bool {
+        split_scope(self.scope).is_ok_and(|(_, p)| !p.is_empty())
+    }
+}
+
+fn id_token(
+    gw: &Gateway,
+    i: &Issue<'_>,
+    oidc: &[String],
+    access_token: &str,
+    iat: i64,
+) -> Result<String, DomainError> {
+    let user = &i.user.user;
+    let mut c = json!({
+        "iss": gw.issuer,
+        "sub": user.id,
+        "aud": i.client.id,
+        "azp": i.client.id,
+        "exp": iat + i64::try_from(gw.policy.token_ttl).unwrap_or(600),
+        "iat": iat,
+        "auth_time": i.session.auth_time.timestamp(),
+        "sid": i.session.id,
+        "amr": i.session.amr,
+        "at_hash": jwt::at_hash(access_token, gw.keys.id_token_key().alg()),
+    });
+    if let Some(n) = i.nonce {
+        c["nonce"] = Value::from(n);
+    }
+    if oidc.iter().any(|w| w == "email") {
+        c["email"] = Value::from(user.email.clone());
+        // Tessera does not verify addresses itself; a linked identity's
+        // provider may have, but that is not this address's proof.
+        c["email_verified"] = Value::from(false);
+    }
+    if oidc.iter().any(|w| w == "profile") && !user.name.is_empty() {
+        c["name"] = Value::from(user.name.clone());
+    }
+    jwt::mint_id_token(&gw.keys, &c).map_err(|e| DomainError::Internal(e.to_string()))
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
+}
+
+async fn start_family(
+    gw: &Gateway,
+    user: &StoredUser,
+    session: &Session,
+    client: &Client,
+    scope: &str,
+) -> Result<SecretString, DomainError> {
+    let internal = |e: random::RandomError| DomainError::Internal(e.to_string());
+    let token = opaque::new_refresh_token(&gw.policy.key_prefix).map_err(internal)?;
+    let now = Utc::now();
+    let family = RefreshFamily {
+        id: format!("rtf_{}", random::base62(22).map_err(internal)?),
+        user_id: user.user.id.clone(),
+        client_id: client.id.clone(),
+        session_id: session.id.clone(),
+        scope: scope.to_owned(),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + secs(gw.policy.people.refresh_absolute),
+        revoked: false,
+    };
+    gw.sessions
+        .insert_refresh(&family, &opaque::digest_hex(token.expose_secret()))
+        .await?;
+    sessions::retain(gw, &session.id, family.expires_at).await?;
+    Ok(token)
+}
+
+/// The refusal every bad refresh token gets: nothing tells an unknown token
+/// from an ended one.
+fn ended() -> DomainError {
+    DomainError::InvalidGrant("The refresh token is invalid, expired or revoked".into())
+}
+
+/// The `refresh_token` grant: rotates the token and issues new tokens.
+/// Presenting a replaced token after the grace window ends the family and
+/// its session (theft is assumed: one of the two holders is not the user).
+pub async fn refresh(
+    gw: &Gateway,
+    presented: &SecretString,
+    client: &Client,
+    ip: std::net::IpAddr,
+) -> Result<PersonTokens, DomainError> {
+    let t = presented.expose_secret();
+    if !opaque::is_refresh_token(&gw.policy.key_prefix, t) {
+        return Err(ended());
+    }
+    if !client.allows_grant("refresh_token") {
+        return Err(DomainError::UnauthorizedClient(
+            "this client may not use the refresh_token grant".into(),
+        ));
+    }
+    let next = opaque::new_refresh_token(&gw.policy.key_prefix)
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    let p = &gw.policy.people;
+    let outcome = gw
+        .sessions
+        .use_refresh(
+            &opaque::digest_hex(t),
+            &opaque::digest_hex(next.expose_secret()),
+            Utc::now(),
+            std::time::Duration::from_secs(p.refresh_grace),
+            std::time::Duration::from_secs(p.refresh_idle),
+        )
+        .await?;
+    let family = match outcome {
+        RefreshUse::Rotated(f) => f,
+        RefreshUse::Reused(f) => {
+            tracing::warn!(family = %f.id, user = %f.user_id, "refresh token reused: family and session ended");
+            sessions::end(gw, &f.session_id).await?;
+            super::signin::audit(
+                gw,
+                &f.user_id,
+                "refresh.reuse",
+                ip,
+                json!({"family": f.id, "session": f.session_id, "client": f.client_id}),
+            )
+            .await;
+            return Err(ended());
+        }
+        RefreshUse::Ended | RefreshUse::Unknown => return Err(ended()),
+    };
+    if family.client_id != client.id {
+        // A token bound to another client: stolen, or a confused client.
+        // Either way the family is no longer trustworthy.
+        sessions::end(gw, &family.session_id).await?;
+        return Err(ended());
+    }
+    let Some(session) = sessions::get(gw, &family.session_id).await? else {
+        return Err(ended());
+    };
+    let Some(user) = gw.users.get_user(&family.user_id).await? else {
+        return Err(ended());
+    };
+    issue(
+        gw,
+        Issue {
+            user: &user,
+            session: &session,
+            client,
+            scope: &family.scope,
+            nonce: None,
+            refresh: Refresh::Rotated(next),
+        },
+    )
+    .await
+}
