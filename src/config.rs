@@ -434,14 +434,49 @@ impl Settings {
         }
         let p = &self.people;
         for (name, v, lo, hi) in [
-            ("people.session_idle (TESSERA_SESSION_IDLE)", p.session_idle, 60, 30 * 86_400),
-            ("people.session_absolute (TESSERA_SESSION_ABSOLUTE)", p.session_absolute, 60, 90 * 86_400),
-            ("people.refresh_idle (TESSERA_REFRESH_IDLE)", p.refresh_idle, 60, 365 * 86_400),
-            ("people.refresh_absolute (TESSERA_REFRESH_ABSOLUTE)", p.refresh_absolute, 60, 365 * 86_400),
-            ("people.refresh_grace (TESSERA_REFRESH_GRACE)", p.refresh_grace, 0, 300),
+            (
+                "people.session_idle (TESSERA_SESSION_IDLE)",
+                p.session_idle,
+                60,
+                30 * 86_400,
+            ),
+            (
+                "people.session_absolute (TESSERA_SESSION_ABSOLUTE)",
+                p.session_absolute,
+                60,
+                90 * 86_400,
+            ),
+            (
+                "people.refresh_idle (TESSERA_REFRESH_IDLE)",
+                p.refresh_idle,
+                60,
+                365 * 86_400,
+            ),
+            (
+                "people.refresh_absolute (TESSERA_REFRESH_ABSOLUTE)",
+                p.refresh_absolute,
+                60,
+                365 * 86_400,
+            ),
+            (
+                "people.refresh_grace (TESSERA_REFRESH_GRACE)",
+                p.refresh_grace,
+                0,
+                300,
+            ),
             ("people.signin_window", p.signin_window, 1, 86_400),
-            ("people.signin_failures_per_ip", u64::from(p.signin_failures_per_ip), 1, 1_000_000),
-            ("people.signin_failures_per_account", u64::from(p.signin_failures_per_account), 1, 1_000_000),
+            (
+                "people.signin_failures_per_ip",
+                u64::from(p.signin_failures_per_ip),
+                1,
+                1_000_000,
+            ),
+            (
+                "people.signin_failures_per_account",
+                u64::from(p.signin_failures_per_account),
+                1,
+                1_000_000,
+            ),
         ] {
             if !(lo..=hi).contains(&v) {
                 return Err(err(name, format!("must be between {lo} and {hi}")));

@@ -25,10 +25,7 @@ pub fn random_value() -> Result<SecretString, RandomError> {
 /// A new refresh token: `{prefix}_rt_{random}{checksum}`, so secret
 /// scanners can recognise and check one (SPEC §9).
 pub fn new_refresh_token(prefix: &str) -> Result<SecretString, RandomError> {
-    let body = format!(
-        "{prefix}_rt_{}",
-        random::base62(RANDOM_LEN)?
-    );
+    let body = format!("{prefix}_rt_{}", random::base62(RANDOM_LEN)?);
     Ok(SecretString::from(super::secret::seal(&body)))
 }
 
@@ -78,8 +75,7 @@ pub fn pkce_s256(verifier: &str) -> String {
 /// characters of `[A-Za-z0-9-._~]`).
 pub fn valid_verifier(v: &str) -> bool {
     (43..=128).contains(&v.len())
-        && v
-            .bytes()
+        && v.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
 }
 
@@ -107,7 +103,9 @@ mod tests {
             pkce_s256("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"),
             "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGEYNFTqJM"
         );
-        assert!(valid_verifier("dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"));
+        assert!(valid_verifier(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk"
+        ));
         assert!(!valid_verifier("short"));
         assert!(!valid_verifier(&"a b".repeat(20)));
     }

@@ -66,7 +66,9 @@ impl ApiError {
             E::InvalidRequest(m) | E::InvalidGrant(m) => {
                 (StatusCode::BAD_REQUEST, C::InvalidRequest, m.clone())
             }
-            E::UnauthorizedClient(m) => (StatusCode::FORBIDDEN, C::InsufficientPermissions, m.clone()),
+            E::UnauthorizedClient(m) => {
+                (StatusCode::FORBIDDEN, C::InsufficientPermissions, m.clone())
+            }
             E::UnsupportedGrantType(_) => (
                 StatusCode::BAD_REQUEST,
                 C::UnsupportedGrantType,

@@ -71,7 +71,8 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::post().to(oauth::logout_post)),
             )
             .service(
-                resource("/oauth/assets/tessera.css", "GET").route(web::get().to(oauth::stylesheet)),
+                resource("/oauth/assets/tessera.css", "GET")
+                    .route(web::get().to(oauth::stylesheet)),
             )
             .service(resource("/api/v1/me", "GET").route(web::get().to(me::get_me)))
             .service(resource("/api/v1/me/sessions", "GET").route(web::get().to(me::sessions)))

@@ -385,7 +385,10 @@ pub async fn oauth_token(
                 &client,
                 code.expose_secret(),
                 params.get("redirect_uri").as_deref(),
-                params.take("code_verifier").as_ref().map(|v| v.expose_secret()),
+                params
+                    .take("code_verifier")
+                    .as_ref()
+                    .map(|v| v.expose_secret()),
             )
             .await?;
             return Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::of(t)));

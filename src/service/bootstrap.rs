@@ -185,8 +185,7 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
 /// an existing user keeps the grants operators gave it (only its password
 /// is made to match; a replaced password ends its sessions).
 async fn ensure_admin_user(gw: &Gateway) -> Result<(), DomainError> {
-    let (Some(email), Some(password)) = (&gw.policy.admin_email, &gw.policy.admin_password)
-    else {
+    let (Some(email), Some(password)) = (&gw.policy.admin_email, &gw.policy.admin_password) else {
         return Ok(());
     };
     let email = crate::domain::user::normalize_email(email)?;

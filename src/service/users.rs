@@ -13,8 +13,8 @@ use crate::crypto::random;
 use crate::domain::permission::builtin::USERS_MANAGE;
 use crate::domain::user::normalize_email;
 use crate::domain::{DomainError, User, UserStatus};
-use secrecy::{ExposeSecret, SecretString};
 use crate::store::{AppFilter, ListQuery, StoredUser};
+use secrecy::{ExposeSecret, SecretString};
 
 /// A new user.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -228,9 +228,8 @@ pub async fn patch(
     let after = authz::user_holdings(gw, u).await?;
     authz::guard_audited(gw, actor, "user.update", id, Some(&before), Some(&after)).await?;
     let disabled = old.status == UserStatus::Active && u.status == UserStatus::Disabled;
-    let narrowed = disabled
-        || !before.within(&after.0)
-        || old.roles.iter().any(|r| !u.roles.contains(r));
+    let narrowed =
+        disabled || !before.within(&after.0) || old.roles.iter().any(|r| !u.roles.contains(r));
     if let Some(p) = &req.password {
         stored.password_hash = Some(gw.hasher.hash(p).await?);
         stored.user.has_password = true;
@@ -278,6 +277,9 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
     if !gw.users.delete_user(id).await? {
         return Err(not_found(id));
     }
-XX, id, audit::snapshot(&stored.user)).await;
+    super::people::sessions::end_all(gw, id).await?;
+    super::revocation::revoke_subject(gw, id).await?;
+    gw.grants_cache.clear();
+    audit::record(gw, actor, "user.delete", id, audit::snapshot(&stored.user)).await;
     Ok(())
 }

@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::shown;
-use crate::domain::session::{AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession};
+use crate::domain::session::{
+    AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession,
+};
 use crate::domain::{
     AppStatus, Application, Environment, KeyType, Revocation, RevocationKind, Role, User,
 };
@@ -340,8 +342,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// expiry), an expired or unknown code `Unknown`.
     async fn take_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<CodeUse, StoreError>;
     /// Stores a new refresh family and its first token's hash.
-    async fn insert_refresh(&self, family: &RefreshFamily, token_hash: &str)
-    -> Result<(), StoreError>;
+    async fn insert_refresh(
+        &self,
+        family: &RefreshFamily,
+        token_hash: &str,
+    ) -> Result<(), StoreError>;
     /// Presents a refresh token, atomically (two gateways racing on one
     /// token see one order):
     /// - unknown hash: `Unknown`;

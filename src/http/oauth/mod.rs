@@ -47,7 +47,10 @@ fn cookie<'a>(gw: &Gateway, name: &'a str, value: String, max_age: Option<i64>) 
 }
 
 /// The form's CSRF token: the browser's current one, or a new one to set.
-fn csrf_token(gw: &Gateway, req: &HttpRequest) -> Result<(String, Option<Cookie<'static>>), DomainError> {
+fn csrf_token(
+    gw: &Gateway,
+    req: &HttpRequest,
+) -> Result<(String, Option<Cookie<'static>>), DomainError> {
     if let Some(c) = req.cookie(csrf_cookie_name(gw))
         && c.value().len() == 43
         && c.value().bytes().all(|b| b.is_ascii_alphanumeric())
@@ -61,7 +64,8 @@ fn csrf_token(gw: &Gateway, req: &HttpRequest) -> Result<(String, Option<Cookie<
 
 /// The issuer's origin (`scheme://host[:port]`).
 fn issuer_origin(gw: &Gateway) -> String {
-    url::Url::parse(&gw.issuer).map_or_else(|_| gw.issuer.clone(), |u| u.origin().ascii_serialization())
+    url::Url::parse(&gw.issuer)
+        .map_or_else(|_| gw.issuer.clone(), |u| u.origin().ascii_serialization())
 }
 
 /// A form post is ours when its CSRF field equals the cookie and its
@@ -85,7 +89,9 @@ fn session_cookie(gw: &Gateway, req: &HttpRequest) -> Option<String> {
 
 /// Parameters of a query or form as pairs; a repeated name is refused
 /// (RFC 6749 §3.1).
-fn unique(pairs: Vec<(String, String)>) -> Result<std::collections::HashMap<String, String>, String> {
+fn unique(
+    pairs: Vec<(String, String)>,
+) -> Result<std::collections::HashMap<String, String>, String> {
     let mut out = std::collections::HashMap::new();
     for (k, v) in pairs {
         if out.insert(k.clone(), v).is_some() {
@@ -145,7 +151,9 @@ fn see_other(location: &str) -> HttpResponse {
 }
 
 fn origin_of(uri: &str) -> Option<String> {
-    url::Url::parse(uri).ok().map(|u| u.origin().ascii_serialization())
+    url::Url::parse(uri)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
 }
 
 fn sign_in_page(
@@ -160,7 +168,12 @@ fn sign_in_page(
     let pairs = param_pairs(&a.params);
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let body = pages::sign_in(&pages::hidden(&refs), &csrf, email, error);
-    let mut res = pages::respond(status, "Sign in", &body, origin_of(&a.redirect_uri).as_deref());
+    let mut res = pages::respond(
+        status,
+        "Sign in",
+        &body,
+        origin_of(&a.redirect_uri).as_deref(),
+    );
     if let Some(c) = set {
         let _ = res.add_cookie(&c);
     }
@@ -197,7 +210,11 @@ pub async fn authorize(
         return Ok(see_other(&loc));
     }
     if a.no_prompt() {
-        return Ok(see_other(&a.error(&gw, "login_required", "the user is not signed in")));
+        return Ok(see_other(&a.error(
+            &gw,
+            "login_required",
+            "the user is not signed in",
+        )));
     }
     Ok(sign_in_page(&gw, &req, &a, StatusCode::OK, "", None)?)
 }
@@ -228,7 +245,14 @@ pub async fn sign_in(
     let user = match signin::check_password(&gw, &email, &password, ip).await {
         Ok(u) => u,
         Err(DomainError::InvalidGrant(m)) => {
-            return Ok(sign_in_page(&gw, &req, &a, StatusCode::UNAUTHORIZED, &email, Some(&m))?);
+            return Ok(sign_in_page(
+                &gw,
+                &req,
+                &a,
+                StatusCode::UNAUTHORIZED,
+                &email,
+                Some(&m),
+            )?);
         }
         Err(DomainError::RateLimited { retry_after }) => {
             let mut res = sign_in_page(

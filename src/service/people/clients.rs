@@ -170,10 +170,7 @@ pub fn check_uris(field: &str, uris: &[String]) -> Result<(), DomainError> {
     }
     for u in uris {
         let bad = |why: &str| {
-            DomainError::Validation(format!(
-                "{field}: {} {why}",
-                crate::domain::error::shown(u)
-            ))
+            DomainError::Validation(format!("{field}: {} {why}", crate::domain::error::shown(u)))
         };
         if u.len() > MAX_URI_BYTES {
             return Err(bad("is too long"));
@@ -208,10 +205,7 @@ pub fn check_client(app: &Application) -> Result<(), DomainError> {
             )));
         }
     }
-    let needs_redirect = app
-        .grant_types
-        .iter()
-        .any(|g| g == "authorization_code");
+    let needs_redirect = app.grant_types.iter().any(|g| g == "authorization_code");
     if needs_redirect && app.redirect_uris.is_empty() {
         return Err(DomainError::Validation(
             "grantTypes: authorization_code needs redirectUris".into(),

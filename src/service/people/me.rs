@@ -67,11 +67,19 @@ pub async fn end_my_session(gw: &Gateway, actor: &Principal, sid: &str) -> Resul
     match sessions::get(gw, sid).await? {
         Some(s) if s.user_id == actor.subject => {
             sessions::end(gw, sid).await?;
-            crate::service::audit::record(gw, actor, "session.end", sid, json!({"user": actor.subject}))
-                .await;
+            crate::service::audit::record(
+                gw,
+                actor,
+                "session.end",
+                sid,
+                json!({"user": actor.subject}),
+            )
+            .await;
             Ok(())
         }
-        _ => Err(DomainError::NotFound("session (no such session of yours)".into())),
+        _ => Err(DomainError::NotFound(
+            "session (no such session of yours)".into(),
+        )),
     }
 }
 
@@ -100,14 +108,24 @@ pub async fn change_password(
             sessions::end(gw, &s.id).await?;
         }
     }
-    crate::service::audit::record(gw, actor, "user.password", &actor.subject, json!({"by": "self"}))
-        .await;
+    crate::service::audit::record(
+        gw,
+        actor,
+        "user.password",
+        &actor.subject,
+        json!({"by": "self"}),
+    )
+    .await;
     Ok(())
 }
 
 /// Hashes and stores a new password for a user (rules checked first).
 /// Retries once when the record changed under it.
-pub async fn set_password(gw: &Gateway, user_id: &str, new: &SecretString) -> Result<(), DomainError> {
+pub async fn set_password(
+    gw: &Gateway,
+    user_id: &str,
+    new: &SecretString,
+) -> Result<(), DomainError> {
     let mut tries = 0;
     loop {
         let mut stored = gw

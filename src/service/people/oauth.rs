@@ -143,7 +143,9 @@ pub async fn validate(gw: &Gateway, p: &AuthorizeParams) -> Result<Authorization
     let client = clients::find(gw, client_id)
         .await
         .map_err(|_| page("The service is temporarily unavailable; retry shortly."))?
-        .ok_or_else(|| page("The client in this request is unknown or not allowed to sign people in."))?;
+        .ok_or_else(|| {
+            page("The client in this request is unknown or not allowed to sign people in.")
+        })?;
     let redirect_uri = p
         .redirect_uri
         .as_deref()
@@ -171,7 +173,10 @@ pub async fn validate(gw: &Gateway, p: &AuthorizeParams) -> Result<Authorization
             "this client may not use the authorization code grant",
         ));
     }
-    match (p.code_challenge.as_deref(), p.code_challenge_method.as_deref()) {
+    match (
+        p.code_challenge.as_deref(),
+        p.code_challenge_method.as_deref(),
+    ) {
         (Some(c), Some("S256"))
             if c.len() == 43
                 && c.bytes()
@@ -295,7 +300,11 @@ pub async fn exchange_code(
             client,
             scope: &c.scope,
             nonce: c.nonce.as_deref(),
-            refresh: if offline { Refresh::Start } else { Refresh::Skip },
+            refresh: if offline {
+                Refresh::Start
+            } else {
+                Refresh::Skip
+            },
         },
     )
     .await
@@ -338,7 +347,10 @@ pub async fn password_grant(
     )
     .await;
     let mut scope = scope.unwrap_or("").to_owned();
-    if !scope.split_ascii_whitespace().any(|w| w == "offline_access") {
+    if !scope
+        .split_ascii_whitespace()
+        .any(|w| w == "offline_access")
+    {
         scope = format!("{scope} offline_access").trim().to_owned();
     }
     tokens::issue(
@@ -359,8 +371,9 @@ pub async fn password_grant(
 /// `/api/v1/me`): signature, lifetime, revocation (by `jti`, subject and
 /// session), a live user. Returns the claims.
 pub async fn person_claims(gw: &Gateway, token: &str) -> Result<AccessClaims, DomainError> {
-    let claims: AccessClaims = jwt::verify_any_audience(&gw.keys, token, &gw.issuer, gw.policy.leeway)
-        .map_err(|_| DomainError::InvalidToken)?;
+    let claims: AccessClaims =
+        jwt::verify_any_audience(&gw.keys, token, &gw.issuer, gw.policy.leeway)
+            .map_err(|_| DomainError::InvalidToken)?;
     if claims.sid.is_none() || !claims.sub.starts_with("usr_") {
         return Err(DomainError::InvalidToken);
     }
@@ -430,8 +443,11 @@ pub async fn plan_logout(gw: &Gateway, p: &LogoutParams) -> Result<LogoutPlan, D
     let mut client_id = p.client_id.clone();
     let mut hint_sub = None;
     if let Some(h) = p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
-        let claims = jwt::verify_id_token_hint(&gw.keys, h, &gw.issuer)
-            .map_err(|_| DomainError::InvalidRequest("id_token_hint is not a valid ID token of this provider".into()))?;
+        let claims = jwt::verify_id_token_hint(&gw.keys, h, &gw.issuer).map_err(|_| {
+            DomainError::InvalidRequest(
+                "id_token_hint is not a valid ID token of this provider".into(),
+            )
+        })?;
         let aud = match &claims["aud"] {
             Value::String(s) => Some(s.clone()),
             Value::Array(a) => a.first().and_then(|v| v.as_str()).map(str::to_owned),

@@ -95,10 +95,15 @@ pub async fn check_password(
         Some(u) if ok => {
             drop((ip_slot, account_slot));
             if u.user.status != UserStatus::Active {
-                audit(gw, &u.user.id, "signin.refused", ip, json!({"reason": "disabled"})).await;
-                return Err(DomainError::InvalidGrant(
-                    "This account is disabled".into(),
-                ));
+                audit(
+                    gw,
+                    &u.user.id,
+                    "signin.refused",
+                    ip,
+                    json!({"reason": "disabled"}),
+                )
+                .await;
+                return Err(DomainError::InvalidGrant("This account is disabled".into()));
             }
             Ok(u)
         }

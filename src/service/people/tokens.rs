@@ -55,7 +55,10 @@ pub fn split_scope(scope: &str) -> Result<(Vec<String>, Vec<String>), DomainErro
     }
     let mut oidc = Vec::new();
     let mut perms = Vec::new();
-    for w in scope.split(|c: char| c.is_ascii_whitespace()).filter(|w| !w.is_empty()) {
+    for w in scope
+        .split(|c: char| c.is_ascii_whitespace())
+        .filter(|w| !w.is_empty())
+    {
         if oidc.len() + perms.len() >= crate::service::grants::MAX_SCOPE_WORDS {
             return Err(DomainError::InvalidScope("scope has too many words".into()));
         }
