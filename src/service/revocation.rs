@@ -1,8 +1,8 @@
 //! Revocation: writing entries, checking tokens against them, introspection.
 //!
 //! Entries live as long as the tokens they cover can: a `jti` entry until
-//! that token's `exp` plus the leeway, a subject entry for the longest token
-//! lifetime plus the leeway plus [`MAX_STATE_AGE_SECS`].
+//! that token's `exp` plus the leeway, a subject or session entry for the
+//! longest token lifetime plus the leeway plus [`MAX_STATE_AGE_SECS`].
 //!
 //! Revoking is bounded per caller: revoking the same token again is free
 //! (the store appends nothing), and each client may add at most
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::Gateway;
 use crate::crypto::jwt;
-use crate::domain::{AccessClaims, AccessGrant, DomainError, Revocation, RevocationKind};
+use crate::domain::{AccessClaims, AccessGrant, DomainError, Revocation, RevocationKind, TokenRef};
 use serde::{Deserialize, Serialize};
 
 /// The longest an application snapshot may be used to mint after it was
@@ -117,17 +117,52 @@ pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, Domai
     Ok(rev)
 }
 
-/// The moment a token was issued, in milliseconds.
-pub fn issued_ms(claims: &AccessClaims) -> i64 {
-    claims.iat_ms.unwrap_or(claims.iat.saturating_mul(1000))
+/// The longest session id accepted: real ones are `ses_` and a few dozen
+/// characters; the bound keeps a caller from storing (and every verifier
+/// from holding) arbitrary text.
+const MAX_SID_LEN: usize = 128;
+
+/// Revokes every access token of the session `sid` at once (logout, a
+/// session deleted, a user disabled, a refresh token reused: SPEC §9). The
+/// entry lives as long as a subject entry: however late a token of the
+/// session was minted, it has expired, leeway included, when the entry is
+/// forgotten. Revoking the same session again appends nothing.
+///
+/// # Errors
+/// `Validation` for an empty or oversized `sid`; the store's error when it
+/// cannot write.
+pub async fn revoke_session(gw: &Gateway, sid: &str) -> Result<(), DomainError> {
+    if sid.is_empty() || sid.len() > MAX_SID_LEN || sid.chars().any(char::is_control) {
+        return Err(DomainError::Validation(
+            "a session id is 1 to 128 printable characters".into(),
+        ));
+    }
+    let now = Utc::now();
+    let stored = gw
+        .revocations
+        .revoke(
+            RevocationKind::Session {
+                sid: sid.to_owned(),
+            },
+            now.timestamp() + subject_lifetime(gw),
+        )
+        .await?;
+    if stored.appended {
+        // The sid names a session, not a secret: it is safe to log.
+        tracing::info!(sid, seq = stored.entry.seq, "session revoked");
+    }
+    Ok(())
 }
 
-/// Whether a token from this gateway has been revoked.
+/// The moment a token was issued, in milliseconds.
+pub fn issued_ms(claims: &AccessClaims) -> i64 {
+    TokenRef::from(claims).issued_ms
+}
+
+/// Whether a token from this gateway has been revoked: by its `jti`, its
+/// subject, or its session.
 pub async fn is_revoked(gw: &Gateway, claims: &AccessClaims) -> Result<bool, DomainError> {
-    Ok(gw
-        .revocations
-        .is_revoked(&claims.jti, &claims.sub, issued_ms(claims))
-        .await?)
+    Ok(gw.revocations.is_revoked(&TokenRef::from(claims)).await?)
 }
 
 /// Reads a token of this gateway whatever its audience, without checking
