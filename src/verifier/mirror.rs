@@ -598,6 +598,11 @@ impl FeedReader {
     }
 }
 
+// The integration tests' real `redis-server` launcher.
+#[cfg(all(test, feature = "gateway"))]
+#[path = "../../tests/api/redis_server.rs"]
+mod redis_server;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -731,5 +736,178 @@ mod tests {
         let old = RevocationMirror::default();
         old.caught_up(now_ms() - 11_000);
         assert!(old.is_stale(bound));
+    }
+
+    fn session(sid: &str, expires_at: i64) -> Revocation {
+        Revocation {
+            seq: 1,
+            kind: RevocationKind::Session { sid: sid.into() },
+            expires_at,
+        }
+    }
+
+    fn of_session<'a>(sid: Option<&'a str>) -> TokenRef<'a> {
+        TokenRef {
+            jti: "AAAAAAAAAAAAAAAAAAAAAA",
+            sub: "usr_1",
+            sid,
+            issued_ms: 0,
+        }
+    }
+
+    const SID: &str = "ses_4fGh7Kq2LmN9pQrStUvWx0";
+
+    #[test]
+    fn session_ids_pack_into_distinct_keys() {
+        assert!(compact_sid(SID).is_some());
+        assert!(compact_sid(&format!("ses_{}", "z".repeat(32))).is_some());
+        for other in [
+            "ses_",
+            "sess_abc",
+            "abc",
+            "ses_abc-def",
+            "ses_abc_def",
+            "ses_é",
+            "SES_abc",
+            &format!("ses_{}", "z".repeat(33)),
+        ] {
+            assert_eq!(compact_sid(other), None, "{other:?}");
+        }
+        // The tail is not confused with the digit 0, nor is any
+        // character with another.
+        let keys = [
+            "ses_a", "ses_a0", "ses_0a", "ses_00", "ses_0", "ses_b", "ses_A", "ses_z", "ses_Z",
+            "ses_9",
+        ]
+        .map(|s| compact_sid(s).unwrap());
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn different_session_ids_never_share_a_key(
+            a in "[0-9A-Za-z]{1,32}",
+            b in "[0-9A-Za-z]{1,32}",
+        ) {
+            let (ka, kb) = (compact_sid(&format!("ses_{a}")), compact_sid(&format!("ses_{b}")));
+            proptest::prop_assert!(ka.is_some() && kb.is_some());
+            proptest::prop_assert_eq!(ka == kb, a == b);
+        }
+    }
+
+    #[test]
+    fn a_session_entry_revokes_exactly_the_tokens_of_its_session() {
+        let m = RevocationMirror::default();
+        let now = chrono::Utc::now().timestamp();
+        let later = now + 60;
+        m.apply(&session(SID, later));
+        m.apply(&session("legacy-session-7", later));
+        assert_eq!(m.len(), 2);
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        assert!(m.is_revoked(&TokenRef {
+            issued_ms: i64::MAX,
+            ..of_session(Some(SID))
+        }));
+        assert!(
+            m.is_revoked(&of_session(Some("legacy-session-7"))),
+            "general path"
+        );
+        assert!(!m.is_revoked(&of_session(None)), "no session");
+        assert!(!m.is_revoked(&of_session(Some("ses_4fGh7Kq2LmN9pQrStUvWx"))));
+        assert!(!m.is_revoked(&of_session(Some("ses_4fGh7Kq2LmN9pQrStUvWx00"))));
+        assert!(!m.is_revoked(&of_session(Some("legacy-session-8"))));
+        // A jti or subject spelled like the session is another thing.
+        assert!(!revoked(&m, SID, SID, 0));
+
+        // Out of order (a snapshot, then an older increment): the longest
+        // lifetime holds.
+        m.apply(&session(SID, now + 10));
+        assert_eq!(m.purge(now + 30), 0);
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        // An entry already expired revokes nothing, even before a purge.
+        m.apply(&session("ses_gone", now - 1));
+        assert!(!m.is_revoked(&of_session(Some("ses_gone"))));
+        assert_eq!(m.purge(now), 1);
+        assert_eq!(m.purge(later), 2);
+        assert!(m.is_empty() && !m.is_revoked(&of_session(Some(SID))));
+
+        // A snapshot replaces sessions like everything else.
+        m.apply(&session("ses_old", later));
+        m.replace(&[session(SID, later)]);
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        assert!(!m.is_revoked(&of_session(Some("ses_old"))));
+    }
+
+    #[test]
+    fn the_feed_carries_session_entries_into_the_mirror() {
+        let later = chrono::Utc::now().timestamp() + 60;
+        let page: WirePage = serde_json::from_value(serde_json::json!({
+            "entries": [
+                {"type": "session", "sid": SID, "expiresAt": later, "seq": 1},
+                {"type": "jti", "jti": jti(3), "expiresAt": later, "seq": 2}
+            ],
+            "cursor": "e.2", "snapshot": true, "reset": true, "more": false
+        }))
+        .unwrap();
+        let m = RevocationMirror::default();
+        assert!(!FeedReader::default().absorb(&m, page));
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        assert!(revoked(&m, &jti(3), "x", 0));
+        assert_eq!(m.len(), 2);
+    }
+
+    #[cfg(feature = "gateway")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mirror_following_redis_learns_session_entries_at_start_and_live() {
+        use crate::store::RevocationStore;
+        use crate::store::redis::RedisStore;
+
+        let redis = super::redis_server::RedisServer::start();
+        let store = RedisStore::connect(&redis.url(), "mir:").await.unwrap();
+        let later = chrono::Utc::now().timestamp() + 60;
+        let before = "ses_loadedAtStart0000000";
+        store
+            .revoke(RevocationKind::Session { sid: before.into() }, later)
+            .await
+            .unwrap();
+        let m = RevocationMirror::follow(RevocationSource::Redis {
+            url: redis.url(),
+            prefix: "mir:".into(),
+        });
+        let until = |what: &'static str, sid: &'static str| {
+            let m = m.clone();
+            async move {
+                for _ in 0..200 {
+                    if m.is_revoked(&of_session(Some(sid))) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                panic!("{what}: {sid} never revoked");
+            }
+        };
+        until("loaded at start", before).await;
+        // Subscribed before loading: what is revoked now comes by the channel.
+        for _ in 0..200 {
+            if !m.is_stale(Duration::from_secs(10)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        for sid in ["ses_publishedLive000000", "legacy-live-session"] {
+            store
+                .revoke(RevocationKind::Session { sid: sid.into() }, later)
+                .await
+                .unwrap();
+        }
+        until("published", "ses_publishedLive000000").await;
+        until("published", "legacy-live-session").await;
+        assert!(!m.is_revoked(&of_session(Some("ses_neverRevoked"))));
+        assert!(!m.is_revoked(&of_session(None)));
+        assert_eq!(m.len(), 3);
     }
 }
