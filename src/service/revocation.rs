@@ -366,11 +366,6 @@ pub async fn store_ready(gw: &Gateway) -> bool {
     gw.apps.ping().await.is_ok()
 }
 
-// The integration tests' real `redis-server` launcher.
-#[cfg(test)]
-#[path = "../../tests/api/redis_server.rs"]
-mod redis_server;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -506,7 +501,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ending_a_session_with_redis() {
-        let redis = super::redis_server::RedisServer::start();
+        let redis = crate::store::redis::test_server::RedisServer::start();
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         s.redis_url = Some(redis.url());

@@ -598,11 +598,6 @@ impl FeedReader {
     }
 }
 
-// The integration tests' real `redis-server` launcher.
-#[cfg(all(test, feature = "gateway"))]
-#[path = "../../tests/api/redis_server.rs"]
-mod redis_server;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -866,7 +861,7 @@ mod tests {
         use crate::store::RevocationStore;
         use crate::store::redis::RedisStore;
 
-        let redis = super::redis_server::RedisServer::start();
+        let redis = crate::store::redis::test_server::RedisServer::start();
         let store = RedisStore::connect(&redis.url(), "mir:").await.unwrap();
         let later = chrono::Utc::now().timestamp() + 60;
         let before = "ses_loadedAtStart0000000";
