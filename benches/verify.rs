@@ -122,15 +122,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let start = Instant::now();
     let lookups = 1_000_000u32;
     for i in 0..lookups {
-        black_box(mirror.is_revoked(
-            if i % 2 == 0 {
+        black_box(mirror.is_revoked(&tessera::domain::TokenRef {
+            jti: if i % 2 == 0 {
                 "AAAAAAAAAAAAAAAAAAAAAA"
             } else {
                 "BAAAAAAAAAAAAAAAAAAAAA"
             },
-            "app_x",
-            0,
-        ));
+            sub: "app_x",
+            sid: None,
+            issued_ms: 0,
+        }));
     }
     rate("mirror lookup (10 000 entries)", lookups, start.elapsed());
 

@@ -16,6 +16,8 @@
 //! | users changed | `{"kind":"users"}` |
 //! | a revocation was stored | `{"kind":"revocation","entry":{…a Revocation…}}` |
 //!
+//! A `Revocation` is of type `jti`, `subject` or `session` (`sid`).
+//!
 //! Readers ignore fields they do not know and skip kinds they do not know, so
 //! a newer gateway may add either without breaking older readers.
 
@@ -89,6 +91,26 @@ mod tests {
             let s = serde_json::to_string(&event).unwrap();
             assert_eq!(ChangeEvent::parse(&s), Some(event));
         }
+    }
+
+    #[test]
+    fn a_session_revocation_travels_as_the_others_do() {
+        // As the Redis store's script writes it: the kind's JSON, the expiry,
+        // then the position.
+        let wire = r#"{"kind":"revocation","entry":{"sid":"ses_Ab3","type":"session","expiresAt":9,"seq":4}}"#;
+        let event = ChangeEvent::Revocation {
+            entry: Revocation {
+                seq: 4,
+                kind: RevocationKind::Session {
+                    sid: "ses_Ab3".into(),
+                },
+                expires_at: 9,
+            },
+        };
+        assert_eq!(ChangeEvent::parse(wire), Some(event.clone()));
+        let s = serde_json::to_string(&event).unwrap();
+        assert!(s.contains(r#""type":"session""#), "{s}");
+        assert_eq!(ChangeEvent::parse(&s), Some(event));
     }
 
     #[test]

@@ -48,4 +48,17 @@ pub struct AccessClaims {
     /// The application's IP allow-list, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_cidrs: Option<Vec<String>>,
+    /// The person's session (`ses_…`), on tokens minted for a signed-in
+    /// user (SPEC §9): ending the session revokes every token carrying it
+    /// (`RevocationKind::Session`). Absent on application tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// How the person authenticated (RFC 8176 values: `pwd`, or `fed` when
+    /// through an upstream provider). Absent on application tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// The upstream identity provider's configured name, when the person
+    /// signed in through one (SPEC §10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
 }

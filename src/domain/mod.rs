@@ -20,6 +20,6 @@ pub use cidr::IpNet;
 pub use claims::AccessClaims;
 pub use error::DomainError;
 pub use permission::{Catalogue, Permission, PermissionDef};
-pub use revocation::{Revocation, RevocationKind};
+pub use revocation::{Revocation, RevocationKind, TokenRef};
 pub use role::Role;
 pub use user::{LinkedIdentity, User, UserStatus};

@@ -1,7 +1,10 @@
-//! Revocations: a single token (`jti`), or a subject (every token of an
-//! application or user issued before an instant).
+//! Revocations: a single token (`jti`), a subject (every token of an
+//! application or user issued before an instant), or a person's session
+//! (every token carrying its `sid`).
 
 use serde::{Deserialize, Serialize};
+
+use super::AccessClaims;
 
 /// What is revoked.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -22,6 +25,38 @@ pub enum RevocationKind {
         #[serde(rename = "notBeforeMs")]
         not_before_ms: i64,
     },
+    /// Every token whose `sid` claim is `sid`, whenever it was issued: a
+    /// session that ended (logout, deleted, user disabled, refresh reuse)
+    /// mints nothing more, so no instant is needed.
+    Session {
+        /// The session id (`ses_…`).
+        sid: String,
+    },
+}
+
+/// The claims of a token that revocation looks at, borrowed: what the
+/// stores, [`Revocation::covers`] and the verifier's mirror check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TokenRef<'a> {
+    /// Its `jti`.
+    pub jti: &'a str,
+    /// Its `sub`.
+    pub sub: &'a str,
+    /// Its `sid`, when it belongs to a person's session.
+    pub sid: Option<&'a str>,
+    /// When it was issued, in milliseconds (`iat_ms`, or `iat` × 1000).
+    pub issued_ms: i64,
+}
+
+impl<'a> From<&'a AccessClaims> for TokenRef<'a> {
+    fn from(c: &'a AccessClaims) -> Self {
+        Self {
+            jti: &c.jti,
+            sub: &c.sub,
+            sid: c.sid.as_deref(),
+            issued_ms: c.iat_ms.unwrap_or(c.iat.saturating_mul(1000)),
+        }
+    }
 }
 
 /// A stored revocation, as the feed and the channel publish it.
@@ -40,14 +75,14 @@ pub struct Revocation {
 }
 
 impl Revocation {
-    /// Whether this entry revokes a token with these claims.
-    pub fn covers(&self, jti: &str, sub: &str, issued_ms: i64) -> bool {
+    /// Whether this entry revokes `token`.
+    pub fn covers(&self, token: &TokenRef<'_>) -> bool {
         match &self.kind {
-            RevocationKind::Jti { jti: j } => j == jti,
-            RevocationKind::Subject {
-                sub: s,
-                not_before_ms,
-            } => s == sub && issued_ms < *not_before_ms,
+            RevocationKind::Jti { jti } => jti == token.jti,
+            RevocationKind::Subject { sub, not_before_ms } => {
+                sub == token.sub && token.issued_ms < *not_before_ms
+            }
+            RevocationKind::Session { sid } => token.sid == Some(sid.as_str()),
         }
     }
 }
@@ -55,6 +90,15 @@ impl Revocation {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn token<'a>(jti: &'a str, sub: &'a str, sid: Option<&'a str>, ms: i64) -> TokenRef<'a> {
+        TokenRef {
+            jti,
+            sub,
+            sid,
+            issued_ms: ms,
+        }
+    }
 
     #[test]
     fn coverage_and_wire_shape() {
@@ -66,9 +110,9 @@ mod tests {
             },
             expires_at: 10,
         };
-        assert!(subj.covers("any", "app_1", 1_999));
-        assert!(!subj.covers("any", "app_1", 2_000));
-        assert!(!subj.covers("any", "app_2", 0));
+        assert!(subj.covers(&token("any", "app_1", None, 1_999)));
+        assert!(!subj.covers(&token("any", "app_1", None, 2_000)));
+        assert!(!subj.covers(&token("any", "app_2", None, 0)));
         let v = serde_json::to_value(&subj).unwrap();
         assert_eq!(v["type"], "subject");
         assert_eq!(v["notBeforeMs"], 2000);
@@ -78,7 +122,68 @@ mod tests {
             kind: RevocationKind::Jti { jti: "j".into() },
             expires_at: 10,
         };
-        assert!(jti.covers("j", "x", 0) && !jti.covers("k", "x", 0));
+        assert!(jti.covers(&token("j", "x", None, 0)) && !jti.covers(&token("k", "x", None, 0)));
         assert_eq!(serde_json::to_value(&jti).unwrap()["type"], "jti");
+    }
+
+    #[test]
+    fn a_session_entry_covers_exactly_the_tokens_of_its_session() {
+        let ses = Revocation {
+            seq: 9,
+            kind: RevocationKind::Session {
+                sid: "ses_abc".into(),
+            },
+            expires_at: 10,
+        };
+        // Whenever issued, whatever its jti or subject.
+        assert!(ses.covers(&token("j", "usr_1", Some("ses_abc"), i64::MAX)));
+        assert!(ses.covers(&token("k", "usr_2", Some("ses_abc"), i64::MIN)));
+        assert!(!ses.covers(&token("j", "usr_1", Some("ses_abd"), 0)));
+        assert!(!ses.covers(&token("j", "usr_1", Some("ses_ab"), 0)));
+        assert!(!ses.covers(&token("j", "usr_1", Some(""), 0)));
+        assert!(
+            !ses.covers(&token("ses_abc", "ses_abc", None, 0)),
+            "a token without a session is never covered"
+        );
+        // Nor does a jti or subject entry ever match on the sid.
+        let jti = Revocation {
+            seq: 1,
+            kind: RevocationKind::Jti {
+                jti: "ses_abc".into(),
+            },
+            expires_at: 10,
+        };
+        assert!(!jti.covers(&token("j", "usr_1", Some("ses_abc"), 0)));
+
+        let wire = r#"{"type":"session","sid":"ses_abc","expiresAt":10,"seq":9}"#;
+        assert_eq!(serde_json::from_str::<Revocation>(wire).unwrap(), ses);
+        let v = serde_json::to_value(&ses).unwrap();
+        assert_eq!(v["type"], "session");
+        assert_eq!(v["sid"], "ses_abc");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(4), "{v}");
+    }
+
+    #[test]
+    fn a_token_ref_reads_the_claims() {
+        let claims: AccessClaims = serde_json::from_value(serde_json::json!({
+            "iss": "i", "sub": "usr_1", "aud": "a", "exp": 20, "iat": 3, "nbf": 3,
+            "jti": "j", "client_id": "c", "scope": "", "env": "live",
+            "key_type": "public", "sid": "ses_x", "amr": ["pwd"]
+        }))
+        .unwrap();
+        assert_eq!(
+            TokenRef::from(&claims),
+            token("j", "usr_1", Some("ses_x"), 3_000)
+        );
+        assert_eq!(claims.amr.as_deref(), Some(&["pwd".to_owned()][..]));
+        assert_eq!(claims.idp, None);
+        // Application tokens carry none of the three, and serialize none.
+        let mut app = claims.clone();
+        app.sid = None;
+        app.amr = None;
+        app.iat_ms = Some(3_500);
+        let v = serde_json::to_value(&app).unwrap();
+        assert!(v.get("sid").is_none() && v.get("amr").is_none() && v.get("idp").is_none());
+        assert_eq!(TokenRef::from(&app).issued_ms, 3_500);
     }
 }

@@ -119,3 +119,27 @@ pub async fn openapi_json() -> HttpResponse {
         .content_type("application/json")
         .body(document())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The feed's entries are `Revocation`s: the document shows every kind,
+    /// sessions included, because it is derived from the type.
+    #[test]
+    fn the_feed_schema_shows_every_revocation_kind() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let schemas = &doc["components"]["schemas"];
+        let kind = schemas["RevocationKind"].to_string();
+        for (tag, field) in [
+            ("jti", "jti"),
+            ("subject", "notBeforeMs"),
+            ("session", "sid"),
+        ] {
+            assert!(kind.contains(&format!("\"{tag}\"")), "{tag}: {kind}");
+            assert!(kind.contains(&format!("\"{field}\"")), "{field}: {kind}");
+        }
+        let entries = schemas["FeedPageBody"]["properties"]["entries"].to_string();
+        assert!(entries.contains("Revocation"), "{entries}");
+    }
+}

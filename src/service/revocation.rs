@@ -1,8 +1,8 @@
 //! Revocation: writing entries, checking tokens against them, introspection.
 //!
 //! Entries live as long as the tokens they cover can: a `jti` entry until
-//! that token's `exp` plus the leeway, a subject entry for the longest token
-//! lifetime plus the leeway plus [`MAX_STATE_AGE_SECS`].
+//! that token's `exp` plus the leeway, a subject or session entry for the
+//! longest token lifetime plus the leeway plus [`MAX_STATE_AGE_SECS`].
 //!
 //! Revoking is bounded per caller: revoking the same token again is free
 //! (the store appends nothing), and each client may add at most
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::Gateway;
 use crate::crypto::jwt;
-use crate::domain::{AccessClaims, AccessGrant, DomainError, Revocation, RevocationKind};
+use crate::domain::{AccessClaims, AccessGrant, DomainError, Revocation, RevocationKind, TokenRef};
 use serde::{Deserialize, Serialize};
 
 /// The longest an application snapshot may be used to mint after it was
@@ -117,17 +117,52 @@ pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, Domai
     Ok(rev)
 }
 
-/// The moment a token was issued, in milliseconds.
-pub fn issued_ms(claims: &AccessClaims) -> i64 {
-    claims.iat_ms.unwrap_or(claims.iat.saturating_mul(1000))
+/// The longest session id accepted: real ones are `ses_` and a few dozen
+/// characters; the bound keeps a caller from storing (and every verifier
+/// from holding) arbitrary text.
+const MAX_SID_LEN: usize = 128;
+
+/// Revokes every access token of the session `sid` at once (logout, a
+/// session deleted, a user disabled, a refresh token reused: SPEC §9). The
+/// entry lives as long as a subject entry: however late a token of the
+/// session was minted, it has expired, leeway included, when the entry is
+/// forgotten. Revoking the same session again appends nothing.
+///
+/// # Errors
+/// `Validation` for an empty or oversized `sid`; the store's error when it
+/// cannot write.
+pub async fn revoke_session(gw: &Gateway, sid: &str) -> Result<(), DomainError> {
+    if sid.is_empty() || sid.len() > MAX_SID_LEN || sid.chars().any(char::is_control) {
+        return Err(DomainError::Validation(
+            "a session id is 1 to 128 printable characters".into(),
+        ));
+    }
+    let now = Utc::now();
+    let stored = gw
+        .revocations
+        .revoke(
+            RevocationKind::Session {
+                sid: sid.to_owned(),
+            },
+            now.timestamp() + subject_lifetime(gw),
+        )
+        .await?;
+    if stored.appended {
+        // The sid names a session, not a secret: it is safe to log.
+        tracing::info!(sid, seq = stored.entry.seq, "session revoked");
+    }
+    Ok(())
 }
 
-/// Whether a token from this gateway has been revoked.
+/// The moment a token was issued, in milliseconds.
+pub fn issued_ms(claims: &AccessClaims) -> i64 {
+    TokenRef::from(claims).issued_ms
+}
+
+/// Whether a token from this gateway has been revoked: by its `jti`, its
+/// subject, or its session.
 pub async fn is_revoked(gw: &Gateway, claims: &AccessClaims) -> Result<bool, DomainError> {
-    Ok(gw
-        .revocations
-        .is_revoked(&claims.jti, &claims.sub, issued_ms(claims))
-        .await?)
+    Ok(gw.revocations.is_revoked(&TokenRef::from(claims)).await?)
 }
 
 /// Reads a token of this gateway whatever its audience, without checking
@@ -330,4 +365,148 @@ pub async fn purge_expired(gw: &Gateway) {
 /// Whether the store answers (for `/readyz`).
 pub async fn store_ready(gw: &Gateway) -> bool {
     gw.apps.ping().await.is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::crypto::random;
+    use crate::startup::Application;
+    use secrecy::SecretString;
+
+    const ADMIN: &str = "admin-session-test";
+
+    fn settings(dir: &std::path::Path) -> Settings {
+        Settings {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.join("data"),
+            keys_dir: dir.join("keys"),
+            workers: Some(1),
+            admin_app_id: Some(ADMIN.into()),
+            admin_app_secret: Some(SecretString::from("admin-secret-for-session-tests-01")),
+            ..Settings::default()
+        }
+    }
+
+    /// A token of the admin application, as a person's session would carry
+    /// it (the login flow is another room's): `sid` set or not.
+    fn token(gw: &Gateway, sid: Option<&str>) -> String {
+        let now = Utc::now();
+        let claims = AccessClaims {
+            iss: gw.issuer.clone(),
+            sub: ADMIN.into(),
+            aud: gw.policy.audience.clone(),
+            exp: now.timestamp() + 300,
+            iat: now.timestamp(),
+            iat_ms: Some(now.timestamp_millis()),
+            nbf: now.timestamp(),
+            jti: random::token_id().unwrap(),
+            client_id: ADMIN.into(),
+            scope: String::new(),
+            roles: vec![],
+            permissions: vec![],
+            access: vec![],
+            env: "live".into(),
+            key_type: "secret".into(),
+            allowed_cidrs: None,
+            sid: sid.map(str::to_owned),
+            amr: sid.map(|_| vec!["pwd".to_owned()]),
+            idp: None,
+        };
+        jwt::mint(&gw.keys, &claims).unwrap()
+    }
+
+    async fn active(gw: &Gateway, token: &str) -> bool {
+        introspect(gw, token).await.unwrap().active
+    }
+
+    async fn ending_a_session_ends_its_tokens_everywhere(gw: &Gateway) {
+        let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let (a, b) = ("ses_4fGh7Kq2LmN9pQrStUvWx0", "ses_Other0000000000000000");
+        let (in_a, also_in_a, in_b, none) = (
+            token(gw, Some(a)),
+            token(gw, Some(a)),
+            token(gw, Some(b)),
+            token(gw, None),
+        );
+        for t in [&in_a, &also_in_a, &in_b, &none] {
+            assert!(active(gw, t).await);
+            assert!(
+                super::super::auth::authenticate_bearer(gw, t, ip)
+                    .await
+                    .is_ok()
+            );
+        }
+        let (_, start) = {
+            let p = gw.revocations.feed(None, 1000).await.unwrap();
+            (p.entries, p.cursor)
+        };
+
+        let before = Utc::now().timestamp();
+        revoke_session(gw, a).await.unwrap();
+        for t in [&in_a, &also_in_a] {
+            assert!(!active(gw, t).await, "introspection: inactive");
+            assert!(matches!(
+                super::super::auth::authenticate_bearer(gw, t, ip).await,
+                Err(DomainError::InvalidToken)
+            ));
+        }
+        for t in [&in_b, &none] {
+            assert!(active(gw, t).await, "other sessions and app tokens live on");
+            assert!(
+                super::super::auth::authenticate_bearer(gw, t, ip)
+                    .await
+                    .is_ok()
+            );
+        }
+
+        // Again: nothing more is appended. The one entry outlives every
+        // token of the session, leeway included.
+        revoke_session(gw, a).await.unwrap();
+        let page = gw.revocations.feed(Some(&start), 1000).await.unwrap();
+        assert_eq!(page.entries.len(), 1, "{:?}", page.entries);
+        let entry = &page.entries[0];
+        assert_eq!(entry.kind, RevocationKind::Session { sid: a.into() });
+        let longest = i64::try_from(gw.policy.token_ttl + gw.policy.leeway).unwrap();
+        assert!(entry.expires_at >= before + longest, "{entry:?}");
+
+        // RFC 7009 keeps working: a token already revoked by its session
+        // needs nothing; another is revoked by its jti.
+        let r = revoke_token(gw, ADMIN, ip, &in_a, |_| true).await.unwrap();
+        assert_eq!(r, None);
+        let r = revoke_token(gw, ADMIN, ip, &in_b, |_| true).await.unwrap();
+        assert!(matches!(
+            r,
+            Some(Revocation {
+                kind: RevocationKind::Jti { .. },
+                ..
+            })
+        ));
+        assert!(!active(gw, &in_b).await && active(gw, &none).await);
+
+        for bad in [String::new(), "s".repeat(129), "ses_\n".into()] {
+            assert!(matches!(
+                revoke_session(gw, &bad).await,
+                Err(DomainError::Validation(_))
+            ));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ending_a_session_with_the_embedded_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = Application::build(settings(dir.path())).await.unwrap();
+        ending_a_session_ends_its_tokens_everywhere(app.gateway()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ending_a_session_with_redis() {
+        let redis = crate::store::redis::test_server::RedisServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = settings(dir.path());
+        s.redis_url = Some(redis.url());
+        let app = Application::build(s).await.unwrap();
+        ending_a_session_ends_its_tokens_everywhere(app.gateway()).await;
+    }
 }

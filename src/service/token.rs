@@ -380,6 +380,9 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         key_type: app.key_type.to_string(),
         allowed_cidrs: (!app.allowed_ips.is_empty())
             .then(|| app.allowed_ips.iter().map(ToString::to_string).collect()),
+        sid: None,
+        amr: None,
+        idp: None,
     };
     let access_token =
         jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;

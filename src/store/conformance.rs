@@ -10,10 +10,10 @@ use super::{
     AppFilter, AppStore, AuditRecord, AuditStore, Entity, ListQuery, RevocationStore, RoleDelete,
     RoleStore, StoreError, StoredApp, StoredUser, UserStore,
 };
-use crate::domain::RevocationKind;
 use crate::domain::{
     AccessRule, AppStatus, Application, Environment, KeyType, Permission, Role, User,
 };
+use crate::domain::{RevocationKind, TokenRef};
 
 fn must<T, E: std::fmt::Debug>(r: Result<T, E>, what: &str) -> T {
     match r {
@@ -102,14 +102,14 @@ async fn revocations<S: RevocationStore>(store: &S) {
     )
     .entry;
     assert!(b.seq > a.seq, "positions increase");
-    assert!(must(store.is_revoked("j1", "anyone", 0).await, "jti"));
+    assert!(must(is_revoked(store, "j1", "anyone", 0).await, "jti"));
     assert!(!must(
-        store.is_revoked("j2", "anyone", 0).await,
+        is_revoked(store, "j2", "anyone", 0).await,
         "other jti"
     ));
-    assert!(must(store.is_revoked("x", "app_s", 4_999).await, "before"));
+    assert!(must(is_revoked(store, "x", "app_s", 4_999).await, "before"));
     assert!(!must(
-        store.is_revoked("x", "app_s", 5_000).await,
+        is_revoked(store, "x", "app_s", 5_000).await,
         "at or after"
     ));
     // An earlier instant never weakens a later one (and adds nothing).
@@ -127,7 +127,7 @@ async fn revocations<S: RevocationStore>(store: &S) {
     );
     assert!(!older.appended && older.entry == b, "covered by {b:?}");
     assert!(must(
-        store.is_revoked("x", "app_s", 4_999).await,
+        is_revoked(store, "x", "app_s", 4_999).await,
         "still before"
     ));
 
@@ -161,7 +161,7 @@ async fn revocations<S: RevocationStore>(store: &S) {
     )
     .entry;
     assert_eq!(must(store.purge_expired(now).await, "purge"), 1);
-    assert!(!must(store.is_revoked("short", "x", 0).await, "purged"));
+    assert!(!must(is_revoked(store, "short", "x", 0).await, "purged"));
     let after_purge = must(store.feed(Some(&first.cursor), 10).await, "old cursor");
     assert!(
         after_purge.snapshot && after_purge.reset,
@@ -170,10 +170,128 @@ async fn revocations<S: RevocationStore>(store: &S) {
     assert!(after_purge.entries.iter().all(|e| e.seq != c.seq));
     let purged_all = must(store.purge_expired(now + 61).await, "purge all");
     assert_eq!(purged_all, 2);
-    assert!(!must(store.is_revoked("j1", "x", 0).await, "gone"));
+    assert!(!must(is_revoked(store, "j1", "x", 0).await, "gone"));
 
     revocation_idempotence(store).await;
     feed_paging(store).await;
+    session_revocations(store).await;
+}
+
+/// Whether a token without a session is revoked.
+async fn is_revoked<S: RevocationStore>(
+    store: &S,
+    jti: &str,
+    sub: &str,
+    issued_ms: i64,
+) -> Result<bool, StoreError> {
+    store
+        .is_revoked(&TokenRef {
+            jti,
+            sub,
+            sid: None,
+            issued_ms,
+        })
+        .await
+}
+
+/// Session entries cover exactly the tokens carrying their `sid`, however
+/// early or late issued; travel in the increments and in snapshots; repeat
+/// without appending; and are forgotten once expired, without the index
+/// losing a longer-lived entry of the same session.
+async fn session_revocations<S: RevocationStore>(store: &S) {
+    let now = Utc::now().timestamp();
+    // Earlier checks leave expired entries behind: forget them, so that the
+    // purge counted below is this check's own.
+    must(store.purge_expired(now).await, "clean up");
+    let (_, before) = read_to_end(store, None, 1000).await;
+    let sid = "ses_4fGh7Kq2LmN9pQrStUvWx0";
+    let session = |s: &str| RevocationKind::Session { sid: s.into() };
+    let revoked = |sid: Option<&'static str>, issued_ms: i64| async move {
+        must(
+            store
+                .is_revoked(&TokenRef {
+                    jti: "ses_test_jti",
+                    sub: "usr_ses",
+                    sid,
+                    issued_ms,
+                })
+                .await,
+            "is_revoked",
+        )
+    };
+    assert!(!revoked(Some(sid), 0).await, "nothing revoked yet");
+
+    let first = must(store.revoke(session(sid), now + 60).await, "session");
+    assert!(first.appended);
+    assert_eq!(first.entry.kind, session(sid));
+    assert_eq!(first.entry.expires_at, now + 60);
+    assert!(revoked(Some(sid), i64::MIN).await, "issued long ago");
+    assert!(revoked(Some(sid), i64::MAX).await, "issued after the entry");
+    assert!(!revoked(None, 0).await, "a token without a session");
+    assert!(!revoked(Some("ses_other"), 0).await, "another session");
+    assert!(
+        !revoked(Some("ses_4fGh7Kq2LmN9pQrStUvWx"), 0).await,
+        "a prefix"
+    );
+    assert!(
+        !must(is_revoked(store, sid, sid, 0).await, "same text"),
+        "a jti or subject spelled like the sid is not the session"
+    );
+
+    for _ in 0..20 {
+        let again = must(store.revoke(session(sid), now + 60).await, "again");
+        assert!(!again.appended);
+        assert_eq!(again.entry, first.entry, "the existing entry is returned");
+    }
+    assert!(!must(store.revoke(session(sid), now + 30).await, "shorter").appended);
+    let longer = must(store.revoke(session(sid), now + 90).await, "longer");
+    assert!(longer.appended && longer.entry.seq > first.entry.seq);
+    assert!(!must(store.revoke(session(sid), now + 90).await, "longer again").appended);
+    // Kinds never cover each other, even when spelled alike.
+    let jti_alike = must(
+        store
+            .revoke(RevocationKind::Jti { jti: sid.into() }, now + 60)
+            .await,
+        "jti alike",
+    );
+    assert!(jti_alike.appended);
+    assert!(
+        !revoked(Some("ses_third"), 0).await,
+        "the jti entry covers no session"
+    );
+
+    let (grown, _) = read_to_end(store, Some(&before), 1000).await;
+    assert_eq!(
+        grown,
+        vec![
+            first.entry.clone(),
+            longer.entry.clone(),
+            jti_alike.entry.clone()
+        ],
+        "the increments carry session entries, once each"
+    );
+    let (snapshot, _) = read_to_end(store, None, 2).await;
+    for e in [&first.entry, &longer.entry] {
+        assert!(snapshot.contains(e), "the snapshot carries {e:?}");
+    }
+
+    let short = must(store.revoke(session("ses_short"), now - 1).await, "short");
+    assert!(short.appended);
+    assert_eq!(must(store.purge_expired(now).await, "purge"), 1);
+    assert!(!revoked(Some("ses_short"), 0).await, "purged");
+    let (snapshot, _) = read_to_end(store, None, 1000).await;
+    assert!(!snapshot.contains(&short.entry));
+    // The first entry expires; the longer one still revokes the session.
+    must(store.purge_expired(now + 61).await, "purge the first");
+    assert!(revoked(Some(sid), 0).await, "the longer entry remains");
+    let (snapshot, _) = read_to_end(store, None, 1000).await;
+    assert!(!snapshot.contains(&first.entry) && snapshot.contains(&longer.entry));
+    must(store.purge_expired(now + 91).await, "purge the longer");
+    assert!(!revoked(Some(sid), 0).await, "all gone");
+    // Once forgotten, the same session may be revoked anew.
+    let anew = must(store.revoke(session(sid), now + 60).await, "anew");
+    assert!(anew.appended && anew.entry.seq > jti_alike.entry.seq);
+    assert!(revoked(Some(sid), 0).await);
 }
 
 /// Reads the feed from `cursor` until no entry remains; returns the entries
@@ -239,15 +357,15 @@ async fn revocation_idempotence<S: RevocationStore>(store: &S) {
     let later = must(store.revoke(subject(11_000), now + 60).await, "later");
     assert!(later.appended, "a later instant must be written");
     assert!(must(
-        store.is_revoked("x", "idem_s", 10_500).await,
+        is_revoked(store, "x", "idem_s", 10_500).await,
         "later wins"
     ));
     assert!(!must(
-        store.is_revoked("x", "idem_s", 11_000).await,
+        is_revoked(store, "x", "idem_s", 11_000).await,
         "at it"
     ));
     assert!(!must(store.revoke(subject(11_000), now + 60).await, "later again").appended);
-    assert!(must(store.is_revoked("idem_j", "x", 0).await, "jti kept"));
+    assert!(must(is_revoked(store, "idem_j", "x", 0).await, "jti kept"));
 
     let (grown, _) = read_to_end(store, Some(&after_jti), 1000).await;
     assert_eq!(

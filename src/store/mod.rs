@@ -23,7 +23,7 @@ use crate::domain::session::{
     AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession,
 };
 use crate::domain::{
-    AppStatus, Application, Environment, KeyType, Revocation, RevocationKind, Role, User,
+    AppStatus, Application, Environment, KeyType, Revocation, RevocationKind, Role, TokenRef, User,
 };
 
 /// An application as stored: the public record plus its argon2id hash.
@@ -512,8 +512,8 @@ impl FeedPosition {
 
 /// Whether an existing entry already covers everything `kind` expiring at
 /// `expires_at` would: then revoking again appends nothing. The same `jti`
-/// lasting at least as long, or the same subject with a not-before at least
-/// as late lasting at least as long.
+/// or the same session lasting at least as long, or the same subject with a
+/// not-before at least as late lasting at least as long.
 pub fn already_covered(existing: &Revocation, kind: &RevocationKind, expires_at: i64) -> bool {
     existing.expires_at >= expires_at
         && match (&existing.kind, kind) {
@@ -528,8 +528,22 @@ pub fn already_covered(existing: &Revocation, kind: &RevocationKind, expires_at:
                     not_before_ms: new_nb,
                 },
             ) => old == new && old_nb >= new_nb,
-            (RevocationKind::Jti { .. }, RevocationKind::Subject { .. })
-            | (RevocationKind::Subject { .. }, RevocationKind::Jti { .. }) => false,
+            (RevocationKind::Session { sid: old }, RevocationKind::Session { sid: new }) => {
+                old == new
+            }
+            // Listed rather than `_`: a new kind must decide here.
+            (
+                RevocationKind::Jti { .. },
+                RevocationKind::Subject { .. } | RevocationKind::Session { .. },
+            )
+            | (
+                RevocationKind::Subject { .. },
+                RevocationKind::Jti { .. } | RevocationKind::Session { .. },
+            )
+            | (
+                RevocationKind::Session { .. },
+                RevocationKind::Jti { .. } | RevocationKind::Subject { .. },
+            ) => false,
         }
 }
 
@@ -541,8 +555,9 @@ pub trait RevocationStore: Send + Sync + 'static {
     /// ([`already_covered`]), nothing is appended or published and that
     /// entry is returned, so repeating a revocation cannot grow the feed.
     async fn revoke(&self, kind: RevocationKind, expires_at: i64) -> Result<Revoked, StoreError>;
-    /// Whether a token with these claims is revoked now.
-    async fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> Result<bool, StoreError>;
+    /// Whether `token` is revoked now: by its `jti`, its subject, or its
+    /// session. Each is one indexed lookup, whatever the number of entries.
+    async fn is_revoked(&self, token: &TokenRef<'_>) -> Result<bool, StoreError>;
     /// One page of at most `limit` entries (at least 1): those after
     /// `cursor`, or the next part of a snapshot of every live entry when the
     /// cursor is absent, foreign or older than what was forgotten (see

@@ -1,4 +1,5 @@
-//! The in-memory revocation mirror. Checking a token is two hash lookups;
+//! The in-memory revocation mirror. Checking a token is at most three hash
+//! lookups (its `jti`, its subject, its session);
 //! entries are dropped when the tokens they cover have expired, so memory is
 //! bounded by what was revoked within one token lifetime.
 //!
@@ -17,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use super::RevocationSource;
-use crate::domain::{ChangeEvent, Revocation, RevocationKind};
+use crate::domain::{ChangeEvent, Revocation, RevocationKind, TokenRef};
 
 #[derive(Default)]
 struct State {
@@ -28,6 +29,57 @@ struct State {
     other_jtis: HashMap<String, i64>,
     /// Subject → (not-before in ms, expiry).
     subjects: HashMap<String, (i64, i64)>,
+    /// The gateway's session ids (`ses_` and up to 32 base62 characters),
+    /// packed six bits a character into 24 bytes, with their expiry: the
+    /// same 32 bytes a slot as a compact `jti`, instead of a heap string.
+    sessions: HashMap<SidKey, i64>,
+    /// Any other session id shape.
+    other_sessions: HashMap<String, i64>,
+}
+
+impl State {
+    fn len(&self) -> usize {
+        self.jtis.len()
+            + self.other_jtis.len()
+            + self.subjects.len()
+            + self.sessions.len()
+            + self.other_sessions.len()
+    }
+}
+
+/// A packed session id (see [`compact_sid`]).
+type SidKey = [u8; 24];
+
+/// The base62 digit `b` stands for, plus one (so that 0 is free to mark the
+/// unused tail).
+fn sid_code(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0' + 1),
+        b'A'..=b'Z' => Some(b - b'A' + 11),
+        b'a'..=b'z' => Some(b - b'a' + 37),
+        _ => None,
+    }
+}
+
+/// `ses_` and 1 to 32 base62 characters, packed six bits each (codes 1 to
+/// 62, big-endian) into 24 bytes. The unused tail stays zero and no
+/// character codes to zero, so different ids never share a key.
+fn compact_sid(sid: &str) -> Option<SidKey> {
+    let rest = sid.strip_prefix("ses_")?;
+    if rest.is_empty() || rest.len() > 32 {
+        return None;
+    }
+    let mut key = [0u8; 24];
+    // Four characters (24 bits) to each three bytes.
+    for (out, chars) in key.chunks_mut(3).zip(rest.as_bytes().chunks(4)) {
+        let mut word = 0u32;
+        for (j, &c) in chars.iter().enumerate() {
+            word |= u32::from(sid_code(c)?) << (18 - 6 * j);
+        }
+        let [_, hi, mid, lo] = word.to_be_bytes();
+        out.copy_from_slice(&[hi, mid, lo]);
+    }
+    Some(key)
 }
 
 fn compact(jti: &str) -> Option<u128> {
@@ -90,6 +142,15 @@ impl RevocationMirror {
                     *e = (*not_before_ms, r.expires_at.max(e.1));
                 }
             }
+            // The longest-lived entry of a session decides (entries may
+            // arrive out of order: a snapshot, then the channel).
+            RevocationKind::Session { sid } => {
+                let exp = match compact_sid(sid) {
+                    Some(k) => s.sessions.entry(k).or_insert(r.expires_at),
+                    None => s.other_sessions.entry(sid.clone()).or_insert(r.expires_at),
+                };
+                *exp = (*exp).max(r.expires_at);
+            }
         }
     }
 
@@ -102,34 +163,45 @@ impl RevocationMirror {
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
     }
 
-    /// Whether a token with these claims is revoked (O(1)).
-    pub fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> bool {
+    /// Whether `token` is revoked, by its `jti`, its subject or its
+    /// session (O(1)).
+    pub fn is_revoked(&self, token: &TokenRef<'_>) -> bool {
         let now = chrono::Utc::now().timestamp();
+        let live = |exp: &i64| *exp > now;
         let s = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let jti_hit = match compact(jti) {
-            Some(k) => s.jtis.get(&k).is_some_and(|exp| *exp > now),
-            None => s.other_jtis.get(jti).is_some_and(|exp| *exp > now),
+        let jti_hit = match compact(token.jti) {
+            Some(k) => s.jtis.get(&k).is_some_and(live),
+            None => s.other_jtis.get(token.jti).is_some_and(live),
+        };
+        let session_hit = || {
+            token.sid.is_some_and(|sid| match compact_sid(sid) {
+                Some(k) => s.sessions.get(&k).is_some_and(live),
+                None => s.other_sessions.get(sid).is_some_and(live),
+            })
         };
         jti_hit
             || s.subjects
-                .get(sub)
-                .is_some_and(|(nb, exp)| *exp > now && issued_ms < *nb)
+                .get(token.sub)
+                .is_some_and(|(nb, exp)| *exp > now && token.issued_ms < *nb)
+            || session_hit()
     }
 
     /// Drops entries whose tokens have all expired; returns how many.
     pub fn purge(&self, now: i64) -> usize {
         let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
-        let before = s.jtis.len() + s.other_jtis.len() + s.subjects.len();
+        let before = s.len();
         s.jtis.retain(|_, exp| *exp > now);
         s.other_jtis.retain(|_, exp| *exp > now);
         s.subjects.retain(|_, (_, exp)| *exp > now);
-        before - (s.jtis.len() + s.other_jtis.len() + s.subjects.len())
+        s.sessions.retain(|_, exp| *exp > now);
+        s.other_sessions.retain(|_, exp| *exp > now);
+        before - s.len()
     }
 
-    /// How many entries are held.
+    /// How many entries are held (one per revoked token, subject or
+    /// session).
     pub fn len(&self) -> usize {
-        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
-        s.jtis.len() + s.other_jtis.len() + s.subjects.len()
+        self.state.read().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Whether no entry is held.
@@ -534,6 +606,16 @@ mod tests {
         URL_SAFE_NO_PAD.encode([n; 16])
     }
 
+    /// Whether a token without a session is revoked.
+    fn revoked(m: &RevocationMirror, jti: &str, sub: &str, issued_ms: i64) -> bool {
+        m.is_revoked(&TokenRef {
+            jti,
+            sub,
+            sid: None,
+            issued_ms,
+        })
+    }
+
     #[test]
     fn lookups_expiry_and_snapshots() {
         let m = RevocationMirror::default();
@@ -556,11 +638,11 @@ mod tests {
             },
             expires_at: later,
         });
-        assert!(m.is_revoked(&jti(1), "x", 0));
-        assert!(!m.is_revoked(&jti(2), "x", 0));
-        assert!(m.is_revoked("odd", "x", 0));
-        assert!(m.is_revoked("j", "app_a", 4_999));
-        assert!(!m.is_revoked("j", "app_a", 5_000));
+        assert!(revoked(&m, &jti(1), "x", 0));
+        assert!(!revoked(&m, &jti(2), "x", 0));
+        assert!(revoked(&m, "odd", "x", 0));
+        assert!(revoked(&m, "j", "app_a", 4_999));
+        assert!(!revoked(&m, "j", "app_a", 5_000));
         assert_eq!(m.len(), 3);
         assert_eq!(m.purge(later + 1), 3);
         assert!(m.is_empty());
@@ -569,7 +651,7 @@ mod tests {
             kind: RevocationKind::Jti { jti: jti(7) },
             expires_at: later,
         }]);
-        assert!(m.is_revoked(&jti(7), "x", 0) && !m.is_revoked(&jti(1), "x", 0));
+        assert!(revoked(&m, &jti(7), "x", 0) && !revoked(&m, &jti(1), "x", 0));
         assert!(
             m.is_stale(Duration::from_secs(10)),
             "never heard from its source"
@@ -602,26 +684,23 @@ mod tests {
         m.apply(&jti_entry(9, 1)); // held before, absent from the snapshot
         let mut r = FeedReader::default();
         assert!(r.absorb(&m, page(vec![jti_entry(1, 2)], true, true, true)));
-        assert!(m.is_revoked(&jti(1), "x", 0), "known entries apply at once");
-        assert!(
-            m.is_revoked(&jti(9), "x", 0),
-            "nothing dropped mid-snapshot"
-        );
+        assert!(revoked(&m, &jti(1), "x", 0), "known entries apply at once");
+        assert!(revoked(&m, &jti(9), "x", 0), "nothing dropped mid-snapshot");
         assert!(r.absorb(&m, page(vec![jti_entry(2, 3)], true, false, true)));
-        assert!(m.is_revoked(&jti(9), "x", 0));
+        assert!(revoked(&m, &jti(9), "x", 0));
         // Increments after the snapshot: it was complete with the last page.
         assert!(!r.absorb(&m, page(vec![jti_entry(3, 4)], false, false, false)));
         for n in [1, 2, 3] {
-            assert!(m.is_revoked(&jti(n), "x", 0), "{n}");
+            assert!(revoked(&m, &jti(n), "x", 0), "{n}");
         }
-        assert!(!m.is_revoked(&jti(9), "x", 0), "replaced by the snapshot");
+        assert!(!revoked(&m, &jti(9), "x", 0), "replaced by the snapshot");
         assert_eq!(r.cursor.as_deref(), Some("cfalsefalsefalse"));
 
         // A snapshot restarted midway forgets what the first one collected.
         assert!(r.absorb(&m, page(vec![jti_entry(4, 5)], true, true, true)));
         assert!(!r.absorb(&m, page(vec![jti_entry(5, 6)], true, true, false)));
-        assert!(m.is_revoked(&jti(5), "x", 0));
-        assert!(!m.is_revoked(&jti(4), "x", 0) && !m.is_revoked(&jti(1), "x", 0));
+        assert!(revoked(&m, &jti(5), "x", 0));
+        assert!(!revoked(&m, &jti(4), "x", 0) && !revoked(&m, &jti(1), "x", 0));
 
         // An older gateway: one-page snapshots without `reset` or `more`.
         let old = WirePage {
@@ -632,7 +711,7 @@ mod tests {
             more: false,
         };
         assert!(!r.absorb(&m, old));
-        assert!(m.is_revoked(&jti(6), "x", 0) && !m.is_revoked(&jti(5), "x", 0));
+        assert!(revoked(&m, &jti(6), "x", 0) && !revoked(&m, &jti(5), "x", 0));
     }
 
     #[test]
@@ -652,5 +731,178 @@ mod tests {
         let old = RevocationMirror::default();
         old.caught_up(now_ms() - 11_000);
         assert!(old.is_stale(bound));
+    }
+
+    fn session(sid: &str, expires_at: i64) -> Revocation {
+        Revocation {
+            seq: 1,
+            kind: RevocationKind::Session { sid: sid.into() },
+            expires_at,
+        }
+    }
+
+    fn of_session<'a>(sid: Option<&'a str>) -> TokenRef<'a> {
+        TokenRef {
+            jti: "AAAAAAAAAAAAAAAAAAAAAA",
+            sub: "usr_1",
+            sid,
+            issued_ms: 0,
+        }
+    }
+
+    const SID: &str = "ses_4fGh7Kq2LmN9pQrStUvWx0";
+
+    #[test]
+    fn session_ids_pack_into_distinct_keys() {
+        assert!(compact_sid(SID).is_some());
+        assert!(compact_sid(&format!("ses_{}", "z".repeat(32))).is_some());
+        for other in [
+            "ses_",
+            "sess_abc",
+            "abc",
+            "ses_abc-def",
+            "ses_abc_def",
+            "ses_é",
+            "SES_abc",
+            &format!("ses_{}", "z".repeat(33)),
+        ] {
+            assert_eq!(compact_sid(other), None, "{other:?}");
+        }
+        // The tail is not confused with the digit 0, nor is any
+        // character with another.
+        let keys = [
+            "ses_a", "ses_a0", "ses_0a", "ses_00", "ses_0", "ses_b", "ses_A", "ses_z", "ses_Z",
+            "ses_9",
+        ]
+        .map(|s| compact_sid(s).unwrap());
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn different_session_ids_never_share_a_key(
+            a in "[0-9A-Za-z]{1,32}",
+            b in "[0-9A-Za-z]{1,32}",
+        ) {
+            let (ka, kb) = (compact_sid(&format!("ses_{a}")), compact_sid(&format!("ses_{b}")));
+            proptest::prop_assert!(ka.is_some() && kb.is_some());
+            proptest::prop_assert_eq!(ka == kb, a == b);
+        }
+    }
+
+    #[test]
+    fn a_session_entry_revokes_exactly_the_tokens_of_its_session() {
+        let m = RevocationMirror::default();
+        let now = chrono::Utc::now().timestamp();
+        let later = now + 60;
+        m.apply(&session(SID, later));
+        m.apply(&session("legacy-session-7", later));
+        assert_eq!(m.len(), 2);
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        assert!(m.is_revoked(&TokenRef {
+            issued_ms: i64::MAX,
+            ..of_session(Some(SID))
+        }));
+        assert!(
+            m.is_revoked(&of_session(Some("legacy-session-7"))),
+            "general path"
+        );
+        assert!(!m.is_revoked(&of_session(None)), "no session");
+        assert!(!m.is_revoked(&of_session(Some("ses_4fGh7Kq2LmN9pQrStUvWx"))));
+        assert!(!m.is_revoked(&of_session(Some("ses_4fGh7Kq2LmN9pQrStUvWx00"))));
+        assert!(!m.is_revoked(&of_session(Some("legacy-session-8"))));
+        // A jti or subject spelled like the session is another thing.
+        assert!(!revoked(&m, SID, SID, 0));
+
+        // Out of order (a snapshot, then an older increment): the longest
+        // lifetime holds.
+        m.apply(&session(SID, now + 10));
+        assert_eq!(m.purge(now + 30), 0);
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        // An entry already expired revokes nothing, even before a purge.
+        m.apply(&session("ses_gone", now - 1));
+        assert!(!m.is_revoked(&of_session(Some("ses_gone"))));
+        assert_eq!(m.purge(now), 1);
+        assert_eq!(m.purge(later), 2);
+        assert!(m.is_empty() && !m.is_revoked(&of_session(Some(SID))));
+
+        // A snapshot replaces sessions like everything else.
+        m.apply(&session("ses_old", later));
+        m.replace(&[session(SID, later)]);
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        assert!(!m.is_revoked(&of_session(Some("ses_old"))));
+    }
+
+    #[test]
+    fn the_feed_carries_session_entries_into_the_mirror() {
+        let later = chrono::Utc::now().timestamp() + 60;
+        let page: WirePage = serde_json::from_value(serde_json::json!({
+            "entries": [
+                {"type": "session", "sid": SID, "expiresAt": later, "seq": 1},
+                {"type": "jti", "jti": jti(3), "expiresAt": later, "seq": 2}
+            ],
+            "cursor": "e.2", "snapshot": true, "reset": true, "more": false
+        }))
+        .unwrap();
+        let m = RevocationMirror::default();
+        assert!(!FeedReader::default().absorb(&m, page));
+        assert!(m.is_revoked(&of_session(Some(SID))));
+        assert!(revoked(&m, &jti(3), "x", 0));
+        assert_eq!(m.len(), 2);
+    }
+
+    #[cfg(feature = "gateway")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mirror_following_redis_learns_session_entries_at_start_and_live() {
+        use crate::store::RevocationStore;
+        use crate::store::redis::RedisStore;
+
+        let redis = crate::store::redis::test_server::RedisServer::start();
+        let store = RedisStore::connect(&redis.url(), "mir:").await.unwrap();
+        let later = chrono::Utc::now().timestamp() + 60;
+        let before = "ses_loadedAtStart0000000";
+        store
+            .revoke(RevocationKind::Session { sid: before.into() }, later)
+            .await
+            .unwrap();
+        let m = RevocationMirror::follow(RevocationSource::Redis {
+            url: redis.url(),
+            prefix: "mir:".into(),
+        });
+        let until = |what: &'static str, sid: &'static str| {
+            let m = m.clone();
+            async move {
+                for _ in 0..200 {
+                    if m.is_revoked(&of_session(Some(sid))) {
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                panic!("{what}: {sid} never revoked");
+            }
+        };
+        until("loaded at start", before).await;
+        // Subscribed before loading: what is revoked now comes by the channel.
+        for _ in 0..200 {
+            if !m.is_stale(Duration::from_secs(10)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        for sid in ["ses_publishedLive000000", "legacy-live-session"] {
+            store
+                .revoke(RevocationKind::Session { sid: sid.into() }, later)
+                .await
+                .unwrap();
+        }
+        until("published", "ses_publishedLive000000").await;
+        until("published", "legacy-live-session").await;
+        assert!(!m.is_revoked(&of_session(Some("ses_neverRevoked"))));
+        assert!(!m.is_revoked(&of_session(None)));
+        assert_eq!(m.len(), 3);
     }
 }

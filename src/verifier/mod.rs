@@ -7,7 +7,8 @@
 //!
 //! A [`Verifier`] holds a JWKS cache and an in-memory mirror of the
 //! revocation list (fed by the Redis channel or by the gateway's feed).
-//! [`Verifier::verify`] costs a signature check and two hash lookups.
+//! [`Verifier::verify`] costs a signature check and at most three hash
+//! lookups (the token's `jti`, subject and session).
 //! With the `actix` feature, `actix::Authenticated` extracts verified claims
 //! and answers failures in the gateway's error shape.
 
@@ -25,7 +26,7 @@ use crate::crypto::jose::{self, JoseError};
 use crate::domain::access::{allows, validate_path};
 /// The forwarding-header choice of [`VerifierConfig::forwarded_header`].
 pub use crate::domain::cidr::ForwardedHeader;
-use crate::domain::{AccessClaims, IpNet, Permission};
+use crate::domain::{AccessClaims, IpNet, Permission, TokenRef};
 use jwks::JwksCache;
 use mirror::RevocationMirror;
 
@@ -373,8 +374,8 @@ impl Verifier {
             if !self.config.fail_open_when_stale && m.is_stale(self.config.max_staleness) {
                 return Err(VerifyError::Stale);
             }
-            let issued_ms = claims.iat_ms.unwrap_or(claims.iat.saturating_mul(1000));
-            if m.is_revoked(&claims.jti, &claims.sub, issued_ms) {
+            // By jti, subject, or the person's session (`sid`).
+            if m.is_revoked(&TokenRef::from(&claims)) {
                 return Err(VerifyError::Revoked);
             }
         }

@@ -1,12 +1,12 @@
 //! Revocations in the embedded store: entries by feed position, indexes by
-//! `jti` and by subject, and a little metadata (next position, the oldest
+//! `jti`, by subject and by session, and a little metadata (next position, the oldest
 //! forgotten position, and the feed's epoch).
 
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{EmbeddedStore, backend};
-use crate::domain::{Revocation, RevocationKind};
+use crate::domain::{Revocation, RevocationKind, TokenRef};
 use crate::store::common::{SnapshotPager, decode, encode, increments};
 use crate::store::{FeedPage, FeedPosition, RevocationStore, Revoked, StoreError, already_covered};
 
@@ -14,6 +14,8 @@ pub(super) const REVOCATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new
 pub(super) const REV_JTI: TableDefinition<&str, u64> = TableDefinition::new("revocations_by_jti");
 pub(super) const REV_SUBJECT: TableDefinition<&str, u64> =
     TableDefinition::new("revocations_by_subject");
+pub(super) const REV_SESSION: TableDefinition<&str, u64> =
+    TableDefinition::new("revocations_by_session");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const SEQ: &str = "revocation_seq";
@@ -31,12 +33,22 @@ pub(super) fn init(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(REVOCATIONS).map_err(backend)?;
     txn.open_table(REV_JTI).map_err(backend)?;
     txn.open_table(REV_SUBJECT).map_err(backend)?;
+    txn.open_table(REV_SESSION).map_err(backend)?;
     let mut meta = txn.open_table(META).map_err(backend)?;
     if meta.get(EPOCH).map_err(backend)?.is_none() {
         let epoch = crate::crypto::random::base62(12).map_err(backend)?;
         meta.insert(EPOCH, epoch.as_bytes()).map_err(backend)?;
     }
     Ok(())
+}
+
+/// The index an entry of this kind is found by, and its key there.
+fn index_of(kind: &RevocationKind) -> (TableDefinition<'static, &'static str, u64>, &str) {
+    match kind {
+        RevocationKind::Jti { jti } => (REV_JTI, jti.as_str()),
+        RevocationKind::Subject { sub, .. } => (REV_SUBJECT, sub.as_str()),
+        RevocationKind::Session { sid } => (REV_SESSION, sid.as_str()),
+    }
 }
 
 #[async_trait]
@@ -48,10 +60,7 @@ impl RevocationStore for EmbeddedStore {
             let txn = db.begin_write().map_err(backend)?;
             let done = {
                 let mut entries = txn.open_table(REVOCATIONS).map_err(backend)?;
-                let (index, key) = match &kind {
-                    RevocationKind::Jti { jti } => (REV_JTI, jti.as_str()),
-                    RevocationKind::Subject { sub, .. } => (REV_SUBJECT, sub.as_str()),
-                };
+                let (index, key) = index_of(&kind);
                 let mut index = txn.open_table(index).map_err(backend)?;
                 let existing = match index.get(key).map_err(backend)?.map(|g| g.value()) {
                     Some(seq) => entries
@@ -72,7 +81,8 @@ impl RevocationStore for EmbeddedStore {
                         meta.insert(SEQ, seq.to_be_bytes().as_slice())
                             .map_err(backend)?;
                         // The index names the entry with the latest instant
-                        // (for a jti, the latest written): an earlier
+                        // (for a jti or a session, the latest written, which
+                        // outlives what it replaces): an earlier
                         // instant is implied by a later one.
                         let keep_old = match (&existing, &kind) {
                             (
@@ -116,29 +126,41 @@ impl RevocationStore for EmbeddedStore {
         .await
     }
 
-    async fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> Result<bool, StoreError> {
-        let (jti, sub) = (jti.to_owned(), sub.to_owned());
+    async fn is_revoked(&self, token: &TokenRef<'_>) -> Result<bool, StoreError> {
+        // Owned copies: the lookup runs on the blocking pool.
+        let (jti, sub, sid) = (
+            token.jti.to_owned(),
+            token.sub.to_owned(),
+            token.sid.map(str::to_owned),
+        );
+        let issued_ms = token.issued_ms;
         self.blocking(move |db| {
+            let token = TokenRef {
+                jti: &jti,
+                sub: &sub,
+                sid: sid.as_deref(),
+                issued_ms,
+            };
             let txn = db.begin_read().map_err(backend)?;
             let entries = txn.open_table(REVOCATIONS).map_err(backend)?;
             let by_jti = txn.open_table(REV_JTI).map_err(backend)?;
             let by_sub = txn.open_table(REV_SUBJECT).map_err(backend)?;
+            let by_sid = txn.open_table(REV_SESSION).map_err(backend)?;
+            let at_sid = match token.sid {
+                Some(sid) => by_sid.get(sid).map_err(backend)?.map(|g| g.value()),
+                None => None,
+            };
             for seq in [
-                by_jti
-                    .get(jti.as_str())
-                    .map_err(backend)?
-                    .map(|g| g.value()),
-                by_sub
-                    .get(sub.as_str())
-                    .map_err(backend)?
-                    .map(|g| g.value()),
+                by_jti.get(token.jti).map_err(backend)?.map(|g| g.value()),
+                by_sub.get(token.sub).map_err(backend)?.map(|g| g.value()),
+                at_sid,
             ]
             .into_iter()
             .flatten()
             {
                 if let Some(v) = entries.get(seq).map_err(backend)? {
                     let rev: Revocation = decode(v.value())?;
-                    if rev.covers(&jti, &sub, issued_ms) {
+                    if rev.covers(&token) {
                         return Ok(true);
                     }
                 }
@@ -219,6 +241,7 @@ impl RevocationStore for EmbeddedStore {
                 }
                 let mut by_jti = txn.open_table(REV_JTI).map_err(backend)?;
                 let mut by_sub = txn.open_table(REV_SUBJECT).map_err(backend)?;
+                let mut by_sid = txn.open_table(REV_SESSION).map_err(backend)?;
                 let mut meta = txn.open_table(META).map_err(backend)?;
                 let mut floor = read_u64(meta.get(FLOOR).map_err(backend)?);
                 for (seq, rev) in &expired {
@@ -226,6 +249,7 @@ impl RevocationStore for EmbeddedStore {
                     let (table, key) = match &rev.kind {
                         RevocationKind::Jti { jti } => (&mut by_jti, jti.as_str()),
                         RevocationKind::Subject { sub, .. } => (&mut by_sub, sub.as_str()),
+                        RevocationKind::Session { sid } => (&mut by_sid, sid.as_str()),
                     };
                     let points_here =
                         table.get(key).map_err(backend)?.map(|g| g.value()) == Some(*seq);

@@ -49,7 +49,7 @@ mod revocations;
 // One launcher for a real `redis-server`, shared with the integration tests.
 #[cfg(test)]
 #[path = "../../../tests/api/redis_server.rs"]
-mod test_server;
+pub(crate) mod test_server;
 
 pub use changes::Change;
 

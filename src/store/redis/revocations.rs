@@ -1,21 +1,23 @@
 //! Revocations in the Redis store: entries by feed position (`rev:entries`,
-//! `rev:order`), indexes by `jti` and by subject that expire with what they
-//! cover, and the feed's position, floor and epoch.
+//! `rev:order`), indexes by `jti`, by subject and by session (`rev:sid:…`)
+//! that expire with what they cover, and the feed's position, floor and
+//! epoch.
 
 use async_trait::async_trait;
 use redis::AsyncCommands;
 use serde_json::json;
 
 use super::{Connection, RedisStore, bounded, hmget, unavailable};
-use crate::domain::{Revocation, RevocationKind};
+use crate::domain::{Revocation, RevocationKind, TokenRef};
 use crate::store::common::{SnapshotPager, decode, increments};
 use crate::store::{FeedPage, FeedPosition, RevocationStore, Revoked, StoreError};
 
 // KEYS: seq, entries, order, index key, channel. ARGV: entry JSON without
-// `seq` (its closing brace removed), expires_at, kind ('jti'|'sub'),
+// `seq` (its closing brace removed), expires_at, kind ('jti'|'sub'|'sid'),
 // not_before_ms. Returns {appended (0|1), entry JSON}. An entry already
 // covering this one (`store::already_covered`) is returned as it is: nothing
-// appended, nothing published. The index of a subject holds
+// appended, nothing published. The index of a jti or a session holds the
+// position of its latest entry; that of a subject holds
 // `{not-before}:{position}` (older data holds only the instant). The event is
 // a `ChangeEvent::Revocation` written by concatenation (the position is only
 // known here); `domain::change` tests that exact shape.
@@ -24,14 +26,14 @@ local exat = tonumber(ARGV[2])
 local old = redis.call('GET', KEYS[4])
 local old_seq, old_nb = nil, nil
 if old then
-  if ARGV[3] == 'jti' then
-    old_seq = old
-  else
+  if ARGV[3] == 'sub' then
     local nb, s = string.match(old, '^(-?%d+):(%d+)$')
     if nb then old_nb, old_seq = tonumber(nb), s else old_nb = tonumber(old) end
+  else
+    old_seq = old
   end
 end
-if old_seq and (ARGV[3] == 'jti' or old_nb >= tonumber(ARGV[4])) then
+if old_seq and (ARGV[3] ~= 'sub' or old_nb >= tonumber(ARGV[4])) then
   local existing = redis.call('HGET', KEYS[2], old_seq)
   if existing and tonumber(cjson.decode(existing)['expiresAt']) >= exat then
     return {0, existing}
@@ -41,7 +43,7 @@ local seq = redis.call('INCR', KEYS[1])
 local entry = ARGV[1] .. ',"seq":' .. seq .. '}'
 redis.call('HSET', KEYS[2], seq, entry)
 redis.call('ZADD', KEYS[3], seq, seq)
-if ARGV[3] == 'jti' then
+if ARGV[3] ~= 'sub' then
   redis.call('SET', KEYS[4], seq, 'EXAT', exat)
 elseif (not old_nb) or old_nb <= tonumber(ARGV[4]) then
   redis.call('SET', KEYS[4], ARGV[4] .. ':' .. seq, 'EXAT', exat)
@@ -99,6 +101,10 @@ impl RedisStore {
     fn subject_key(&self, sub: &str) -> String {
         self.key(&format!("rev:sub:{sub}"))
     }
+
+    fn session_key(&self, sid: &str) -> String {
+        self.key(&format!("rev:sid:{sid}"))
+    }
 }
 
 #[async_trait]
@@ -109,6 +115,7 @@ impl RevocationStore for RedisStore {
             RevocationKind::Subject { sub, not_before_ms } => {
                 (self.subject_key(sub), "sub", *not_before_ms)
             }
+            RevocationKind::Session { sid } => (self.session_key(sid), "sid", 0),
         };
         let body = kind_json(&kind, expires_at)?;
         bounded(async {
@@ -134,16 +141,25 @@ impl RevocationStore for RedisStore {
         .await
     }
 
-    async fn is_revoked(&self, jti: &str, sub: &str, issued_ms: i64) -> Result<bool, StoreError> {
-        let (jti_key, sub_key) = (self.jti_key(jti), self.subject_key(sub));
+    async fn is_revoked(&self, token: &TokenRef<'_>) -> Result<bool, StoreError> {
+        let (jti_key, sub_key) = (self.jti_key(token.jti), self.subject_key(token.sub));
+        let sid_key = token.sid.map(|sid| self.session_key(sid));
+        let issued_ms = token.issued_ms;
         bounded(async {
             let mut c = self.conn().await?;
-            let (j, s): (Option<String>, Option<String>) = redis::pipe()
-                .get(&jti_key)
-                .get(&sub_key)
-                .query_async(&mut c)
-                .await
-                .map_err(unavailable)?;
+            // One round trip; a token without a session asks for two keys.
+            let mut p = redis::pipe();
+            p.get(&jti_key).get(&sub_key);
+            if let Some(k) = &sid_key {
+                p.exists(k);
+            }
+            let (j, s, ses): (Option<String>, Option<String>, bool) = if sid_key.is_some() {
+                p.query_async(&mut c).await.map_err(unavailable)?
+            } else {
+                let (j, s): (Option<String>, Option<String>) =
+                    p.query_async(&mut c).await.map_err(unavailable)?;
+                (j, s, false)
+            };
             let nb = match s.as_deref() {
                 Some(v) => Some(
                     index_instant(v)
@@ -151,7 +167,7 @@ impl RevocationStore for RedisStore {
                 ),
                 None => None,
             };
-            Ok(j.is_some() || nb.is_some_and(|nb| issued_ms < nb))
+            Ok(j.is_some() || ses || nb.is_some_and(|nb| issued_ms < nb))
         })
         .await
     }
@@ -233,6 +249,9 @@ impl RevocationStore for RedisStore {
             for r in &retired {
                 let (key, values) = match &r.kind {
                     RevocationKind::Jti { jti } => (self.jti_key(jti), vec![r.seq.to_string()]),
+                    RevocationKind::Session { sid } => {
+                        (self.session_key(sid), vec![r.seq.to_string()])
+                    }
                     RevocationKind::Subject { sub, not_before_ms } => (
                         self.subject_key(sub),
                         vec![
