@@ -437,25 +437,25 @@ impl Settings {
             (
                 "people.session_idle (TESSERA_SESSION_IDLE)",
                 p.session_idle,
-                60,
+                1,
                 30 * 86_400,
             ),
             (
                 "people.session_absolute (TESSERA_SESSION_ABSOLUTE)",
                 p.session_absolute,
-                60,
+                1,
                 90 * 86_400,
             ),
             (
                 "people.refresh_idle (TESSERA_REFRESH_IDLE)",
                 p.refresh_idle,
-                60,
+                1,
                 365 * 86_400,
             ),
             (
                 "people.refresh_absolute (TESSERA_REFRESH_ABSOLUTE)",
                 p.refresh_absolute,
-                60,
+                1,
                 365 * 86_400,
             ),
             (

@@ -11,6 +11,7 @@ mod helpers;
 mod identity;
 mod lifecycle;
 mod model;
+mod people;
 mod process;
 mod proxy;
 mod race;
