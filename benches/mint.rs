@@ -37,7 +37,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     for alg in [SigningAlg::ES256, SigningAlg::EdDSA, SigningAlg::RS256] {
         let d = dir.join(alg.as_str());
-        let (ring, _) = KeyRing::load_or_init(&d, alg)?;
+        let (ring, _) = KeyRing::load_or_init(&d, alg, SigningAlg::RS256)?;
         let iters = if alg == SigningAlg::RS256 {
             2_000
         } else {

@@ -42,7 +42,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let dir = std::env::temp_dir().join(format!("tessera-vbench-{}", std::process::id()));
-    let (ring, _) = KeyRing::load_or_init(&dir, SigningAlg::ES256)?;
+    let (ring, _) = KeyRing::load_or_init(&dir, SigningAlg::ES256, SigningAlg::RS256)?;
     let now = chrono::Utc::now().timestamp();
     let claims = json!({
         "iss": "http://gw", "sub": "app_0123456789abcdef", "aud": "cluster-api",

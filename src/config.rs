@@ -52,6 +52,12 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Algorithm of generated and active signing keys. Default `ES256`.
     pub signing_alg: SigningAlg,
+    /// Algorithm of the ID-token key (`ES256`, `EdDSA` or `RS256`). Default
+    /// `RS256`: OpenID Connect Core §15.1 makes it the one algorithm every
+    /// relying party must accept, and libraries such as authlib refuse a
+    /// provider whose metadata lacks it. When equal to `signing_alg`, one
+    /// key signs both kinds of token.
+    pub id_token_alg: SigningAlg,
     /// Largest accepted request body in bytes. Default 32768.
     pub max_body_bytes: usize,
     /// argon2 jobs run at once. Default: the number of CPUs.
@@ -165,6 +171,7 @@ impl Default for Settings {
             log: "info".into(),
             log_format: LogFormat::Pretty,
             signing_alg: SigningAlg::ES256,
+            id_token_alg: SigningAlg::RS256,
             max_body_bytes: 32 * 1024,
             hash_concurrency: cpus,
             hash_queue: 256,
@@ -266,6 +273,10 @@ impl Settings {
                 }
                 "TESSERA_SIGNING_ALG" => {
                     self.signing_alg = SigningAlg::parse(v)
+                        .ok_or_else(|| err(k, format!("{v:?}: expected ES256, EdDSA or RS256")))?;
+                }
+                "TESSERA_ID_TOKEN_ALG" => {
+                    self.id_token_alg = SigningAlg::parse(v)
                         .ok_or_else(|| err(k, format!("{v:?}: expected ES256, EdDSA or RS256")))?;
                 }
                 "TESSERA_MAX_BODY_BYTES" => self.max_body_bytes = parse_num(k, v)?,
@@ -535,6 +546,23 @@ mod tests {
         assert_eq!(s.key_prefix, "tsr");
         assert_eq!(s.data_dir, PathBuf::from("./data"));
         assert_eq!(s.issuer(), "http://127.0.0.1:8080");
+        assert_eq!(s.id_token_alg, SigningAlg::RS256);
+    }
+
+    #[test]
+    fn id_token_alg_setting() {
+        let s = Settings::load_from(None, &env(&[("TESSERA_ID_TOKEN_ALG", "es256")])).unwrap();
+        assert_eq!(s.id_token_alg, SigningAlg::ES256);
+        let e = Settings::load_from(None, &env(&[("TESSERA_ID_TOKEN_ALG", "HS256")])).unwrap_err();
+        assert!(e.to_string().contains("TESSERA_ID_TOKEN_ALG"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "id_token_alg = \"EdDSA\"\n").unwrap();
+        let s = Settings::load_from(Some(&path), &env(&[])).unwrap();
+        assert_eq!(s.id_token_alg, SigningAlg::EdDSA);
+        std::fs::write(&path, "id_token_alg = \"HS256\"\n").unwrap();
+        let e = Settings::load_from(Some(&path), &env(&[])).unwrap_err();
+        assert!(e.to_string().contains("HS256"), "{e}");
     }
 
     #[test]

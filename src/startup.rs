@@ -91,9 +91,13 @@ impl Application {
     /// Loads keys, opens the store, bootstraps the admin, and binds the
     /// listener (`port 0` picks a free port: tests rely on it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let (keys, generated) = KeyRing::load_or_init(&settings.keys_dir, settings.signing_alg)
-            .map_err(|e| StartupError(format!("keys_dir (TESSERA_KEYS_DIR): {e}")))?;
-        if let Some(path) = generated {
+        let (keys, generated) = KeyRing::load_or_init(
+            &settings.keys_dir,
+            settings.signing_alg,
+            settings.id_token_alg,
+        )
+        .map_err(|e| StartupError(format!("keys_dir (TESSERA_KEYS_DIR): {e}")))?;
+        for path in generated {
             tracing::info!(file = %path.display(), "generated a new signing key");
         }
         tracing::info!(kid = %keys.active().kid(), alg = %keys.active().alg(), "signing key loaded");

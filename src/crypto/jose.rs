@@ -26,6 +26,10 @@ pub enum JoseError {
     /// `typ` is not `at+jwt`.
     #[error("not an access token (typ must be at+jwt)")]
     WrongType,
+    /// `typ` is not `JWT`: refused where an ID token is expected (an
+    /// access token is never taken for one).
+    #[error("not an ID token (typ must be JWT)")]
+    NotAnIdToken,
     /// No published key has this `kid`.
     #[error("unknown signing key (kid {0:?})")]
     UnknownKey(String),
@@ -114,12 +118,32 @@ pub struct TokenHeader {
 
 /// Reads and checks the header: size, shape, `typ: at+jwt`, a `kid`.
 pub fn read_header(token: &str, max_bytes: usize) -> Result<TokenHeader, JoseError> {
+    read_typed_header(token, max_bytes, "at+jwt", JoseError::WrongType)
+}
+
+/// Reads an ID token's header: size, shape, `typ: JWT`, a `kid`.
+#[cfg(feature = "gateway")]
+pub(crate) fn read_id_token_header(
+    token: &str,
+    max_bytes: usize,
+) -> Result<TokenHeader, JoseError> {
+    read_typed_header(token, max_bytes, "JWT", JoseError::NotAnIdToken)
+}
+
+/// The header checks shared by both kinds of token; `typ` must be exactly
+/// what the gateway mints, so one kind is never accepted as the other.
+fn read_typed_header(
+    token: &str,
+    max_bytes: usize,
+    typ: &str,
+    wrong: JoseError,
+) -> Result<TokenHeader, JoseError> {
     if token.len() > max_bytes {
         return Err(JoseError::TooLarge(max_bytes));
     }
     let h = jsonwebtoken::decode_header(token).map_err(|e| JoseError::Malformed(e.to_string()))?;
-    if h.typ.as_deref() != Some("at+jwt") {
-        return Err(JoseError::WrongType);
+    if h.typ.as_deref() != Some(typ) {
+        return Err(wrong);
     }
     let kid = h.kid.ok_or_else(|| JoseError::Malformed("no kid".into()))?;
     Ok(TokenHeader { kid, alg: h.alg })
@@ -161,6 +185,38 @@ pub fn decode<C: DeserializeOwned>(
     jsonwebtoken::decode::<C>(token, &key.key, &v)
         .map(|d| d.claims)
         .map_err(|e| JoseError::Invalid(e.to_string()))
+}
+
+/// Checks an ID token used as a hint (OIDC RP-Initiated Logout
+/// `id_token_hint`): the signature with `key` (its algorithm only) and
+/// `iss`. `exp` must be present but is not enforced, since an expired ID
+/// token is still a valid hint; `aud` must be present and is left to the
+/// caller, who knows which client is logging out.
+#[cfg(feature = "gateway")]
+pub(crate) fn decode_id_token_hint(
+    token: &str,
+    header: &TokenHeader,
+    key: &VerifyingKey,
+    issuer: &str,
+) -> Result<serde_json::Value, JoseError> {
+    if header.alg != key.alg {
+        return Err(JoseError::WrongAlgorithm(format!("{:?}", header.alg)));
+    }
+    let mut v = Validation::new(key.alg);
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v.set_issuer(&[issuer]);
+    v.set_required_spec_claims(&["iss", "sub", "aud", "exp"]);
+    let claims: serde_json::Value = jsonwebtoken::decode(token, &key.key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| JoseError::Invalid(e.to_string()))?;
+    // jsonwebtoken accepts an `iss` array holding the issuer; an ID token's
+    // `iss` is one string (OIDC Core §2).
+    if claims.get("iss").and_then(serde_json::Value::as_str) != Some(issuer) {
+        return Err(JoseError::Invalid("InvalidIssuer".into()));
+    }
+    Ok(claims)
 }
 
 /// The JOSE name of an algorithm.
@@ -258,7 +314,7 @@ mod props {
                 .into_iter()
                 .map(|alg| {
                     let dir = tempfile::tempdir().unwrap();
-                    KeyRing::load_or_init(dir.path(), alg).unwrap().0
+                    KeyRing::load_or_init(dir.path(), alg, alg).unwrap().0
                 })
                 .collect()
         })

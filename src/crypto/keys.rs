@@ -4,9 +4,11 @@
 //! - `kid` is the RFC 7638 thumbprint of the public key, so every gateway
 //!   reading the same files agrees on it without coordination.
 //! - Generated files are named `<UTC time>-<alg>.pem`; the active key is the
-//!   last file, in name order, of the configured algorithm. Every key in the
-//!   directory is published, so a retired key keeps verifying the tokens it
-//!   signed until its file is removed.
+//!   last file, in name order, of the configured algorithm, and the ID-token
+//!   key the last file of the ID-token algorithm (the same key when both
+//!   algorithms are equal). Every key in the directory is published, so a
+//!   retired key keeps verifying the tokens it signed until its file is
+//!   removed.
 //! - Key pairs are parsed once at load; signing never re-parses a key.
 
 use aws_lc_rs::digest;
@@ -107,6 +109,7 @@ pub struct SigningKey {
     pair: Pair,
     public_jwk: Value,
     header_b64: String,
+    id_header_b64: String,
     verifying: super::jose::VerifyingKey,
 }
 
@@ -166,6 +169,11 @@ impl SigningKey {
     /// The precomputed base64url JOSE header (`alg`, `kid`, `typ: at+jwt`).
     pub(crate) fn header_b64(&self) -> &str {
         &self.header_b64
+    }
+    /// The precomputed base64url JOSE header of ID tokens (`alg`, `kid`,
+    /// `typ: JWT`).
+    pub(crate) fn id_header_b64(&self) -> &str {
+        &self.id_header_b64
     }
     /// Key for verifying tokens this key signed (its algorithm only).
     pub(crate) fn verifying_key(&self) -> &super::jose::VerifyingKey {
@@ -235,6 +243,8 @@ impl SigningKey {
         jwk["use"] = json!("sig");
         let header = json!({"alg": alg.as_str(), "kid": kid, "typ": "at+jwt"});
         let header_b64 = b64(header.to_string().as_bytes());
+        let id_header = json!({"alg": alg.as_str(), "kid": kid, "typ": "JWT"});
+        let id_header_b64 = b64(id_header.to_string().as_bytes());
         let jose_alg = match alg {
             SigningAlg::ES256 => jsonwebtoken::Algorithm::ES256,
             SigningAlg::EdDSA => jsonwebtoken::Algorithm::EdDSA,
@@ -248,6 +258,7 @@ impl SigningKey {
             pair,
             public_jwk: jwk,
             header_b64,
+            id_header_b64,
             verifying,
         })
     }
@@ -387,10 +398,11 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
     Ok(keys)
 }
 
-/// The loaded keys, the active one, and the JWKS document.
+/// The loaded keys, the active one, the ID-token one, and the JWKS document.
 pub struct KeyRing {
     keys: Vec<SigningKey>,
     active: usize,
+    id_token: usize,
     jwks: String,
 }
 
@@ -398,43 +410,74 @@ impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyRing")
             .field("active", &self.active().kid)
+            .field("id_token", &self.id_token_key().kid)
             .field("keys", &self.keys.len())
             .finish()
     }
 }
 
 impl KeyRing {
-    /// Loads the keys in `dir`, generating one of `alg` first when the
-    /// directory holds none of that algorithm. Returns the ring and the path
-    /// of the key it generated, if any.
-    pub fn load_or_init(dir: &Path, alg: SigningAlg) -> Result<(Self, Option<PathBuf>), KeyError> {
+    /// Loads the keys in `dir`, first generating a key of `id_alg` and one
+    /// of `alg` when the directory holds none of that algorithm (one key
+    /// serves both when `alg == id_alg`). Returns the ring and the paths of
+    /// the keys it generated, oldest first.
+    ///
+    /// The ID-token key is generated before the access-token key so that,
+    /// in a fresh directory, the last file is still the one signing access
+    /// tokens, as it was before ID tokens existed.
+    pub fn load_or_init(
+        dir: &Path,
+        alg: SigningAlg,
+        id_alg: SigningAlg,
+    ) -> Result<(Self, Vec<PathBuf>), KeyError> {
         ensure_dir(dir)?;
         let mut keys = load_dir(dir)?;
-        let mut generated = None;
-        if !keys.iter().any(|k| k.alg == alg) {
-            let path = generate_file(dir, alg)?;
-            keys = load_dir(dir)?;
-            generated = Some(path);
+        let mut generated = Vec::new();
+        for a in [id_alg, alg] {
+            if !keys.iter().any(|k| k.alg == a) {
+                generated.push(generate_file(dir, a)?);
+                keys = load_dir(dir)?;
+            }
         }
-        Ok((Self::from_keys(keys, alg)?, generated))
+        Ok((Self::from_keys(keys, alg, id_alg)?, generated))
     }
 
-    /// Builds a ring from loaded keys; the active key is the last of `alg`.
-    pub fn from_keys(keys: Vec<SigningKey>, alg: SigningAlg) -> Result<Self, KeyError> {
-        let active = keys
-            .iter()
-            .rposition(|k| k.alg == alg)
-            .ok_or_else(|| KeyError::Crypto(format!("no {alg} key in the key ring")))?;
+    /// Builds a ring from loaded keys; the active key is the last of `alg`,
+    /// the ID-token key the last of `id_alg`.
+    pub fn from_keys(
+        keys: Vec<SigningKey>,
+        alg: SigningAlg,
+        id_alg: SigningAlg,
+    ) -> Result<Self, KeyError> {
+        let last_of = |a: SigningAlg| {
+            keys.iter()
+                .rposition(|k| k.alg == a)
+                .ok_or_else(|| KeyError::Crypto(format!("no {a} key in the key ring")))
+        };
+        let active = last_of(alg)?;
+        let id_token = last_of(id_alg)?;
         // The JWKS is built here and only here, from public members.
         let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()})
             .to_string();
-        Ok(Self { keys, active, jwks })
+        Ok(Self {
+            keys,
+            active,
+            id_token,
+            jwks,
+        })
     }
 
-    /// The key that signs new tokens.
+    /// The key that signs new access tokens.
     pub fn active(&self) -> &SigningKey {
         // `active` is an index computed from `keys` in `from_keys`.
         &self.keys[self.active]
+    }
+
+    /// The key that signs new ID tokens: the last file of the ID-token
+    /// algorithm (the active key itself when both algorithms are equal).
+    pub fn id_token_key(&self) -> &SigningKey {
+        // `id_token` is an index computed from `keys` in `from_keys`.
+        &self.keys[self.id_token]
     }
 
     /// A key by `kid`.
@@ -515,9 +558,15 @@ mod tests {
                 assert_eq!(mode & 0o777, 0o600);
             }
         }
-        let ring = KeyRing::from_keys(load_dir(dir.path()).unwrap(), SigningAlg::EdDSA).unwrap();
+        let ring = KeyRing::from_keys(
+            load_dir(dir.path()).unwrap(),
+            SigningAlg::EdDSA,
+            SigningAlg::RS256,
+        )
+        .unwrap();
         assert_eq!(ring.keys().len(), 3);
         assert_eq!(ring.active().alg(), SigningAlg::EdDSA);
+        assert_eq!(ring.id_token_key().alg(), SigningAlg::RS256);
         let jwks: Value = serde_json::from_str(ring.jwks_json()).unwrap();
         for k in jwks["keys"].as_array().unwrap() {
             for private in ["d", "p", "q", "dp", "dq", "qi"] {
@@ -531,7 +580,56 @@ mod tests {
     fn a_bad_file_is_named() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("broken.pem"), "not a key").unwrap();
-        let err = KeyRing::load_or_init(dir.path(), SigningAlg::ES256).unwrap_err();
+        let err =
+            KeyRing::load_or_init(dir.path(), SigningAlg::ES256, SigningAlg::RS256).unwrap_err();
         assert!(err.to_string().contains("broken.pem"), "{err}");
+    }
+
+    #[test]
+    fn an_id_token_key_is_generated_beside_the_access_key_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let started = std::time::Instant::now();
+        let (ring, generated) =
+            KeyRing::load_or_init(dir.path(), SigningAlg::ES256, SigningAlg::RS256).unwrap();
+        eprintln!("ES256 + RS256 key generation: {:?}", started.elapsed());
+        assert_eq!(generated.len(), 2);
+        assert_eq!(ring.keys().len(), 2);
+        assert_eq!(ring.active().alg(), SigningAlg::ES256);
+        assert_eq!(ring.id_token_key().alg(), SigningAlg::RS256);
+        // The access-token key is the last file, as before ID tokens.
+        assert_eq!(load_dir(dir.path()).unwrap()[1].kid(), ring.active().kid());
+        let jwks: Value = serde_json::from_str(ring.jwks_json()).unwrap();
+        let kids: Vec<&str> = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap())
+            .collect();
+        assert!(kids.contains(&ring.id_token_key().kid()), "{jwks}");
+        assert!(kids.contains(&ring.active().kid()), "{jwks}");
+
+        // A restart generates nothing and picks the same keys.
+        let (again, generated) =
+            KeyRing::load_or_init(dir.path(), SigningAlg::ES256, SigningAlg::RS256).unwrap();
+        assert!(generated.is_empty());
+        assert_eq!(again.id_token_key().kid(), ring.id_token_key().kid());
+        assert_eq!(again.active().kid(), ring.active().kid());
+
+        // Asking for EdDSA ID tokens adds that key only.
+        let (eddsa, generated) =
+            KeyRing::load_or_init(dir.path(), SigningAlg::ES256, SigningAlg::EdDSA).unwrap();
+        assert_eq!(generated.len(), 1);
+        assert_eq!(eddsa.id_token_key().alg(), SigningAlg::EdDSA);
+        assert_eq!(eddsa.active().kid(), ring.active().kid());
+    }
+
+    #[test]
+    fn one_key_serves_both_when_the_algorithms_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ring, generated) =
+            KeyRing::load_or_init(dir.path(), SigningAlg::EdDSA, SigningAlg::EdDSA).unwrap();
+        assert_eq!(generated.len(), 1);
+        assert_eq!(ring.keys().len(), 1);
+        assert_eq!(ring.id_token_key().kid(), ring.active().kid());
     }
 }

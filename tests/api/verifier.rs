@@ -467,7 +467,11 @@ async fn a_retired_key_still_verifies_and_a_gateway_restart_loses_nothing() {
     settings.issuer = Some("http://gateway.test".into());
     let gw = spawn_in(tempfile::tempdir().unwrap(), settings.clone()).await;
     let jwks: Value = serde_json::from_str(&gw.jwks().await).unwrap();
-    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        jwks["keys"].as_array().unwrap().len(),
+        3,
+        "two ES256 keys, one RS256 ID-token key"
+    );
     let ds = downstream(&gw, "cluster-api", RevocationSource::Disabled, false).await;
     let client = reqwest::Client::new();
     let url = format!("{}/api/v1/clusters/c1/workloads", ds.url);
