@@ -14,7 +14,8 @@ use super::extract::gateway;
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct Jwks {
-    /// The signing keys, the active one first.
+    /// Every published key (access-token and ID-token keys, retired ones
+    /// still verifying), in file-name order.
     keys: Vec<Jwk>,
 }
 

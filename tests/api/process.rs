@@ -362,19 +362,20 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
 
     let out = cli(&["keys", "list", "--json"]);
     let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 1);
-    assert_eq!(keys[0]["active"], true);
+    // The ES256 access-token key (the last file) and the RS256 ID-token key.
+    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys[1]["active"], true);
     let out = cli(&["keys", "generate", "--alg", "EdDSA"]);
     assert!(out.status.success());
     let out = cli(&["keys", "list", "--json"]);
     let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 2);
-    let first_kid = keys[0]["kid"].as_str().unwrap().to_owned();
+    assert_eq!(keys.as_array().unwrap().len(), 3);
+    let first_kid = keys[1]["kid"].as_str().unwrap().to_owned();
     // Rotate: a new ES256 key becomes the active one; the old one can be retired.
     assert!(cli(&["keys", "rotate"]).status.success());
     let out = cli(&["keys", "list", "--json"]);
     let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 3);
+    assert_eq!(keys.as_array().unwrap().len(), 4);
     let active: Vec<&Value> = keys
         .as_array()
         .unwrap()
@@ -391,7 +392,7 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     assert!(cli(&["keys", "retire", &first_kid]).status.success());
     let out = cli(&["keys", "list", "--json"]);
     let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 2);
+    assert_eq!(keys.as_array().unwrap().len(), 3);
 
     let out = Command::new(BIN)
         .args(["token"])
