@@ -105,17 +105,13 @@ impl Setup {
     async fn flood(&self, tag: &str, n: usize) {
         let exp = chrono::Utc::now().timestamp() + 300;
         for i in 0..n {
-            let stored = self
-                .store
-                .revoke(
-                    RevocationKind::Jti {
-                        jti: format!("flood-{tag}-{i}"),
-                    },
-                    exp,
-                )
-                .await
-                .unwrap();
-            assert!(stored.appended);
+            let kind = RevocationKind::Jti {
+                jti: format!("flood-{tag}-{i}"),
+            };
+            let stored = self.store.revoke(kind.clone(), exp).await.unwrap();
+            // A call retried after a slow first attempt finds its own entry
+            // (appended false): what matters is that the entry is there.
+            assert_eq!(stored.entry.kind, kind);
         }
     }
 }
