@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::error::shown;
-use crate::domain::session::{AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession};
+use crate::domain::session::{
+    AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession,
+};
 use crate::domain::{
     AppStatus, Application, Environment, KeyType, Revocation, RevocationKind, Role, User,
 };
@@ -137,17 +139,20 @@ pub enum Entity {
     User,
     /// A user, by email address (unique among users).
     UserEmail,
+    /// A person's session, by id.
+    Session,
 }
 
 impl Entity {
     /// How a message names one: "application", "role", "user", "user with
-    /// email".
+    /// email", "session".
     pub fn noun(self) -> &'static str {
         match self {
             Self::Application => "application",
             Self::Role => "role",
             Self::User => "user",
             Self::UserEmail => "user with email",
+            Self::Session => "session",
         }
     }
 }
@@ -340,8 +345,11 @@ pub trait SessionStore: Send + Sync + 'static {
     /// expiry), an expired or unknown code `Unknown`.
     async fn take_code(&self, code_hash: &str, now: DateTime<Utc>) -> Result<CodeUse, StoreError>;
     /// Stores a new refresh family and its first token's hash.
-    async fn insert_refresh(&self, family: &RefreshFamily, token_hash: &str)
-    -> Result<(), StoreError>;
+    async fn insert_refresh(
+        &self,
+        family: &RefreshFamily,
+        token_hash: &str,
+    ) -> Result<(), StoreError>;
     /// Presents a refresh token, atomically (two gateways racing on one
     /// token see one order):
     /// - unknown hash: `Unknown`;
