@@ -491,3 +491,141 @@ fn remove_where<T: Record>(
     }
     Ok(gone.len())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+    use redb::ReadableTableMetadata;
+
+    fn session(id: &str, user: &str, retain: DateTime<Utc>) -> StoredSession {
+        StoredSession {
+            session: Session {
+                id: id.into(),
+                user_id: user.into(),
+                client_id: "tessera-console".into(),
+                auth_time: retain - Duration::hours(1),
+                amr: vec!["pwd".into()],
+                idp: None,
+                last_seen_at: retain - Duration::hours(1),
+                expires_at: retain,
+                retain_until: retain,
+                ip: "192.0.2.1".into(),
+                user_agent: String::new(),
+            },
+            secret_hash: "00".into(),
+        }
+    }
+
+    fn code(expires_at: DateTime<Utc>) -> AuthCode {
+        AuthCode {
+            client_id: "app_c".into(),
+            redirect_uri: "https://c.example/cb".into(),
+            user_id: "usr_x".into(),
+            session_id: "ses_x".into(),
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: "x".into(),
+            expires_at,
+        }
+    }
+
+    fn family(id: &str, expires_at: DateTime<Utc>) -> RefreshFamily {
+        RefreshFamily {
+            id: id.into(),
+            user_id: "usr_x".into(),
+            client_id: "tessera-cli".into(),
+            session_id: "ses_x".into(),
+            scope: "openid offline_access".into(),
+            created_at: expires_at - Duration::days(30),
+            last_used_at: expires_at - Duration::days(30),
+            expires_at,
+            revoked: false,
+        }
+    }
+
+    /// Rows in each people table: sessions, index, codes, families, tokens.
+    fn rows(store: &EmbeddedStore) -> [u64; 5] {
+        let txn = store.db.begin_read().unwrap();
+        let n = |t| txn.open_table(t).unwrap().len().unwrap();
+        [
+            n(SESSIONS),
+            txn.open_table(USER_SESSIONS).unwrap().len().unwrap(),
+            n(CODES),
+            n(FAMILIES),
+            n(TOKENS),
+        ]
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn purging_forgets_lapsed_records_with_their_index_rows_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let now = Utc::now();
+        let hour = Duration::hours(1);
+        store
+            .insert_session(&session("ses_old", "usr_x", now - hour))
+            .await
+            .unwrap();
+        store
+            .insert_session(&session("ses_new", "usr_x", now + hour))
+            .await
+            .unwrap();
+        // Spent or not, a code is kept for the memory after its expiry.
+        let memory = Duration::seconds(SPENT_CODE_MEMORY_SECS);
+        store
+            .put_code("h_forgotten", &code(now - memory))
+            .await
+            .unwrap();
+        store
+            .put_code("h_remembered", &code(now - memory + hour))
+            .await
+            .unwrap();
+        store
+            .insert_refresh(&family("rtf_old", now), "h_old")
+            .await
+            .unwrap();
+        store
+            .insert_refresh(&family("rtf_new", now + hour), "h_new")
+            .await
+            .unwrap();
+        let rotated = store
+            .use_refresh(
+                "h_new",
+                "h_new2",
+                now,
+                std::time::Duration::ZERO,
+                std::time::Duration::MAX,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(rotated, RefreshUse::Rotated(_)));
+        assert_eq!(rows(&store), [2, 2, 2, 2, 3]);
+
+        // One session, one code, one family and its one token.
+        assert_eq!(store.purge_people(now).await.unwrap(), 4);
+        assert_eq!(rows(&store), [1, 1, 1, 1, 2]);
+        assert!(store.get_session("ses_new").await.unwrap().is_some());
+        assert_eq!(
+            store.take_code("h_forgotten", now - hour).await.unwrap(),
+            CodeUse::Unknown
+        );
+        assert_eq!(
+            store
+                .use_refresh(
+                    "h_old",
+                    "h_x",
+                    now - hour,
+                    std::time::Duration::ZERO,
+                    std::time::Duration::MAX
+                )
+                .await
+                .unwrap(),
+            RefreshUse::Unknown
+        );
+        assert_eq!(store.purge_people(now).await.unwrap(), 0);
+        // Later, everything has lapsed.
+        assert_eq!(store.purge_people(now + hour + memory).await.unwrap(), 5);
+        assert_eq!(rows(&store), [0; 5]);
+    }
+}

@@ -572,3 +572,133 @@ impl SessionStore for RedisStore {
         Ok(0)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+
+    use super::super::test_server::RedisServer;
+    use super::*;
+
+    fn session(id: &str, retain: DateTime<Utc>) -> StoredSession {
+        StoredSession {
+            session: Session {
+                id: id.into(),
+                user_id: "usr_ttl".into(),
+                client_id: "tessera-console".into(),
+                auth_time: Utc::now(),
+                amr: vec![],
+                idp: None,
+                last_seen_at: Utc::now(),
+                expires_at: retain,
+                retain_until: retain,
+                ip: "192.0.2.1".into(),
+                user_agent: String::new(),
+            },
+            secret_hash: "00".into(),
+        }
+    }
+
+    async fn expiry(c: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+        redis::cmd("PEXPIRETIME")
+            .arg(key)
+            .query_async(c)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_key_expires_with_what_it_holds() {
+        let redis = RedisServer::start();
+        let store = RedisStore::connect(&redis.url(), "ttl:").await.unwrap();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let now = Utc::now();
+        let (hour, two) = (now + Duration::hours(1), now + Duration::hours(2));
+
+        store
+            .insert_session(&session("ses_t1", hour))
+            .await
+            .unwrap();
+        store
+            .insert_session(&session("ses_t2", now + Duration::minutes(1)))
+            .await
+            .unwrap();
+        let set = "ttl:user_sessions:usr_ttl";
+        assert_eq!(
+            expiry(&mut c, "ttl:session:ses_t1").await,
+            hour.timestamp_millis()
+        );
+        assert_eq!(expiry(&mut c, set).await, hour.timestamp_millis());
+        store.touch_session("ses_t2", now, two).await.unwrap();
+        assert_eq!(
+            expiry(&mut c, "ttl:session:ses_t2").await,
+            two.timestamp_millis()
+        );
+        assert_eq!(expiry(&mut c, set).await, two.timestamp_millis());
+        // A shorter retention moves neither back.
+        store.touch_session("ses_t2", now, hour).await.unwrap();
+        assert_eq!(
+            expiry(&mut c, "ttl:session:ses_t2").await,
+            two.timestamp_millis()
+        );
+        assert_eq!(expiry(&mut c, set).await, two.timestamp_millis());
+        // An empty `amr` survives the scripts (they never re-encode JSON).
+        let got = store.get_session("ses_t2").await.unwrap().unwrap();
+        assert!(got.session.amr.is_empty());
+
+        // A session key gone leaves its member until the next list trims it.
+        let _: i64 = redis::cmd("DEL")
+            .arg("ttl:session:ses_t1")
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let listed = store.list_sessions("usr_ttl").await.unwrap();
+        assert_eq!(listed.len(), 1);
+        let members: i64 = redis::cmd("ZCARD")
+            .arg(set)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        assert_eq!(members, 1);
+
+        let code = AuthCode {
+            client_id: "app_c".into(),
+            redirect_uri: "https://c.example/cb".into(),
+            user_id: "usr_ttl".into(),
+            session_id: "ses_t1".into(),
+            scope: "openid".into(),
+            nonce: None,
+            code_challenge: "x".into(),
+            expires_at: now + Duration::seconds(60),
+        };
+        store.put_code("h_ttl", &code).await.unwrap();
+        let forget = code.expires_at + Duration::seconds(SPENT_CODE_MEMORY_SECS);
+        assert_eq!(
+            expiry(&mut c, "ttl:code:h_ttl").await,
+            forget.timestamp_millis()
+        );
+
+        let family = RefreshFamily {
+            id: "rtf_ttl".into(),
+            user_id: "usr_ttl".into(),
+            client_id: "tessera-cli".into(),
+            session_id: "ses_t1".into(),
+            scope: "openid offline_access".into(),
+            created_at: now,
+            last_used_at: now,
+            expires_at: two,
+            revoked: false,
+        };
+        store.insert_refresh(&family, "h_rt_ttl").await.unwrap();
+        let grace = std::time::Duration::from_secs(10);
+        let used = store
+            .use_refresh("h_rt_ttl", "h_rt_ttl2", now, grace, grace)
+            .await
+            .unwrap();
+        assert!(matches!(used, RefreshUse::Rotated(_)));
+        for key in ["ttl:rtf:rtf_ttl", "ttl:rt:h_rt_ttl", "ttl:rt:h_rt_ttl2"] {
+            assert_eq!(expiry(&mut c, key).await, two.timestamp_millis(), "{key}");
+        }
+    }
+}
