@@ -154,6 +154,7 @@ impl Application {
                             // Expired revocations are forgotten about once a minute.
                             if ticks % 60 == 0 {
                                 crate::service::revocation::purge_expired(&gw).await;
+                                crate::service::users::purge_lapsed_sessions(&gw).await;
                             }
                         }
                         _ = &mut stop => break,

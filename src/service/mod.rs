@@ -64,6 +64,12 @@ fn named(what: Entity, id: &str) -> String {
             crate::domain::user::normalize_email(id).is_ok_and(|e| e == id)
                 && id.bytes().all(|b| b.is_ascii_graphic())
         }
+        Entity::Session => {
+            id.len() <= 40
+                && id
+                    .strip_prefix("ses_")
+                    .is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric()))
+        }
     };
     if well_formed {
         format!("{what} {id}")

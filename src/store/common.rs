@@ -11,6 +11,7 @@ use super::{
     AuditRecord, FeedPage, FeedPosition, ListPage, ListQuery, RoleDelete, StoreError, StoredApp,
     StoredUser, UsageDelta,
 };
+use crate::domain::session::{AuthCode, RefreshFamily, StoredSession};
 use crate::domain::{Application, ChangeEvent, Revocation, Role};
 
 /// A value stored (or published) as JSON, and the name a corrupt one is
@@ -37,6 +38,15 @@ impl Record for Revocation {
 }
 impl Record for ChangeEvent {
     const KIND: &'static str = "change event";
+}
+impl Record for StoredSession {
+    const KIND: &'static str = "session record";
+}
+impl Record for AuthCode {
+    const KIND: &'static str = "authorization code record";
+}
+impl Record for RefreshFamily {
+    const KIND: &'static str = "refresh family record";
 }
 
 /// Encodes a record as JSON (bytes for redb, a string for Redis).

@@ -4,11 +4,15 @@
 //! `store::embedded`, the Redis store in `store::redis` against a
 //! `redis-server` of its own.
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{
     AppFilter, AppStore, AuditRecord, AuditStore, Entity, ListQuery, RevocationStore, RoleDelete,
     RoleStore, StoreError, StoredApp, StoredUser, UserStore,
+};
+use super::{SPENT_CODE_MEMORY_SECS, SessionStore};
+use crate::domain::session::{
+    AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession,
 };
 use crate::domain::{
     AccessRule, AppStatus, Application, Environment, KeyType, Permission, Role, User,
@@ -63,7 +67,9 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
 }
 
 /// Runs every check against an empty store.
-pub async fn run_all<S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore>(
+pub async fn run_all<
+    S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore + SessionStore,
+>(
     store: &S,
 ) {
     crud(store).await;
@@ -73,6 +79,7 @@ pub async fn run_all<S: AppStore + RoleStore + UserStore + AuditStore + Revocati
     users(store).await;
     audit(store).await;
     revocations(store).await;
+    people(store).await;
 }
 
 async fn revocations<S: RevocationStore>(store: &S) {
@@ -890,4 +897,555 @@ async fn usage(store: &dyn AppStore) {
     let got = got.unwrap_or_else(|| panic!("app_usage vanished"));
     assert_eq!((got.name.as_str(), got.use_count), ("renamed", 6));
     must(store.delete("app_usage").await, "cleanup");
+}
+
+// People: sessions, authorization codes and refresh-token families
+// (`SessionStore`, SPEC §9). Kept in one block, apart from the other suites.
+
+/// A session of `user` that authenticated at `auth_time`, retained until
+/// `retain`. Instants keep their nanoseconds: both stores must give them
+/// back exactly.
+fn sample_session(
+    id: &str,
+    user: &str,
+    auth_time: DateTime<Utc>,
+    retain: DateTime<Utc>,
+) -> StoredSession {
+    StoredSession {
+        session: Session {
+            id: id.to_owned(),
+            user_id: user.to_owned(),
+            client_id: "tessera-console".into(),
+            auth_time,
+            amr: vec!["pwd".into()],
+            idp: None,
+            last_seen_at: auth_time,
+            expires_at: retain,
+            retain_until: retain,
+            ip: "192.0.2.7".into(),
+            user_agent: "conformance/1.0 (ünïcode)".into(),
+        },
+        secret_hash: format!("{:0>64}", id.len()),
+    }
+}
+
+fn sample_code(user: &str, expires_at: DateTime<Utc>) -> AuthCode {
+    AuthCode {
+        client_id: "app_client".into(),
+        redirect_uri: "https://client.example/cb?x=/y".into(),
+        user_id: user.to_owned(),
+        session_id: "ses_code".into(),
+        scope: "openid offline_access".into(),
+        nonce: Some("n-0S6_WzA2Mj".into()),
+        code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+        expires_at,
+    }
+}
+
+fn sample_family(id: &str, now: DateTime<Utc>, expires_at: DateTime<Utc>) -> RefreshFamily {
+    RefreshFamily {
+        id: id.to_owned(),
+        user_id: "usr_rt".into(),
+        client_id: "tessera-cli".into(),
+        session_id: "ses_rt".into(),
+        scope: "openid offline_access".into(),
+        created_at: now,
+        last_used_at: now,
+        expires_at,
+        revoked: false,
+    }
+}
+
+fn ms(n: i64) -> Duration {
+    Duration::milliseconds(n)
+}
+
+/// Every check of sessions, codes and refresh families, against an empty
+/// store.
+pub(crate) async fn people<S: SessionStore>(store: &S) {
+    sessions(store).await;
+    session_lapse(store).await;
+    codes(store).await;
+    refresh_rotation(store).await;
+    refresh_limits(store).await;
+    people_purge(store).await;
+}
+
+async fn sessions<S: SessionStore>(store: &S) {
+    let now = Utc::now();
+    // The older session has the later id: lists go by auth_time, not id.
+    let older = sample_session(
+        "ses_z1",
+        "usr_p1",
+        now - Duration::hours(2),
+        now + Duration::hours(1),
+    );
+    let newer = sample_session(
+        "ses_a1",
+        "usr_p1",
+        now - Duration::hours(1),
+        now + Duration::hours(1),
+    );
+    let other = sample_session(
+        "ses_o1",
+        "usr_p2",
+        now - Duration::hours(3),
+        now + Duration::hours(1),
+    );
+    for s in [&newer, &older, &other] {
+        must(store.insert_session(s).await, "insert session");
+    }
+    match store.insert_session(&older).await {
+        Err(StoreError::Conflict {
+            what: Entity::Session,
+            id,
+        }) => assert_eq!(id, "ses_z1"),
+        other => panic!("a taken session id must conflict, got {other:?}"),
+    }
+    assert_eq!(
+        must(store.get_session("ses_z1").await, "get"),
+        Some(older.clone())
+    );
+    assert_eq!(
+        must(store.get_session("ses_none").await, "get unknown"),
+        None
+    );
+    let listed = must(store.list_sessions("usr_p1").await, "list");
+    assert_eq!(listed, vec![older.session.clone(), newer.session.clone()]);
+    assert!(must(store.list_sessions("usr_none").await, "list unknown").is_empty());
+
+    // Touching moves both instants forward...
+    let (seen, retain) = (now + Duration::minutes(1), now + Duration::hours(2));
+    assert!(must(
+        store.touch_session("ses_z1", seen, retain).await,
+        "touch"
+    ));
+    let got = must(store.get_session("ses_z1").await, "get touched");
+    let got = got.unwrap_or_else(|| panic!("touched session vanished"));
+    assert_eq!(
+        (got.session.last_seen_at, got.session.retain_until),
+        (seen, retain)
+    );
+    // ...never back, and never shortens what is retained.
+    let (early, short) = (now, now + Duration::minutes(30));
+    assert!(must(
+        store.touch_session("ses_z1", early, short).await,
+        "touch back"
+    ));
+    let got = must(store.get_session("ses_z1").await, "get after touch back");
+    let got = got.unwrap_or_else(|| panic!("session vanished"));
+    assert_eq!(
+        (got.session.last_seen_at, got.session.retain_until),
+        (seen, retain)
+    );
+    // Each moves on its own.
+    let later_seen = seen + ms(1);
+    assert!(must(
+        store.touch_session("ses_z1", later_seen, short).await,
+        "touch seen only"
+    ));
+    let got = must(store.get_session("ses_z1").await, "get").map(|s| s.session);
+    let got = got.unwrap_or_else(|| panic!("session vanished"));
+    assert_eq!((got.last_seen_at, got.retain_until), (later_seen, retain));
+    let mut touched = older.session.clone();
+    touched.last_seen_at = later_seen;
+    touched.retain_until = retain;
+    // An absent session is not created by a touch.
+    assert!(!must(
+        store.touch_session("ses_none", seen, retain).await,
+        "touch unknown"
+    ));
+    assert_eq!(must(store.get_session("ses_none").await, "get"), None);
+
+    assert_eq!(
+        must(store.delete_session("ses_a1").await, "delete"),
+        Some(newer.session.clone())
+    );
+    assert_eq!(
+        must(store.delete_session("ses_a1").await, "delete again"),
+        None
+    );
+    assert_eq!(must(store.get_session("ses_a1").await, "get deleted"), None);
+    assert_eq!(
+        must(store.list_sessions("usr_p1").await, "list"),
+        vec![touched.clone()]
+    );
+
+    // A user's sessions go together; another user's stay.
+    must(
+        store.insert_session(&newer).await,
+        "insert again after delete",
+    );
+    assert_eq!(
+        must(store.delete_user_sessions("usr_p1").await, "delete user's"),
+        vec![touched, newer.session.clone()]
+    );
+    assert!(must(store.list_sessions("usr_p1").await, "list").is_empty());
+    assert_eq!(must(store.get_session("ses_z1").await, "get"), None);
+    assert!(must(store.delete_user_sessions("usr_p1").await, "again").is_empty());
+    assert_eq!(
+        must(store.list_sessions("usr_p2").await, "other user"),
+        vec![other.session.clone()]
+    );
+    must(store.delete_user_sessions("usr_p2").await, "cleanup");
+}
+
+async fn session_lapse<S: SessionStore>(store: &S) {
+    let now = Utc::now();
+    // Lapsed from the start: never returned.
+    let past = sample_session(
+        "ses_past",
+        "usr_l",
+        now - Duration::hours(1),
+        now - Duration::seconds(1),
+    );
+    must(store.insert_session(&past).await, "insert lapsed");
+    assert_eq!(
+        must(store.get_session("ses_past").await, "get lapsed"),
+        None
+    );
+    assert!(must(store.list_sessions("usr_l").await, "list").is_empty());
+    assert!(!must(
+        store
+            .touch_session("ses_past", now, now + Duration::hours(1))
+            .await,
+        "touch lapsed"
+    ));
+    assert_eq!(
+        must(store.delete_session("ses_past").await, "delete lapsed"),
+        None
+    );
+
+    // Two sessions lapse soon; one is kept alive by a touch.
+    let soon = now + ms(300);
+    let lapses = sample_session("ses_soon", "usr_l", now - ms(2), soon);
+    let kept = sample_session("ses_kept", "usr_l", now - ms(1), soon);
+    must(store.insert_session(&lapses).await, "insert");
+    must(store.insert_session(&kept).await, "insert");
+    let retain = now + Duration::hours(1);
+    assert!(must(
+        store.touch_session("ses_kept", now, retain).await,
+        "touch"
+    ));
+    // A real wait: Redis forgets keys on its own clock.
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert_eq!(
+        must(store.get_session("ses_soon").await, "get lapsed"),
+        None
+    );
+    let listed = must(store.list_sessions("usr_l").await, "list");
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["ses_kept"]
+    );
+    assert_eq!(listed[0].retain_until, retain);
+    // A lapsed id is free again.
+    let mut again = lapses.clone();
+    again.session.retain_until = retain;
+    must(store.insert_session(&again).await, "reuse a lapsed id");
+    assert_eq!(
+        must(store.get_session("ses_soon").await, "get"),
+        Some(again)
+    );
+    assert_eq!(
+        must(store.delete_user_sessions("usr_l").await, "cleanup").len(),
+        2
+    );
+}
+
+async fn codes<S: SessionStore>(store: &S) {
+    let now = Utc::now();
+    let expires = now + Duration::seconds(60);
+    let code = sample_code("usr_c", expires);
+    must(store.put_code("h_code1", &code).await, "put code");
+    assert_eq!(
+        must(store.take_code("h_code1", now).await, "take"),
+        CodeUse::Fresh(code.clone())
+    );
+    assert_eq!(
+        must(store.take_code("h_code1", now + ms(1)).await, "take again"),
+        CodeUse::Replayed(code.clone())
+    );
+    // A spent code is remembered past its expiry...
+    let after_expiry = expires + Duration::seconds(1);
+    assert_eq!(
+        must(
+            store.take_code("h_code1", after_expiry).await,
+            "replay after expiry"
+        ),
+        CodeUse::Replayed(code.clone())
+    );
+    // ...for SPENT_CODE_MEMORY_SECS.
+    let forgotten = expires + Duration::seconds(SPENT_CODE_MEMORY_SECS);
+    assert_eq!(
+        must(store.take_code("h_code1", forgotten).await, "forgotten"),
+        CodeUse::Unknown
+    );
+
+    // An expired code was never spent: unknown, every time.
+    let expired = sample_code("usr_c", now + Duration::seconds(60));
+    must(store.put_code("h_code2", &expired).await, "put code");
+    assert_eq!(
+        must(
+            store.take_code("h_code2", expired.expires_at).await,
+            "expired"
+        ),
+        CodeUse::Unknown
+    );
+    assert_eq!(
+        must(
+            store.take_code("h_code2", expired.expires_at + ms(1)).await,
+            "expired again"
+        ),
+        CodeUse::Unknown
+    );
+    assert_eq!(
+        must(store.take_code("h_code_none", now).await, "unknown"),
+        CodeUse::Unknown
+    );
+
+    // Racing takers: exactly one gets the code.
+    let raced = sample_code("usr_race", now + Duration::seconds(60));
+    must(store.put_code("h_code3", &raced).await, "put code");
+    let takes = (0..8).map(|_| store.take_code("h_code3", now));
+    let results = futures_util::future::join_all(takes).await;
+    let (mut fresh, mut replayed) = (0, 0);
+    for r in results {
+        match must(r, "racing take") {
+            CodeUse::Fresh(c) => {
+                assert_eq!(c, raced);
+                fresh += 1;
+            }
+            CodeUse::Replayed(c) => {
+                assert_eq!(c, raced);
+                replayed += 1;
+            }
+            CodeUse::Unknown => panic!("a stored code was unknown"),
+        }
+    }
+    assert_eq!((fresh, replayed), (1, 7));
+}
+
+async fn refresh_rotation<S: SessionStore>(store: &S) {
+    let now = Utc::now();
+    let (grace, idle) = (
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(3600),
+    );
+    let family = sample_family("rtf_rot", now, now + Duration::hours(1));
+    must(
+        store.insert_refresh(&family, "h_rt0").await,
+        "insert family",
+    );
+    assert_eq!(
+        must(store.get_refresh_family("rtf_rot").await, "get"),
+        Some(family.clone())
+    );
+    assert_eq!(
+        must(store.get_refresh_family("rtf_none").await, "get unknown"),
+        None
+    );
+
+    let t1 = now + ms(10);
+    let mut expected = family.clone();
+    expected.last_used_at = t1;
+    assert_eq!(
+        must(
+            store.use_refresh("h_rt0", "h_rt1", t1, grace, idle).await,
+            "rotate"
+        ),
+        RefreshUse::Rotated(expected.clone())
+    );
+    // Two tabs refreshing with the same, just replaced, token: both rotate.
+    let (a, b) = futures_util::future::join(
+        store.use_refresh("h_rt0", "h_rt2a", now + ms(50), grace, idle),
+        store.use_refresh("h_rt0", "h_rt2b", now + ms(60), grace, idle),
+    )
+    .await;
+    for r in [a, b] {
+        match must(r, "rotate within grace") {
+            RefreshUse::Rotated(f) => assert!(!f.revoked && f.last_used_at >= now + ms(50)),
+            other => panic!("within grace a replaced token rotates, got {other:?}"),
+        }
+    }
+    match must(
+        store
+            .use_refresh("h_rt1", "h_rt3", now + ms(100), grace, idle)
+            .await,
+        "rotate t1",
+    ) {
+        RefreshUse::Rotated(f) => assert_eq!(f.last_used_at, now + ms(100)),
+        other => panic!("the current token rotates, got {other:?}"),
+    }
+    // The grace counts from the first replacement (at t1): presenting the
+    // token again within it did not restart it.
+    let reuse_at = t1 + ms(200);
+    match must(
+        store
+            .use_refresh("h_rt0", "h_rt4", reuse_at, grace, idle)
+            .await,
+        "reuse",
+    ) {
+        RefreshUse::Reused(f) => {
+            assert!(f.revoked);
+            assert_eq!((f.id.as_str(), f.last_used_at), ("rtf_rot", now + ms(100)));
+        }
+        other => panic!("a token replaced longer than the grace ago is reuse, got {other:?}"),
+    }
+    let stored = must(store.get_refresh_family("rtf_rot").await, "get revoked");
+    assert!(stored.is_some_and(|f| f.revoked));
+    // The whole family has ended, its newest tokens too.
+    for hash in ["h_rt3", "h_rt2a", "h_rt2b", "h_rt1", "h_rt0"] {
+        assert_eq!(
+            must(
+                store
+                    .use_refresh(hash, "h_rt5", reuse_at + ms(1), grace, idle)
+                    .await,
+                hash
+            ),
+            RefreshUse::Ended,
+            "{hash}"
+        );
+    }
+    // Nothing was stored for the refused presentations.
+    assert_eq!(
+        must(
+            store
+                .use_refresh("h_rt4", "h_rt6", reuse_at, grace, idle)
+                .await,
+            "h_rt4"
+        ),
+        RefreshUse::Unknown
+    );
+    assert_eq!(
+        must(
+            store
+                .use_refresh("h_rt_none", "h_rt7", now, grace, idle)
+                .await,
+            "unknown"
+        ),
+        RefreshUse::Unknown
+    );
+}
+
+async fn refresh_limits<S: SessionStore>(store: &S) {
+    let now = Utc::now();
+    let grace = std::time::Duration::from_millis(200);
+    let idle = std::time::Duration::from_secs(1);
+
+    // Idle: unused for longer than `idle` ends it, and writes nothing.
+    let family = sample_family("rtf_idle", now, now + Duration::hours(1));
+    must(store.insert_refresh(&family, "h_idle0").await, "insert");
+    assert_eq!(
+        must(
+            store
+                .use_refresh("h_idle0", "h_idle1", now + ms(1001), grace, idle)
+                .await,
+            "idle"
+        ),
+        RefreshUse::Ended
+    );
+    match must(
+        store
+            .use_refresh("h_idle0", "h_idle1", now + ms(1000), grace, idle)
+            .await,
+        "at idle",
+    ) {
+        RefreshUse::Rotated(f) => assert_eq!(f.last_used_at, now + ms(1000)),
+        other => panic!("a token used exactly at the idle limit rotates, got {other:?}"),
+    }
+    // Rotation restarts the idle clock.
+    assert!(matches!(
+        must(
+            store
+                .use_refresh("h_idle1", "h_idle2", now + ms(1900), grace, idle)
+                .await,
+            "use"
+        ),
+        RefreshUse::Rotated(_)
+    ));
+
+    // Absolute: past `expires_at` it has ended, however recently used.
+    let expires = now + Duration::hours(1);
+    let family = sample_family("rtf_abs", now, expires);
+    must(store.insert_refresh(&family, "h_abs0").await, "insert");
+    let long_idle = std::time::Duration::from_secs(7200);
+    for at in [expires, expires + Duration::seconds(1)] {
+        assert_eq!(
+            must(
+                store
+                    .use_refresh("h_abs0", "h_abs1", at, grace, long_idle)
+                    .await,
+                "absolute"
+            ),
+            RefreshUse::Ended
+        );
+    }
+    assert!(matches!(
+        must(
+            store
+                .use_refresh("h_abs0", "h_abs1", now, grace, long_idle)
+                .await,
+            "before"
+        ),
+        RefreshUse::Rotated(_)
+    ));
+
+    // A revoked family has ended.
+    let mut revoked = sample_family("rtf_rev", now, now + Duration::hours(1));
+    revoked.revoked = true;
+    must(store.insert_refresh(&revoked, "h_rev0").await, "insert");
+    assert_eq!(
+        must(
+            store
+                .use_refresh("h_rev0", "h_rev1", now, grace, long_idle)
+                .await,
+            "revoked"
+        ),
+        RefreshUse::Ended
+    );
+}
+
+/// Purging now forgets nothing live (what it forgets of lapsed records is
+/// backend-specific: the embedded store's own tests count it).
+async fn people_purge<S: SessionStore>(store: &S) {
+    let now = Utc::now();
+    let live = sample_session("ses_purge", "usr_purge", now, now + Duration::hours(1));
+    must(store.insert_session(&live).await, "insert");
+    let code = sample_code("usr_purge", now + Duration::seconds(60));
+    must(store.put_code("h_purge", &code).await, "put code");
+    let family = sample_family("rtf_purge", now, now + Duration::hours(1));
+    must(
+        store.insert_refresh(&family, "h_purge_rt").await,
+        "insert family",
+    );
+    must(store.purge_people(Utc::now()).await, "purge");
+    assert_eq!(
+        must(store.get_session("ses_purge").await, "get"),
+        Some(live)
+    );
+    assert_eq!(
+        must(store.get_refresh_family("rtf_purge").await, "get"),
+        Some(family)
+    );
+    assert_eq!(
+        must(store.take_code("h_purge", now).await, "take"),
+        CodeUse::Fresh(code)
+    );
+    assert!(matches!(
+        must(
+            store
+                .use_refresh(
+                    "h_purge_rt",
+                    "h_purge_rt1",
+                    now,
+                    std::time::Duration::ZERO,
+                    std::time::Duration::from_secs(60)
+                )
+                .await,
+            "use"
+        ),
+        RefreshUse::Rotated(_)
+    ));
+    must(store.delete_user_sessions("usr_purge").await, "cleanup");
 }

@@ -139,17 +139,20 @@ pub enum Entity {
     User,
     /// A user, by email address (unique among users).
     UserEmail,
+    /// A person's session, by id.
+    Session,
 }
 
 impl Entity {
     /// How a message names one: "application", "role", "user", "user with
-    /// email".
+    /// email", "session".
     pub fn noun(self) -> &'static str {
         match self {
             Self::Application => "application",
             Self::Role => "role",
             Self::User => "user",
             Self::UserEmail => "user with email",
+            Self::Session => "session",
         }
     }
 }

@@ -138,8 +138,20 @@ pub fn authorize_path(client: &str, redirect: &str, scope: &str, state: &str) ->
 fn form_fields(html: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for part in html.split("<input type=\"hidden\" ").skip(1) {
-        let name = part.split("name=\"").nth(1).unwrap().split('"').next().unwrap();
-        let value = part.split("value=\"").nth(1).unwrap().split('"').next().unwrap();
+        let name = part
+            .split("name=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let value = part
+            .split("value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         let value = value
             .replace("&quot;", "\"")
             .replace("&#39;", "'")
@@ -173,7 +185,8 @@ pub async fn sign_in(
     let mut form = form_fields(&html);
     form.push(("email".into(), email.into()));
     form.push(("password".into(), password.into()));
-    b.post_form("/oauth/authorize", &form, Some(&app.url(""))).await
+    b.post_form("/oauth/authorize", &form, Some(&app.url("")))
+        .await
 }
 
 /// Signs in through the CLI client and returns the code from the redirect.
@@ -247,7 +260,10 @@ async fn the_code_flow_gives_verifiable_tokens_userinfo_and_refresh() {
         "openid email profile offline_access content:read",
     )
     .await;
-    let session_cookie = b.cookie("tessera_session").expect("session cookie set").clone();
+    let session_cookie = b
+        .cookie("tessera_session")
+        .expect("session cookie set")
+        .clone();
     assert!(session_cookie.starts_with("ses_"));
     let t = ok(redeem(&app, &code, Some(VERIFIER)).await, 200).await;
     assert_eq!(t["token_type"], "Bearer");
@@ -273,7 +289,9 @@ async fn the_code_flow_gives_verifiable_tokens_userinfo_and_refresh() {
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
     v.set_issuer(&[app.issuer_hint()]);
     v.set_audience(&["tessera-cli"]);
-    let idc = jsonwebtoken::decode::<Value>(id_token, &key, &v).unwrap().claims;
+    let idc = jsonwebtoken::decode::<Value>(id_token, &key, &v)
+        .unwrap()
+        .claims;
     assert_eq!(idc["sub"], uid);
     assert_eq!(idc["nonce"], "n-0S6_WzA2Mj");
     assert_eq!(idc["sid"], c["sid"]);
@@ -282,8 +300,12 @@ async fn the_code_flow_gives_verifiable_tokens_userinfo_and_refresh() {
     assert_eq!(idc["email"], "ada@example.com");
     // at_hash: left half of SHA-256 of the access token, base64url.
     let full = pkce_s256(access);
-    let raw = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, full).unwrap();
-    let half = base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, &raw[..16]);
+    let raw =
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, full).unwrap();
+    let half = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        &raw[..16],
+    );
     assert_eq!(idc["at_hash"], half);
 
     let info = ok(userinfo(&app, access).await, 200).await;
@@ -292,7 +314,12 @@ async fn the_code_flow_gives_verifiable_tokens_userinfo_and_refresh() {
 
     // A second authorize with the live session: no page, a code at once.
     let res = b
-        .get(&authorize_path("tessera-cli", CLI_REDIRECT, "openid", "st-2"))
+        .get(&authorize_path(
+            "tessera-cli",
+            CLI_REDIRECT,
+            "openid",
+            "st-2",
+        ))
         .await;
     assert_eq!(res.status(), 303);
     assert!(query_of(res.headers()["location"].to_str().unwrap()).contains_key("code"));
@@ -303,8 +330,15 @@ async fn the_code_flow_gives_verifiable_tokens_userinfo_and_refresh() {
     let bb = ok(bb, 200).await;
     assert_ne!(a["refresh_token"], bb["refresh_token"]);
     assert_ne!(a["refresh_token"].as_str().unwrap(), refresh_token);
-    assert_eq!(claims_of(a["access_token"].as_str().unwrap())["sid"], c["sid"]);
-    let again = ok(refresh(&app, a["refresh_token"].as_str().unwrap()).await, 200).await;
+    assert_eq!(
+        claims_of(a["access_token"].as_str().unwrap())["sid"],
+        c["sid"]
+    );
+    let again = ok(
+        refresh(&app, a["refresh_token"].as_str().unwrap()).await,
+        200,
+    )
+    .await;
     assert!(again["access_token"].is_string());
 }
 
@@ -339,7 +373,10 @@ async fn bad_codes_and_verifiers_are_refused_and_a_replay_revokes() {
     create_user(&app, "cy@example.com", &["content:read"]).await;
     let mut b = Browser::new(&app);
     let code = code_for(&mut b, &app, "cy@example.com", "openid").await;
-    for verifier in [None, Some("wrong-verifier-wrong-verifier-wrong-verifier-xx")] {
+    for verifier in [
+        None,
+        Some("wrong-verifier-wrong-verifier-wrong-verifier-xx"),
+    ] {
         let res = redeem(&app, &code, verifier).await;
         assert_eq!(res.status(), 400);
         assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_grant");
@@ -424,7 +461,9 @@ async fn the_sign_in_form_refuses_cross_site_posts() {
     assert_eq!(res.status(), 403);
     assert!(other.cookie("tessera_session").is_none());
     // The genuine post works.
-    let res = b.post_form("/oauth/authorize", &form, Some(&app.url(""))).await;
+    let res = b
+        .post_form("/oauth/authorize", &form, Some(&app.url("")))
+        .await;
     assert_eq!(res.status(), 303);
 }
 
@@ -434,11 +473,17 @@ async fn wrong_passwords_disabled_users_and_expired_sessions() {
     let uid = create_user(&app, "ed@example.com", &["content:read"]).await;
     let mut b = Browser::new(&app);
     let path = authorize_path("tessera-cli", CLI_REDIRECT, "openid", "s");
-    for (email, pw) in [("ed@example.com", "wrong password!"), ("nobody@example.com", PASSWORD)] {
+    for (email, pw) in [
+        ("ed@example.com", "wrong password!"),
+        ("nobody@example.com", PASSWORD),
+    ] {
         let res = sign_in(&mut b, &app, &path, email, pw).await;
         assert_eq!(res.status(), 401);
         let html = res.text().await.unwrap();
-        assert!(html.contains("The email or password is incorrect"), "{html}");
+        assert!(
+            html.contains("The email or password is incorrect"),
+            "{html}"
+        );
         assert!(!html.contains(pw), "the password is never echoed");
     }
     // Signed in, then idle past the limit: the page is shown again.
@@ -485,11 +530,21 @@ async fn a_flood_from_other_addresses_never_locks_the_owner_out() {
         attacker.forwarded_for = Some(format!("203.0.113.{n}"));
         let mut last = StatusCode::OK;
         for _ in 0..4 {
-            last = sign_in(&mut attacker, &app, &path, "fa@example.com", "guess guess guess")
-                .await
-                .status();
+            last = sign_in(
+                &mut attacker,
+                &app,
+                &path,
+                "fa@example.com",
+                "guess guess guess",
+            )
+            .await
+            .status();
         }
-        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS, "attacker {n} is throttled");
+        assert_eq!(
+            last,
+            StatusCode::TOO_MANY_REQUESTS,
+            "attacker {n} is throttled"
+        );
     }
     // The owner, from their own address, signs in at once.
     let mut owner = Browser::new(&app);
@@ -501,9 +556,15 @@ async fn a_flood_from_other_addresses_never_locks_the_owner_out() {
 #[tokio::test]
 async fn password_grant_me_sessions_and_logout_reach_the_gateway_api() {
     let app = spawn_app().await;
-    let uid = create_user(&app, "gi@example.com", &["api_keys:manage", "api_keys:read", "content:read"]).await;
+    let uid = create_user(
+        &app,
+        "gi@example.com",
+        &["api_keys:manage", "api_keys:read", "content:read"],
+    )
+    .await;
     let login = |scope: Option<&str>| {
-        let mut body = json!({"grantType": "password", "email": "gi@example.com", "password": PASSWORD});
+        let mut body =
+            json!({"grantType": "password", "email": "gi@example.com", "password": PASSWORD});
         if let Some(s) = scope {
             body["scope"] = json!(s);
         }
@@ -512,7 +573,15 @@ async fn password_grant_me_sessions_and_logout_reach_the_gateway_api() {
     let t = ok(app.post_json("/api/v1/token", &login(None)).await, 200).await;
     let access = t["accessToken"].as_str().unwrap().to_owned();
     assert!(t["refreshToken"].as_str().unwrap().starts_with("tsr_rt_"));
-    let me = ok(app.authed(reqwest::Method::GET, "/api/v1/me", &access).await.send().await.unwrap(), 200).await;
+    let me = ok(
+        app.authed(reqwest::Method::GET, "/api/v1/me", &access)
+            .await
+            .send()
+            .await
+            .unwrap(),
+        200,
+    )
+    .await;
     assert_eq!(me["id"], uid);
     assert!(me.get("passwordHash").is_none());
 
@@ -542,30 +611,55 @@ async fn password_grant_me_sessions_and_logout_reach_the_gateway_api() {
     assert!(r["refreshToken"].is_string());
 
     // A second sign-in; list sessions; end the first from the second.
-    let t2 = ok(app.post_json("/api/v1/token", &login(Some("content:read"))).await, 200).await;
+    let t2 = ok(
+        app.post_json("/api/v1/token", &login(Some("content:read")))
+            .await,
+        200,
+    )
+    .await;
     let access2 = t2["accessToken"].as_str().unwrap().to_owned();
     let list = ok(
-        app.authed(reqwest::Method::GET, "/api/v1/me/sessions", &access2).await.send().await.unwrap(),
+        app.authed(reqwest::Method::GET, "/api/v1/me/sessions", &access2)
+            .await
+            .send()
+            .await
+            .unwrap(),
         200,
     )
     .await;
     let sessions = list["data"].as_array().unwrap();
     assert_eq!(sessions.len(), 2);
     let first_sid = claims_of(&access)["sid"].as_str().unwrap().to_owned();
-    assert!(sessions.iter().any(|s| s["id"] == first_sid && s["current"] == false));
+    assert!(
+        sessions
+            .iter()
+            .any(|s| s["id"] == first_sid && s["current"] == false)
+    );
     let res = app
-        .authed(reqwest::Method::DELETE, &format!("/api/v1/me/sessions/{first_sid}"), &access2)
+        .authed(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/me/sessions/{first_sid}"),
+            &access2,
+        )
         .await
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
     // The first session's tokens are refused by the gateway's own API.
-    let res = app.authed(reqwest::Method::GET, "/api/v1/me", &access).await.send().await.unwrap();
+    let res = app
+        .authed(reqwest::Method::GET, "/api/v1/me", &access)
+        .await
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 401);
     // And its refresh token ended with it.
     let res = app
-        .post_json("/api/v1/token", &json!({"grantType": "refresh_token", "refreshToken": r["refreshToken"]}))
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "refresh_token", "refreshToken": r["refreshToken"]}),
+        )
         .await;
     assert_eq!(res.status(), 400);
 
@@ -578,7 +672,8 @@ async fn password_grant_me_sessions_and_logout_reach_the_gateway_api() {
     assert!(!body.contains("not the password"));
 
     // Password change: the current one is required; other sessions end.
-    let change = |cur: &str| json!({"currentPassword": cur, "newPassword": "a brand new passphrase"});
+    let change =
+        |cur: &str| json!({"currentPassword": cur, "newPassword": "a brand new passphrase"});
     let res = app
         .authed(reqwest::Method::POST, "/api/v1/me/password", &access2)
         .await
@@ -630,7 +725,10 @@ async fn logout_ends_the_session_and_redirects_only_where_registered() {
     let loc = res.headers()["location"].to_str().unwrap();
     assert!(loc.starts_with("http://127.0.0.1:49152/callback"), "{loc}");
     assert_eq!(query_of(loc)["state"], "bye");
-    assert!(b.cookie("tessera_session").is_none(), "the cookie is cleared");
+    assert!(
+        b.cookie("tessera_session").is_none(),
+        "the cookie is cleared"
+    );
     assert_eq!(userinfo(&app, access).await.status(), 401);
 }
 
@@ -639,10 +737,18 @@ async fn the_sign_in_page_is_a_real_labelled_form() {
     let app = spawn_app().await;
     let mut b = Browser::new(&app);
     let res = b
-        .get(&authorize_path("tessera-cli", CLI_REDIRECT, "openid", "<script>x</script>"))
+        .get(&authorize_path(
+            "tessera-cli",
+            CLI_REDIRECT,
+            "openid",
+            "<script>x</script>",
+        ))
         .await;
     assert_eq!(res.status(), 200);
-    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"));
     assert_eq!(res.headers()["cache-control"], "no-store");
     let html = res.text().await.unwrap();
@@ -656,7 +762,10 @@ async fn the_sign_in_page_is_a_real_labelled_form() {
         assert!(html.contains(needle), "{needle}");
     }
     assert!(!html.contains("<script>"), "state is escaped");
-    assert!(!html.contains("http://") || !html.contains("src=\"http"), "no foreign assets");
+    assert!(
+        !html.contains("http://") || !html.contains("src=\"http"),
+        "no foreign assets"
+    );
     let css = b.get("/oauth/assets/tessera.css").await;
     assert_eq!(css.status(), 200);
 }
@@ -677,5 +786,8 @@ async fn the_configured_admin_user_can_sign_in() {
         200,
     )
     .await;
-    assert_eq!(claims_of(t["accessToken"].as_str().unwrap())["permissions"], json!(["*"]));
+    assert_eq!(
+        claims_of(t["accessToken"].as_str().unwrap())["permissions"],
+        json!(["*"])
+    );
 }

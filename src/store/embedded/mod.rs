@@ -15,6 +15,7 @@ use super::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageD
 
 mod audit;
 mod identity;
+mod people;
 mod revocations;
 
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -61,6 +62,7 @@ impl EmbeddedStore {
         txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
         txn.open_table(AUDIT).map_err(backend)?;
         revocations::init(&txn)?;
+        people::init(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }

@@ -1,8 +1,9 @@
 //! The Redis backend: shared state for several gateways. The only part of the
 //! gateway's storage that imports `redis`. Split by concern like
 //! `store::embedded`: applications (`apps`), roles and users (`identity`),
-//! the audit log (`audit`), revocations (`revocations`) and the change
-//! channel (`changes`); this module holds the connection, the key layout and
+//! the audit log (`audit`), revocations (`revocations`), people's sessions,
+//! codes and refresh tokens (`people`) and the change channel (`changes`);
+//! this module holds the connection, the key layout and
 //! the helpers they share.
 //!
 //! Key layout (all under one prefix, default `tessera:`):
@@ -23,6 +24,11 @@
 //! | `rev:order` | sorted set, score = position | positions |
 //! | `rev:jti:{jti}` | string, expires with the token | position |
 //! | `rev:sub:{sub}` | string, expires with the entry | `{not-before ms}:{position}` of the latest subject entry (older data: the instant alone) |
+//! | `session:{id}` | hash, expires at `retain_until` | `rec` (a `StoredSession` as JSON, as inserted), `user`, and the moving parts: `seen`/`retain` (RFC 3339) with `seen_us`/`retain_us` (µs, compared by scripts) |
+//! | `user_sessions:{user}` | sorted set, score = `auth_time` ms, expires with its longest-lived session | session ids (trimmed lazily once their session key is gone) |
+//! | `code:{sha256}` | hash, expires `SPENT_CODE_MEMORY_SECS` after the code | `rec` (an `AuthCode` as JSON), `spent`, `exp_us`, `forget_us` |
+//! | `rtf:{id}` | hash, expires at the family's `expires_at` | `rec` (a `RefreshFamily` as JSON, as inserted), `last`/`last_us`, `exp_us`, `exp_ms`, `revoked` |
+//! | `rt:{sha256}` | hash, expires with its family | `fam` (the family id), `replaced_us` once rotated |
 //! | channel `events` | pub/sub | a [`ChangeEvent`](crate::domain::ChangeEvent) as JSON |
 //!
 //! Every write that touches several keys is one Lua script or one optimistic
@@ -45,6 +51,7 @@ mod apps;
 mod audit;
 mod changes;
 mod identity;
+mod people;
 mod revocations;
 // One launcher for a real `redis-server`, shared with the integration tests.
 #[cfg(test)]
@@ -136,6 +143,26 @@ impl RedisStore {
 
     fn email_key(&self, email: &str) -> String {
         self.key(&format!("user_email:{email}"))
+    }
+
+    fn session_key(&self, id: &str) -> String {
+        self.key(&format!("session:{id}"))
+    }
+
+    fn user_sessions_key(&self, user_id: &str) -> String {
+        self.key(&format!("user_sessions:{user_id}"))
+    }
+
+    fn code_key(&self, hash: &str) -> String {
+        self.key(&format!("code:{hash}"))
+    }
+
+    fn family_key(&self, id: &str) -> String {
+        self.key(&format!("rtf:{id}"))
+    }
+
+    fn refresh_token_key(&self, hash: &str) -> String {
+        self.key(&format!("rt:{hash}"))
     }
 
     /// The change channel.

@@ -102,7 +102,7 @@ impl RedisStore {
         self.key(&format!("rev:sub:{sub}"))
     }
 
-    fn session_key(&self, sid: &str) -> String {
+    fn revoked_session_key(&self, sid: &str) -> String {
         self.key(&format!("rev:sid:{sid}"))
     }
 }
@@ -115,7 +115,7 @@ impl RevocationStore for RedisStore {
             RevocationKind::Subject { sub, not_before_ms } => {
                 (self.subject_key(sub), "sub", *not_before_ms)
             }
-            RevocationKind::Session { sid } => (self.session_key(sid), "sid", 0),
+            RevocationKind::Session { sid } => (self.revoked_session_key(sid), "sid", 0),
         };
         let body = kind_json(&kind, expires_at)?;
         bounded(async {
@@ -143,7 +143,7 @@ impl RevocationStore for RedisStore {
 
     async fn is_revoked(&self, token: &TokenRef<'_>) -> Result<bool, StoreError> {
         let (jti_key, sub_key) = (self.jti_key(token.jti), self.subject_key(token.sub));
-        let sid_key = token.sid.map(|sid| self.session_key(sid));
+        let sid_key = token.sid.map(|sid| self.revoked_session_key(sid));
         let issued_ms = token.issued_ms;
         bounded(async {
             let mut c = self.conn().await?;
@@ -250,7 +250,7 @@ impl RevocationStore for RedisStore {
                 let (key, values) = match &r.kind {
                     RevocationKind::Jti { jti } => (self.jti_key(jti), vec![r.seq.to_string()]),
                     RevocationKind::Session { sid } => {
-                        (self.session_key(sid), vec![r.seq.to_string()])
+                        (self.revoked_session_key(sid), vec![r.seq.to_string()])
                     }
                     RevocationKind::Subject { sub, not_before_ms } => (
                         self.subject_key(sub),
