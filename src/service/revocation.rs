@@ -395,7 +395,8 @@ mod tests {
         let now = Utc::now();
         let claims = AccessClaims {
             iss: gw.issuer.clone(),
-            sub: ADMIN.into(),
+            // A token with a session is a person's.
+            sub: if sid.is_some() { PERSON } else { ADMIN }.into(),
             aud: gw.policy.audience.clone(),
             exp: now.timestamp() + 300,
             iat: now.timestamp(),
@@ -421,8 +422,30 @@ mod tests {
         introspect(gw, token).await.unwrap().active
     }
 
+    const PERSON: &str = "usr_sessiontest0001";
+
     async fn ending_a_session_ends_its_tokens_everywhere(gw: &Gateway) {
         let ip = std::net::IpAddr::from([127, 0, 0, 1]);
+        let now = Utc::now();
+        gw.users
+            .insert_user(&crate::store::StoredUser {
+                user: crate::domain::User {
+                    id: PERSON.into(),
+                    email: "session-test@example.com".into(),
+                    name: String::new(),
+                    roles: vec![],
+                    permissions: vec![],
+                    status: crate::domain::UserStatus::Active,
+                    identities: vec![],
+                    has_password: false,
+                    created_at: now,
+                    updated_at: now,
+                    last_login_at: None,
+                },
+                password_hash: None,
+            })
+            .await
+            .unwrap();
         let (a, b) = ("ses_4fGh7Kq2LmN9pQrStUvWx0", "ses_Other0000000000000000");
         let (in_a, also_in_a, in_b, none) = (
             token(gw, Some(a)),

@@ -11,6 +11,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
+/// The person actor's password.
+const PERSON_PASSWORD: &str = "the person's passphrase";
+
 /// Where actors call from, unless they are the outsider.
 const HOME: &str = "127.0.0.2";
 /// The outsider's token is bound to this address...
@@ -72,6 +75,24 @@ impl Gw {
         )
     }
 
+    /// A person's token, from the password grant.
+    async fn person(&self, email: &str, password: &str) -> String {
+        let res = self
+            .app
+            .client
+            .post(self.app.url("/api/v1/token"))
+            .header("x-forwarded-for", HOME)
+            .json(&json!({"grantType": "password", "email": email, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        let v: Value = res.json().await.unwrap();
+        v["accessToken"]
+            .as_str()
+            .expect("a person's token")
+            .to_owned()
+    }
+
     async fn actor(&self, body: Value, from: &str) -> String {
         let (_, secret) = self.app(body).await;
         token(&self.app, None, &secret, from).await.unwrap()
@@ -99,7 +120,7 @@ async fn token(app: &TestApp, id: Option<&str>, secret: &str, from: &str) -> Res
 }
 
 /// The actors, in the order of the table's columns.
-const ACTORS: [&str; 12] = [
+const ACTORS: [&str; 13] = [
     "api_keys:read",
     "api_keys:manage",
     "manage+content",
@@ -112,6 +133,7 @@ const ACTORS: [&str; 12] = [
     "test key",
     "owner-bounded",
     "outside cidrs",
+    "person",
 ];
 
 /// What one cell expects: a status, or for bulk delete `200` and the
@@ -120,13 +142,14 @@ type Want = &'static str;
 
 /// (method, route, target, expected per actor). Targets: `low` holds
 /// `content:read`, `high` holds `*`; `-` needs none.
-const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
+const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
     (
         "GET",
         "/api/v1/apps",
         "-",
         [
             "200", "200", "200", "403", "403", "403", "403", "403", "403", "200", "200", "403",
+            "200",
         ],
     ),
     (
@@ -135,6 +158,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "200", "200", "200", "403", "403", "403", "403", "403", "403", "200", "200", "403",
+            "200",
         ],
     ),
     (
@@ -143,6 +167,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "201", "403", "403", "403", "403", "403", "403", "201", "403", "403",
+            "201",
         ],
     ),
     (
@@ -151,6 +176,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -159,6 +185,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "200", "403", "403", "403", "403", "403", "403", "200", "403", "403",
+            "200",
         ],
     ),
     (
@@ -167,6 +194,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -175,6 +203,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "200", "403", "403", "403", "403", "403", "403", "200", "403", "403",
+            "200",
         ],
     ),
     (
@@ -183,6 +212,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -191,6 +221,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "200", "403", "403", "403", "403", "403", "403", "200", "403", "403",
+            "200",
         ],
     ),
     (
@@ -199,6 +230,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -207,6 +239,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "204", "403", "403", "403", "403", "403", "403", "204", "403", "403",
+            "204",
         ],
     ),
     (
@@ -215,6 +248,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -234,6 +268,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
             "200:deleted",
             "200:forbidden",
             "403",
+            "200:deleted",
         ],
     ),
     (
@@ -253,6 +288,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
             "200:forbidden",
             "200:forbidden",
             "403",
+            "200:forbidden",
         ],
     ),
     (
@@ -261,6 +297,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "-",
         [
             "403", "403", "403", "200", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -269,6 +306,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "200", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -277,6 +315,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "201", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -285,6 +324,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -293,6 +333,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "200", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -301,6 +342,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -309,6 +351,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "204", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -317,6 +360,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -325,6 +369,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "-",
         [
             "403", "403", "403", "403", "200", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -333,6 +378,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "403", "200", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -341,6 +387,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "403", "201", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -349,6 +396,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -357,6 +405,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "403", "200", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -365,6 +414,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -373,6 +423,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "low",
         [
             "403", "403", "403", "403", "204", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -381,6 +432,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "high",
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -389,6 +441,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "-",
         [
             "403", "403", "403", "403", "403", "200", "403", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -397,6 +450,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "-",
         [
             "403", "403", "403", "403", "403", "403", "200", "403", "403", "403", "403", "403",
+            "403",
         ],
     ),
     (
@@ -405,6 +459,43 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "-",
         [
             "403", "403", "403", "403", "403", "403", "403", "200", "403", "403", "403", "403",
+            "403",
+        ],
+    ),
+    (
+        "GET",
+        "/api/v1/me",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "200",
+        ],
+    ),
+    (
+        "GET",
+        "/api/v1/me/sessions",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "200",
+        ],
+    ),
+    (
+        "DELETE",
+        "/api/v1/me/sessions/{session}",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "404",
+        ],
+    ),
+    (
+        "POST",
+        "/api/v1/me/password",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "422",
         ],
     ),
     (
@@ -413,6 +504,7 @@ const TABLE: &[(&str, &str, &str, [Want; 12])] = &[
         "-",
         [
             "200", "200", "200", "200", "200", "200", "200", "200", "200", "200", "200", "403",
+            "200",
         ],
     ),
 ];
@@ -467,7 +559,26 @@ async fn prepare(
         let body = (method == "PATCH").then(|| json!({"name": "changed"}));
         return (route.replace("{user}", v["id"].as_str().unwrap()), body);
     }
+    if route.contains("{session}") {
+        // Somebody else's session: a person may end only their own.
+        let other = gw
+            .admin(
+                Method::POST,
+                "/api/v1/users",
+                json!({"email": format!("{unique}@example.com"), "password": "another passphrase"}),
+            )
+            .await;
+        let t = gw
+            .person(other["email"].as_str().unwrap(), "another passphrase")
+            .await;
+        let sid = claims_of(&t)["sid"].as_str().unwrap().to_owned();
+        return (route.replace("{session}", &sid), None);
+    }
     let body = match (method, route) {
+        ("POST", "/api/v1/me/password") => Some(json!({
+            "currentPassword": "not the current one",
+            "newPassword": "a new passphrase here"
+        })),
         ("POST", "/api/v1/apps") => Some(json!({"name": unique, "permissions": perms})),
         ("POST", "/api/v1/roles") => Some(json!({"name": unique, "permissions": perms})),
         ("POST", "/api/v1/users") => {
@@ -507,6 +618,16 @@ async fn the_permission_matrix_holds_on_every_admin_route() {
                 json!({"owner": owner, "permissions": ["api_keys:manage", "content:*"]})
             }
             "outside cidrs" => json!({"permissions": ["*"], "allowedIps": [BOUND]}),
+            "person" => {
+                gw.admin(
+                    Method::POST,
+                    "/api/v1/users",
+                    json!({"email": "person@example.com", "permissions": ["api_keys:manage", "content:*"], "password": PERSON_PASSWORD}),
+                )
+                .await;
+                actors.push((gw.person("person@example.com", PERSON_PASSWORD).await, HOME));
+                continue;
+            }
             single => json!({"permissions": [single]}),
         };
         let mut body = body;

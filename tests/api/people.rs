@@ -15,7 +15,7 @@ use crate::helpers::{TestApp, call, claims_of, ok, spawn_app, spawn_with};
 
 pub const PASSWORD: &str = "correct horse battery";
 const CLI_REDIRECT: &str = "http://127.0.0.1:49152/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-and-more";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk-and-more";
 
 /// A browser: keeps cookies, never follows redirects.
 pub struct Browser {

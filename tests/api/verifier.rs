@@ -811,3 +811,153 @@ async fn resources_built_from_path_segments_stay_one_segment() {
         .unwrap();
     assert_eq!(res.status(), 400);
 }
+
+/// SPEC §9 "Ending access": logout, a deleted session, a disabled user and
+/// a refresh-token reuse each reach the `cluster_api` service's verifier,
+/// by Redis and by the feed, without a call to the gateway per token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ending_a_persons_access_reaches_the_cluster_api() {
+    use crate::people::{Browser, PASSWORD, code_for, create_user, redeem};
+    let redis = RedisServer::start();
+    let prefix = format!("p{}:", tessera::crypto::random::base62(8).unwrap());
+    let gw = spawn_with(|s| {
+        s.redis_url = Some(redis.url());
+        s.redis_prefix = prefix.clone();
+        s.people.refresh_grace = 0;
+    })
+    .await;
+    let (_f, feed_secret) = gw
+        .create_app(json!({"name": "feed-reader", "permissions": ["tokens:introspect"]}))
+        .await;
+    let feed_id = claims_of(&gw.token_for(None, &feed_secret).await)["sub"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // People's tokens carry the gateway's default audience.
+    let by_redis = downstream(
+        &gw,
+        "tessera",
+        RevocationSource::Redis {
+            url: redis.url(),
+            prefix: prefix.clone(),
+        },
+        false,
+    )
+    .await;
+    let by_feed = downstream(
+        &gw,
+        "tessera",
+        RevocationSource::Feed {
+            gateway_url: gw.address.clone(),
+            app_id: feed_id,
+            app_secret: feed_secret.into(),
+            every: Duration::from_millis(200),
+        },
+        false,
+    )
+    .await;
+    let uid = create_user(&gw, "ops@example.com", &["workloads:read"]).await;
+    let client = reqwest::Client::new();
+    let password_token = async || {
+        let v: Value = gw
+            .post_json(
+                "/api/v1/token",
+                &json!({"grantType": "password", "email": "ops@example.com", "password": PASSWORD}),
+            )
+            .await
+            .json()
+            .await
+            .unwrap();
+        v
+    };
+    let accepted = async |token: &str| {
+        for ds in [&by_redis, &by_feed] {
+            let url = format!("{}/api/v1/clusters/c1/workloads", ds.url);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while get(&client, &url, token).await.0 != 200 {
+                assert!(
+                    Instant::now() < deadline,
+                    "a person's token is never accepted"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let refused = async |token: &str, what: &str| {
+        for ds in [&by_redis, &by_feed] {
+            let url = format!("{}/api/v1/clusters/c1/workloads", ds.url);
+            let took = refused_within(&client, &url, token, Duration::from_secs(5)).await;
+            eprintln!("{what}: refused by {} after {took:?}", ds.url);
+        }
+    };
+
+    // Logout through the browser flow (RP-initiated, with the ID token).
+    let mut b = Browser::new(&gw);
+    let code = code_for(&mut b, &gw, "ops@example.com", "openid").await;
+    let t = redeem(&gw, &code, Some(crate::people::VERIFIER)).await;
+    let t: Value = t.json().await.unwrap();
+    let access = t["access_token"].as_str().unwrap().to_owned();
+    accepted(&access).await;
+    let res = b
+        .get(&format!(
+            "/oauth/logout?id_token_hint={}",
+            t["id_token"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(res.status(), 200);
+    refused(&access, "logout").await;
+
+    // A session deleted by its owner from another session.
+    let one = password_token().await;
+    let two = password_token().await;
+    let a1 = one["accessToken"].as_str().unwrap().to_owned();
+    accepted(&a1).await;
+    let sid = claims_of(&a1)["sid"].as_str().unwrap().to_owned();
+    let res = gw
+        .authed(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/me/sessions/{sid}"),
+            two["accessToken"].as_str().unwrap(),
+        )
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    refused(&a1, "session deleted").await;
+
+    // A refresh token reused after its grace: the family's session ends.
+    let three = password_token().await;
+    let a3 = three["accessToken"].as_str().unwrap().to_owned();
+    let rt = three["refreshToken"].as_str().unwrap().to_owned();
+    let res = gw
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "refresh_token", "refreshToken": rt}),
+        )
+        .await;
+    assert_eq!(res.status(), 200);
+    accepted(&a3).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let res = gw
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "refresh_token", "refreshToken": rt}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    refused(&a3, "refresh reuse").await;
+
+    // The user disabled: every session's tokens, at once.
+    let a2 = two["accessToken"].as_str().unwrap().to_owned();
+    accepted(&a2).await;
+    let res = call(
+        &gw,
+        reqwest::Method::PATCH,
+        &format!("/api/v1/users/{uid}"),
+        Some(json!({"status": "disabled"})),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    refused(&a2, "user disabled").await;
+}
