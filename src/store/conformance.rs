@@ -671,20 +671,32 @@ async fn users<S: UserStore>(store: &S) {
     );
     must(store.update_user(&b, b_at).await, "change email");
     // Sign-in finds people by email: the new one, never the old one.
-    let found = must(store.find_user_by_email("bee@example.com").await, "by email");
+    let found = must(
+        store.find_user_by_email("bee@example.com").await,
+        "by email",
+    );
     assert_eq!(found.map(|u| u.user.id).as_deref(), Some("usr_b"));
     assert!(
         must(store.find_user_by_email("b@example.com").await, "old email").is_none(),
         "a changed email no longer finds its old owner"
     );
-    assert!(must(store.find_user_by_email("nobody@example.com").await, "unknown").is_none());
+    assert!(
+        must(
+            store.find_user_by_email("nobody@example.com").await,
+            "unknown"
+        )
+        .is_none()
+    );
     // The password hash and status survive a round trip.
     let mut with_pw = user("usr_pw", "pw@example.com", &[]);
     with_pw.password_hash = Some("$argon2id$v=19$m=8,t=1,p=1$c2FsdA$aGFzaA".into());
     with_pw.user.status = crate::domain::UserStatus::Disabled;
     must(store.insert_user(&with_pw).await, "insert with password");
-    let back = must(store.find_user_by_email("pw@example.com").await, "pw by email")
-        .unwrap_or_else(|| panic!("usr_pw missing"));
+    let back = must(
+        store.find_user_by_email("pw@example.com").await,
+        "pw by email",
+    )
+    .unwrap_or_else(|| panic!("usr_pw missing"));
     assert_eq!(back, with_pw);
     must(store.delete_user("usr_pw").await, "cleanup pw");
     // The old email is free again.

@@ -407,6 +407,10 @@ async fn openapi_describes_every_route_the_server_has() {
         ("patch", "/api/v1/users/{id}"),
         ("delete", "/api/v1/users/{id}"),
         ("get", "/api/v1/audit"),
+        ("get", "/api/v1/me"),
+        ("get", "/api/v1/me/sessions"),
+        ("delete", "/api/v1/me/sessions/{id}"),
+        ("post", "/api/v1/me/password"),
     ];
     let mut documented = 0;
     for (method, path) in routes {

@@ -170,13 +170,20 @@ async fn oauth_errors_follow_rfc6749() {
     assert_eq!(res.status(), 400);
     assert_eq!(res.json::<Value>().await.unwrap()["error"], "invalid_scope");
 
-    let res = post(vec![("grant_type", "authorization_code".into())])
-        .await
-        .unwrap();
+    let res = post(vec![("grant_type", "implicit".into())]).await.unwrap();
     assert_eq!(res.status(), 400);
     assert_eq!(
         res.json::<Value>().await.unwrap()["error"],
         "unsupported_grant_type"
+    );
+    // A people grant without a client is a client authentication failure.
+    let res = post(vec![("grant_type", "authorization_code".into())])
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
     );
 
     let res = post(vec![("client_id", id.into())]).await.unwrap();
@@ -408,14 +415,34 @@ async fn repeated_failures_are_rate_limited_before_hashing() {
 #[tokio::test]
 async fn other_grants_are_named_as_unsupported() {
     let app = spawn_app().await;
+    for grant in ["client_credentials", "authorization_code", "implicit"] {
+        let res = app
+            .post_json("/api/v1/token", &json!({"grantType": grant}))
+            .await;
+        let (status, code, _) = error_code(res).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "unsupported_grant_type"),
+            "{grant}"
+        );
+    }
+    // The password grant lives on the JSON endpoint only.
     let res = app
-        .post_json(
-            "/api/v1/token",
-            &json!({"grantType": "password", "email": "a@b.c", "password": "x"}),
-        )
-        .await;
-    let (status, code, _) = error_code(res).await;
-    assert_eq!((status, code.as_str()), (400, "unsupported_grant_type"));
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "a@b.c"),
+            ("password", "x"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        res.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
 }
 
 async fn verifications(app: &TestApp) -> u64 {
