@@ -78,4 +78,4 @@ run_wrk "refresh_token grant /api/v1/token" /api/v1/token \
   "{\"grantType\":\"refresh_token\",\"refreshToken\":\"$RT\"}" application/json
 
 echo "== sessions and refresh families at rest"
-"$TARGET/release/examples/session_memory"
+"$TARGET/release/examples/session_memory" "${SESSIONS:-2000}" both

@@ -139,6 +139,38 @@ fn param_pairs(p: &AuthorizeParams) -> Vec<(&'static str, String)> {
     v
 }
 
+/// A posted form's fields, once they are unique and the form is ours;
+/// otherwise the page that says why.
+fn our_form(
+    gw: &Gateway,
+    req: &HttpRequest,
+    pairs: Vec<(String, String)>,
+    what: &str,
+) -> Result<std::collections::HashMap<String, String>, HttpResponse> {
+    let map = unique(pairs).map_err(|m| error_page(StatusCode::BAD_REQUEST, &m))?;
+    if !form_is_ours(gw, req, map.get("csrf").map(String::as_str)) {
+        return Err(error_page(
+            StatusCode::FORBIDDEN,
+            &format!(
+                "The {what} form expired or was sent from another site. Go back, reload the page and try again."
+            ),
+        ));
+    }
+    Ok(map)
+}
+
+/// A logout request's plan, or the page refusing a bad one.
+async fn plan_or_page(
+    gw: &Gateway,
+    p: &LogoutParams,
+) -> Result<Result<oauth::LogoutPlan, HttpResponse>, DomainError> {
+    match oauth::plan_logout(gw, p).await {
+        Ok(plan) => Ok(Ok(plan)),
+        Err(DomainError::InvalidRequest(m)) => Ok(Err(error_page(StatusCode::BAD_REQUEST, &m))),
+        Err(e) => Err(e),
+    }
+}
+
 fn error_page(status: StatusCode, message: &str) -> HttpResponse {
     pages::respond(status, "Sign-in error", &pages::error(message), None)
 }
@@ -225,16 +257,10 @@ pub async fn sign_in(
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, super::ApiError> {
     let gw = gateway(&req)?;
-    let map = match unique(form.into_inner()) {
+    let map = match our_form(&gw, &req, form.into_inner(), "sign-in") {
         Ok(m) => m,
-        Err(m) => return Ok(error_page(StatusCode::BAD_REQUEST, &m)),
+        Err(page) => return Ok(page),
     };
-    if !form_is_ours(&gw, &req, map.get("csrf").map(String::as_str)) {
-        return Ok(error_page(
-            StatusCode::FORBIDDEN,
-            "The sign-in form expired or was sent from another site. Go back, reload the page and sign in again.",
-        ));
-    }
     let a = match oauth::validate(&gw, &authorize_params(&map)).await {
         Ok(a) => a,
         Err(r) => return Ok(refusal(r)),
@@ -391,10 +417,9 @@ pub async fn logout_get(
         Err(m) => return Ok(error_page(StatusCode::BAD_REQUEST, &m)),
     };
     let p = logout_params(&map);
-    let plan = match oauth::plan_logout(&gw, &p).await {
+    let plan = match plan_or_page(&gw, &p).await? {
         Ok(plan) => plan,
-        Err(DomainError::InvalidRequest(m)) => return Ok(error_page(StatusCode::BAD_REQUEST, &m)),
-        Err(e) => return Err(e.into()),
+        Err(page) => return Ok(page),
     };
     let cookie_value = session_cookie(&gw, &req);
     let live = match &cookie_value {
@@ -439,20 +464,13 @@ pub async fn logout_post(
     form: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, super::ApiError> {
     let gw = gateway(&req)?;
-    let map = match unique(form.into_inner()) {
+    let map = match our_form(&gw, &req, form.into_inner(), "sign-out") {
         Ok(m) => m,
-        Err(m) => return Ok(error_page(StatusCode::BAD_REQUEST, &m)),
+        Err(page) => return Ok(page),
     };
-    if !form_is_ours(&gw, &req, map.get("csrf").map(String::as_str)) {
-        return Ok(error_page(
-            StatusCode::FORBIDDEN,
-            "The sign-out form expired or was sent from another site.",
-        ));
-    }
-    let plan = match oauth::plan_logout(&gw, &logout_params(&map)).await {
+    let plan = match plan_or_page(&gw, &logout_params(&map)).await? {
         Ok(plan) => plan,
-        Err(DomainError::InvalidRequest(m)) => return Ok(error_page(StatusCode::BAD_REQUEST, &m)),
-        Err(e) => return Err(e.into()),
+        Err(page) => return Ok(page),
     };
     oauth::logout(&gw, session_cookie(&gw, &req).as_deref(), client_ip(&req)?).await?;
     Ok(after_logout(&gw, plan.redirect.as_deref()))
