@@ -815,3 +815,81 @@ async fn the_configured_admin_user_can_sign_in() {
         json!(["*"])
     );
 }
+
+#[tokio::test]
+async fn an_admin_password_reset_ends_every_session_of_the_user() {
+    let app = spawn_app().await;
+    let uid = create_user(&app, "jo@example.com", &["content:read"]).await;
+    let login =
+        |pw: &str| json!({"grantType": "password", "email": "jo@example.com", "password": pw});
+    let t = ok(app.post_json("/api/v1/token", &login(PASSWORD)).await, 200).await;
+    let access = t["accessToken"].as_str().unwrap().to_owned();
+    let me = app
+        .authed(reqwest::Method::GET, "/api/v1/me", &access)
+        .await;
+    assert_eq!(me.send().await.unwrap().status(), 200);
+    // Too short, or the email itself: refused, nothing changes.
+    for bad in ["short", "jo@example.com"] {
+        let res = call(
+            &app,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{uid}"),
+            Some(json!({"password": bad})),
+        )
+        .await;
+        assert_eq!(res.status(), 422, "{bad}");
+    }
+    let me = app
+        .authed(reqwest::Method::GET, "/api/v1/me", &access)
+        .await;
+    assert_eq!(me.send().await.unwrap().status(), 200);
+    let v = ok(
+        call(
+            &app,
+            reqwest::Method::PATCH,
+            &format!("/api/v1/users/{uid}"),
+            Some(json!({"password": "reset by an admin 42"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert!(v.get("password").is_none(), "never echoed");
+    let me = app
+        .authed(reqwest::Method::GET, "/api/v1/me", &access)
+        .await;
+    assert_eq!(
+        me.send().await.unwrap().status(),
+        401,
+        "the old session ended"
+    );
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "refresh_token", "refreshToken": t["refreshToken"]}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(
+        app.post_json("/api/v1/token", &login(PASSWORD))
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        app.post_json("/api/v1/token", &login("reset by an admin 42"))
+            .await
+            .status(),
+        200
+    );
+    // The audit log says a password was reset, and never what it is.
+    let audit = ok(
+        call(&app, reqwest::Method::GET, "/api/v1/audit", None).await,
+        200,
+    )
+    .await;
+    let text = audit.to_string();
+    assert!(text.contains("passwordReset"));
+    assert!(!text.contains("reset by an admin 42") && !text.contains(PASSWORD));
+    assert!(text.contains("signin"), "sign-ins are audited");
+}
