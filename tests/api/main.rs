@@ -12,6 +12,7 @@ mod identity;
 mod lifecycle;
 mod model;
 mod people;
+mod people_attacks;
 mod process;
 mod proxy;
 mod race;
