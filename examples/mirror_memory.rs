@@ -100,18 +100,21 @@ fn check_ns(mirror: &RevocationMirror, kind: &str, keys: &[String]) -> f64 {
                         jti,
                         sub: "usr_x",
                         sid: Some(k),
+                        client: None,
                         issued_ms: 0,
                     },
                     "jti" => TokenRef {
                         jti: k,
                         sub: "app_x",
                         sid: None,
+                        client: None,
                         issued_ms: 0,
                     },
                     _ => TokenRef {
                         jti,
                         sub: k,
                         sid: None,
+                        client: None,
                         issued_ms: 0,
                     },
                 };
@@ -143,6 +146,7 @@ fn measure(kind: &str, n: u64) {
             jti: k,
             sub: k,
             sid: Some(k),
+            client: None,
             issued_ms: 0,
         };
         assert!(mirror.is_revoked(&t), "{kind}: {k} is revoked");

@@ -44,6 +44,10 @@ pub struct TokenRef<'a> {
     pub sub: &'a str,
     /// Its `sid`, when it belongs to a person's session.
     pub sid: Option<&'a str>,
+    /// Its `client_id` when that is not its `sub` (a person's token issued
+    /// through an application): a subject entry for that application covers
+    /// it too, so revoking or narrowing a client ends what it obtained.
+    pub client: Option<&'a str>,
     /// When it was issued, in milliseconds (`iat_ms`, or `iat` × 1000).
     pub issued_ms: i64,
 }
@@ -54,6 +58,7 @@ impl<'a> From<&'a AccessClaims> for TokenRef<'a> {
             jti: &c.jti,
             sub: &c.sub,
             sid: c.sid.as_deref(),
+            client: (c.client_id != c.sub).then_some(c.client_id.as_str()),
             issued_ms: c.iat_ms.unwrap_or(c.iat.saturating_mul(1000)),
         }
     }
@@ -80,7 +85,8 @@ impl Revocation {
         match &self.kind {
             RevocationKind::Jti { jti } => jti == token.jti,
             RevocationKind::Subject { sub, not_before_ms } => {
-                sub == token.sub && token.issued_ms < *not_before_ms
+                (sub == token.sub || token.client == Some(sub.as_str()))
+                    && token.issued_ms < *not_before_ms
             }
             RevocationKind::Session { sid } => token.sid == Some(sid.as_str()),
         }
@@ -91,11 +97,34 @@ impl Revocation {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_subject_entry_for_a_client_covers_what_it_obtained_for_people() {
+        let entry = Revocation {
+            seq: 1,
+            kind: RevocationKind::Subject {
+                sub: "app_client".into(),
+                not_before_ms: 5_000,
+            },
+            expires_at: i64::MAX,
+        };
+        let through = |ms| TokenRef {
+            client: Some("app_client"),
+            ..token("j", "usr_1", Some("ses_x"), ms)
+        };
+        assert!(entry.covers(&through(4_999)));
+        assert!(!entry.covers(&through(5_000)), "minted after the change");
+        assert!(
+            !entry.covers(&token("j", "usr_1", Some("ses_x"), 0)),
+            "another client"
+        );
+    }
+
     fn token<'a>(jti: &'a str, sub: &'a str, sid: Option<&'a str>, ms: i64) -> TokenRef<'a> {
         TokenRef {
             jti,
             sub,
             sid,
+            client: None,
             issued_ms: ms,
         }
     }

@@ -105,10 +105,16 @@ pub async fn revoke(
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
     let mut params = OAuthParams::new(form.into_inner())?;
-    let caller = oauth_caller(&gw, &req, &mut params).await?;
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    if crate::crypto::opaque::is_refresh_token(
+        &gw.policy.key_prefix,
+        secrecy::ExposeSecret::expose_secret(&token),
+    ) {
+        return revoke_refresh(&gw, &req, &mut params, &token).await;
+    }
+    let caller = oauth_caller(&gw, &req, &mut params).await?;
     let may_revoke_any = caller.holds("tokens:revoke");
     let token = secrecy::ExposeSecret::expose_secret(&token).to_owned();
     let ip = client_ip(&req)?;
@@ -120,6 +126,57 @@ pub async fn revoke(
         DomainError::InsufficientPermissions(_) => OAuthError::unauthorized_client(
             "the token was issued to another client; revoking it needs tokens:revoke",
         ),
+        other => other.into(),
+    })?;
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish())
+}
+
+/// A refresh token at `/oauth/revoke`: a confidential client proves itself
+/// with its secret, a public one names itself with `client_id` (it has no
+/// secret; RFC 7009 §2.1 lets it revoke its own tokens).
+async fn revoke_refresh(
+    gw: &Gateway,
+    req: &HttpRequest,
+    params: &mut OAuthParams,
+    token: &SecretString,
+) -> Result<HttpResponse, OAuthError> {
+    use crate::service::people::clients;
+    let client_id = match params.client_credentials(req)? {
+        Some((id, secret)) => {
+            let (app, _) = authenticate_client(
+                gw,
+                &ExchangeRequest {
+                    app_id: id.filter(|s| !s.is_empty()),
+                    secret,
+                    scope: None,
+                    audience: None,
+                    client_ip: client_ip(req)?,
+                },
+            )
+            .await?;
+            app.stored.app.id.clone()
+        }
+        None => {
+            let id = params
+                .get("client_id")
+                .ok_or(DomainError::MissingCredentials)?;
+            match clients::find(gw, &id).await? {
+                Some(c) if c.public => c.id,
+                _ => return Err(DomainError::InvalidCredentials.into()),
+            }
+        }
+    };
+    crate::service::people::tokens::revoke_refresh(
+        gw,
+        secrecy::ExposeSecret::expose_secret(token),
+        &client_id,
+        client_ip(req)?,
+    )
+    .await
+    .map_err(|e| match e {
+        DomainError::InsufficientPermissions(m) => OAuthError::unauthorized_client(m),
         other => other.into(),
     })?;
     Ok(HttpResponse::Ok()

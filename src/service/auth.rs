@@ -114,6 +114,14 @@ async fn person(
     sid: String,
     ip: std::net::IpAddr,
 ) -> Result<Principal, DomainError> {
+    // The gateway's own API serves people through its own clients only: a
+    // token a third-party client obtained (with no consent step) is for
+    // that client's APIs, never for managing the person's account here.
+    if !super::people::clients::is_built_in(&claims.client_id) {
+        return Err(DomainError::InsufficientPermissions(
+            "tokens issued to other clients cannot call the gateway's own API; sign in with tessera-cli or the console".into(),
+        ));
+    }
     let Some(user) = gw.users.get_user(&claims.sub).await? else {
         return Err(DomainError::InvalidToken);
     };

@@ -68,6 +68,10 @@ impl<K: Hash + Eq + Clone> Drop for Reservation<K> {
             && *start <= self.started
         {
             *n = n.saturating_sub(1);
+            if *n == 0 {
+                // Nothing left to remember: successes never hold a place.
+                counts.remove(&self.key);
+            }
         }
     }
 }
@@ -96,11 +100,17 @@ impl<K: Hash + Eq + Clone> FailureLimiter<K> {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.len() >= MAX_KEYS && !counts.contains_key(&key) {
             let w = self.window;
-            counts.retain(|_, (_, start)| start.elapsed() < w);
+            counts.retain(|_, (n, start)| *n > 0 && start.elapsed() < w);
             if counts.len() >= MAX_KEYS {
-                // Every tracked address is mid-window: a new one waits rather
-                // than the map growing (or a count being forgotten).
-                return Err(1);
+                // Every tracked key is mid-window with failures. Refusing a
+                // newcomer would be a lockout anyone spread over enough
+                // addresses could cause; forgetting the older half only
+                // gives those addresses their budget back early. Amortised:
+                // the next purge is half a table away.
+                let mut starts: Vec<Instant> = counts.values().map(|(_, s)| *s).collect();
+                let mid = starts.len() / 2;
+                let median = *starts.select_nth_unstable(mid).1;
+                counts.retain(|_, (_, s)| *s > median);
             }
         }
         let now = Instant::now();

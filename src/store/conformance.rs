@@ -196,6 +196,7 @@ async fn is_revoked<S: RevocationStore>(
             jti,
             sub,
             sid: None,
+            client: None,
             issued_ms,
         })
         .await
@@ -220,6 +221,7 @@ async fn session_revocations<S: RevocationStore>(store: &S) {
                     jti: "ses_test_jti",
                     sub: "usr_ses",
                     sid,
+                    client: None,
                     issued_ms,
                 })
                 .await,
@@ -299,6 +301,39 @@ async fn session_revocations<S: RevocationStore>(store: &S) {
     let anew = must(store.revoke(session(sid), now + 60).await, "anew");
     assert!(anew.appended && anew.entry.seq > jti_alike.entry.seq);
     assert!(revoked(Some(sid), 0).await);
+
+    // A subject entry for a client application also covers the people's
+    // tokens issued through it before the entry's instant.
+    must(
+        store
+            .revoke(
+                RevocationKind::Subject {
+                    sub: "app_client_x".into(),
+                    not_before_ms: 5_000,
+                },
+                now + 60,
+            )
+            .await,
+        "revoke a client",
+    );
+    let through = |issued_ms: i64, client: Option<&'static str>| async move {
+        must(
+            store
+                .is_revoked(&TokenRef {
+                    jti: "through_client_jti",
+                    sub: "usr_through",
+                    sid: Some("ses_Through000000000000000"),
+                    client,
+                    issued_ms,
+                })
+                .await,
+            "is_revoked through a client",
+        )
+    };
+    assert!(through(4_999, Some("app_client_x")).await);
+    assert!(!through(5_000, Some("app_client_x")).await, "minted after");
+    assert!(!through(0, Some("app_other")).await, "another client");
+    assert!(!through(0, None).await, "no client");
 }
 
 /// Reads the feed from `cursor` until no entry remains; returns the entries

@@ -371,6 +371,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ) -> Result<RefreshUse, StoreError>;
     /// Reads a family.
     async fn get_refresh_family(&self, id: &str) -> Result<Option<RefreshFamily>, StoreError>;
+    /// The family a refresh token (by its hash) belongs to, changing
+    /// nothing: for revoking it (RFC 7009) after checking who asks.
+    async fn find_refresh(&self, token_hash: &str) -> Result<Option<RefreshFamily>, StoreError>;
     /// Forgets lapsed sessions, codes, families and tokens (a no-op where
     /// the backend expires keys itself); returns how many.
     async fn purge_people(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;

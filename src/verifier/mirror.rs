@@ -179,11 +179,12 @@ impl RevocationMirror {
                 None => s.other_sessions.get(sid).is_some_and(live),
             })
         };
-        jti_hit
-            || s.subjects
-                .get(token.sub)
+        let subject_hit = |sub: &str| {
+            s.subjects
+                .get(sub)
                 .is_some_and(|(nb, exp)| *exp > now && token.issued_ms < *nb)
-            || session_hit()
+        };
+        jti_hit || subject_hit(token.sub) || token.client.is_some_and(subject_hit) || session_hit()
     }
 
     /// Drops entries whose tokens have all expired; returns how many.
@@ -612,6 +613,7 @@ mod tests {
             jti,
             sub,
             sid: None,
+            client: None,
             issued_ms,
         })
     }
@@ -746,6 +748,7 @@ mod tests {
             jti: "AAAAAAAAAAAAAAAAAAAAAA",
             sub: "usr_1",
             sid,
+            client: None,
             issued_ms: 0,
         }
     }

@@ -893,3 +893,46 @@ async fn an_admin_password_reset_ends_every_session_of_the_user() {
     assert!(!text.contains("reset by an admin 42") && !text.contains(PASSWORD));
     assert!(text.contains("signin"), "sign-ins are audited");
 }
+
+#[tokio::test]
+async fn a_public_client_revokes_its_refresh_token_and_the_session_ends() {
+    let app = spawn_app().await;
+    create_user(&app, "ki@example.com", &["content:read"]).await;
+    let t = ok(
+        app.post_json(
+            "/api/v1/token",
+            &json!({"grantType": "password", "email": "ki@example.com", "password": PASSWORD}),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let (access, rt) = (
+        t["accessToken"].as_str().unwrap(),
+        t["refreshToken"].as_str().unwrap(),
+    );
+    let revoke = |client: &'static str| {
+        app.client
+            .post(app.url("/oauth/revoke"))
+            .form(&[("token", rt), ("client_id", client)])
+            .send()
+    };
+    // Another public client may not revoke it; a confidential one must
+    // authenticate (an unknown client is a failed authentication).
+    assert_eq!(revoke("tessera-console").await.unwrap().status(), 400);
+    assert_eq!(revoke("app_nobody").await.unwrap().status(), 401);
+    let me = app.authed(reqwest::Method::GET, "/api/v1/me", access).await;
+    assert_eq!(me.send().await.unwrap().status(), 200);
+    assert_eq!(revoke("tessera-cli").await.unwrap().status(), 200);
+    let me = app.authed(reqwest::Method::GET, "/api/v1/me", access).await;
+    assert_eq!(me.send().await.unwrap().status(), 401, "the session ended");
+    let res = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"grantType": "refresh_token", "refreshToken": rt}),
+        )
+        .await;
+    assert_eq!(res.status(), 400);
+    // Revoking again: nothing left, still a success (RFC 7009 §2.2).
+    assert_eq!(revoke("tessera-cli").await.unwrap().status(), 200);
+}

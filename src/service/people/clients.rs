@@ -17,6 +17,11 @@ pub const CONSOLE: &str = "tessera-console";
 /// The command line's client id (SPEC §11).
 pub const CLI: &str = "tessera-cli";
 
+/// Whether `client_id` is one of the gateway's own clients.
+pub fn is_built_in(client_id: &str) -> bool {
+    client_id == CONSOLE || client_id == CLI
+}
+
 /// At most this many redirect URIs of each kind per client.
 const MAX_URIS: usize = 20;
 /// Longest redirect URI accepted.

@@ -380,6 +380,13 @@ pub async fn person_claims(gw: &Gateway, token: &str) -> Result<AccessClaims, Do
     if crate::service::revocation::is_revoked(gw, &claims).await? {
         return Err(DomainError::InvalidToken);
     }
+    // A token obtained through an application lives only as long as that
+    // client does: revoked, expired or no longer a client, its tokens stop.
+    if !clients::is_built_in(&claims.client_id)
+        && clients::find(gw, &claims.client_id).await?.is_none()
+    {
+        return Err(DomainError::InvalidToken);
+    }
     Ok(claims)
 }
 

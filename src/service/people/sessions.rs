@@ -117,6 +117,18 @@ pub async fn start(
             secret_hash: opaque::digest_hex(secret.expose_secret()),
         })
         .await?;
+    // A disable that ended the user's sessions while this one was being
+    // made must end it too: it writes the status before ending sessions,
+    // so a session inserted after that sweep sees the status here.
+    let still_active = gw
+        .users
+        .get_user(&user.id)
+        .await?
+        .is_some_and(|u| u.user.status == UserStatus::Active);
+    if !still_active {
+        end(gw, &id).await?;
+        return Err(DomainError::InvalidGrant("This account is disabled".into()));
+    }
     record_login(gw, &user.id, now).await;
     Ok(NewSession {
         session,

@@ -81,13 +81,14 @@ pub fn split_scope(scope: &str) -> Result<(Vec<String>, Vec<String>), DomainErro
     Ok((oidc, perms))
 }
 
-/// The grants of a user as stored now, bounded by what the client may carry.
+/// The grants of a user as stored now, bounded by what the client may
+/// carry. `as_of_ms` is when the read of the user began.
 async fn user_grants(
     gw: &Gateway,
     user: &StoredUser,
     bound: Option<&[Permission]>,
+    as_of_ms: i64,
 ) -> Result<Grants, DomainError> {
-    let as_of_ms = Utc::now().timestamp_millis();
     let u = &user.user;
     let mut role_grants = Vec::with_capacity(u.roles.len());
     for name in &u.roles {
@@ -141,13 +142,23 @@ pub enum Refresh {
 
 /// Mints the tokens of one issue.
 pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainError> {
-    let user = &i.user.user;
+    // The instant first, then a fresh read: the copy the caller holds may
+    // predate a disable or a demotion (argon2 can queue), and a token must
+    // never speak for state older than its `iat_ms`, or the revocation
+    // written with that change would miss it.
+    let as_of_ms = Utc::now().timestamp_millis();
+    let fresh = gw
+        .users
+        .get_user(&i.user.user.id)
+        .await?
+        .ok_or_else(|| DomainError::InvalidGrant("This account no longer exists".into()))?;
+    let user = &fresh.user;
     if user.status != UserStatus::Active {
         return Err(DomainError::InvalidGrant("This account is disabled".into()));
     }
     let (oidc, perms) = split_scope(i.scope)?;
     let bound = clients::bound(gw, i.client).await?;
-    let grants = user_grants(gw, i.user, bound.as_deref()).await?;
+    let grants = user_grants(gw, &fresh, bound.as_deref(), as_of_ms).await?;
     // People are granted what they hold of what they asked for: words they
     // do not hold are dropped (the answer's `scope` says what was granted).
     let held: Vec<String> = perms
@@ -371,4 +382,42 @@ pub async fn refresh(
         },
     )
     .await
+}
+
+/// Revokes a refresh token at the request of `client_id` (RFC 7009): its
+/// session ends, and with it the family and every access token of the
+/// session. A token issued to another client is refused
+/// (`InsufficientPermissions`); an unknown or ended one is a success with
+/// nothing to do (RFC 7009 §2.2).
+pub async fn revoke_refresh(
+    gw: &Gateway,
+    presented: &str,
+    client_id: &str,
+    ip: std::net::IpAddr,
+) -> Result<(), DomainError> {
+    if !opaque::is_refresh_token(&gw.policy.key_prefix, presented) {
+        return Ok(());
+    }
+    let Some(family) = gw
+        .sessions
+        .find_refresh(&opaque::digest_hex(presented))
+        .await?
+    else {
+        return Ok(());
+    };
+    if family.client_id != client_id {
+        return Err(DomainError::InsufficientPermissions(
+            "the refresh token was issued to another client".into(),
+        ));
+    }
+    sessions::end(gw, &family.session_id).await?;
+    super::signin::audit(
+        gw,
+        &family.user_id,
+        "refresh.revoke",
+        ip,
+        json!({"family": family.id, "session": family.session_id, "client": client_id}),
+    )
+    .await;
+    Ok(())
 }

@@ -435,6 +435,14 @@ impl SessionStore for EmbeddedStore {
         Ok(found.filter(|f| f.expires_at > now))
     }
 
+    async fn find_refresh(&self, token_hash: &str) -> Result<Option<RefreshFamily>, StoreError> {
+        let token: Option<TokenRecord> = self.read_one(TOKENS, token_hash).await?;
+        match token {
+            Some(t) => self.get_refresh_family(&t.family_id).await,
+            None => Ok(None),
+        }
+    }
+
     async fn purge_people(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;

@@ -128,10 +128,11 @@ impl RevocationStore for EmbeddedStore {
 
     async fn is_revoked(&self, token: &TokenRef<'_>) -> Result<bool, StoreError> {
         // Owned copies: the lookup runs on the blocking pool.
-        let (jti, sub, sid) = (
+        let (jti, sub, sid, client) = (
             token.jti.to_owned(),
             token.sub.to_owned(),
             token.sid.map(str::to_owned),
+            token.client.map(str::to_owned),
         );
         let issued_ms = token.issued_ms;
         self.blocking(move |db| {
@@ -139,6 +140,7 @@ impl RevocationStore for EmbeddedStore {
                 jti: &jti,
                 sub: &sub,
                 sid: sid.as_deref(),
+                client: client.as_deref(),
                 issued_ms,
             };
             let txn = db.begin_read().map_err(backend)?;
@@ -150,10 +152,15 @@ impl RevocationStore for EmbeddedStore {
                 Some(sid) => by_sid.get(sid).map_err(backend)?.map(|g| g.value()),
                 None => None,
             };
+            let at_client = match token.client {
+                Some(c) => by_sub.get(c).map_err(backend)?.map(|g| g.value()),
+                None => None,
+            };
             for seq in [
                 by_jti.get(token.jti).map_err(backend)?.map(|g| g.value()),
                 by_sub.get(token.sub).map_err(backend)?.map(|g| g.value()),
                 at_sid,
+                at_client,
             ]
             .into_iter()
             .flatten()

@@ -567,6 +567,24 @@ impl SessionStore for RedisStore {
         Ok((family.expires_at > Utc::now()).then_some(family))
     }
 
+    async fn find_refresh(&self, token_hash: &str) -> Result<Option<RefreshFamily>, StoreError> {
+        let key = self.refresh_token_key(token_hash);
+        let family: Option<String> = bounded(async {
+            let mut c = self.conn().await?;
+            redis::cmd("HGET")
+                .arg(&key)
+                .arg("fam")
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        match family {
+            Some(id) => self.get_refresh_family(&id).await,
+            None => Ok(None),
+        }
+    }
+
     async fn purge_people(&self, _now: DateTime<Utc>) -> Result<usize, StoreError> {
         // Every key here carries its own expiry: Redis forgets them itself.
         Ok(0)

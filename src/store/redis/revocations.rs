@@ -144,30 +144,36 @@ impl RevocationStore for RedisStore {
     async fn is_revoked(&self, token: &TokenRef<'_>) -> Result<bool, StoreError> {
         let (jti_key, sub_key) = (self.jti_key(token.jti), self.subject_key(token.sub));
         let sid_key = token.sid.map(|sid| self.revoked_session_key(sid));
+        let client_key = token.client.map(|c| self.subject_key(c));
         let issued_ms = token.issued_ms;
         bounded(async {
             let mut c = self.conn().await?;
-            // One round trip; a token without a session asks for two keys.
+            // One round trip: the jti and subject indexes, and the session's
+            // and the client's when the token has them.
             let mut p = redis::pipe();
-            p.get(&jti_key).get(&sub_key);
-            if let Some(k) = &sid_key {
-                p.exists(k);
-            }
-            let (j, s, ses): (Option<String>, Option<String>, bool) = if sid_key.is_some() {
-                p.query_async(&mut c).await.map_err(unavailable)?
-            } else {
-                let (j, s): (Option<String>, Option<String>) =
-                    p.query_async(&mut c).await.map_err(unavailable)?;
-                (j, s, false)
+            // A key never written stands in for one the token lacks.
+            let absent = self.key("rev:absent");
+            p.get(&jti_key)
+                .get(&sub_key)
+                .get(client_key.as_deref().unwrap_or(&absent));
+            p.exists(sid_key.as_deref().unwrap_or(&absent));
+            let (j, s, cl, ses): (Option<String>, Option<String>, Option<String>, bool) =
+                p.query_async(&mut c).await.map_err(unavailable)?;
+            let (cl, ses) = (
+                cl.filter(|_| client_key.is_some()),
+                ses && sid_key.is_some(),
+            );
+            let covers = |v: Option<&str>| -> Result<bool, StoreError> {
+                match v {
+                    Some(v) => {
+                        let nb = index_instant(v)
+                            .ok_or_else(|| StoreError::Corrupt(format!("subject index {v:?}")))?;
+                        Ok(issued_ms < nb)
+                    }
+                    None => Ok(false),
+                }
             };
-            let nb = match s.as_deref() {
-                Some(v) => Some(
-                    index_instant(v)
-                        .ok_or_else(|| StoreError::Corrupt(format!("subject index {v:?}")))?,
-                ),
-                None => None,
-            };
-            Ok(j.is_some() || ses || nb.is_some_and(|nb| issued_ms < nb))
+            Ok(j.is_some() || ses || covers(s.as_deref())? || covers(cl.as_deref())?)
         })
         .await
     }
