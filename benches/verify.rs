@@ -130,6 +130,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             sub: "app_x",
             sid: None,
+            client: None,
             issued_ms: 0,
         }));
     }
