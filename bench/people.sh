@@ -67,11 +67,20 @@ APP=$(curl -sf "$URL/api/v1/apps" -H "authorization: Bearer $ADMIN" -H 'content-
 SECRET=$(echo "$APP" | json_field secret)
 LOGIN="{\"grantType\":\"password\",\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}"
 RT=$(curl -sf "$URL/api/v1/token" -H 'content-type: application/json' -d "$LOGIN" | json_field refreshToken)
+# Token exchange: a client listing the grant exchanges one application token
+# (default TTL 600 s: keep the runs before it shorter than that in total).
+XSECRET=$(curl -sf "$URL/api/v1/apps" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+  -d '{"name":"bench-exchange","grantTypes":["urn:ietf:params:oauth:grant-type:token-exchange"]}' | json_field secret)
+SUBJECT=$(curl -sf "$URL/api/v1/token" -H 'content-type: application/json' \
+  -d "{\"AppSecret\":\"$SECRET\"}" | json_field accessToken)
+TX="grant_type=urn:ietf:params:oauth:grant-type:token-exchange&client_secret=$XSECRET"
+TX="$TX&subject_token=$SUBJECT&subject_token_type=urn:ietf:params:oauth:token-type:access_token"
 
 run_wrk "sign-in (password grant, argon2id)" /api/v1/token "$LOGIN" application/json 4
 run_wrk "sign-in, 32 connections (queue on the pool)" /api/v1/token "$LOGIN" application/json 32
 run_wrk "warm client_credentials /oauth/token" /oauth/token \
   "grant_type=client_credentials&client_secret=$SECRET" application/x-www-form-urlencoded
+run_wrk "token exchange (warm client, one subject) /oauth/token" /oauth/token "$TX" application/x-www-form-urlencoded
 run_wrk "refresh_token grant /oauth/token" /oauth/token \
   "grant_type=refresh_token&client_id=tessera-cli&refresh_token=$RT" application/x-www-form-urlencoded
 run_wrk "refresh_token grant /api/v1/token" /api/v1/token \

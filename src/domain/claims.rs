@@ -61,4 +61,49 @@ pub struct AccessClaims {
     /// signed in through one (SPEC §10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp: Option<String>,
+    /// The party acting for the subject (RFC 8693 §4.1), on tokens from a
+    /// delegating token exchange; a prior chain is nested inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
+    /// Who may exchange this token to act for its subject (RFC 8693 §4.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_act: Option<MayAct>,
+}
+
+/// The `act` claim: the current actor, and inside it the actor before.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// The actor's subject (application or user id).
+    pub sub: String,
+    /// The client the actor's token was issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The prior actor in the chain, when the subject token was itself
+    /// delegated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Box<Actor>>,
+}
+
+impl Actor {
+    /// How many actors the chain holds, this one included.
+    pub fn depth(&self) -> usize {
+        1 + self.act.as_ref().map_or(0, |a| a.depth())
+    }
+}
+
+/// The `may_act` claim: the party allowed to act for the token's subject.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MayAct {
+    /// The subject the actor's token must carry.
+    pub sub: String,
+    /// When present, the client the actor's token must have been issued to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+}
+
+impl MayAct {
+    /// Whether an actor token with this `sub` and `client_id` is named.
+    pub fn names(&self, sub: &str, client_id: &str) -> bool {
+        self.sub == sub && self.client_id.as_deref().is_none_or(|c| c == client_id)
+    }
 }

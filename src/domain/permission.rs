@@ -143,6 +143,9 @@ pub mod builtin {
     pub const AUDIT_READ: &str = "audit:read";
     /// Read `/metrics`.
     pub const METRICS_READ: &str = "metrics:read";
+    /// Act for any subject in a token exchange (RFC 8693 delegation),
+    /// without the subject token's `may_act` naming the actor.
+    pub const TOKENS_IMPERSONATE: &str = "tokens:impersonate";
 }
 
 /// The gateway's own permissions, always in the catalogue.
@@ -161,6 +164,10 @@ pub const BUILT_INS: &[(&str, &str)] = &[
     (builtin::TOKENS_INTROSPECT, "Introspect access tokens"),
     (builtin::AUDIT_READ, "Read the audit log"),
     (builtin::METRICS_READ, "Read the gateway's metrics"),
+    (
+        builtin::TOKENS_IMPERSONATE,
+        "Act for any subject in a token exchange",
+    ),
 ];
 
 /// The permission catalogue: configured entries plus the built-ins.

@@ -164,6 +164,7 @@ impl<'a> ServerMetadata<'a> {
                 "authorization_code",
                 "refresh_token",
                 "client_credentials",
+                "urn:ietf:params:oauth:grant-type:token-exchange",
             ],
             token_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),
             code_challenge_methods_supported: vec!["S256"],

@@ -15,6 +15,7 @@ use super::extract::{client_ip, gateway};
 use super::{ApiError, OAuthError};
 use crate::domain::DomainError;
 use crate::service::Gateway;
+use crate::service::exchange;
 use crate::service::people::clients::{self, Client};
 use crate::service::people::oauth;
 use crate::service::people::tokens::{self, PersonTokens};
@@ -71,14 +72,17 @@ pub struct ApiTokenResponse {
     refresh_token: Option<String>,
 }
 
-/// The `client_credentials` form of `POST /oauth/token`. The handler reads
-/// the form as name/value pairs (to refuse repeated parameters), so this
-/// type only describes it.
+/// The form of `POST /oauth/token`. The handler reads the form as
+/// name/value pairs (to refuse repeated parameters), so this type only
+/// describes it.
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct OAuthTokenRequest {
-    /// `client_credentials`, `authorization_code` or `refresh_token`.
-    #[schema(pattern = "^(client_credentials|authorization_code|refresh_token)$")]
+    /// `client_credentials`, `authorization_code`, `refresh_token` or
+    /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693).
+    #[schema(
+        pattern = "^(client_credentials|authorization_code|refresh_token|urn:ietf:params:oauth:grant-type:token-exchange)$"
+    )]
     grant_type: String,
     /// `authorization_code`: the code.
     code: Option<String>,
@@ -98,6 +102,20 @@ pub struct OAuthTokenRequest {
     audience: Option<String>,
     /// RFC 8707 alias of `audience`.
     resource: Option<String>,
+    /// Token exchange: the Tessera access token to exchange.
+    subject_token: Option<String>,
+    /// Token exchange: `urn:ietf:params:oauth:token-type:access_token`
+    /// (upstream ID tokens are refused).
+    #[schema(pattern = "^urn:ietf:params:oauth:token-type:access_token$")]
+    subject_token_type: Option<String>,
+    /// Token exchange, delegation: the acting party's access token.
+    actor_token: Option<String>,
+    /// Token exchange: the actor token's type, required with it.
+    #[schema(pattern = "^urn:ietf:params:oauth:token-type:access_token$")]
+    actor_token_type: Option<String>,
+    /// Token exchange: when given, the access-token type.
+    #[schema(pattern = "^urn:ietf:params:oauth:token-type:access_token$")]
+    requested_token_type: Option<String>,
 }
 
 /// The RFC 6749 §5.1 token response.
@@ -118,6 +136,9 @@ pub struct OAuthTokenResponse {
     /// An ID token (`openid`), for the code grant.
     #[serde(skip_serializing_if = "Option::is_none")]
     id_token: Option<String>,
+    /// Token exchange: the type of `access_token` (RFC 8693 §2.2.1).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 impl OAuthTokenResponse {
@@ -129,6 +150,7 @@ impl OAuthTokenResponse {
             scope: t.scope,
             refresh_token: t.refresh_token.map(|r| r.expose_secret().to_owned()),
             id_token: t.id_token,
+            issued_token_type: None,
         }
     }
 }
@@ -146,7 +168,7 @@ fn unsupported(grant: &str) -> DomainError {
             "password (use POST /api/v1/token, or the authorization code grant)".into(),
         ),
         _ => DomainError::UnsupportedGrantType(
-            "this grant type is not supported here (app_token, password and refresh_token on /api/v1/token; client_credentials, authorization_code and refresh_token on /oauth/token)".into(),
+            "this grant type is not supported here (app_token, password and refresh_token on /api/v1/token; client_credentials, authorization_code, refresh_token and token-exchange on /oauth/token)".into(),
         ),
     }
 }
@@ -283,7 +305,7 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
 
 /// The parameters an `/oauth/*` endpoint reads; any other is ignored, as
 /// RFC 6749 §3.2 asks of unrecognised parameters.
-const OAUTH_PARAMETERS: [&str; 12] = [
+const OAUTH_PARAMETERS: [&str; 17] = [
     "grant_type",
     "code",
     "redirect_uri",
@@ -296,6 +318,11 @@ const OAUTH_PARAMETERS: [&str; 12] = [
     "resource",
     "token",
     "token_type_hint",
+    "subject_token",
+    "subject_token_type",
+    "actor_token",
+    "actor_token_type",
+    "requested_token_type",
 ];
 
 /// The parameters of an `/oauth/*` form, held as secrets until we know
@@ -401,6 +428,7 @@ pub async fn oauth_token(
             let t = tokens::refresh(&gw, &token, &client, client_ip(&req)?).await?;
             return Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::of(t)));
         }
+        exchange::GRANT_TYPE => return token_exchange(&gw, &mut params, &req).await,
         _ => return Err(unsupported(&grant).into()),
     }
     let (client_id, secret) = params
@@ -425,6 +453,57 @@ pub async fn oauth_token(
         scope: issued.scope,
         refresh_token: None,
         id_token: None,
+        issued_token_type: None,
+    }))
+}
+
+/// The token-exchange grant (RFC 8693): the client must authenticate with
+/// its secret; the answer never holds a refresh token.
+async fn token_exchange(
+    gw: &Gateway,
+    params: &mut OAuthParams,
+    req: &HttpRequest,
+) -> Result<HttpResponse, OAuthError> {
+    let (client_id, secret) = params
+        .client_credentials(req)?
+        .ok_or(DomainError::MissingCredentials)?;
+    let audience = match (params.get("audience"), params.get("resource")) {
+        (Some(a), Some(r)) if a != r => {
+            return Err(DomainError::AudienceNotAllowed(
+                "audience and resource name different targets; name one".into(),
+            )
+            .into());
+        }
+        (a, r) => a.or(r),
+    };
+    let issued = exchange::exchange(
+        gw,
+        exchange::TokenExchange {
+            client: ExchangeRequest {
+                app_id: client_id.filter(|s| !s.is_empty()),
+                secret,
+                scope: None,
+                audience: None,
+                client_ip: client_ip(req)?,
+            },
+            subject_token: params.take("subject_token"),
+            subject_token_type: params.get("subject_token_type"),
+            actor_token: params.take("actor_token"),
+            actor_token_type: params.get("actor_token_type"),
+            requested_token_type: params.get("requested_token_type"),
+            scope: params.get("scope"),
+            audience,
+        },
+    )
+    .await?;
+    Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse {
+        access_token: issued.access_token,
+        token_type: "Bearer",
+        expires_in: issued.expires_in,
+        scope: issued.scope,
+        refresh_token: None,
+        id_token: None,
+        issued_token_type: Some(exchange::ACCESS_TOKEN_TYPE),
     }))
 }
 

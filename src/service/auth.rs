@@ -67,6 +67,19 @@ pub async fn authenticate_bearer(
         tracing::debug!(reason = %e, "bearer token refused");
         DomainError::InvalidToken
     })?;
+    check_claims(gw, claims, ip).await
+}
+
+/// Everything [`authenticate_bearer`] checks once the signature, issuer,
+/// audience and lifetime have passed: revocation (by `jti`, subject and
+/// session), `allowed_cidrs` against `ip`, and a subject still active.
+/// Token exchange checks its subject and actor tokens through here too,
+/// whatever their audience.
+pub async fn check_claims(
+    gw: &Gateway,
+    claims: AccessClaims,
+    ip: std::net::IpAddr,
+) -> Result<Principal, DomainError> {
     if super::revocation::is_revoked(gw, &claims).await? {
         return Err(DomainError::InvalidToken);
     }

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod authz;
 pub mod bootstrap;
 pub mod cache;
+pub mod exchange;
 pub mod grants;
 pub mod inflight;
 pub mod limiter;

@@ -414,6 +414,8 @@ mod tests {
             sid: sid.map(str::to_owned),
             amr: sid.map(|_| vec!["pwd".to_owned()]),
             idp: None,
+            act: None,
+            may_act: None,
         };
         jwt::mint(&gw.keys, &claims).unwrap()
     }

@@ -329,14 +329,16 @@ fn state_instant(
     Ok(as_of)
 }
 
-/// Exchanges application credentials for an access token.
-pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
-    let (snap, grants) = authenticate_client(gw, &req).await?;
-    let app = &snap.stored.app;
-    let now = Utc::now();
-    let narrowed = super::grants::narrow(&grants, req.scope.as_deref(), &gw.catalogue)?;
-    let state_ms = state_instant(gw, &snap, &grants)?;
-    let audience = match req.audience.as_deref().map(str::trim) {
+/// The audience a token for `app` may carry: the gateway's default when
+/// none is asked for; else the requested one if it is the default or one of
+/// the application's `audiences` (refused otherwise). A test key never
+/// reaches a live-only audience.
+pub fn audience_for(
+    gw: &Gateway,
+    app: &crate::domain::Application,
+    requested: Option<&str>,
+) -> Result<String, DomainError> {
+    let audience = match requested.map(str::trim) {
         None | Some("") => gw.policy.audience.clone(),
         Some(a) if a == gw.policy.audience || app.audiences.iter().any(|x| x == a) => a.to_owned(),
         Some(a) => {
@@ -352,6 +354,17 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
             crate::domain::error::shown(&audience)
         )));
     }
+    Ok(audience)
+}
+
+/// Exchanges application credentials for an access token.
+pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
+    let (snap, grants) = authenticate_client(gw, &req).await?;
+    let app = &snap.stored.app;
+    let now = Utc::now();
+    let narrowed = super::grants::narrow(&grants, req.scope.as_deref(), &gw.catalogue)?;
+    let state_ms = state_instant(gw, &snap, &grants)?;
+    let audience = audience_for(gw, app, req.audience.as_deref())?;
     let ttl = app
         .token_ttl
         .map_or(gw.policy.token_ttl, |t| t.min(gw.policy.token_ttl));
@@ -383,6 +396,8 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
         sid: None,
         amr: None,
         idp: None,
+        act: None,
+        may_act: None,
     };
     let access_token =
         jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;

@@ -143,7 +143,12 @@ async fn openid_configuration_satisfies_authlib_and_claims_nothing_false() {
     assert_eq!(list("code_challenge_methods_supported"), ["S256"]);
     assert_eq!(
         list("grant_types_supported"),
-        ["authorization_code", "refresh_token", "client_credentials"]
+        [
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "urn:ietf:params:oauth:grant-type:token-exchange"
+        ]
     );
     assert_eq!(
         list("token_endpoint_auth_methods_supported"),

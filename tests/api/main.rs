@@ -5,6 +5,7 @@ mod attacks;
 mod authz;
 mod discovery;
 mod errors;
+mod exchange;
 mod feed;
 mod fuzz_bodies;
 mod helpers;

@@ -208,6 +208,8 @@ pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainErr
         sid: Some(i.session.id.clone()),
         amr: Some(i.session.amr.clone()),
         idp: i.session.idp.clone(),
+        act: None,
+        may_act: None,
     };
     let access_token =
         jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
