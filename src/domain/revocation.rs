@@ -202,7 +202,11 @@ mod tests {
         .unwrap();
         assert_eq!(
             TokenRef::from(&claims),
-            token("j", "usr_1", Some("ses_x"), 3_000)
+            TokenRef {
+                client: Some("c"),
+                ..token("j", "usr_1", Some("ses_x"), 3_000)
+            },
+            "a client that is not the subject is named"
         );
         assert_eq!(claims.amr.as_deref(), Some(&["pwd".to_owned()][..]));
         assert_eq!(claims.idp, None);
