@@ -467,15 +467,9 @@ async fn token_exchange(
     let (client_id, secret) = params
         .client_credentials(req)?
         .ok_or(DomainError::MissingCredentials)?;
-    let audience = match (params.get("audience"), params.get("resource")) {
-        (Some(a), Some(r)) if a != r => {
-            return Err(DomainError::AudienceNotAllowed(
-                "audience and resource name different targets; name one".into(),
-            )
-            .into());
-        }
-        (a, r) => a.or(r),
-    };
+    let (audience, resource) = (params.get("audience"), params.get("resource"));
+    let conflicting_targets = matches!((&audience, &resource), (Some(a), Some(r)) if a != r);
+    let audience = audience.or(resource);
     let issued = exchange::exchange(
         gw,
         exchange::TokenExchange {
@@ -493,6 +487,7 @@ async fn token_exchange(
             requested_token_type: params.get("requested_token_type"),
             scope: params.get("scope"),
             audience,
+            conflicting_targets,
         },
     )
     .await?;

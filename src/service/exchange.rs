@@ -65,6 +65,10 @@ pub struct TokenExchange {
     pub scope: Option<String>,
     /// Another audience (`audience` or `resource`).
     pub audience: Option<String>,
+    /// `audience` and `resource` named different targets: refused with
+    /// `invalid_target`, but only once the client has authenticated (a
+    /// stranger learns nothing before that).
+    pub conflicting_targets: bool,
 }
 
 impl std::fmt::Debug for TokenExchange {
@@ -229,6 +233,11 @@ pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, D
         return Err(DomainError::UnauthorizedClient(
             "this client may not use the token-exchange grant (it must list it in grantTypes)"
                 .into(),
+        ));
+    }
+    if req.conflicting_targets {
+        return Err(DomainError::AudienceNotAllowed(
+            "audience and resource name different targets; name one".into(),
         ));
     }
     if req
