@@ -286,16 +286,13 @@ pub async fn exchange_code(
     let Some(session) = sessions::get(gw, &c.session_id).await? else {
         return Err(bad_code());
     };
-    let Some(user) = gw.users.get_user(&c.user_id).await? else {
-        return Err(bad_code());
-    };
     let offline = tokens::split_scope(&c.scope)
         .is_ok_and(|(oidc, _)| oidc.iter().any(|w| w == "offline_access"))
         && client.allows_grant("refresh_token");
     tokens::issue(
         gw,
         Issue {
-            user: &user,
+            user_id: &c.user_id,
             session: &session,
             client,
             scope: &c.scope,
@@ -356,7 +353,7 @@ pub async fn password_grant(
     tokens::issue(
         gw,
         Issue {
-            user: &user,
+            user_id: &user.user.id,
             session: &new.session,
             client: &client,
             scope: &scope,

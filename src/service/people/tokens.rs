@@ -116,8 +116,9 @@ async fn user_grants(
 
 /// Everything an issue needs.
 pub struct Issue<'a> {
-    /// The user, read just now.
-    pub user: &'a StoredUser,
+    /// The user's id: `issue` reads the user itself, after taking the
+    /// state instant.
+    pub user_id: &'a str,
     /// Their session.
     pub session: &'a Session,
     /// The client.
@@ -149,7 +150,7 @@ pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainErr
     let as_of_ms = Utc::now().timestamp_millis();
     let fresh = gw
         .users
-        .get_user(&i.user.user.id)
+        .get_user(i.user_id)
         .await?
         .ok_or_else(|| DomainError::InvalidGrant("This account no longer exists".into()))?;
     let user = &fresh.user;
@@ -214,14 +215,14 @@ pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainErr
     let access_token =
         jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     let id_token = if oidc.iter().any(|w| w == "openid") {
-        Some(id_token(gw, &i, &oidc, &access_token, iat)?)
+        Some(id_token(gw, &i, user, &oidc, &access_token, iat)?)
     } else {
         None
     };
     let refresh_token = match i.refresh {
         Refresh::Skip => None,
         Refresh::Rotated(t) => Some(t),
-        Refresh::Start => Some(start_family(gw, i.user, i.session, i.client, i.scope).await?),
+        Refresh::Start => Some(start_family(gw, &fresh, i.session, i.client, i.scope).await?),
     };
     crate::service::metrics::inc(&gw.metrics.tokens_issued);
     Ok(PersonTokens {
@@ -242,11 +243,11 @@ impl Issue<'_> {
 fn id_token(
     gw: &Gateway,
     i: &Issue<'_>,
+    user: &crate::domain::User,
     oidc: &[String],
     access_token: &str,
     iat: i64,
 ) -> Result<String, DomainError> {
-    let user = &i.user.user;
     let mut c = json!({
         "iss": gw.issuer,
         "sub": user.id,
@@ -369,13 +370,10 @@ pub async fn refresh(
     let Some(session) = sessions::get(gw, &family.session_id).await? else {
         return Err(ended());
     };
-    let Some(user) = gw.users.get_user(&family.user_id).await? else {
-        return Err(ended());
-    };
     issue(
         gw,
         Issue {
-            user: &user,
+            user_id: &family.user_id,
             session: &session,
             client,
             scope: &family.scope,
