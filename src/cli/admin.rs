@@ -19,6 +19,8 @@ pub enum AppsCommand {
         /// Application id.
         id: String,
     },
+    /// Change an application: only the fields given change.
+    Update(UpdateArgs),
     /// Issue a new secret; prints it once.
     Rotate {
         /// Application id.
@@ -73,6 +75,108 @@ pub struct CreateArgs {
     /// Owner: a user id or `gateway`.
     #[arg(long)]
     pub owner: Option<String>,
+}
+
+/// `tessera apps update`. A list option given at least once replaces that
+/// list; `--clear` empties one.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Application id.
+    pub id: String,
+    /// New name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// New description.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// A permission (repeat for several; replaces the list).
+    #[arg(long = "permission")]
+    pub permissions: Option<Vec<String>>,
+    /// A role (repeat for several; replaces the list).
+    #[arg(long = "role")]
+    pub roles: Option<Vec<String>>,
+    /// An allowed IP or CIDR (repeat for several; replaces the list).
+    #[arg(long = "allowed-ip")]
+    pub allowed_ips: Option<Vec<String>>,
+    /// An audience (repeat for several; replaces the list).
+    #[arg(long = "audience")]
+    pub audiences: Option<Vec<String>>,
+    /// A redirect URI, making it an OAuth client (repeat; replaces the list).
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Option<Vec<String>>,
+    /// Owner: a user id or `gateway`.
+    #[arg(long)]
+    pub owner: Option<String>,
+    /// Expiry, RFC 3339, or `never`.
+    #[arg(long)]
+    pub expires_at: Option<String>,
+    /// Token lifetime in seconds, or `default`.
+    #[arg(long)]
+    pub token_ttl: Option<String>,
+    /// Empty a list: permissions, roles, allowed-ips, audiences,
+    /// redirect-uris (repeat for several).
+    #[arg(long, value_parser = ["permissions", "roles", "allowed-ips", "audiences", "redirect-uris"])]
+    pub clear: Vec<String>,
+}
+
+impl UpdateArgs {
+    /// The PATCH body: only what was given. Refuses a value that cannot be
+    /// sent before anything is sent, and an empty update.
+    pub fn body(&self) -> Result<Value, String> {
+        let mut body = serde_json::Map::new();
+        let mut put = |k: &str, v: Value| {
+            body.insert(k.to_owned(), v);
+        };
+        if let Some(v) = &self.name {
+            put("name", json!(v));
+        }
+        if let Some(v) = &self.description {
+            put("description", json!(v));
+        }
+        if let Some(v) = &self.owner {
+            put("owner", json!(v));
+        }
+        for (key, flag, given) in [
+            ("permissions", "permissions", &self.permissions),
+            ("roles", "roles", &self.roles),
+            ("allowedIps", "allowed-ips", &self.allowed_ips),
+            ("audiences", "audiences", &self.audiences),
+            ("redirectUris", "redirect-uris", &self.redirect_uris),
+        ] {
+            let cleared = self.clear.iter().any(|c| c == flag);
+            match (given, cleared) {
+                (Some(_), true) => {
+                    return Err(format!("--clear {flag} and a value for it: choose one"));
+                }
+                (Some(v), false) => put(key, json!(v)),
+                (None, true) => put(key, json!([])),
+                (None, false) => {}
+            }
+        }
+        match self.expires_at.as_deref() {
+            None => {}
+            Some("never") => put("expiresAt", Value::Null),
+            Some(t) => {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| format!("--expires-at {t}: not RFC 3339 ({e})"))?;
+                put("expiresAt", json!(t));
+            }
+        }
+        match self.token_ttl.as_deref() {
+            None => {}
+            Some("default") => put("tokenTtl", Value::Null),
+            Some(t) => {
+                let n: u64 = t
+                    .parse()
+                    .map_err(|_| format!("--token-ttl {t}: seconds or `default`"))?;
+                put("tokenTtl", json!(n));
+            }
+        }
+        if body.is_empty() {
+            return Err("nothing to change: give at least one option".into());
+        }
+        Ok(Value::Object(body))
+    }
 }
 
 /// `tessera apps list`.
@@ -140,7 +244,8 @@ pub enum RolesCommand {
 const SECRET_WARNING: &str =
     "Store this secret now: it is shown only once and cannot be recovered.";
 
-fn s(v: &Value) -> String {
+/// One cell of a table: strings bare, lists comma-joined, null as `-`.
+pub(super) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
         Value::String(s) => s.clone(),
@@ -149,7 +254,8 @@ fn s(v: &Value) -> String {
     }
 }
 
-fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+/// Prints rows under headers, columns padded to their widest cell.
+pub(super) fn print_table(headers: &[&str], rows: &[Vec<String>]) {
     let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -270,7 +376,8 @@ fn query(args: &ListArgs) -> String {
     }
 }
 
-fn urlencode(v: &str) -> String {
+/// Percent-encodes a path segment or query value.
+pub(super) fn urlencode(v: &str) -> String {
     v.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
@@ -284,6 +391,10 @@ fn urlencode(v: &str) -> String {
 
 /// Runs `tessera apps …`.
 pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(), String> {
+    // A malformed update is refused before any credential is spent.
+    if let AppsCommand::Update(u) = &cmd {
+        u.body()?;
+    }
     let c = AdminClient::connect(remote).await?;
     match cmd {
         AppsCommand::Create(a) => {
@@ -325,6 +436,16 @@ pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(
                     None,
                 )
                 .await?;
+            if json_out {
+                println!("{v}");
+            } else {
+                app_detail(&v);
+            }
+        }
+        AppsCommand::Update(u) => {
+            let path = format!("/api/v1/apps/{}", urlencode(&u.id));
+            let body = u.body()?;
+            let v = c.call(Method::PATCH, &path, Some(&body)).await?;
             if json_out {
                 println!("{v}");
             } else {

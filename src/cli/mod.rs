@@ -1,7 +1,9 @@
-//! The command line: `serve`, `keys`, `token`, `verify`, `apps`, `roles`.
+//! The command line: `serve`, `keys`, `token`, `verify`, `apps`, `roles`,
+//! `users`, `audit`.
 
 pub mod admin;
 pub mod client;
+pub mod users;
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -60,6 +62,24 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: admin::RolesCommand,
+    },
+    /// Manage people on a running gateway.
+    Users {
+        /// Gateway and credentials.
+        #[command(flatten)]
+        remote: Remote,
+        /// What to do.
+        #[command(subcommand)]
+        command: users::UsersCommand,
+    },
+    /// Read the audit log of a running gateway, newest first.
+    Audit {
+        /// Gateway and credentials.
+        #[command(flatten)]
+        remote: Remote,
+        /// Which page.
+        #[command(flatten)]
+        page: users::AuditArgs,
     },
 }
 
@@ -186,6 +206,16 @@ pub async fn run() -> ExitCode {
                 Err(e) => fail(json_out, &e),
             }
         }
+        Command::Users { remote, command } => {
+            match users::users(&remote, command, json_out).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(json_out, &e),
+            }
+        }
+        Command::Audit { remote, page } => match users::audit(&remote, page, json_out).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(json_out, &e),
+        },
         Command::Verify(v) => match verify_cmd(v).await {
             Ok(claims) => {
                 if json_out {
@@ -283,11 +313,10 @@ fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
                 Ok(k) => k,
                 Err(e) => return fail(json_out, &e.to_string()),
             };
-            let active = loaded.iter().rposition(|k| k.alg() == settings.signing_alg);
             let Some(i) = loaded.iter().position(|k| k.kid() == kid) else {
                 return fail(json_out, &format!("no key with kid {kid}"));
             };
-            if Some(i) == active {
+            if !signs(&loaded, i, settings).is_empty() {
                 return fail(
                     json_out,
                     "this key signs now; rotate first, then retire it later",
@@ -308,25 +337,34 @@ fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
                 Ok(k) => k,
                 Err(e) => return fail(json_out, &e.to_string()),
             };
-            let active = loaded.iter().rposition(|k| k.alg() == settings.signing_alg);
-            let rows: Vec<Value> = loaded
-                .iter()
-                .enumerate()
-                .map(|(i, k)| {
+            let rows: Vec<Value> = (0..loaded.len())
+                .map(|i| {
+                    let k = &loaded[i];
+                    let signs = signs(&loaded, i, settings);
                     json!({"kid": k.kid(), "alg": k.alg().as_str(),
-                           "file": k.file().display().to_string(), "active": Some(i) == active})
+                           "file": k.file().display().to_string(),
+                           "active": signs.contains(&"access"), "signs": signs})
                 })
                 .collect();
             if json_out {
                 println!("{}", Value::Array(rows));
             } else {
-                println!("{:<45} {:<6} {:<7} FILE", "KID", "ALG", "ACTIVE");
+                println!("{:<45} {:<6} {:<12} FILE", "KID", "ALG", "SIGNS");
                 for r in rows {
+                    let signs = r["signs"]
+                        .as_array()
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(Value::as_str)
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        })
+                        .unwrap_or_default();
                     println!(
-                        "{:<45} {:<6} {:<7} {}",
+                        "{:<45} {:<6} {:<12} {}",
                         r["kid"].as_str().unwrap_or_default(),
                         r["alg"].as_str().unwrap_or_default(),
-                        if r["active"] == true { "yes" } else { "" },
+                        if signs.is_empty() { "-" } else { &signs },
                         r["file"].as_str().unwrap_or_default()
                     );
                 }
@@ -334,6 +372,21 @@ fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// What key `i` signs after the next start: `access` (the last key of the
+/// access-token algorithm), `id` (the last of the ID-token algorithm), both,
+/// or nothing (published only, for tokens it signed before).
+fn signs(keys: &[keys::SigningKey], i: usize, settings: &Settings) -> Vec<&'static str> {
+    let last_of = |a: SigningAlg| keys.iter().rposition(|k| k.alg() == a);
+    let mut uses = Vec::new();
+    if last_of(settings.signing_alg) == Some(i) {
+        uses.push("access");
+    }
+    if last_of(settings.id_token_alg) == Some(i) {
+        uses.push("id");
+    }
+    uses
 }
 
 async fn token_cmd(t: TokenArgs) -> Result<Value, String> {

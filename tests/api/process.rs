@@ -365,6 +365,20 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     // The ES256 access-token key (the last file) and the RS256 ID-token key.
     assert_eq!(keys.as_array().unwrap().len(), 2);
     assert_eq!(keys[1]["active"], true);
+    assert_eq!(keys[1]["signs"], json!(["access"]));
+    assert_eq!(
+        keys[0]["signs"],
+        json!(["id"]),
+        "the RS256 key signs ID tokens"
+    );
+    let id_kid = keys[0]["kid"].as_str().unwrap().to_owned();
+    assert!(
+        !cli(&["keys", "retire", &id_kid]).status.success(),
+        "the ID-token key cannot be retired while it signs"
+    );
+    let out = cli(&["keys", "list"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.contains("SIGNS") && table.contains(" id "), "{table}");
     let out = cli(&["keys", "generate", "--alg", "EdDSA"]);
     assert!(out.status.success());
     let out = cli(&["keys", "list", "--json"]);
@@ -505,4 +519,195 @@ async fn the_cli_manages_apps_and_roles() {
     let (ok, _, err) = cli(&["apps", "show", "app_missing"]);
     assert!(!ok);
     assert!(err.contains("not_found"), "{err}");
+}
+
+#[tokio::test]
+async fn the_cli_updates_apps_manages_users_and_reads_the_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("TESSERA_ADMIN_APP_ID", ADMIN_ID),
+        ("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET),
+    ];
+    let gw = start(dir.path(), &env);
+    let client = reqwest::Client::new();
+    // Runs the CLI as the admin, with `stdin` on its standard input.
+    let cli_in = |args: &[&str], stdin: &str| {
+        use std::io::Write;
+        let mut child = Command::new(BIN)
+            .args(args)
+            .env("TESSERA_URL", &gw.address)
+            .env("TESSERA_APP_ID", ADMIN_ID)
+            .env("TESSERA_APP_SECRET", ADMIN_SECRET)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let cli = |args: &[&str]| cli_in(args, "");
+
+    // apps update: only what is given changes; lists replace; --clear empties.
+    let (ok, out, err) = cli(&[
+        "apps",
+        "create",
+        "--name",
+        "svc",
+        "--permission",
+        "api_keys:read",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let (ok, out, err) = cli(&[
+        "apps",
+        "update",
+        &id,
+        "--name",
+        "svc-renamed",
+        "--allowed-ip",
+        "127.0.0.1",
+        "--allowed-ip",
+        "10.0.0.0/8",
+        "--expires-at",
+        "2099-01-01T00:00:00Z",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["name"], "svc-renamed");
+    assert_eq!(v["permissions"], json!(["api_keys:read"]), "untouched");
+    assert_eq!(v["allowedIps"], json!(["127.0.0.1/32", "10.0.0.0/8"]));
+    assert!(v["expiresAt"].as_str().unwrap().starts_with("2099-01-01"));
+    let (ok, out, err) = cli(&[
+        "apps",
+        "update",
+        &id,
+        "--clear",
+        "allowed-ips",
+        "--expires-at",
+        "never",
+        "--json",
+    ]);
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["allowedIps"], json!([]));
+    assert!(v["expiresAt"].is_null(), "{v}");
+    // Refused before anything is sent: nothing to change, a bad date, a
+    // list both given and cleared.
+    for bad in [
+        vec!["apps", "update", id.as_str()],
+        vec!["apps", "update", id.as_str(), "--expires-at", "tomorrow"],
+        vec![
+            "apps",
+            "update",
+            id.as_str(),
+            "--role",
+            "x",
+            "--clear",
+            "roles",
+        ],
+    ] {
+        let (ok, _, err) = cli(&bad);
+        assert!(!ok, "{bad:?} must fail");
+        assert!(err.starts_with("error: "), "{err}");
+    }
+    // The gateway's own refusal comes through with its code.
+    let (ok, _, err) = cli(&["apps", "update", &id, "--permission", "no:such"]);
+    assert!(!ok);
+    assert!(err.contains("validation_failed"), "{err}");
+    let (ok, out, _) = cli(&["apps", "show", &id, "--json"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["permissions"], json!(["api_keys:read"]), "unchanged");
+
+    // users: create with a password from standard input, sign in with it.
+    let password = "correct horse battery staple";
+    let (ok, out, err) = cli_in(
+        &[
+            "users",
+            "create",
+            "--email",
+            "ada@example.com",
+            "--name",
+            "Ada",
+            "--permission",
+            "api_keys:read",
+            "--password-stdin",
+            "--json",
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(!out.contains(password) && !err.contains(password));
+    let user: Value = serde_json::from_str(&out).unwrap();
+    let uid = user["id"].as_str().unwrap().to_owned();
+    assert_eq!(user["hasPassword"], true);
+    let signed_in = client
+        .post(format!("{}/api/v1/token", gw.address))
+        .json(&json!({"grantType": "password", "email": "ada@example.com", "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = signed_in.status();
+    let body = signed_in.text().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+
+    let (ok, out, _) = cli(&["users", "list"]);
+    assert!(ok);
+    assert!(out.lines().next().unwrap().starts_with("ID"), "{out}");
+    assert!(
+        out.contains(&uid) && out.contains("ada@example.com"),
+        "{out}"
+    );
+    let (ok, out, err) = cli(&[
+        "users", "update", &uid, "--name", "Ada L.", "--status", "disabled",
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("Ada L.") && out.contains("disabled"), "{out}");
+    let (ok, _, err) = cli(&["users", "update", &uid, "--status", "asleep"]);
+    assert!(!ok, "clap refuses an unknown status: {err}");
+    let (ok, _, err) = cli_in(&["users", "update", &uid, "--password-stdin"], "");
+    assert!(!ok);
+    assert!(err.contains("no password"), "{err}");
+    let (ok, out, err) = cli(&["users", "delete", &uid]);
+    assert!(ok, "{err}");
+    assert!(out.contains(&uid));
+    let (ok, _, err) = cli(&["users", "show", &uid]);
+    assert!(!ok);
+    assert!(err.contains("not_found"), "{err}");
+
+    // audit: what just happened, newest first, paged.
+    let (ok, out, err) = cli(&["audit", "--limit", "3", "--json"]);
+    assert!(ok, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions.len(), 3);
+    assert!(actions[0].starts_with("user."), "{actions:?}");
+    let cursor = page["nextCursor"].as_str().unwrap();
+    let (ok, out, _) = cli(&["audit", "--limit", "3", "--cursor", cursor]);
+    assert!(ok);
+    assert!(out.lines().next().unwrap().starts_with("AT"), "{out}");
+    assert!(
+        out.contains("app."),
+        "older records on the next page: {out}"
+    );
+    assert!(!out.contains(password));
 }
