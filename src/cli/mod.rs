@@ -1,7 +1,10 @@
-//! The command line: `serve`, `keys`, `token`, `verify`, `apps`, `roles`.
+//! The command line: `serve`, `keys`, `token`, `verify`, `apps`, `roles`,
+//! `login`, `logout`, `whoami`.
 
 pub mod admin;
 pub mod client;
+pub mod credentials;
+pub mod login;
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -61,6 +64,13 @@ pub enum Command {
         #[command(subcommand)]
         command: admin::RolesCommand,
     },
+    /// Sign in as a person (browser on a loopback redirect, or `--device`);
+    /// later commands use this login.
+    Login(login::LoginArgs),
+    /// Revoke the stored login and forget it.
+    Logout(login::GatewayArgs),
+    /// Show who the stored login is: user, roles, permissions, expiry.
+    Whoami(login::GatewayArgs),
 }
 
 /// `tessera keys …`.
@@ -186,6 +196,9 @@ pub async fn run() -> ExitCode {
                 Err(e) => fail(json_out, &e),
             }
         }
+        Command::Login(a) => done(login::login(&a, json_out).await, json_out),
+        Command::Logout(a) => done(login::logout(&a, json_out).await, json_out),
+        Command::Whoami(a) => done(login::whoami(&a, json_out).await, json_out),
         Command::Verify(v) => match verify_cmd(v).await {
             Ok(claims) => {
                 if json_out {
@@ -200,6 +213,13 @@ pub async fn run() -> ExitCode {
             }
             Err(e) => fail(json_out, &format!("invalid token: {e}")),
         },
+    }
+}
+
+fn done(r: Result<(), String>, json_out: bool) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(json_out, &e),
     }
 }
 
@@ -337,11 +357,13 @@ fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
 }
 
 async fn token_cmd(t: TokenArgs) -> Result<Value, String> {
-    let secret = SecretString::from(
-        t.remote
-            .app_secret
-            .ok_or("no secret: set TESSERA_APP_SECRET or --app-secret")?,
-    );
+    let Some(secret) = t.remote.app_secret else {
+        // A person's stored login (`tessera login`), refreshed if needed.
+        let url = credentials::normalise_url(&t.remote.url)?;
+        let token = credentials::access_token(&reqwest::Client::new(), &url).await?;
+        return Ok(json!({"access_token": token.expose_secret()}));
+    };
+    let secret = SecretString::from(secret);
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", "client_credentials".into()),
         ("client_secret", secret.expose_secret().to_owned()),
