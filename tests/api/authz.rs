@@ -498,6 +498,50 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
             "422",
         ],
     ),
+    // A bearer token is neither a client's authentication nor a session:
+    // every actor gets what an anonymous caller gets.
+    (
+        "POST",
+        "/oauth/device_authorization",
+        "-",
+        [
+            "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400",
+            "400",
+        ],
+    ),
+    // A bearer token is neither a client's authentication nor a session:
+    // every actor gets what an anonymous caller gets.
+    (
+        "GET",
+        "/device",
+        "-",
+        [
+            "200", "200", "200", "200", "200", "200", "200", "200", "200", "200", "200", "200",
+            "200",
+        ],
+    ),
+    // A bearer token is neither a client's authentication nor a session:
+    // every actor gets what an anonymous caller gets.
+    (
+        "POST",
+        "/device",
+        "-",
+        [
+            "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400",
+            "400",
+        ],
+    ),
+    // A bearer token is neither a client's authentication nor a session:
+    // every actor gets what an anonymous caller gets.
+    (
+        "POST",
+        "/device/confirm",
+        "-",
+        [
+            "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400",
+            "400",
+        ],
+    ),
     (
         "GET",
         "/api/v1/permissions",
