@@ -390,6 +390,7 @@ async fn openapi_describes_every_route_the_server_has() {
         ("get", "/.well-known/oauth-authorization-server"),
         ("get", "/.well-known/openid-configuration"),
         ("post", "/oauth/token"),
+        ("post", "/oauth/device_authorization"),
         ("post", "/oauth/revoke"),
         ("post", "/oauth/introspect"),
         ("get", "/api/v1/revocations"),
