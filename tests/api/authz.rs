@@ -509,8 +509,6 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
             "400",
         ],
     ),
-    // A bearer token is neither a client's authentication nor a session:
-    // every actor gets what an anonymous caller gets.
     (
         "GET",
         "/device",
@@ -520,8 +518,6 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
             "200",
         ],
     ),
-    // A bearer token is neither a client's authentication nor a session:
-    // every actor gets what an anonymous caller gets.
     (
         "POST",
         "/device",
@@ -531,8 +527,6 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
             "400",
         ],
     ),
-    // A bearer token is neither a client's authentication nor a session:
-    // every actor gets what an anonymous caller gets.
     (
         "POST",
         "/device/confirm",
