@@ -138,6 +138,12 @@ pub struct PeopleSettings {
     pub signin_failures_per_account: u32,
     /// The throttling window. Default 900.
     pub signin_window: u64,
+    /// How long a device authorization request (RFC 8628) waits for the
+    /// person, seconds. Default 600.
+    pub device_code_lifetime: u64,
+    /// How often a device may poll at first, seconds (each `slow_down`
+    /// adds 5). Default 5.
+    pub device_poll_interval: u64,
 }
 
 impl Default for PeopleSettings {
@@ -151,6 +157,8 @@ impl Default for PeopleSettings {
             signin_failures_per_ip: 50,
             signin_failures_per_account: 5,
             signin_window: 900,
+            device_code_lifetime: 600,
+            device_poll_interval: 5,
         }
     }
 }
@@ -476,6 +484,13 @@ impl Settings {
                 300,
             ),
             ("people.signin_window", p.signin_window, 1, 86_400),
+            (
+                "people.device_code_lifetime",
+                p.device_code_lifetime,
+                1,
+                3600,
+            ),
+            ("people.device_poll_interval", p.device_poll_interval, 1, 60),
             (
                 "people.signin_failures_per_ip",
                 u64::from(p.signin_failures_per_ip),

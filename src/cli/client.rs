@@ -31,14 +31,21 @@ fn describe(status: reqwest::StatusCode, body: &Value) -> String {
 }
 
 impl AdminClient {
-    /// Exchanges the credentials for an access token.
+    /// Exchanges the credentials for an access token: the application's
+    /// (`TESSERA_APP_ID`/`TESSERA_APP_SECRET`) when set, else the stored
+    /// login of `tessera login`, refreshed when it is about to expire.
     pub async fn connect(remote: &Remote) -> Result<Self, String> {
-        let secret = remote
-            .app_secret
-            .as_deref()
-            .ok_or("no secret: set TESSERA_APP_SECRET")?;
-        let base = remote.url.trim_end_matches('/').to_owned();
         let http = reqwest::Client::new();
+        let Some(secret) = remote.app_secret.as_deref() else {
+            let base = super::credentials::normalise_url(&remote.url)?;
+            let token = super::credentials::access_token(&http, &base).await?;
+            return Ok(Self {
+                base,
+                http,
+                token: secrecy::ExposeSecret::expose_secret(&token).to_owned(),
+            });
+        };
+        let base = remote.url.trim_end_matches('/').to_owned();
         let mut form = vec![
             ("grant_type", "client_credentials"),
             ("client_secret", secret),

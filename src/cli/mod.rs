@@ -1,8 +1,10 @@
 //! The command line: `serve`, `keys`, `token`, `verify`, `apps`, `roles`,
-//! `users`, `audit`.
+//! `users`, `audit`, `login`, `logout`, `whoami`.
 
 pub mod admin;
 pub mod client;
+pub mod credentials;
+pub mod login;
 pub mod users;
 
 use clap::{Args, Parser, Subcommand};
@@ -81,6 +83,13 @@ pub enum Command {
         #[command(flatten)]
         page: users::AuditArgs,
     },
+    /// Sign in as a person (browser on a loopback redirect, or `--device`);
+    /// later commands use this login.
+    Login(login::LoginArgs),
+    /// Revoke the stored login and forget it.
+    Logout(login::GatewayArgs),
+    /// Show who the stored login is: user, roles, permissions, expiry.
+    Whoami(login::GatewayArgs),
 }
 
 /// `tessera keys …`.
@@ -207,15 +216,14 @@ pub async fn run() -> ExitCode {
             }
         }
         Command::Users { remote, command } => {
-            match users::users(&remote, command, json_out).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => fail(json_out, &e),
-            }
+            done(users::users(&remote, command, json_out).await, json_out)
         }
-        Command::Audit { remote, page } => match users::audit(&remote, page, json_out).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(json_out, &e),
-        },
+        Command::Audit { remote, page } => {
+            done(users::audit(&remote, page, json_out).await, json_out)
+        }
+        Command::Login(a) => done(login::login(&a, json_out).await, json_out),
+        Command::Logout(a) => done(login::logout(&a, json_out).await, json_out),
+        Command::Whoami(a) => done(login::whoami(&a, json_out).await, json_out),
         Command::Verify(v) => match verify_cmd(v).await {
             Ok(claims) => {
                 if json_out {
@@ -230,6 +238,13 @@ pub async fn run() -> ExitCode {
             }
             Err(e) => fail(json_out, &format!("invalid token: {e}")),
         },
+    }
+}
+
+fn done(r: Result<(), String>, json_out: bool) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(json_out, &e),
     }
 }
 
@@ -390,11 +405,13 @@ fn signs(keys: &[keys::SigningKey], i: usize, settings: &Settings) -> Vec<&'stat
 }
 
 async fn token_cmd(t: TokenArgs) -> Result<Value, String> {
-    let secret = SecretString::from(
-        t.remote
-            .app_secret
-            .ok_or("no secret: set TESSERA_APP_SECRET or --app-secret")?,
-    );
+    let Some(secret) = t.remote.app_secret else {
+        // A person's stored login (`tessera login`), refreshed if needed.
+        let url = credentials::normalise_url(&t.remote.url)?;
+        let token = credentials::access_token(&reqwest::Client::new(), &url).await?;
+        return Ok(json!({"access_token": token.expose_secret()}));
+    };
+    let secret = SecretString::from(secret);
     let mut form: Vec<(&str, String)> = vec![
         ("grant_type", "client_credentials".into()),
         ("client_secret", secret.expose_secret().to_owned()),

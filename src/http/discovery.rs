@@ -87,6 +87,8 @@ pub struct ServerMetadata<'a> {
     pub revocation_endpoint: String,
     /// RFC 7662 introspection.
     pub introspection_endpoint: String,
+    /// RFC 8628: a device without a browser asks for codes here.
+    pub device_authorization_endpoint: String,
     /// How clients authenticate to revocation.
     pub revocation_endpoint_auth_methods_supported: Vec<&'static str>,
     /// How clients authenticate to introspection.
@@ -98,7 +100,8 @@ pub struct ServerMetadata<'a> {
     pub response_types_supported: Vec<&'static str>,
     /// `query` only.
     pub response_modes_supported: Vec<&'static str>,
-    /// `authorization_code`, `refresh_token`, `client_credentials`.
+    /// `authorization_code`, `refresh_token`, `client_credentials`, the
+    /// token exchange (RFC 8693) and the device code (RFC 8628).
     pub grant_types_supported: Vec<&'static str>,
     /// `client_secret_basic`, `client_secret_post`, `none` (public clients).
     pub token_endpoint_auth_methods_supported: Vec<&'static str>,
@@ -155,6 +158,7 @@ impl<'a> ServerMetadata<'a> {
             jwks_uri: format!("{iss}/.well-known/jwks.json"),
             revocation_endpoint: format!("{iss}/oauth/revoke"),
             introspection_endpoint: format!("{iss}/oauth/introspect"),
+            device_authorization_endpoint: format!("{iss}/oauth/device_authorization"),
             revocation_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
             introspection_endpoint_auth_methods_supported: AUTH_METHODS.to_vec(),
             scopes_supported: scopes,
@@ -165,6 +169,7 @@ impl<'a> ServerMetadata<'a> {
                 "refresh_token",
                 "client_credentials",
                 "urn:ietf:params:oauth:grant-type:token-exchange",
+                crate::service::people::device::GRANT_TYPE,
             ],
             token_endpoint_auth_methods_supported: TOKEN_AUTH_METHODS.to_vec(),
             code_challenge_methods_supported: vec!["S256"],

@@ -182,6 +182,12 @@ pub enum OAuthErrorCode {
     TemporarilyUnavailable,
     /// 500.
     ServerError,
+    /// 400: the person has not answered the device request yet (RFC 8628).
+    AuthorizationPending,
+    /// 400: the device polls too often; wait 5 s more (RFC 8628).
+    SlowDown,
+    /// 400: the device code expired (RFC 8628).
+    ExpiredToken,
 }
 
 /// A domain error on its way out of `/oauth/*`, in RFC 6749 §5.2 shape.
@@ -209,6 +215,16 @@ impl OAuthError {
         Self {
             status: StatusCode::FORBIDDEN,
             error: OAuthErrorCode::InsufficientScope,
+            description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A 400 with this code: the device grant's answers (RFC 8628 §3.5).
+    pub fn bad_request(error: OAuthErrorCode, description: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error,
             description: description.into(),
             retry_after: None,
         }

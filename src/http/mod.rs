@@ -135,6 +135,7 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::delete().to(admin::delete_user)),
             )
             .service(resource("/api/v1/audit", "GET").route(web::get().to(admin::audit_log)))
+            .configure(oauth::device::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -43,6 +43,7 @@ impl Modify for Security {
         super::discovery::openid_configuration,
         super::token::api_token,
         super::token::oauth_token,
+        super::oauth::device::device_authorization,
         super::revocation::revoke,
         super::revocation::introspect,
         super::revocation::feed,

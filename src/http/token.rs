@@ -17,8 +17,8 @@ use crate::domain::DomainError;
 use crate::service::Gateway;
 use crate::service::exchange;
 use crate::service::people::clients::{self, Client};
-use crate::service::people::oauth;
 use crate::service::people::tokens::{self, PersonTokens};
+use crate::service::people::{device, oauth};
 use crate::service::token::{ExchangeRequest, exchange};
 use secrecy::ExposeSecret;
 
@@ -78,10 +78,11 @@ pub struct ApiTokenResponse {
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
 pub struct OAuthTokenRequest {
-    /// `client_credentials`, `authorization_code`, `refresh_token` or
+    /// `client_credentials`, `authorization_code`, `refresh_token`,
+    /// `urn:ietf:params:oauth:grant-type:device_code` (RFC 8628) or
     /// `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693).
     #[schema(
-        pattern = "^(client_credentials|authorization_code|refresh_token|urn:ietf:params:oauth:grant-type:token-exchange)$"
+        pattern = "^(client_credentials|authorization_code|refresh_token|urn:ietf:params:oauth:grant-type:device_code|urn:ietf:params:oauth:grant-type:token-exchange)$"
     )]
     grant_type: String,
     /// `authorization_code`: the code.
@@ -92,6 +93,8 @@ pub struct OAuthTokenRequest {
     code_verifier: Option<String>,
     /// `refresh_token`: the refresh token.
     refresh_token: Option<String>,
+    /// Device grant: the device code from `/oauth/device_authorization`.
+    device_code: Option<String>,
     /// The AppId (or use HTTP Basic).
     client_id: Option<String>,
     /// The AppSecret (or use HTTP Basic; never both).
@@ -168,7 +171,7 @@ fn unsupported(grant: &str) -> DomainError {
             "password (use POST /api/v1/token, or the authorization code grant)".into(),
         ),
         _ => DomainError::UnsupportedGrantType(
-            "this grant type is not supported here (app_token, password and refresh_token on /api/v1/token; client_credentials, authorization_code, refresh_token and token-exchange on /oauth/token)".into(),
+            "this grant type is not supported here (app_token, password and refresh_token on /api/v1/token; client_credentials, authorization_code, refresh_token, device_code and token-exchange on /oauth/token)".into(),
         ),
     }
 }
@@ -305,7 +308,7 @@ fn basic_credentials(req: &HttpRequest) -> Result<Option<(String, SecretString)>
 
 /// The parameters an `/oauth/*` endpoint reads; any other is ignored, as
 /// RFC 6749 §3.2 asks of unrecognised parameters.
-const OAUTH_PARAMETERS: [&str; 17] = [
+const OAUTH_PARAMETERS: [&str; 18] = [
     "grant_type",
     "code",
     "redirect_uri",
@@ -323,6 +326,7 @@ const OAUTH_PARAMETERS: [&str; 17] = [
     "actor_token",
     "actor_token_type",
     "requested_token_type",
+    "device_code",
 ];
 
 /// The parameters of an `/oauth/*` form, held as secrets until we know
@@ -429,6 +433,16 @@ pub async fn oauth_token(
             return Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::of(t)));
         }
         exchange::GRANT_TYPE => return token_exchange(&gw, &mut params, &req).await,
+        device::GRANT_TYPE => {
+            let client = people_client(&gw, &mut params, &req).await?;
+            let code = params
+                .take("device_code")
+                .ok_or_else(|| OAuthError::invalid_request("device_code is required"))?;
+            return match device::poll(&gw, &client, code.expose_secret()).await {
+                Ok(t) => Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::of(t))),
+                Err(r) => Err(device_refusal(r)),
+            };
+        }
         _ => return Err(unsupported(&grant).into()),
     }
     let (client_id, secret) = params
@@ -502,10 +516,32 @@ async fn token_exchange(
     }))
 }
 
+/// RFC 8628 §3.5's answers while the person has not approved.
+fn device_refusal(r: device::PollRefusal) -> OAuthError {
+    use super::error::OAuthErrorCode as C;
+    match r {
+        device::PollRefusal::Pending => OAuthError::bad_request(
+            C::AuthorizationPending,
+            "the person has not answered yet; poll again after the interval",
+        ),
+        device::PollRefusal::SlowDown(n) => OAuthError::bad_request(
+            C::SlowDown,
+            format!("polling too fast: wait at least {n} seconds between polls"),
+        ),
+        device::PollRefusal::Expired => {
+            OAuthError::bad_request(C::ExpiredToken, "the device code expired; start again")
+        }
+        device::PollRefusal::Denied => {
+            OAuthError::bad_request(C::AccessDenied, "the person denied the request")
+        }
+        device::PollRefusal::Failed(e) => e.into(),
+    }
+}
+
 /// The client of a people grant: a confidential one proves itself with its
 /// secret (Basic or body); a public one names itself with `client_id` and
 /// has no secret (PKCE or rotation protect it).
-async fn people_client(
+pub(crate) async fn people_client(
     gw: &Gateway,
     params: &mut OAuthParams,
     req: &HttpRequest,

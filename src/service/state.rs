@@ -68,6 +68,8 @@ pub struct Gateway {
     pub signin: super::people::signin::SignInThrottle,
     /// New feed entries each client may add through `/oauth/revoke`.
     pub revocation_limiter: super::revocation::RevocationLimiter,
+    /// Wrong device user codes (per session, per address).
+    pub device_throttle: super::people::device::DeviceThrottle,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -221,6 +223,7 @@ impl Gateway {
                 super::revocation::REVOCATIONS_PER_WINDOW,
             ),
             signin: super::people::signin::SignInThrottle::new(&settings.people),
+            device_throttle: super::people::device::DeviceThrottle::default(),
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),

@@ -1513,3 +1513,182 @@ async fn people_purge<S: SessionStore>(store: &S) {
     ));
     must(store.delete_user_sessions("usr_purge").await, "cleanup");
 }
+
+/// Every check of device authorization requests (RFC 8628), against an
+/// empty store.
+pub(crate) async fn devices<S: super::DeviceStore>(store: &S) {
+    use super::{DEVICE_SLOW_DOWN_SECS, DeviceDecision, DevicePoll, DeviceRequest};
+    let now = Utc::now();
+    let request = |uc: &str, expires_in: i64| DeviceRequest {
+        client_id: "tessera-cli".into(),
+        scope: "openid offline_access".into(),
+        user_code_hash: uc.into(),
+        created_at: now,
+        expires_at: now + Duration::seconds(expires_in),
+        interval_secs: 5,
+    };
+    let approve = DeviceDecision::Approve {
+        user_id: "usr_a".into(),
+        session_id: "ses_a".into(),
+    };
+
+    // Created, found by its user code, pending to its own client only.
+    let a = request("uc_a", 600);
+    must(store.insert_device("dc_a", &a).await, "insert");
+    assert_eq!(
+        must(store.find_device("uc_a", now).await, "find"),
+        Some(a.clone())
+    );
+    assert_eq!(must(store.find_device("uc_zz", now).await, "find"), None);
+    assert!(matches!(
+        store.insert_device("dc_other", &request("uc_a", 600)).await,
+        Err(StoreError::Conflict { .. })
+    ));
+    assert_eq!(
+        must(store.poll_device("dc_a", "app_other", now).await, "poll"),
+        DevicePoll::Unknown
+    );
+    assert_eq!(
+        must(
+            store.poll_device("dc_nope", "tessera-cli", now).await,
+            "poll"
+        ),
+        DevicePoll::Unknown
+    );
+    assert_eq!(
+        must(store.poll_device("dc_a", "tessera-cli", now).await, "poll"),
+        DevicePoll::Pending
+    );
+    // Too fast: the interval grows by 5 s each time, measured from the
+    // latest poll.
+    let t1 = now + Duration::seconds(1);
+    assert_eq!(
+        must(store.poll_device("dc_a", "tessera-cli", t1).await, "poll"),
+        DevicePoll::SlowDown {
+            interval_secs: 5 + DEVICE_SLOW_DOWN_SECS
+        }
+    );
+    let t2 = t1 + Duration::seconds(6);
+    assert_eq!(
+        must(store.poll_device("dc_a", "tessera-cli", t2).await, "poll"),
+        DevicePoll::SlowDown {
+            interval_secs: 5 + 2 * DEVICE_SLOW_DOWN_SECS
+        }
+    );
+    let t3 = t2 + Duration::seconds(15);
+    assert_eq!(
+        must(store.poll_device("dc_a", "tessera-cli", t3).await, "poll"),
+        DevicePoll::Pending
+    );
+
+    // Approved once; a second decision changes nothing; consumed once.
+    assert!(must(
+        store.decide_device("uc_a", &approve, t3).await,
+        "approve"
+    ));
+    assert!(!must(
+        store.decide_device("uc_a", &DeviceDecision::Deny, t3).await,
+        "decide twice"
+    ));
+    assert_eq!(must(store.find_device("uc_a", t3).await, "find"), None);
+    assert_eq!(
+        must(store.poll_device("dc_a", "app_other", t3).await, "poll"),
+        DevicePoll::Unknown,
+        "another client cannot take it"
+    );
+    assert_eq!(
+        must(store.poll_device("dc_a", "tessera-cli", t3).await, "poll"),
+        DevicePoll::Approved {
+            request: a.clone(),
+            user_id: "usr_a".into(),
+            session_id: "ses_a".into(),
+        }
+    );
+    assert_eq!(
+        must(store.poll_device("dc_a", "tessera-cli", t3).await, "poll"),
+        DevicePoll::Unknown,
+        "consumed once"
+    );
+
+    // Denied stays denied.
+    must(
+        store.insert_device("dc_b", &request("uc_b", 600)).await,
+        "insert",
+    );
+    assert!(must(
+        store
+            .decide_device("uc_b", &DeviceDecision::Deny, now)
+            .await,
+        "deny"
+    ));
+    assert!(!must(
+        store.decide_device("uc_b", &approve, now).await,
+        "approve"
+    ));
+    for _ in 0..2 {
+        assert_eq!(
+            must(store.poll_device("dc_b", "tessera-cli", now).await, "poll"),
+            DevicePoll::Denied
+        );
+    }
+
+    // Expiry: no longer found nor decidable, and polls hear it.
+    must(
+        store.insert_device("dc_c", &request("uc_c", 60)).await,
+        "insert",
+    );
+    let late = now + Duration::seconds(61);
+    assert_eq!(must(store.find_device("uc_c", late).await, "find"), None);
+    assert!(!must(
+        store.decide_device("uc_c", &approve, late).await,
+        "late"
+    ));
+    assert_eq!(
+        must(store.poll_device("dc_c", "tessera-cli", late).await, "poll"),
+        DevicePoll::Expired
+    );
+    // An approved request not collected in time expires too.
+    must(
+        store.insert_device("dc_d", &request("uc_d", 60)).await,
+        "insert",
+    );
+    assert!(must(
+        store.decide_device("uc_d", &approve, now).await,
+        "approve"
+    ));
+    assert_eq!(
+        must(store.poll_device("dc_d", "tessera-cli", late).await, "poll"),
+        DevicePoll::Expired
+    );
+    // An expired request's user code may be drawn again.
+    let mut again = request("uc_e", -1);
+    must(store.insert_device("dc_e", &again).await, "insert expired");
+    again.expires_at = now + Duration::seconds(600);
+    must(
+        store.insert_device("dc_e2", &again).await,
+        "user code reused",
+    );
+    assert_eq!(
+        must(store.find_device("uc_e", now).await, "find"),
+        Some(again)
+    );
+
+    // Racing polls of an approved request: exactly one wins.
+    must(
+        store.insert_device("dc_f", &request("uc_f", 600)).await,
+        "insert",
+    );
+    assert!(must(
+        store.decide_device("uc_f", &approve, now).await,
+        "approve"
+    ));
+    let polls = futures_util::future::join_all(
+        (0..8).map(|_| store.poll_device("dc_f", "tessera-cli", now)),
+    )
+    .await;
+    let won = polls
+        .iter()
+        .filter(|p| matches!(p, Ok(DevicePoll::Approved { .. })))
+        .count();
+    assert_eq!(won, 1, "{polls:?}");
+}

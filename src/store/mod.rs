@@ -316,9 +316,10 @@ pub trait UserStore: Send + Sync + 'static {
 /// (SPEC §9). Every key here is an id or the SHA-256 (hex) of a random
 /// secret, never the secret. Records are forgotten on their own after they
 /// lapse (Redis key expiry; the embedded store purges in `purge_people`,
-/// and never returns a lapsed record before that).
+/// and never returns a lapsed record before that). Every such store keeps
+/// device requests too ([`DeviceStore`]).
 #[async_trait]
-pub trait SessionStore: Send + Sync + 'static {
+pub trait SessionStore: DeviceStore + Send + Sync + 'static {
     /// Stores a new session; `Conflict` if its id exists.
     async fn insert_session(&self, session: &StoredSession) -> Result<(), StoreError>;
     /// Reads a session; `None` once past its `retain_until`.
@@ -571,4 +572,117 @@ pub trait RevocationStore: Send + Sync + 'static {
     async fn feed(&self, cursor: Option<&str>, limit: usize) -> Result<FeedPage, StoreError>;
     /// Forgets entries that expired before `now` (seconds); returns how many.
     async fn purge_expired(&self, now: i64) -> Result<usize, StoreError>;
+}
+
+/// The device authorization grant's requests (RFC 8628), kept under the
+/// SHA-256 (hex) of the device code and found by the SHA-256 of the
+/// normalised user code. A request is remembered for
+/// [`DEVICE_MEMORY_SECS`] past its expiry, so a late poll hears
+/// `expired_token` rather than an unknown code.
+#[async_trait]
+pub trait DeviceStore: Send + Sync + 'static {
+    /// Stores a new, pending request; `Conflict` if a live request holds
+    /// the same user code (the caller draws another).
+    async fn insert_device(
+        &self,
+        device_hash: &str,
+        request: &DeviceRequest,
+    ) -> Result<(), StoreError>;
+    /// The request a user code names while it is pending and not expired
+    /// at `now`.
+    async fn find_device(
+        &self,
+        user_code_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DeviceRequest>, StoreError>;
+    /// Approves (for a user, in a session) or denies a pending request,
+    /// atomically. False when it is not pending and unexpired at `now`
+    /// (decided already, expired, unknown): nothing is written.
+    async fn decide_device(
+        &self,
+        user_code_hash: &str,
+        decision: &DeviceDecision,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+    /// A poll by `client_id`, atomically (gateways racing on one code see
+    /// one order):
+    /// - unknown, forgotten, another client's, or already consumed: `Unknown`;
+    /// - past `expires_at`: `Expired`;
+    /// - denied: `Denied`;
+    /// - approved: `Approved`, and the request is consumed (a later poll
+    ///   is `Unknown`);
+    /// - pending, and the previous poll less than the interval ago: the
+    ///   interval grows by [`DEVICE_SLOW_DOWN_SECS`]: `SlowDown`;
+    /// - pending: `Pending`.
+    ///
+    /// Every pending poll records `now` as the last poll.
+    async fn poll_device(
+        &self,
+        device_hash: &str,
+        client_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DevicePoll, StoreError>;
+}
+
+/// How long a device request is remembered after it expires.
+pub const DEVICE_MEMORY_SECS: i64 = 600;
+/// How much a `slow_down` adds to the polling interval (RFC 8628 §3.5).
+pub const DEVICE_SLOW_DOWN_SECS: u64 = 5;
+
+/// What a device asked for (RFC 8628 §3.1), as it was when created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DeviceRequest {
+    /// The client asking.
+    pub client_id: String,
+    /// The scope requested (space-separated).
+    pub scope: String,
+    /// SHA-256 (hex) of the normalised user code.
+    pub user_code_hash: String,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When the codes stop working.
+    pub expires_at: DateTime<Utc>,
+    /// The polling interval at first, seconds.
+    pub interval_secs: u64,
+}
+
+/// A person's answer to a device request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DeviceDecision {
+    /// Allowed: tokens for this user, in this session.
+    Approve {
+        /// The user.
+        user_id: String,
+        /// The session they approved from.
+        session_id: String,
+    },
+    /// Refused.
+    Deny,
+}
+
+/// What a poll found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum DevicePoll {
+    /// No such request for this client (or consumed, or forgotten).
+    Unknown,
+    /// Not decided yet.
+    Pending,
+    /// Not decided yet, and polled too fast: the new interval.
+    SlowDown {
+        /// Seconds to wait from now on.
+        interval_secs: u64,
+    },
+    /// Past its expiry.
+    Expired,
+    /// The person refused.
+    Denied,
+    /// The person allowed it; the request is now consumed.
+    Approved {
+        /// The request.
+        request: DeviceRequest,
+        /// Who approved it.
+        user_id: String,
+        /// In which session.
+        session_id: String,
+    },
 }

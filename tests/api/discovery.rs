@@ -147,7 +147,8 @@ async fn openid_configuration_satisfies_authlib_and_claims_nothing_false() {
             "authorization_code",
             "refresh_token",
             "client_credentials",
-            "urn:ietf:params:oauth:grant-type:token-exchange"
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+            "urn:ietf:params:oauth:grant-type:device_code"
         ]
     );
     assert_eq!(
@@ -222,6 +223,7 @@ async fn oauth_metadata_is_the_rfc8414_subset() {
         "jwks_uri",
         "revocation_endpoint",
         "introspection_endpoint",
+        "device_authorization_endpoint",
         "scopes_supported",
         "response_types_supported",
         "response_modes_supported",
@@ -388,6 +390,7 @@ async fn openapi_describes_every_route_the_server_has() {
         ("get", "/.well-known/oauth-authorization-server"),
         ("get", "/.well-known/openid-configuration"),
         ("post", "/oauth/token"),
+        ("post", "/oauth/device_authorization"),
         ("post", "/oauth/revoke"),
         ("post", "/oauth/introspect"),
         ("get", "/api/v1/revocations"),

@@ -3,6 +3,8 @@
 mod apps;
 mod attacks;
 mod authz;
+mod cli_login;
+mod device;
 mod discovery;
 mod errors;
 mod exchange;

@@ -6,6 +6,7 @@
 //! `Origin` is another site is refused: a page elsewhere can neither sign a
 //! browser into an attacker's account nor sign it out.
 
+pub mod device;
 pub mod pages;
 
 use actix_web::cookie::{Cookie, SameSite, time::Duration as CookieDuration};

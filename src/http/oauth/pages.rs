@@ -33,6 +33,9 @@ button{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:4px;ba
 button:focus,input:focus{outline:3px solid #f0b400;outline-offset:1px}\
 .error{background:#fde8e8;color:#8a1c1c;padding:.75rem;border-radius:4px}\
 .muted{color:#555;font-size:.9rem}\
+input[type=text]{width:100%;padding:.6rem;border:1px solid #8a8f98;border-radius:4px;font-size:1.2rem;letter-spacing:.1em;text-transform:uppercase}\
+button.secondary{background:#5a6270}\
+.scope li{margin:.4rem 0}\
 @media (max-width:420px){main{margin:0;border-radius:0;min-height:100vh}}";
 
 /// A complete page.
@@ -132,6 +135,76 @@ pub fn confirm_logout(hidden_fields: &str, csrf: &str) -> String {
 <button type=\"submit\">Sign out</button></form>",
         esc(csrf)
     )
+}
+
+/// The device page's first step: the user code (RFC 8628 §3.3).
+pub fn device_entry(csrf: &str, user_code: &str, error: Option<&str>) -> String {
+    let error = error
+        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
+        .unwrap_or_default();
+    format!(
+        "<h1>Connect a device</h1>{error}\
+<p>Enter the code your device shows to let it sign in as you.</p>\
+<form method=\"post\" action=\"/device\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<label for=\"user_code\">Code</label>\
+<input id=\"user_code\" name=\"user_code\" type=\"text\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\" maxlength=\"20\" required value=\"{code}\" aria-describedby=\"code_help\">\
+<p id=\"code_help\" class=\"muted\">Eight letters, like BCDF-GHJK.</p>\
+<button type=\"submit\">Continue</button></form>",
+        csrf = esc(csrf),
+        code = esc(user_code),
+    )
+}
+
+/// The device page's second step: which client asks for what, and the
+/// person's answer.
+pub fn device_confirm(
+    csrf: &str,
+    user_code: &str,
+    client_name: &str,
+    email: &str,
+    scope: &[(String, String)],
+) -> String {
+    let items: String = scope
+        .iter()
+        .map(|(w, what)| {
+            if what.is_empty() {
+                format!("<li><code>{}</code></li>", esc(w))
+            } else {
+                format!("<li><code>{}</code>: {}</li>", esc(w), esc(what))
+            }
+        })
+        .collect();
+    format!(
+        "<h1>Allow {client} to sign in as you?</h1>\
+<p><strong>{client}</strong> asks to act as <strong>{email}</strong> on the device showing the code <strong>{code}</strong>. It asks for:</p>\
+<ul class=\"scope\">{items}</ul>\
+<p class=\"muted\">Allow only if you started this sign-in yourself and the device shows this code.</p>\
+<form method=\"post\" action=\"/device/confirm\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+<input type=\"hidden\" name=\"user_code\" value=\"{code}\">\
+<button type=\"submit\" name=\"decision\" value=\"allow\">Allow</button>\
+<button type=\"submit\" name=\"decision\" value=\"deny\" class=\"secondary\">Deny</button></form>",
+        client = esc(client_name),
+        email = esc(email),
+        code = esc(user_code),
+        csrf = esc(csrf),
+    )
+}
+
+/// After the person answered.
+pub fn device_done(approved: bool, client_name: &str) -> String {
+    if approved {
+        format!(
+            "<h1>Device connected</h1><p>{} is signed in as you. Return to your device; you can close this window.</p>",
+            esc(client_name)
+        )
+    } else {
+        format!(
+            "<h1>Request denied</h1><p>{} was not allowed to sign in. You can close this window.</p>",
+            esc(client_name)
+        )
+    }
 }
 
 #[cfg(test)]

@@ -56,7 +56,12 @@ impl Client {
     /// Whether this client may use `grant`.
     pub fn allows_grant(&self, grant: &str) -> bool {
         match &self.app {
-            None => matches!(grant, "authorization_code" | "refresh_token"),
+            // The command line also signs in from machines without a
+            // browser (RFC 8628).
+            None => {
+                matches!(grant, "authorization_code" | "refresh_token")
+                    || (self.id == CLI && grant == super::device::GRANT_TYPE)
+            }
             Some(s) => s.stored.app.allows_grant(grant),
         }
     }
@@ -86,10 +91,14 @@ pub async fn find(gw: &Gateway, client_id: &str) -> Result<Option<Client>, Domai
                 .iter()
                 .map(|h| format!("http://{h}/callback"))
                 .collect();
+            // `/device` too: its sign-in goes through the normal sign-in
+            // page and comes back there (the code it carries is not used).
+            let mut redirect_uris = loopback.clone();
+            redirect_uris.push(format!("{}/device", gw.issuer));
             return Ok(Some(Client {
                 id: CLI.into(),
                 public: true,
-                redirect_uris: loopback.clone(),
+                redirect_uris,
                 post_logout_redirect_uris: loopback,
                 app: None,
             }));

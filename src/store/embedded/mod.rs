@@ -14,6 +14,7 @@ use super::common::{AppPager, Record, add_usage, decode, encode, keep_usage, ord
 use super::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
 
 mod audit;
+mod device;
 mod identity;
 mod people;
 mod revocations;
@@ -63,6 +64,7 @@ impl EmbeddedStore {
         txn.open_table(AUDIT).map_err(backend)?;
         revocations::init(&txn)?;
         people::init(&txn)?;
+        device::init(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(Self { db: Arc::new(db) })
     }

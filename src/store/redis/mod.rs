@@ -29,6 +29,7 @@
 //! | `code:{sha256}` | hash, expires `SPENT_CODE_MEMORY_SECS` after the code | `rec` (an `AuthCode` as JSON), `spent`, `exp_us`, `forget_us` |
 //! | `rtf:{id}` | hash, expires at the family's `expires_at` | `rec` (a `RefreshFamily` as JSON, as inserted), `last`/`last_us`, `exp_us`, `exp_ms`, `revoked` |
 //! | `rt:{sha256}` | hash, expires with its family | `fam` (the family id), `replaced_us` once rotated |
+//! | `device:{sha256}`, `device_uc:{sha256}` | hash, string | device authorization requests (see `device`) |
 //! | channel `events` | pub/sub | a [`ChangeEvent`](crate::domain::ChangeEvent) as JSON |
 //!
 //! Every write that touches several keys is one Lua script or one optimistic
@@ -50,6 +51,7 @@ use super::common::{Record, decode};
 mod apps;
 mod audit;
 mod changes;
+mod device;
 mod identity;
 mod people;
 mod revocations;
