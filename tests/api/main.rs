@@ -3,6 +3,8 @@
 mod apps;
 mod attacks;
 mod authz;
+mod browser;
+mod browser_people;
 mod discovery;
 mod errors;
 mod exchange;
