@@ -45,7 +45,11 @@ async fn redeem(app: &TestApp, code: &str, redirect: &str) -> Value {
 /// Enter. Asserts the focus order on the way.
 async fn sign_in_by_keyboard(chrome: &Chrome, email: Option<&str>, password: &str) {
     chrome.press(Key::Tab).await;
-    assert_eq!(chrome.focused().await, "#email", "the first Tab reaches Email");
+    assert_eq!(
+        chrome.focused().await,
+        "#email",
+        "the first Tab reaches Email"
+    );
     if let Some(e) = email {
         chrome.type_text(e).await;
     }
@@ -76,7 +80,9 @@ async fn keyboard_sign_in_lands_on_the_redirect_and_sign_out_ends_the_session() 
     assert_eq!(query(&landed, "iss"), Some(app.issuer_hint()));
     let code = query(&landed, "code").expect("a code in the redirect");
     assert!(
-        rp.requests().iter().any(|r| r.contains(&format!("code={code}"))),
+        rp.requests()
+            .iter()
+            .any(|r| r.contains(&format!("code={code}"))),
         "the listener got the code: {:?}",
         rp.requests()
     );
@@ -106,7 +112,11 @@ async fn keyboard_sign_in_lands_on_the_redirect_and_sign_out_ends_the_session() 
     chrome.wait_for_text("h1", "Signed out").await;
     chrome.check_page(&app.address, "signed-out").await;
     assert!(
-        chrome.client().get_named_cookie("tessera_session").await.is_err(),
+        chrome
+            .client()
+            .get_named_cookie("tessera_session")
+            .await
+            .is_err(),
         "the session cookie is gone"
     );
 
@@ -180,7 +190,12 @@ async fn the_error_pages_explain_and_pass_every_check() {
         ),
         (
             "bad-redirect-uri",
-            authorize_path("tessera-cli", "https://evil.example/callback", "openid", "s"),
+            authorize_path(
+                "tessera-cli",
+                "https://evil.example/callback",
+                "openid",
+                "s",
+            ),
         ),
         (
             "repeated-parameter",
@@ -213,7 +228,11 @@ async fn the_page_checks_catch_what_they_look_for() {
     let rp = Loopback::start();
     let chrome = Chrome::start("page_checks", Js::On).await;
     chrome.visit(&rp.url("/broken")).await;
-    assert_eq!(chrome.client().title().await.unwrap(), "Broken", "the script was blocked");
+    assert_eq!(
+        chrome.client().title().await.unwrap(),
+        "Broken",
+        "the script was blocked"
+    );
 
     let csp = chrome.csp_violations().await;
     assert!(
@@ -231,7 +250,10 @@ async fn the_page_checks_catch_what_they_look_for() {
         "the unlabelled field is reported: {axe:?}"
     );
     chrome.resize(crate::browser::NARROW).await;
-    assert!(chrome.too_wide().await.is_some(), "the 900 px box is reported");
+    assert!(
+        chrome.too_wide().await.is_some(),
+        "the 900 px box is reported"
+    );
     let shot = chrome.screenshot("broken").await;
     assert!(shot.ends_with("1-broken.png"), "{}", shot.display());
     assert!(std::fs::metadata(&shot).unwrap().len() > 100);

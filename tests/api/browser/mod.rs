@@ -12,6 +12,7 @@
 
 pub mod loopback;
 
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -48,6 +49,9 @@ pub enum Js {
 pub struct Chrome {
     client: Client,
     driver: Child,
+    /// chromedriver's port and the session's id, to end it on drop.
+    port: u16,
+    session: String,
     /// Removed when the browser is gone.
     _profile: TempDir,
     shots: PathBuf,
@@ -58,7 +62,20 @@ pub struct Chrome {
 
 impl Drop for Chrome {
     fn drop(&mut self) {
-        // chromedriver leads its own process group (see `start`), which
+        // Ask chromedriver to quit the browser, so it ends and reaps its
+        // processes itself; a blocking call is fine at the end of a test.
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.session, self.port
+            );
+            // The answer comes once the browser is gone (chromedriver may
+            // keep the connection open, so not to its end).
+            let _ = s.read(&mut [0; 1024]);
+        }
+        // Whatever is left: chromedriver leads its own process group (see `start`), which
         // Chromium's processes join: end the group, then reap the driver.
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{}", self.driver.id())])
@@ -77,7 +94,8 @@ fn require(path: &Path) {
 
 /// The axe-core build the tests inject (pinned in tests/browser).
 fn axe_source() -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/axe-core/axe.min.js");
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/browser/node_modules/axe-core/axe.min.js");
     require(&p);
     std::fs::read_to_string(&p).expect("axe-core readable")
 }
@@ -110,11 +128,17 @@ impl WebDriverCompatibleCommand for BrowserLog {
         base_url: &url::Url,
         session_id: Option<&str>,
     ) -> Result<url::Url, url::ParseError> {
-        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
     }
 }
 
@@ -202,10 +226,11 @@ impl Chrome {
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(30);
         let client = loop {
-            let attempt = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await;
+            let attempt =
+                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                    .capabilities(caps.clone())
+                    .connect(&url)
+                    .await;
             match attempt {
                 Ok(c) => break c,
                 Err(e) if Instant::now() < deadline => {
@@ -236,11 +261,21 @@ impl Chrome {
                 .await
                 .expect("the CSP listener installed");
         }
+        let session = client
+            .session_id()
+            .await
+            .expect("session id")
+            .unwrap_or_default();
+        let shots = screenshot_dir(test);
+        // Only this run's pictures in the folder.
+        let _ = std::fs::remove_dir_all(&shots);
         Chrome {
             client,
             driver,
+            port,
+            session,
             _profile: profile,
-            shots: screenshot_dir(test),
+            shots,
             taken: AtomicU32::new(0),
             js,
             _turn: turn,
@@ -254,7 +289,10 @@ impl Chrome {
 
     /// Opens `url` and waits for it to load.
     pub async fn visit(&self, url: &str) {
-        self.client.goto(url).await.unwrap_or_else(|e| panic!("visit {url}: {e}"));
+        self.client
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("visit {url}: {e}"));
     }
 
     /// The address the browser shows.
@@ -338,7 +376,11 @@ impl Chrome {
 
     /// The `id`, or else the text, of the focused element.
     pub async fn focused(&self) -> String {
-        let el = self.client.active_element().await.expect("a focused element");
+        let el = self
+            .client
+            .active_element()
+            .await
+            .expect("a focused element");
         match el.attr("id").await.expect("id attribute") {
             Some(id) if !id.is_empty() => format!("#{id}"),
             _ => el.text().await.expect("element text"),
@@ -379,7 +421,7 @@ impl Chrome {
             .execute_async(
                 "const done = arguments[arguments.length - 1];\
                  axe.run(document, {resultTypes: ['violations']})\
-                   .then(r => done({ok: r.violations.map(v => ({id: v.id, impact: v.impact,\
+                   .then(r => done({passes: r.passes.length, ok: r.violations.map(v => ({id: v.id, impact: v.impact,\
                       help: v.help, nodes: v.nodes.map(n => n.target.join(' '))}))}))\
                    .catch(e => done({error: String(e)}));",
                 vec![],
@@ -389,15 +431,29 @@ impl Chrome {
         let list = found["ok"]
             .as_array()
             .unwrap_or_else(|| panic!("axe-core failed: {found}"));
+        // A run that checked nothing would pass anything.
+        assert!(
+            found["passes"].as_u64().unwrap_or(0) > 0,
+            "axe-core checked no rule: {found}"
+        );
         list.iter()
             .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
-            .map(|v| format!("{} ({}): {} at {}", v["id"], v["impact"], v["help"], v["nodes"]))
+            .map(|v| {
+                format!(
+                    "{} ({}): {} at {}",
+                    v["id"], v["impact"], v["help"], v["nodes"]
+                )
+            })
             .collect()
     }
 
     /// The browser log's entries since the last read.
     pub async fn log(&self) -> Vec<Value> {
-        let v = self.client.issue_cmd(BrowserLog).await.expect("browser log");
+        let v = self
+            .client
+            .issue_cmd(BrowserLog)
+            .await
+            .expect("browser log");
         v.as_array().cloned().unwrap_or_default()
     }
 
@@ -409,7 +465,9 @@ impl Chrome {
             .await
             .into_iter()
             .filter_map(|e| e["message"].as_str().map(str::to_owned))
-            .filter(|m| m.contains("Content Security Policy") || m.contains("Content-Security-Policy"))
+            .filter(|m| {
+                m.contains("Content Security Policy") || m.contains("Content-Security-Policy")
+            })
             .collect();
         if self.js == Js::On {
             let caught = self
@@ -456,7 +514,10 @@ impl Chrome {
 
     /// Resizes the window.
     pub async fn resize(&self, (w, h): (u32, u32)) {
-        self.client.set_window_size(w, h).await.expect("window resized");
+        self.client
+            .set_window_size(w, h)
+            .await
+            .expect("window resized");
     }
 
     /// Every check on the page shown, which must be under `origin`: no CSP
@@ -502,7 +563,10 @@ impl Chrome {
     /// a screenshot.
     pub async fn check_page_without_js(&self, name: &str) {
         let source = self.client.source().await.expect("page source");
-        assert!(!source.to_ascii_lowercase().contains("<script"), "page {name} has a script");
+        assert!(
+            !source.to_ascii_lowercase().contains("<script"),
+            "page {name} has a script"
+        );
         let csp = self.csp_violations().await;
         assert!(csp.is_empty(), "page {name}: CSP violations {csp:?}");
         self.screenshot(name).await;
