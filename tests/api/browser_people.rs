@@ -66,11 +66,11 @@ async fn keyboard_sign_in_lands_on_the_redirect_and_sign_out_ends_the_session() 
     let rp = Loopback::start();
     let redirect = rp.url("/callback");
     let authorize = app.url(&authorize_path("tessera-cli", &redirect, "openid", "st-kb"));
-    let chrome = Chrome::start("keyboard_sign_in_and_out", Js::On).await;
+    let chrome = Chrome::start("keyboard_sign_in_and_out", &app.address, Js::On).await;
 
     chrome.visit(&authorize).await;
     assert_eq!(chrome.client().title().await.unwrap(), "Sign in · Tessera");
-    chrome.check_page(&app.address, "sign-in").await;
+    chrome.check_page("sign-in").await;
     sign_in_by_keyboard(&chrome, Some(EMAIL), PASSWORD).await;
 
     let landed = chrome
@@ -105,12 +105,12 @@ async fn keyboard_sign_in_lands_on_the_redirect_and_sign_out_ends_the_session() 
     // No id_token_hint: the gateway asks first.
     chrome.visit(&app.url("/oauth/logout")).await;
     assert_eq!(chrome.client().title().await.unwrap(), "Sign out · Tessera");
-    chrome.check_page(&app.address, "logout-confirm").await;
+    chrome.check_page("logout-confirm").await;
     chrome.press(Key::Tab).await;
     assert_eq!(chrome.focused().await, "Sign out", "Tab reaches the button");
     chrome.press(Key::Enter).await;
     chrome.wait_for_text("h1", "Signed out").await;
-    chrome.check_page(&app.address, "signed-out").await;
+    chrome.check_page("signed-out").await;
     assert!(
         chrome
             .client()
@@ -139,7 +139,7 @@ async fn a_wrong_password_is_shown_beside_the_form_and_keeps_the_email_with_or_w
             Js::On => "wrong_password",
             Js::Off => "wrong_password_no_js",
         };
-        let chrome = Chrome::start(test, js).await;
+        let chrome = Chrome::start(test, &app.address, js).await;
         if js == Js::Off {
             // Scripts really are off in this browser.
             chrome.visit(&rp.url("/noscript")).await;
@@ -164,7 +164,7 @@ async fn a_wrong_password_is_shown_beside_the_form_and_keeps_the_email_with_or_w
         let password = chrome.client().find(Locator::Id("password")).await.unwrap();
         assert_eq!(password.prop("value").await.unwrap().as_deref(), Some(""));
         match js {
-            Js::On => chrome.check_page(&app.address, "wrong-password").await,
+            Js::On => chrome.check_page("wrong-password").await,
             Js::Off => chrome.check_page_without_js("wrong-password").await,
         }
 
@@ -182,7 +182,7 @@ async fn a_wrong_password_is_shown_beside_the_form_and_keeps_the_email_with_or_w
 async fn the_error_pages_explain_and_pass_every_check() {
     let app = spawn_app().await;
     let rp = Loopback::start();
-    let chrome = Chrome::start("error_pages", Js::On).await;
+    let chrome = Chrome::start("error_pages", &app.address, Js::On).await;
     let cases = [
         (
             "unknown-client",
@@ -218,7 +218,7 @@ async fn the_error_pages_explain_and_pass_every_check() {
             .await
             .unwrap();
         assert!(!why.is_empty(), "{name}");
-        chrome.check_page(&app.address, name).await;
+        chrome.check_page(name).await;
     }
     assert!(rp.requests().is_empty(), "nothing reached the client");
 }
@@ -226,7 +226,7 @@ async fn the_error_pages_explain_and_pass_every_check() {
 #[tokio::test]
 async fn the_page_checks_catch_what_they_look_for() {
     let rp = Loopback::start();
-    let chrome = Chrome::start("page_checks", Js::On).await;
+    let chrome = Chrome::start("page_checks", &rp.origin(), Js::On).await;
     chrome.visit(&rp.url("/broken")).await;
     assert_eq!(
         chrome.client().title().await.unwrap(),

@@ -56,6 +56,7 @@ pub struct Chrome {
     _profile: TempDir,
     shots: PathBuf,
     taken: AtomicU32,
+    site: String,
     js: Js,
     _turn: MutexGuard<'static, ()>,
 }
@@ -93,9 +94,12 @@ fn require(path: &Path) {
 }
 
 /// The axe-core build the tests inject (pinned in tests/browser).
+fn axe_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/node_modules/axe-core/axe.min.js")
+}
+
 fn axe_source() -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/browser/node_modules/axe-core/axe.min.js");
+    let p = axe_path();
     require(&p);
     std::fs::read_to_string(&p).expect("axe-core readable")
 }
@@ -173,10 +177,13 @@ e.violatedDirective + ' blocked ' + (e.blockedURI || 'inline') + ' at ' + e.sour
 
 impl Chrome {
     /// Starts chromedriver and a headless Chromium for the test `test`
-    /// (the screenshots' folder), waiting for its turn.
-    pub async fn start(test: &str, js: Js) -> Chrome {
+    /// (the screenshots' folder), waiting for its turn. `site` is the
+    /// origin every checked page and all it loads must come from (the
+    /// gateway's, `http://127.0.0.1:<port>`).
+    pub async fn start(test: &str, site: &str, js: Js) -> Chrome {
         require(Path::new(CHROMIUM));
         require(Path::new(CHROMEDRIVER));
+        require(&axe_path());
         let turn = ONE_AT_A_TIME.lock().await;
         let profile = tempfile::tempdir().expect("a profile directory");
         let port = free_port();
@@ -277,6 +284,7 @@ impl Chrome {
             _profile: profile,
             shots,
             taken: AtomicU32::new(0),
+            site: site.trim_end_matches('/').to_owned(),
             js,
             _turn: turn,
         }
@@ -520,17 +528,17 @@ impl Chrome {
             .expect("window resized");
     }
 
-    /// Every check on the page shown, which must be under `origin`: no CSP
+    /// Every check on the page shown, which must be under the site: no CSP
     /// violation, nothing from another origin, no serious or critical axe
     /// finding, not wider than 375 px at 375 px; a screenshot at each size.
     /// Panics listing every problem.
-    pub async fn check_page(&self, origin: &str, name: &str) {
+    pub async fn check_page(&self, name: &str) {
         let mut problems = Vec::new();
         // The log first: it is drained, and what follows runs scripts.
         for v in self.csp_violations().await {
             problems.push(format!("CSP violation: {v}"));
         }
-        for r in self.foreign_requests(origin).await {
+        for r in self.foreign_requests(&self.site).await {
             problems.push(format!("loaded from another origin: {r}"));
         }
         for v in self.axe().await {
