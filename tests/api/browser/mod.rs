@@ -48,10 +48,8 @@ pub enum Js {
 /// A headless Chromium session, its chromedriver, and a fresh profile.
 pub struct Chrome {
     client: Client,
-    driver: Child,
-    /// chromedriver's port and the session's id, to end it on drop.
-    port: u16,
-    session: String,
+    /// Dropped after the client: ends the session and the processes.
+    _driver: Driver,
     /// Removed when the browser is gone.
     _profile: TempDir,
     shots: PathBuf,
@@ -61,29 +59,40 @@ pub struct Chrome {
     _turn: MutexGuard<'static, ()>,
 }
 
-impl Drop for Chrome {
+/// The chromedriver process: ended, with its browser, however the test
+/// ends (a panic in `Chrome::start` included).
+struct Driver {
+    child: Child,
+    port: u16,
+    /// The WebDriver session to end first, once there is one.
+    session: Option<String>,
+}
+
+impl Drop for Driver {
     fn drop(&mut self) {
         // Ask chromedriver to quit the browser, so it ends and reaps its
         // processes itself; a blocking call is fine at the end of a test.
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port)) {
+        if let Some(id) = &self.session
+            && let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", self.port))
+        {
             let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
             let _ = write!(
                 s,
-                "DELETE /session/{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                self.session, self.port
+                "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.port
             );
             // The answer comes once the browser is gone (chromedriver may
             // keep the connection open, so not to its end).
             let _ = s.read(&mut [0; 1024]);
         }
-        // Whatever is left: chromedriver leads its own process group (see `start`), which
-        // Chromium's processes join: end the group, then reap the driver.
+        // Whatever is left: chromedriver leads its own process group (see
+        // `start`), which Chromium's processes join.
         let _ = Command::new("kill")
-            .args(["-TERM", "--", &format!("-{}", self.driver.id())])
+            .args(["-TERM", "--", &format!("-{}", self.child.id())])
             .stderr(Stdio::null())
             .status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -196,7 +205,20 @@ impl Chrome {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
-        let driver = cmd.spawn().expect("chromedriver starts");
+        let mut driver = Driver {
+            child: cmd.spawn().expect("chromedriver starts"),
+            port,
+            session: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let gone = driver.child.try_wait().ok().flatten();
+            assert!(
+                gone.is_none() && Instant::now() < deadline,
+                "{CHROMEDRIVER} is not listening on port {port} ({gone:?})"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         let mut args: Vec<String> = [
             "--headless",
@@ -230,27 +252,16 @@ impl Chrome {
         }))
         .expect("capabilities");
 
-        let url = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let client = loop {
-            let attempt =
-                ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-                    .capabilities(caps.clone())
-                    .connect(&url)
-                    .await;
-            match attempt {
-                Ok(c) => break c,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => {
-                    let log = std::fs::read_to_string(profile.path().join("chromedriver.log"))
-                        .unwrap_or_default();
-                    panic!("no WebDriver session from {CHROMEDRIVER}: {e}\n{log}");
-                }
-            }
-        };
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap_or_else(|e| {
+                let log = std::fs::read_to_string(profile.path().join("chromedriver.log"))
+                    .unwrap_or_default();
+                panic!("no browser session from {CHROMEDRIVER}: {e}\n{log}")
+            });
+        driver.session = client.session_id().await.expect("session id");
         client
             .update_timeouts(TimeoutConfiguration::new(
                 Some(Duration::from_secs(30)),
@@ -268,19 +279,12 @@ impl Chrome {
                 .await
                 .expect("the CSP listener installed");
         }
-        let session = client
-            .session_id()
-            .await
-            .expect("session id")
-            .unwrap_or_default();
         let shots = screenshot_dir(test);
         // Only this run's pictures in the folder.
         let _ = std::fs::remove_dir_all(&shots);
         Chrome {
             client,
-            driver,
-            port,
-            session,
+            _driver: driver,
             _profile: profile,
             shots,
             taken: AtomicU32::new(0),
