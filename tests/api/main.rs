@@ -3,6 +3,8 @@
 mod apps;
 mod attacks;
 mod authz;
+mod browser;
+mod browser_people;
 mod cli_login;
 mod device;
 mod discovery;

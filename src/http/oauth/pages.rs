@@ -73,7 +73,10 @@ pub fn headers(res: &mut HttpResponseBuilder, form_to: Option<&str>) {
             ),
         ))
         .insert_header((header::X_FRAME_OPTIONS, "DENY"))
-        .insert_header((header::REFERRER_POLICY, "no-referrer"))
+        // Not `no-referrer`: under it a browser sends `Origin: null` with
+        // the page's own form posts, which the Origin check refuses. The
+        // query (state, challenge) still never leaves for another site.
+        .insert_header((header::REFERRER_POLICY, "same-origin"))
         .insert_header(("X-Content-Type-Options", "nosniff"));
 }
 
