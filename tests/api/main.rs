@@ -4,6 +4,7 @@ mod apps;
 mod attacks;
 mod authz;
 mod browser;
+mod browser_device;
 mod browser_people;
 mod cli_login;
 mod device;

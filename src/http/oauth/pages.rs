@@ -142,16 +142,25 @@ pub fn confirm_logout(hidden_fields: &str, csrf: &str) -> String {
 
 /// The device page's first step: the user code (RFC 8628 §3.3).
 pub fn device_entry(csrf: &str, user_code: &str, error: Option<&str>) -> String {
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
-        .unwrap_or_default();
+    // A refusal sits between the label and the field it is about, and the
+    // field names it, so a screen reader reads it with the field.
+    let (error, invalid) = match error {
+        Some(e) => (
+            format!(
+                "<p id=\"code_error\" class=\"error\" role=\"alert\">{}</p>",
+                esc(e)
+            ),
+            " aria-invalid=\"true\" aria-describedby=\"code_error code_help\"",
+        ),
+        None => (String::new(), " aria-describedby=\"code_help\""),
+    };
     format!(
-        "<h1>Connect a device</h1>{error}\
+        "<h1>Connect a device</h1>\
 <p>Enter the code your device shows to let it sign in as you.</p>\
 <form method=\"post\" action=\"/device\">\
 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-<label for=\"user_code\">Code</label>\
-<input id=\"user_code\" name=\"user_code\" type=\"text\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\" maxlength=\"20\" required value=\"{code}\" aria-describedby=\"code_help\">\
+<label for=\"user_code\">Code</label>{error}\
+<input id=\"user_code\" name=\"user_code\" type=\"text\" autocomplete=\"off\" autocapitalize=\"characters\" spellcheck=\"false\" maxlength=\"20\" required value=\"{code}\"{invalid}>\
 <p id=\"code_help\" class=\"muted\">Eight letters, like BCDF-GHJK.</p>\
 <button type=\"submit\">Continue</button></form>",
         csrf = esc(csrf),
