@@ -214,6 +214,23 @@ impl Providers {
         &self.list
     }
 
+    /// The provider whose issuer a token claims, read without checking
+    /// anything: only to choose whose keys to check it against, after
+    /// which it is checked in full.
+    pub fn claimed_by(&self, token: &str) -> Option<Arc<Provider>> {
+        use base64::Engine;
+        if token.len() > MAX_ID_TOKEN_BYTES {
+            return None;
+        }
+        let payload = token.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .ok()?;
+        let claims: Value = serde_json::from_slice(&bytes).ok()?;
+        let iss = claims["iss"].as_str()?.trim_end_matches('/');
+        self.list.iter().find(|p| p.issuer() == iss).cloned()
+    }
+
     /// The provider's discovery document (fetched on first use).
     pub async fn discovery(&self, p: &Provider) -> Result<Arc<Discovery>, SsoError> {
         discover(&self.http, p).await
