@@ -24,5 +24,6 @@ mod race;
 mod redis;
 mod redis_server;
 mod revocation;
+mod sso_hostile;
 mod token;
 mod verifier;
