@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod people;
 pub mod revocation;
 pub mod roles;
+pub mod sso;
 pub mod state;
 pub mod token;
 pub mod usage;
@@ -71,6 +72,8 @@ fn named(what: Entity, id: &str) -> String {
                     .strip_prefix("ses_")
                     .is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric()))
         }
+        // An upstream subject is the provider's input: never echoed.
+        Entity::UserIdentity => false,
     };
     if well_formed {
         format!("{what} {id}")

@@ -70,6 +70,8 @@ pub struct Gateway {
     pub revocation_limiter: super::revocation::RevocationLimiter,
     /// Wrong device user codes (per session, per address).
     pub device_throttle: super::people::device::DeviceThrottle,
+    /// Upstream OpenID Connect providers (SPEC §10).
+    pub sso: super::sso::Providers,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -195,7 +197,9 @@ impl Gateway {
         let hasher = SecretHasher::new(settings.hash_concurrency, settings.hash_queue)
             .map_err(|e| BuildError(e.to_string()))?;
         let pepper = Pepper::random().map_err(|e| BuildError(e.to_string()))?;
+        let sso = super::sso::Providers::new(&settings.idp).map_err(BuildError)?;
         Ok(Self {
+            sso,
             issuer: settings.issuer(),
             keys,
             catalogue,

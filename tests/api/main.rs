@@ -25,5 +25,6 @@ mod race;
 mod redis;
 mod redis_server;
 mod revocation;
+mod sso_hostile;
 mod token;
 mod verifier;
