@@ -6,6 +6,7 @@ mod authz;
 mod browser;
 mod browser_device;
 mod browser_people;
+mod browser_sso;
 mod cli_login;
 mod device;
 mod discovery;
