@@ -230,9 +230,21 @@ async fn a_wrong_code_is_shown_beside_the_field_and_deny_refuses_the_device() {
 
     // The same form, the error between the label and the field, the field
     // naming it and still holding what was typed.
-    chrome
-        .wait_for("label[for=user_code] + p#code_error.error[role=alert] + input#user_code")
+    chrome.wait_for("p.error[role=alert]").await;
+    let placed = chrome
+        .client()
+        .find(Locator::Css(
+            "label[for=user_code] + p#code_error.error[role=alert] + input#user_code",
+        ))
         .await;
+    if placed.is_err() {
+        let shot = chrome.screenshot("misplaced-error").await;
+        let html = chrome.client().source().await.unwrap();
+        panic!(
+            "the error is not between the label and the field ({}):\n{html}",
+            shot.display()
+        );
+    }
     let field = chrome
         .client()
         .find(Locator::Id("user_code"))
