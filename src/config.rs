@@ -109,6 +109,177 @@ pub struct Settings {
     /// Ensured admin user's password (`TESSERA_ADMIN_PASSWORD`).
     #[serde(skip)]
     pub admin_password: Option<SecretString>,
+    /// Upstream OpenID Connect providers (`[[idp]]`, SPEC §10). Default:
+    /// none.
+    pub idp: Vec<IdpSettings>,
+}
+
+/// One upstream OpenID Connect provider (`[[idp]]`, SPEC §10).
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdpSettings {
+    /// URL-safe, unique: the callback is `{issuer}/sso/{name}/callback`.
+    pub name: String,
+    /// What the sign-in button says. Default: the name.
+    #[serde(default)]
+    pub display_name: Option<String>,
+    /// The provider's issuer; discovery is at
+    /// `{issuer}/.well-known/openid-configuration`.
+    pub issuer: String,
+    /// Our client id at the provider.
+    pub client_id: String,
+    /// Our client secret there, or `TESSERA_IDP_<NAME>_CLIENT_SECRET`
+    /// (name upper-cased, `-` as `_`).
+    #[serde(default)]
+    pub client_secret: Option<SecretString>,
+    /// Scopes asked for. Default `openid email profile`.
+    #[serde(default = "default_idp_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID-token claim holding the person's groups. Default `groups`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Just-in-time creation of unknown people. Default false.
+    #[serde(default)]
+    pub create_users: bool,
+    /// Email domains `create_users` may create people for. Default: none
+    /// (so nobody is created until domains are listed).
+    #[serde(default)]
+    pub allowed_domains: Vec<String>,
+    /// Link an unknown identity to the user with the same email, only when
+    /// the provider says `email_verified`. Default false.
+    #[serde(default)]
+    pub link_by_verified_email: bool,
+    /// Accept this provider's ID tokens in token exchange (SPEC §11).
+    /// Default false.
+    #[serde(default)]
+    pub token_exchange: bool,
+    /// Groups to roles, applied at every sign-in.
+    #[serde(default)]
+    pub role_map: Vec<RoleMapping>,
+}
+
+impl std::fmt::Debug for IdpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdpSettings")
+            .field("name", &self.name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"<hidden>")
+            .field("create_users", &self.create_users)
+            .field("token_exchange", &self.token_exchange)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `[[idp.role_map]]` entry: members of `group` hold `roles`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleMapping {
+    /// A value of the provider's groups claim.
+    pub group: String,
+    /// Roles its members get.
+    pub roles: Vec<String>,
+}
+
+fn default_idp_scopes() -> Vec<String> {
+    vec!["openid".into(), "email".into(), "profile".into()]
+}
+
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+
+/// The environment variable holding a provider's client secret.
+pub fn idp_secret_var(name: &str) -> String {
+    format!(
+        "TESSERA_IDP_{}_CLIENT_SECRET",
+        name.to_ascii_uppercase().replace('-', "_")
+    )
+}
+
+/// Checks the `[[idp]]` tables: names URL-safe and unique, an http(s)
+/// issuer, a client id and secret, `openid` among the scopes.
+fn validate_idps(idps: &[IdpSettings]) -> Result<(), ConfigError> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, p) in idps.iter().enumerate() {
+        let at = |field: &str| format!("idp[{i}].{field}");
+        let name_ok = (1..=32).contains(&p.name.len())
+            && p.name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(err(
+                &at("name"),
+                "must be 1 to 32 lowercase letters, digits, - or _",
+            ));
+        }
+        if !seen.insert(p.name.clone()) {
+            return Err(err(
+                &at("name"),
+                format!("{:?} is configured twice", p.name),
+            ));
+        }
+        let issuer_ok = url::Url::parse(&p.issuer).is_ok_and(|u| {
+            matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some()
+                && u.query().is_none()
+                && u.fragment().is_none()
+        });
+        if !issuer_ok {
+            return Err(err(
+                &at("issuer"),
+                "must be an http(s) URL without query or fragment",
+            ));
+        }
+        if p.client_id.is_empty() || p.client_id.len() > 256 {
+            return Err(err(&at("client_id"), "must be 1 to 256 characters"));
+        }
+        if p.client_secret
+            .as_ref()
+            .is_none_or(|s| secrecy::ExposeSecret::expose_secret(s).is_empty())
+        {
+            return Err(err(
+                &at("client_secret"),
+                format!("is required (or set {})", idp_secret_var(&p.name)),
+            ));
+        }
+        if !p.scopes.iter().any(|s| s == "openid") {
+            return Err(err(&at("scopes"), "must include openid"));
+        }
+        if p.scopes
+            .iter()
+            .any(|s| s.is_empty() || s.contains(|c: char| c.is_whitespace()))
+        {
+            return Err(err(&at("scopes"), "each scope must be one non-empty word"));
+        }
+        if p.groups_claim.is_empty() {
+            return Err(err(&at("groups_claim"), "must not be empty"));
+        }
+        if p.create_users && p.allowed_domains.is_empty() {
+            return Err(err(
+                &at("allowed_domains"),
+                "create_users needs at least one allowed domain",
+            ));
+        }
+        if p.allowed_domains
+            .iter()
+            .any(|d| d.is_empty() || d.contains('@') || d.contains(char::is_whitespace))
+        {
+            return Err(err(
+                &at("allowed_domains"),
+                "each entry must be a bare domain such as example.com",
+            ));
+        }
+        for (j, m) in p.role_map.iter().enumerate() {
+            if m.group.is_empty() || m.roles.iter().any(String::is_empty) {
+                return Err(err(
+                    &format!("idp[{i}].role_map[{j}]"),
+                    "group and roles must not be empty",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How long people stay signed in, and how hard sign-in is throttled
@@ -191,6 +362,7 @@ impl Default for Settings {
             people: PeopleSettings::default(),
             admin_email: None,
             admin_password: None,
+            idp: Vec::new(),
         }
     }
 }
@@ -325,6 +497,11 @@ impl Settings {
                 "TESSERA_REFRESH_GRACE" => self.people.refresh_grace = parse_num(k, v)?,
                 // Read elsewhere (TESSERA_CONFIG) or by the CLI (URL, credentials).
                 _ => {}
+            }
+        }
+        for p in &mut self.idp {
+            if let Some(v) = env.get(&idp_secret_var(&p.name)).filter(|v| !v.is_empty()) {
+                p.client_secret = Some(SecretString::from(v.clone()));
             }
         }
         Ok(())
@@ -493,6 +670,7 @@ impl Settings {
                 return Err(err(name, format!("must be between {lo} and {hi}")));
             }
         }
+        validate_idps(&self.idp)?;
         Ok(())
     }
 
@@ -578,6 +756,64 @@ mod tests {
         assert_eq!(s.token_ttl, 120);
         assert_eq!(s.key_prefix, "acme");
         assert_eq!(s.permissions.len(), 1);
+    }
+
+    #[test]
+    fn identity_providers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        let good = "[[idp]]\nname = \"corp-sso\"\ndisplay_name = \"Corp SSO\"\nissuer = \"https://login.example.com\"\nclient_id = \"tessera\"\nscopes = [\"openid\", \"email\"]\ncreate_users = true\nallowed_domains = [\"example.com\"]\n[[idp.role_map]]\ngroup = \"admins\"\nroles = [\"admin\"]\n";
+        std::fs::write(&path, good).unwrap();
+        // No secret anywhere: named, with the variable that would hold it.
+        let e = Settings::load_from(Some(&path), &env(&[])).unwrap_err();
+        assert!(
+            e.to_string().contains("TESSERA_IDP_CORP_SSO_CLIENT_SECRET"),
+            "{e}"
+        );
+        let s = Settings::load_from(
+            Some(&path),
+            &env(&[("TESSERA_IDP_CORP_SSO_CLIENT_SECRET", "s3cret-value")]),
+        )
+        .unwrap();
+        assert_eq!(s.idp.len(), 1);
+        assert_eq!(s.idp[0].role_map[0].roles, vec!["admin".to_owned()]);
+        assert_eq!(s.idp[0].groups_claim, "groups");
+        let shown = format!("{:?}", s.idp[0]);
+        assert!(
+            !shown.contains("s3cret") && shown.contains("<hidden>"),
+            "{shown}"
+        );
+        for (bad, what) in [
+            (good.replace("corp-sso", "Corp SSO"), "name"),
+            (
+                good.replace("https://login.example.com", "login.example.com"),
+                "issuer",
+            ),
+            (
+                good.replace("[\"openid\", \"email\"]", "[\"email\"]"),
+                "openid",
+            ),
+            (
+                good.replace("allowed_domains = [\"example.com\"]", ""),
+                "allowed_domains",
+            ),
+            (
+                format!(
+                    "{good}{}",
+                    good.replace("display_name = \"Corp SSO\"\n", "")
+                ),
+                "twice",
+            ),
+            (good.replace("client_id", "clientid"), "clientid"),
+        ] {
+            std::fs::write(&path, bad).unwrap();
+            let e = Settings::load_from(
+                Some(&path),
+                &env(&[("TESSERA_IDP_CORP_SSO_CLIENT_SECRET", "x")]),
+            )
+            .unwrap_err();
+            assert!(e.to_string().contains(what), "{what}: {e}");
+        }
     }
 
     #[test]

@@ -67,6 +67,11 @@ pub struct LinkedIdentity {
     /// The email the provider gave, when it did.
     #[serde(default)]
     pub email: Option<String>,
+    /// Roles this provider's role map granted the user (and will take back
+    /// when the group is gone). Roles an administrator granted are never
+    /// listed here, so the role map never removes them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
 }
 
 /// Shortest password accepted (NIST SP 800-63B asks at least 8; we ask 12).

@@ -71,6 +71,8 @@ fn named(what: Entity, id: &str) -> String {
                     .strip_prefix("ses_")
                     .is_some_and(|r| r.bytes().all(|b| b.is_ascii_alphanumeric()))
         }
+        // An upstream subject is the provider's input: never echoed.
+        Entity::UserIdentity => false,
     };
     if well_formed {
         format!("{what} {id}")

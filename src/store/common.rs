@@ -48,6 +48,23 @@ impl Record for AuthCode {
 impl Record for RefreshFamily {
     const KIND: &'static str = "refresh family record";
 }
+impl Record for super::SsoLogin {
+    const KIND: &'static str = "single sign-on attempt";
+}
+
+/// The identity-index keys of a user's linked identities
+/// ([`super::identity_key`]), without repeats.
+pub(crate) fn identity_keys(user: &StoredUser) -> Vec<String> {
+    let mut keys: Vec<String> = user
+        .user
+        .identities
+        .iter()
+        .map(|i| super::identity_key(&i.idp, &i.subject))
+        .collect();
+    keys.sort();
+    keys.dedup();
+    keys
+}
 
 /// Encodes a record as JSON (bytes for redb, a string for Redis).
 pub(crate) fn encode<T: Record>(value: &T) -> Result<String, StoreError> {

@@ -80,6 +80,8 @@ pub async fn run_all<
     audit(store).await;
     revocations(store).await;
     people(store).await;
+    identities(store).await;
+    sso_logins(store).await;
 }
 
 async fn revocations<S: RevocationStore>(store: &S) {
@@ -1512,4 +1514,130 @@ async fn people_purge<S: SessionStore>(store: &S) {
         RefreshUse::Rotated(_)
     ));
     must(store.delete_user_sessions("usr_purge").await, "cleanup");
+}
+
+fn linked(idp: &str, subject: &str) -> crate::domain::user::LinkedIdentity {
+    crate::domain::user::LinkedIdentity {
+        idp: idp.into(),
+        subject: subject.into(),
+        email: None,
+        roles: Vec::new(),
+    }
+}
+
+/// The identity index follows insert, update and delete, and an identity
+/// belongs to one user at most.
+async fn identities<S: UserStore>(store: &S) {
+    let mut a = user("usr_ida", "ida@example.com", &[]);
+    a.user.identities = vec![linked("corp", "sub-1")];
+    must(store.insert_user(&a).await, "insert with identity");
+    let found = must(store.find_user_by_identity("corp", "sub-1").await, "find");
+    assert_eq!(found.map(|u| u.user.id), Some("usr_ida".to_owned()));
+    assert!(
+        must(store.find_user_by_identity("corp", "sub-2").await, "find").is_none(),
+        "another subject is nobody"
+    );
+    assert!(
+        must(store.find_user_by_identity("other", "sub-1").await, "find").is_none(),
+        "the same subject at another provider is nobody"
+    );
+    let mut b = user("usr_idb", "idb@example.com", &[]);
+    b.user.identities = vec![linked("corp", "sub-1")];
+    assert!(
+        matches!(
+            store.insert_user(&b).await,
+            Err(StoreError::Conflict {
+                what: Entity::UserIdentity,
+                ..
+            })
+        ),
+        "an identity is linked to one user"
+    );
+    assert!(
+        must(store.get_user("usr_idb").await, "get").is_none(),
+        "nothing written"
+    );
+    b.user.identities = vec![];
+    must(store.insert_user(&b).await, "insert b");
+    let b_at = b.user.updated_at;
+    b.user.identities = vec![linked("corp", "sub-1")];
+    assert!(
+        matches!(
+            store.update_user(&b, b_at).await,
+            Err(StoreError::Conflict {
+                what: Entity::UserIdentity,
+                ..
+            })
+        ),
+        "linking another's identity is refused"
+    );
+    // Moving the identity: a's link goes, then b's comes.
+    let a_at = a.user.updated_at;
+    a.user.identities = vec![linked("corp", "sub-9")];
+    a.user.updated_at = a_at + chrono::Duration::milliseconds(1);
+    must(store.update_user(&a, a_at).await, "relink a");
+    assert!(must(store.find_user_by_identity("corp", "sub-1").await, "find").is_none());
+    let found = must(store.find_user_by_identity("corp", "sub-9").await, "find");
+    assert_eq!(found.map(|u| u.user.id), Some("usr_ida".to_owned()));
+    b.user.updated_at = b_at + chrono::Duration::milliseconds(1);
+    must(store.update_user(&b, b_at).await, "link b");
+    let found = must(store.find_user_by_identity("corp", "sub-1").await, "find");
+    assert_eq!(found.map(|u| u.user.id), Some("usr_idb".to_owned()));
+    assert!(must(store.delete_user("usr_idb").await, "delete b"));
+    assert!(
+        must(store.find_user_by_identity("corp", "sub-1").await, "find").is_none(),
+        "a deleted user's identities go with it"
+    );
+    must(store.insert_user(&b).await, "the identity is free again");
+    assert!(must(store.delete_user("usr_idb").await, "delete b"));
+    assert!(must(store.delete_user("usr_ida").await, "delete a"));
+}
+
+fn sso_login(expires_at: DateTime<Utc>) -> crate::store::SsoLogin {
+    crate::store::SsoLogin {
+        idp: "corp".into(),
+        nonce: "n".into(),
+        code_verifier: "v".into(),
+        browser: "b".into(),
+        client_id: "tessera-console".into(),
+        return_to: Some("/oauth/authorize?x=1".into()),
+        expires_at,
+    }
+}
+
+/// A sign-on attempt is taken once, never after it lapsed, and racing
+/// takers get it once between them.
+async fn sso_logins<S: SessionStore>(store: &S) {
+    let now = Utc::now();
+    let l = sso_login(now + chrono::Duration::minutes(10));
+    must(store.put_sso_login("h1", &l).await, "put");
+    assert!(must(store.take_sso_login("nope", now).await, "take").is_none());
+    assert_eq!(
+        must(store.take_sso_login("h1", now).await, "take"),
+        Some(l.clone())
+    );
+    assert!(
+        must(store.take_sso_login("h1", now).await, "take").is_none(),
+        "a state is single-use"
+    );
+    must(store.put_sso_login("h2", &l).await, "put");
+    assert!(
+        must(
+            store
+                .take_sso_login("h2", now + chrono::Duration::minutes(11))
+                .await,
+            "take"
+        )
+        .is_none(),
+        "a lapsed attempt is refused"
+    );
+    must(store.put_sso_login("h3", &l).await, "put");
+    let takes =
+        futures_util::future::join_all((0..8).map(|_| store.take_sso_login("h3", now))).await;
+    let got = takes
+        .into_iter()
+        .map(|t| must(t, "take"))
+        .filter(Option::is_some)
+        .count();
+    assert_eq!(got, 1, "racing takers get the attempt once");
 }

@@ -141,6 +141,8 @@ pub enum Entity {
     UserEmail,
     /// A person's session, by id.
     Session,
+    /// A user, by a linked identity (`{idp}/{subject}`).
+    UserIdentity,
 }
 
 impl Entity {
@@ -153,6 +155,7 @@ impl Entity {
             Self::User => "user",
             Self::UserEmail => "user with email",
             Self::Session => "session",
+            Self::UserIdentity => "user with identity",
         }
     }
 }
@@ -310,6 +313,54 @@ pub trait UserStore: Send + Sync + 'static {
     async fn delete_user(&self, id: &str) -> Result<bool, StoreError>;
     /// Reads the user with this (normalised, lower-case) email address.
     async fn find_user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError>;
+    /// Reads the user holding the linked identity (`idp`, `subject`). The
+    /// index follows `insert_user`, `update_user` and `delete_user`: an
+    /// identity linked to another user is a `Conflict`
+    /// ([`Entity::UserIdentity`]).
+    async fn find_user_by_identity(
+        &self,
+        idp: &str,
+        subject: &str,
+    ) -> Result<Option<StoredUser>, StoreError>;
+}
+
+/// The key of a linked identity in the identity index: the provider's
+/// name (URL-safe, no `/`), a `/`, then the subject as given.
+pub fn identity_key(idp: &str, subject: &str) -> String {
+    format!("{idp}/{subject}")
+}
+
+/// A single sign-on attempt waiting for the provider's answer, stored under
+/// the SHA-256 (hex) of its `state` until taken once or expired.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+pub struct SsoLogin {
+    /// The provider's configured name.
+    pub idp: String,
+    /// The `nonce` sent; the ID token must carry it.
+    pub nonce: String,
+    /// The PKCE verifier (a secret until the code is exchanged).
+    pub code_verifier: String,
+    /// SHA-256 (hex) of the browser-binding cookie: the callback must come
+    /// from the browser that started.
+    pub browser: String,
+    /// The client the session is for.
+    pub client_id: String,
+    /// Where to continue afterwards: a same-origin path (`/...`).
+    pub return_to: Option<String>,
+    /// When it lapses.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SsoLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SsoLogin")
+            .field("idp", &self.idp)
+            .field("nonce", &"<hidden>")
+            .field("code_verifier", &"<hidden>")
+            .field("client_id", &self.client_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// People's sessions, authorization codes and refresh-token families
@@ -377,6 +428,15 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Forgets lapsed sessions, codes, families and tokens (a no-op where
     /// the backend expires keys itself); returns how many.
     async fn purge_people(&self, now: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Stores a single sign-on attempt under the SHA-256 of its `state`.
+    async fn put_sso_login(&self, state_hash: &str, login: &SsoLogin) -> Result<(), StoreError>;
+    /// Takes an attempt, atomically: the first call gets it (and it is
+    /// gone), every later one, and any call after `expires_at`, `None`.
+    async fn take_sso_login(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SsoLogin>, StoreError>;
 }
 
 /// How long a spent authorization code is remembered after its expiry, so

@@ -3,9 +3,11 @@
 use async_trait::async_trait;
 use redb::{ReadableDatabase, ReadableTable};
 
-use super::{APPS, EmbeddedStore, ROLES, USERS, USERS_BY_EMAIL, backend};
+use super::{APPS, EmbeddedStore, ROLES, USERS, USERS_BY_EMAIL, USERS_BY_IDENTITY, backend};
 use crate::domain::Role;
-use crate::store::common::{RoleHolders, app_holds_role, decode, encode, page, user_holds_role};
+use crate::store::common::{
+    RoleHolders, app_holds_role, decode, encode, identity_keys, page, user_holds_role,
+};
 use crate::store::{Entity, RoleDelete, RoleStore, StoreError, StoredApp, StoredUser, UserStore};
 
 impl EmbeddedStore {
@@ -164,8 +166,21 @@ impl UserStore for EmbeddedStore {
                         id: email.to_owned(),
                     });
                 }
+                let mut linked = txn.open_table(USERS_BY_IDENTITY).map_err(backend)?;
+                let keys = identity_keys(&user);
+                for k in &keys {
+                    if linked.get(k.as_str()).map_err(backend)?.is_some() {
+                        return Err(StoreError::Conflict {
+                            what: Entity::UserIdentity,
+                            id: k.clone(),
+                        });
+                    }
+                }
                 users.insert(id, bytes.as_bytes()).map_err(backend)?;
                 emails.insert(email, id).map_err(backend)?;
+                for k in &keys {
+                    linked.insert(k.as_str(), id).map_err(backend)?;
+                }
             }
             txn.commit().map_err(backend)
         })
@@ -248,6 +263,26 @@ impl UserStore for EmbeddedStore {
                         .insert(user.user.email.as_str(), id)
                         .map_err(backend)?;
                 }
+                let (before, after) = (identity_keys(&old), identity_keys(&user));
+                let mut linked = txn.open_table(USERS_BY_IDENTITY).map_err(backend)?;
+                for k in after.iter().filter(|k| !before.contains(k)) {
+                    let owner = linked
+                        .get(k.as_str())
+                        .map_err(backend)?
+                        .map(|v| v.value().to_owned());
+                    if owner.is_some_and(|o| o != id) {
+                        return Err(StoreError::Conflict {
+                            what: Entity::UserIdentity,
+                            id: k.clone(),
+                        });
+                    }
+                }
+                for k in before.iter().filter(|k| !after.contains(k)) {
+                    linked.remove(k.as_str()).map_err(backend)?;
+                }
+                for k in after.iter().filter(|k| !before.contains(k)) {
+                    linked.insert(k.as_str(), id).map_err(backend)?;
+                }
                 users.insert(id, bytes.as_bytes()).map_err(backend)?;
             }
             txn.commit().map_err(backend)
@@ -268,6 +303,10 @@ impl UserStore for EmbeddedStore {
                 if let Some(old) = &old {
                     let mut emails = txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
                     emails.remove(old.user.email.as_str()).map_err(backend)?;
+                    let mut linked = txn.open_table(USERS_BY_IDENTITY).map_err(backend)?;
+                    for k in identity_keys(old) {
+                        linked.remove(k.as_str()).map_err(backend)?;
+                    }
                 }
                 old.is_some()
             };
@@ -283,6 +322,27 @@ impl UserStore for EmbeddedStore {
             let txn = db.begin_read().map_err(backend)?;
             let emails = txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
             let Some(id) = emails.get(email.as_str()).map_err(backend)? else {
+                return Ok(None);
+            };
+            let users = txn.open_table(USERS).map_err(backend)?;
+            match users.get(id.value()).map_err(backend)? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn find_user_by_identity(
+        &self,
+        idp: &str,
+        subject: &str,
+    ) -> Result<Option<StoredUser>, StoreError> {
+        let key = crate::store::identity_key(idp, subject);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let linked = txn.open_table(USERS_BY_IDENTITY).map_err(backend)?;
+            let Some(id) = linked.get(key.as_str()).map_err(backend)? else {
                 return Ok(None);
             };
             let users = txn.open_table(USERS).map_err(backend)?;

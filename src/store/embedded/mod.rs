@@ -24,6 +24,8 @@ const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const USERS_BY_EMAIL: TableDefinition<&str, &str> = TableDefinition::new("users_by_email");
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
+/// Linked identity (`store::identity_key`) → user id.
+const USERS_BY_IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("users_by_identity");
 
 /// The redb-backed store.
 #[derive(Clone)]
@@ -61,6 +63,7 @@ impl EmbeddedStore {
         txn.open_table(USERS).map_err(backend)?;
         txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
         txn.open_table(AUDIT).map_err(backend)?;
+        txn.open_table(USERS_BY_IDENTITY).map_err(backend)?;
         revocations::init(&txn)?;
         people::init(&txn)?;
         txn.commit().map_err(backend)?;

@@ -20,13 +20,15 @@ use crate::domain::session::{
     AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession,
 };
 use crate::store::common::{Record, decode, encode};
-use crate::store::{Entity, SPENT_CODE_MEMORY_SECS, SessionStore, StoreError};
+use crate::store::{Entity, SPENT_CODE_MEMORY_SECS, SessionStore, SsoLogin, StoreError};
 
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 const USER_SESSIONS: TableDefinition<&str, &str> = TableDefinition::new("user_sessions");
 const CODES: TableDefinition<&str, &[u8]> = TableDefinition::new("auth_codes");
 const FAMILIES: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_families");
 const TOKENS: TableDefinition<&str, &[u8]> = TableDefinition::new("refresh_tokens");
+/// Single sign-on attempts: SHA-256 of `state` → [`SsoLogin`].
+const SSO_LOGINS: TableDefinition<&str, &[u8]> = TableDefinition::new("sso_logins");
 
 /// An authorization code and whether it was spent.
 #[derive(Serialize, Deserialize)]
@@ -60,6 +62,7 @@ pub(super) fn init(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(CODES).map_err(backend)?;
     txn.open_table(FAMILIES).map_err(backend)?;
     txn.open_table(TOKENS).map_err(backend)?;
+    txn.open_table(SSO_LOGINS).map_err(backend)?;
     Ok(())
 }
 
@@ -473,10 +476,50 @@ impl SessionStore for EmbeddedStore {
                 purged += remove_where::<RefreshFamily>(&mut families, |f| f.expires_at <= now)?;
                 let mut tokens = txn.open_table(TOKENS).map_err(backend)?;
                 purged += remove_where::<TokenRecord>(&mut tokens, |t| t.expires_at <= now)?;
+                let mut logins = txn.open_table(SSO_LOGINS).map_err(backend)?;
+                purged += remove_where::<SsoLogin>(&mut logins, |l| l.expires_at <= now)?;
                 purged
             };
             txn.commit().map_err(backend)?;
             Ok(purged)
+        })
+        .await
+    }
+
+    async fn put_sso_login(&self, state_hash: &str, login: &SsoLogin) -> Result<(), StoreError> {
+        let hash = state_hash.to_owned();
+        let login = login.clone();
+        self.blocking(move |db| {
+            let bytes = encode(&login)?;
+            let txn = db.begin_write().map_err(backend)?;
+            {
+                let mut t = txn.open_table(SSO_LOGINS).map_err(backend)?;
+                t.insert(hash.as_str(), bytes.as_bytes()).map_err(backend)?;
+            }
+            txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn take_sso_login(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SsoLogin>, StoreError> {
+        let hash = state_hash.to_owned();
+        self.blocking(move |db| {
+            // Removal inside one write transaction: of racing callers,
+            // exactly one gets the record.
+            let txn = db.begin_write().map_err(backend)?;
+            let found = {
+                let mut t = txn.open_table(SSO_LOGINS).map_err(backend)?;
+                match t.remove(hash.as_str()).map_err(backend)? {
+                    Some(v) => Some(decode::<SsoLogin>(v.value())?),
+                    None => None,
+                }
+            };
+            txn.commit().map_err(backend)?;
+            Ok(found.filter(|l| l.expires_at > now))
         })
         .await
     }

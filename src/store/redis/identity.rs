@@ -7,7 +7,7 @@ use redis::AsyncCommands;
 use super::{Lex, RedisStore, Tx, bounded, get, members_after, mget, transact, unavailable, watch};
 use crate::domain::{ChangeEvent, Role};
 use crate::store::common::{
-    RoleHolders, app_holds_role, encode, order_key_id, page, user_holds_role,
+    RoleHolders, app_holds_role, encode, identity_keys, order_key_id, page, user_holds_role,
 };
 use crate::store::{Entity, RoleDelete, RoleStore, StoreError, StoredApp, StoredUser, UserStore};
 
@@ -23,13 +23,18 @@ redis.call('SET', KEYS[1], ARGV[1])
 redis.call('PUBLISH', KEYS[2], ARGV[2])
 return 1";
 
-/// KEYS: user, email owner, users index, channel. ARGV: record, id, event.
-/// Returns 1, 0 when the id is taken, -1 when the email is.
+/// KEYS: user, email owner, users index, channel, then the owners of its
+/// linked identities. ARGV: record, id, event. Returns 1, 0 when the id is
+/// taken, -1 when the email is, -1 - n when the n-th identity is.
 const INSERT_USER: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+for i = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return -1 - (i - 4) end
+end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SET', KEYS[2], ARGV[2])
+for i = 5, #KEYS do redis.call('SET', KEYS[i], ARGV[2]) end
 redis.call('ZADD', KEYS[3], 0, ARGV[2])
 redis.call('PUBLISH', KEYS[4], ARGV[3])
 return 1";
@@ -202,13 +207,16 @@ impl UserStore for RedisStore {
         );
         let body = encode(user)?;
         let event = encode(&ChangeEvent::Users)?;
+        let identities = identity_keys(user);
         bounded(async {
             let mut c = self.conn().await?;
-            let done: i64 = redis::Script::new(INSERT_USER)
-                .key(&key)
-                .key(&email_key)
-                .key(&set)
-                .key(&channel)
+            let script = redis::Script::new(INSERT_USER);
+            let mut call = script.key(&key);
+            call.key(&email_key).key(&set).key(&channel);
+            for i in &identities {
+                call.key(self.linked_key(i));
+            }
+            let done: i64 = call
                 .arg(&body)
                 .arg(&u.id)
                 .arg(&event)
@@ -225,6 +233,16 @@ impl UserStore for RedisStore {
                     what: Entity::UserEmail,
                     id: u.email.clone(),
                 }),
+                n if n < -1 => {
+                    let at = usize::try_from(-1 - n).unwrap_or(usize::MAX);
+                    Err(StoreError::Conflict {
+                        what: Entity::UserIdentity,
+                        id: identities
+                            .get(at.wrapping_sub(1))
+                            .cloned()
+                            .unwrap_or_default(),
+                    })
+                }
                 other => Err(StoreError::Unavailable(format!(
                     "unexpected answer {other} from the user insert script"
                 ))),
@@ -235,6 +253,32 @@ impl UserStore for RedisStore {
 
     async fn get_user(&self, id: &str) -> Result<Option<StoredUser>, StoreError> {
         self.read(&self.user_key(id)).await
+    }
+
+    async fn find_user_by_identity(
+        &self,
+        idp: &str,
+        subject: &str,
+    ) -> Result<Option<StoredUser>, StoreError> {
+        let identity = crate::store::identity_key(idp, subject);
+        let owner: Option<String> = bounded(async {
+            let mut c = self.conn().await?;
+            c.get::<_, Option<String>>(self.linked_key(&identity))
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        match owner {
+            // The user may change between the two reads: check the record
+            // still holds the identity.
+            Some(id) => Ok(self.get_user(&id).await?.filter(|u: &StoredUser| {
+                u.user
+                    .identities
+                    .iter()
+                    .any(|i| i.idp == idp && i.subject == subject)
+            })),
+            None => Ok(None),
+        }
     }
 
     async fn find_user_by_email(&self, email: &str) -> Result<Option<StoredUser>, StoreError> {
@@ -294,9 +338,12 @@ impl UserStore for RedisStore {
         );
         let event = encode(&ChangeEvent::Users)?;
         let (key, new_email_key, channel, event) = (&key, &new_email_key, &channel, &event);
+        let after = identity_keys(user);
+        let after = &after;
         bounded(async {
             let c = self.conn().await?;
-            let watched = [key.clone(), new_email_key.clone()];
+            let mut watched = vec![key.clone(), new_email_key.clone()];
+            watched.extend(after.iter().map(|i| self.linked_key(i)));
             transact(c, &watched, "a user", move |mut c| async move {
                 let step = async {
                     let Some(old) = get::<StoredUser>(&mut c, key).await? else {
@@ -326,6 +373,21 @@ impl UserStore for RedisStore {
                             .set(new_email_key, id)
                             .ignore();
                     }
+                    let before = identity_keys(&old);
+                    for i in after.iter().filter(|i| !before.contains(i)) {
+                        let owner: Option<String> =
+                            c.get(self.linked_key(i)).await.map_err(unavailable)?;
+                        if owner.is_some_and(|o| &o != id) {
+                            return Err(StoreError::Conflict {
+                                what: Entity::UserIdentity,
+                                id: i.clone(),
+                            });
+                        }
+                        p.set(self.linked_key(i), id).ignore();
+                    }
+                    for i in before.iter().filter(|i| !after.contains(i)) {
+                        p.del(self.linked_key(i)).ignore();
+                    }
                     p.set(key, encode(user)?)
                         .ignore()
                         .publish(channel, event)
@@ -353,6 +415,9 @@ impl UserStore for RedisStore {
                         return Ok(Tx::Done(false));
                     };
                     let mut p = redis::pipe();
+                    for i in identity_keys(&old) {
+                        p.del(self.linked_key(&i)).ignore();
+                    }
                     p.del(key)
                         .ignore()
                         .del(self.email_key(&old.user.email))

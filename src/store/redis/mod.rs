@@ -16,6 +16,8 @@
 //! | `roles` | sorted set, score 0 | role names |
 //! | `user:{id}` | string | a `StoredUser` as JSON |
 //! | `user_email:{email}` | string | the user id owning that email |
+//! | `user_identity:{idp}/{subject}` | string | the user id a linked identity belongs to |
+//! | `sso:{sha256}` | string, expires with the attempt | a single sign-on attempt (`SsoLogin`) by the hash of its `state` |
 //! | `users` | sorted set, score 0 | user ids |
 //! | `audit` | hash | record id → `AuditRecord` JSON |
 //! | `audit:order` | sorted set, score 0 | record ids |
@@ -143,6 +145,11 @@ impl RedisStore {
 
     fn email_key(&self, email: &str) -> String {
         self.key(&format!("user_email:{email}"))
+    }
+
+    /// The owner of a linked identity (`identity` is `store::identity_key`).
+    fn linked_key(&self, identity: &str) -> String {
+        self.key(&format!("user_identity:{identity}"))
     }
 
     fn session_key(&self, id: &str) -> String {

@@ -22,7 +22,7 @@ use crate::domain::session::{
     AuthCode, CodeUse, RefreshFamily, RefreshUse, Session, StoredSession,
 };
 use crate::store::common::{decode, encode};
-use crate::store::{Entity, SPENT_CODE_MEMORY_SECS, SessionStore, StoreError};
+use crate::store::{Entity, SPENT_CODE_MEMORY_SECS, SessionStore, SsoLogin, StoreError};
 
 /// KEYS: session, user's set. ARGV: record, user, seen, seen µs, retain,
 /// retain µs, retain ms, session id, `auth_time` ms. Returns 1, or 0 if the
@@ -588,6 +588,49 @@ impl SessionStore for RedisStore {
     async fn purge_people(&self, _now: DateTime<Utc>) -> Result<usize, StoreError> {
         // Every key here carries its own expiry: Redis forgets them itself.
         Ok(0)
+    }
+
+    async fn put_sso_login(&self, state_hash: &str, login: &SsoLogin) -> Result<(), StoreError> {
+        let key = self.key(&format!("sso:{state_hash}"));
+        let body = encode(login)?;
+        let ms = (login.expires_at - Utc::now()).num_milliseconds();
+        if ms <= 0 {
+            // Already lapsed: nothing to keep.
+            return Ok(());
+        }
+        bounded(async {
+            let mut c = self.conn().await?;
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(&body)
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
+                .map_err(unavailable)
+        })
+        .await
+    }
+
+    async fn take_sso_login(
+        &self,
+        state_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<SsoLogin>, StoreError> {
+        let key = self.key(&format!("sso:{state_hash}"));
+        // GETDEL is one command: of gateways racing on one state, exactly
+        // one gets the record.
+        let v: Option<String> = bounded(async {
+            let mut c = self.conn().await?;
+            redis::cmd("GETDEL")
+                .arg(&key)
+                .query_async(&mut c)
+                .await
+                .map_err(unavailable)
+        })
+        .await?;
+        let login: Option<SsoLogin> = v.map(|v| decode(v.as_bytes())).transpose()?;
+        Ok(login.filter(|l| l.expires_at > now))
     }
 }
 
