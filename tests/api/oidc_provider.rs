@@ -320,6 +320,12 @@ impl Browser {
         self.cookies.get(&origin_of(url))?.get(name)
     }
 
+    /// Drops every cookie of `url`'s origin (a fresh session there, the
+    /// others kept).
+    pub fn forget(&mut self, url: &str) {
+        self.cookies.remove(&origin_of(url));
+    }
+
     /// Time spent waiting on `url`'s origin so far.
     pub fn waited_on(&self, url: &str) -> Duration {
         self.waited
