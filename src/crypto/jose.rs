@@ -219,6 +219,62 @@ pub(crate) fn decode_id_token_hint(
     Ok(claims)
 }
 
+/// Checks an upstream OpenID provider's ID token against that provider's
+/// keys: the key named by `kid` (or the only key, when the provider names
+/// none), its algorithm only (so never `none` or HMAC), then the signature,
+/// `exp` (and `nbf` when present) with `leeway_secs`, `iss` equal to
+/// `issuer`, and `aud` containing `audience`. `typ`, when present, must be
+/// `JWT`. An unknown `kid` is [`JoseError::UnknownKey`], so the caller can
+/// refetch the key set. Returns the claims for the checks only the caller
+/// can make (`azp`, `iat`, `nonce`).
+#[cfg(feature = "gateway")]
+pub(crate) fn decode_upstream_id_token(
+    token: &str,
+    keys: &[VerifyingKey],
+    issuer: &str,
+    audience: &str,
+    leeway_secs: u64,
+    max_bytes: usize,
+) -> Result<serde_json::Value, JoseError> {
+    if token.len() > max_bytes {
+        return Err(JoseError::TooLarge(max_bytes));
+    }
+    let h = jsonwebtoken::decode_header(token).map_err(|e| JoseError::Malformed(e.to_string()))?;
+    if h.typ
+        .as_deref()
+        .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+    {
+        return Err(JoseError::NotAnIdToken);
+    }
+    let key = match &h.kid {
+        Some(kid) => keys
+            .iter()
+            .find(|k| &k.kid == kid)
+            .ok_or_else(|| JoseError::UnknownKey(kid.clone()))?,
+        None => match keys {
+            [only] => only,
+            _ => return Err(JoseError::UnknownKey(String::new())),
+        },
+    };
+    if h.alg != key.alg {
+        return Err(JoseError::WrongAlgorithm(format!("{:?}", h.alg)));
+    }
+    let mut v = Validation::new(key.alg);
+    v.leeway = leeway_secs;
+    v.validate_nbf = true;
+    v.set_issuer(&[issuer]);
+    v.set_audience(&[audience]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    let claims: serde_json::Value = jsonwebtoken::decode(token, &key.key, &v)
+        .map(|d| d.claims)
+        .map_err(|e| JoseError::Invalid(e.to_string()))?;
+    // An ID token's `iss` is one string (OIDC Core §2), never an array.
+    if claims.get("iss").and_then(serde_json::Value::as_str) != Some(issuer) {
+        return Err(JoseError::Invalid("InvalidIssuer".into()));
+    }
+    Ok(claims)
+}
+
 /// The JOSE name of an algorithm.
 pub fn algorithm_name(alg: Algorithm) -> &'static str {
     match alg {

@@ -12,6 +12,7 @@ pub mod me;
 pub mod oauth;
 pub mod openapi;
 pub mod revocation;
+pub mod sso;
 pub mod token;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -74,6 +75,8 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                 resource("/oauth/assets/tessera.css", "GET")
                     .route(web::get().to(oauth::stylesheet)),
             )
+            .service(resource("/sso/{name}/login", "GET").route(web::get().to(sso::login)))
+            .service(resource("/sso/{name}/callback", "GET").route(web::get().to(sso::callback)))
             .service(resource("/api/v1/me", "GET").route(web::get().to(me::get_me)))
             .service(resource("/api/v1/me/sessions", "GET").route(web::get().to(me::sessions)))
             .service(

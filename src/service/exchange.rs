@@ -16,8 +16,13 @@
 //! - an application subject may be sent to its own allowed audiences; a
 //!   person to those of the requesting client, which an administrator
 //!   registered for that client to call on people's behalf;
-//! - never a refresh token. Upstream providers' ID tokens are refused until
-//!   single sign-on exists.
+//! - never a refresh token.
+//!
+//! An upstream provider's ID token (`subject_token_type` `id_token` or
+//! `jwt`) from a provider with `token_exchange = true` is checked in full
+//! (but for `nonce`), mapped to its linked user under the single sign-on
+//! identity rules, the role map applied, and exchanged for that user's
+//! access token, bounded by the requesting client.
 
 use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
@@ -38,10 +43,10 @@ use crate::domain::{AccessClaims, DomainError, KeyType, Permission};
 pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// The one token type accepted and issued: this gateway's access tokens.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-/// An upstream provider's ID token (refused: no provider accepts exchange).
-const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
-/// A generic JWT (refused likewise).
-const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+/// An upstream provider's ID token.
+pub const ID_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:id_token";
+/// A generic JWT: accepted as an upstream ID token too.
+pub const JWT_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
 /// Longest `act` chain: each delegation nests one more level, and tokens
 /// must stay small enough for headers.
 const MAX_ACT_DEPTH: usize = 8;
@@ -94,9 +99,9 @@ impl std::fmt::Debug for TokenExchange {
 fn check_type(given: Option<&str>, name: &str) -> Result<(), DomainError> {
     match given {
         Some(ACCESS_TOKEN_TYPE) => Ok(()),
-        Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE) => Err(DomainError::InvalidRequest(
-            "no upstream identity provider accepts token exchange".into(),
-        )),
+        Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE) => Err(DomainError::InvalidRequest(format!(
+            "an upstream ID token is accepted only as the subject_token; {name} must be {ACCESS_TOKEN_TYPE}"
+        ))),
         Some(_) => Err(DomainError::InvalidRequest(format!(
             "{name} is not supported; use {ACCESS_TOKEN_TYPE}"
         ))),
@@ -249,6 +254,12 @@ pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, D
             "requested_token_type: only {ACCESS_TOKEN_TYPE} is issued"
         )));
     }
+    if matches!(
+        req.subject_token_type.as_deref(),
+        Some(ID_TOKEN_TYPE | JWT_TOKEN_TYPE)
+    ) {
+        return exchange_id_token(gw, &client_snap, req).await;
+    }
     check_type(req.subject_token_type.as_deref(), "subject_token_type")?;
     let subject_token = req
         .subject_token
@@ -396,6 +407,129 @@ pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, D
     })
 }
 
+/// Exchanges an upstream provider's ID token for an access token of the
+/// user it is linked to (SPEC §11, first bullet).
+async fn exchange_id_token(
+    gw: &Gateway,
+    client_snap: &std::sync::Arc<crate::service::cache::AppSnapshot>,
+    req: TokenExchange,
+) -> Result<IssuedToken, DomainError> {
+    use super::sso::flow::{self, Refused};
+    let ip = req.client.client_ip;
+    let client = &client_snap.stored.app;
+    if req.actor_token.is_some() || req.actor_token_type.is_some() {
+        return Err(DomainError::InvalidRequest(
+            "delegation (actor_token) is not supported with an upstream ID token".into(),
+        ));
+    }
+    let token = req
+        .subject_token
+        .ok_or_else(|| DomainError::InvalidRequest("subject_token is required".into()))?;
+    let refused_provider = || {
+        DomainError::InvalidRequest(
+            "no upstream identity provider accepts token exchange for this subject_token".into(),
+        )
+    };
+    let provider = gw
+        .sso
+        .claimed_by(token.expose_secret())
+        .ok_or_else(refused_provider)?;
+    if !provider.settings.token_exchange {
+        return Err(refused_provider());
+    }
+    let claims = match gw
+        .sso
+        .check_id_token(&provider, token.expose_secret(), None, gw.policy.leeway)
+        .await
+    {
+        Ok(c) => c,
+        Err(super::sso::SsoError::Unavailable(e)) => {
+            tracing::warn!(idp = %provider.name(), error = %e, "identity provider unavailable during token exchange");
+            return Err(DomainError::Unavailable);
+        }
+        Err(e) => {
+            flow::refused(
+                gw,
+                provider.name(),
+                "-",
+                &Refused::BadIdToken(e.to_string()),
+                ip,
+            )
+            .await;
+            return Err(DomainError::InvalidRequest(
+                "the subject_token is invalid or expired".into(),
+            ));
+        }
+    };
+    let to_grant_error = |r: Refused| match r {
+        Refused::Internal(e) => e,
+        r => DomainError::InvalidGrant(format!(
+            "the subject_token's identity cannot be used here ({})",
+            r.reason()
+        )),
+    };
+    let user = match flow::user_for(gw, &provider, &claims, ip).await {
+        Ok(u) => u,
+        Err(r) => {
+            flow::refused(gw, provider.name(), "-", &r, ip).await;
+            return Err(to_grant_error(r));
+        }
+    };
+    flow::apply_role_map(gw, &provider, &user.user.id, &claims, ip)
+        .await
+        .map_err(to_grant_error)?;
+    let people_client = super::people::clients::Client {
+        id: client.id.clone(),
+        public: false,
+        redirect_uris: client.redirect_uris.clone(),
+        post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
+        app: Some(client_snap.clone()),
+    };
+    let audience = audience_for(gw, client, req.audience.as_deref())?;
+    let ttl = client
+        .token_ttl
+        .map_or(gw.policy.token_ttl, |t| t.min(gw.policy.token_ttl));
+    let (access_token, expires_in, scope) = super::people::tokens::issue_federated(
+        gw,
+        super::people::tokens::Federated {
+            user_id: &user.user.id,
+            client: &people_client,
+            scope: req.scope.as_deref().unwrap_or(""),
+            idp: provider.name(),
+            audience: audience.clone(),
+            ttl,
+        },
+    )
+    .await?;
+    gw.usage.record(&client.id, Utc::now(), ip);
+    let by = Principal {
+        subject: client.id.clone(),
+        permissions: Vec::new(),
+        owner: client.owner.clone(),
+        ip,
+        session: None,
+    };
+    super::audit::record(
+        gw,
+        &by,
+        "token.exchange",
+        &user.user.id,
+        json!({
+            "client": client.id,
+            "subject": user.user.id,
+            "idp": provider.name(),
+            "audience": audience,
+            "scope": scope,
+        }),
+    )
+    .await;
+    Ok(IssuedToken {
+        access_token,
+        expires_in,
+        scope,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,7 +540,7 @@ mod tests {
         assert!(check_type(Some(ACCESS_TOKEN_TYPE), "t").is_ok());
         for t in [Some(ID_TOKEN_TYPE), Some(JWT_TOKEN_TYPE)] {
             let e = check_type(t, "t").unwrap_err().to_string();
-            assert!(e.contains("no upstream identity provider"), "{e}");
+            assert!(e.contains("only as the subject_token"), "{e}");
         }
         let e = check_type(Some("urn:x:secret-value"), "t").unwrap_err();
         assert!(!e.to_string().contains("secret-value"));

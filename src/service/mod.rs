@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod people;
 pub mod revocation;
 pub mod roles;
+pub mod sso;
 pub mod state;
 pub mod token;
 pub mod usage;

@@ -68,6 +68,8 @@ pub struct Gateway {
     pub signin: super::people::signin::SignInThrottle,
     /// New feed entries each client may add through `/oauth/revoke`.
     pub revocation_limiter: super::revocation::RevocationLimiter,
+    /// Upstream OpenID Connect providers (SPEC §10).
+    pub sso: super::sso::Providers,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -193,7 +195,9 @@ impl Gateway {
         let hasher = SecretHasher::new(settings.hash_concurrency, settings.hash_queue)
             .map_err(|e| BuildError(e.to_string()))?;
         let pepper = Pepper::random().map_err(|e| BuildError(e.to_string()))?;
+        let sso = super::sso::Providers::new(&settings.idp).map_err(BuildError)?;
         Ok(Self {
+            sso,
             issuer: settings.issuer(),
             keys,
             catalogue,

@@ -260,6 +260,37 @@ pub async fn patch(
     Ok(stored.user)
 }
 
+/// What follows a change to a user that the gateway itself made (the role
+/// map of a single sign-on) once it is stored, exactly as after an
+/// administrator's change: a disabled user's sessions end; if the change
+/// takes anything away, the tokens of the user and the applications they
+/// own are revoked; the grants cache is cleared; the change is audited
+/// (`by` names who made it).
+pub async fn settle_change(
+    gw: &Gateway,
+    by: &Principal,
+    action: &str,
+    old: &User,
+    new: &User,
+) -> Result<(), DomainError> {
+    let before = authz::user_holdings(gw, old).await?;
+    let after = authz::user_holdings(gw, new).await?;
+    let disabled = old.status == UserStatus::Active && new.status == UserStatus::Disabled;
+    let narrowed =
+        disabled || !before.within(&after.0) || old.roles.iter().any(|r| !new.roles.contains(r));
+    if disabled {
+        super::people::sessions::end_all(gw, &new.id).await?;
+    }
+    if narrowed {
+        revoke_subjects(gw, &user_and_owned(gw, &new.id).await?).await?;
+    }
+    gw.grants_cache.clear();
+    let mut details = audit::diff(old, new);
+    details["tokensRevoked"] = json!(narrowed);
+    audit::record(gw, by, action, &new.id, details).await;
+    Ok(())
+}
+
 /// Deletes a user who owns no application (409 otherwise).
 pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), DomainError> {
     authz::require(gw, actor, USERS_MANAGE, "user.delete", id).await?;

@@ -33,7 +33,14 @@ fn csrf_cookie_name(gw: &Gateway) -> &'static str {
     }
 }
 
-fn cookie<'a>(gw: &Gateway, name: &'a str, value: String, max_age: Option<i64>) -> Cookie<'a> {
+/// A cookie as every sign-in cookie is set: path `/`, HttpOnly, SameSite
+/// Lax, Secure over https.
+pub(crate) fn cookie<'a>(
+    gw: &Gateway,
+    name: &'a str,
+    value: String,
+    max_age: Option<i64>,
+) -> Cookie<'a> {
     let mut c = Cookie::build(name, value)
         .path("/")
         .http_only(true)
@@ -82,7 +89,8 @@ fn form_is_ours(gw: &Gateway, req: &HttpRequest, field: Option<&str>) -> bool {
     }
 }
 
-fn session_cookie(gw: &Gateway, req: &HttpRequest) -> Option<String> {
+/// The session cookie the browser sent.
+pub(crate) fn session_cookie(gw: &Gateway, req: &HttpRequest) -> Option<String> {
     req.cookie(sessions::cookie_name(gw))
         .map(|c| c.value().to_owned())
 }
@@ -175,7 +183,8 @@ fn error_page(status: StatusCode, message: &str) -> HttpResponse {
     pages::respond(status, "Sign-in error", &pages::error(message), None)
 }
 
-fn see_other(location: &str) -> HttpResponse {
+/// A 303 to `location`, never cached.
+pub(crate) fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
         .insert_header((header::LOCATION, location))
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -199,7 +208,23 @@ fn sign_in_page(
     let (csrf, set) = csrf_token(gw, req)?;
     let pairs = param_pairs(&a.params);
     let refs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let body = pages::sign_in(&pages::hidden(&refs), &csrf, email, error);
+    let resume = a.resume_path();
+    let idps: Vec<(String, String)> = gw
+        .sso
+        .all()
+        .iter()
+        .map(|p| {
+            (
+                format!(
+                    "/sso/{}/login?return_to={}",
+                    p.name(),
+                    url::form_urlencoded::byte_serialize(resume.as_bytes()).collect::<String>()
+                ),
+                p.display_name().to_owned(),
+            )
+        })
+        .collect();
+    let body = pages::sign_in(&pages::hidden(&refs), &csrf, email, error, &idps);
     let mut res = pages::respond(
         status,
         "Sign in",
@@ -247,6 +272,10 @@ pub async fn authorize(
             "login_required",
             "the user is not signed in",
         )));
+    }
+    if let Some(idp) = a.idp() {
+        // Straight to the provider; the request resumes after the callback.
+        return Ok(crate::http::sso::start_response(&gw, &req, idp, Some(&a.resume_path())).await);
     }
     Ok(sign_in_page(&gw, &req, &a, StatusCode::OK, "", None)?)
 }

@@ -30,7 +30,9 @@ h1{font-size:1.4rem;margin:0 0 1rem}\
 label{display:block;margin:1rem 0 .25rem;font-weight:600}\
 input[type=email],input[type=password]{width:100%;padding:.6rem;border:1px solid #8a8f98;border-radius:4px;font-size:1rem}\
 button{margin-top:1.25rem;width:100%;padding:.7rem;border:0;border-radius:4px;background:#1f5fbf;color:#fff;font-size:1rem;cursor:pointer}\
-button:focus,input:focus{outline:3px solid #f0b400;outline-offset:1px}\
+button:focus,input:focus,a:focus{outline:3px solid #f0b400;outline-offset:1px}\
+a.idp{display:block;margin-top:.75rem;padding:.7rem;border:1px solid #1f5fbf;border-radius:4px;color:#1f5fbf;text-align:center;text-decoration:none}\
+.or{margin:1.5rem 0 0;text-align:center;color:#555}\
 .error{background:#fde8e8;color:#8a1c1c;padding:.75rem;border-radius:4px}\
 .muted{color:#555;font-size:.9rem}\
 @media (max-width:420px){main{margin:0;border-radius:0;min-height:100vh}}";
@@ -89,11 +91,30 @@ pub fn hidden(pairs: &[(&str, &str)]) -> String {
 }
 
 /// The sign-in form (fields `email` and `password`, for password managers
-/// and scripts).
-pub fn sign_in(hidden_fields: &str, csrf: &str, email: &str, error: Option<&str>) -> String {
+/// and scripts), then one link per upstream provider (`idps`: URL and
+/// display name). Links rather than forms: a form's redirect to the
+/// provider would be blocked by the page's `form-action`.
+pub fn sign_in(
+    hidden_fields: &str,
+    csrf: &str,
+    email: &str,
+    error: Option<&str>,
+    idps: &[(String, String)],
+) -> String {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", esc(e)))
         .unwrap_or_default();
+    let mut links = String::new();
+    if !idps.is_empty() {
+        links.push_str("<p class=\"or\">or</p>");
+        for (href, name) in idps {
+            links.push_str(&format!(
+                "<a class=\"idp\" href=\"{}\">Sign in with {}</a>",
+                esc(href),
+                esc(name)
+            ));
+        }
+    }
     format!(
         "<h1>Sign in to Tessera</h1>{error}\
 <form method=\"post\" action=\"/oauth/authorize\">{hidden_fields}\
@@ -102,9 +123,26 @@ pub fn sign_in(hidden_fields: &str, csrf: &str, email: &str, error: Option<&str>
 <input id=\"email\" name=\"email\" type=\"email\" autocomplete=\"username\" required value=\"{email}\">\
 <label for=\"password\">Password</label>\
 <input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required>\
-<button type=\"submit\">Sign in</button></form>",
+<button type=\"submit\">Sign in</button></form>{links}",
         csrf = esc(csrf),
         email = esc(email),
+    )
+}
+
+/// After a single sign-on with nowhere to continue.
+pub fn signed_in(email: &str) -> String {
+    format!(
+        "<h1>Signed in</h1><p>You are signed in to Tessera as {}. You can close this window or go back to your application.</p>",
+        esc(email)
+    )
+}
+
+/// A refused single sign-on.
+pub fn sso_refused(message: &str) -> String {
+    format!(
+        "<h1>Sign-in refused</h1><p class=\"error\" role=\"alert\">{}</p>\
+<p class=\"muted\">Go back to the application you came from and start again.</p>",
+        esc(message)
     )
 }
 

@@ -199,13 +199,46 @@ pub async fn validate(gw: &Gateway, p: &AuthorizeParams) -> Result<Authorization
     if let Err(e) = tokens::split_scope(p.scope.as_deref().unwrap_or("")) {
         return Err(back("invalid_scope", &e.to_string()));
     }
-    if p.idp.as_deref().is_some_and(|i| !i.is_empty()) {
+    if p.idp
+        .as_deref()
+        .is_some_and(|i| !i.is_empty() && gw.sso.get(i).is_none())
+    {
         return Err(back(
             "invalid_request",
             "no upstream identity provider of that name is configured",
         ));
     }
     Ok(a)
+}
+
+impl Authorization {
+    /// The upstream provider the request asks to go straight to.
+    pub fn idp(&self) -> Option<&str> {
+        self.params.idp.as_deref().filter(|i| !i.is_empty())
+    }
+
+    /// This request as a path on this gateway, to continue it once the
+    /// person is signed in elsewhere: without `idp` (so it does not loop)
+    /// and `prompt` (they just signed in).
+    pub fn resume_path(&self) -> String {
+        let p = &self.params;
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in [
+            ("response_type", &p.response_type),
+            ("client_id", &p.client_id),
+            ("redirect_uri", &p.redirect_uri),
+            ("scope", &p.scope),
+            ("state", &p.state),
+            ("nonce", &p.nonce),
+            ("code_challenge", &p.code_challenge),
+            ("code_challenge_method", &p.code_challenge_method),
+        ] {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        format!("/oauth/authorize?{}", q.finish())
+    }
 }
 
 /// Issues a code for a signed-in session; returns where to send the browser.
