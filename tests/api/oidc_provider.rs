@@ -286,6 +286,8 @@ pub struct Browser {
     cookies: HashMap<String, HashMap<String, String>>,
     /// Time spent waiting on each origin (`host:port`), whole answers.
     pub waited: HashMap<String, Duration>,
+    /// Requests sent to each origin.
+    pub requests: HashMap<String, usize>,
 }
 
 impl Default for Browser {
@@ -312,6 +314,7 @@ impl Browser {
                 .unwrap(),
             cookies: HashMap::new(),
             waited: HashMap::new(),
+            requests: HashMap::new(),
         }
     }
 
@@ -324,6 +327,14 @@ impl Browser {
     /// others kept).
     pub fn forget(&mut self, url: &str) {
         self.cookies.remove(&origin_of(url));
+    }
+
+    /// Requests sent to `url`'s origin so far.
+    pub fn requests_to(&self, url: &str) -> usize {
+        self.requests
+            .get(&origin_of(url))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// Time spent waiting on `url`'s origin so far.
@@ -373,6 +384,7 @@ impl Browser {
         // The whole answer counts: the body is read before the clock stops.
         let body = res.text().await.unwrap();
         *self.waited.entry(origin.clone()).or_default() += started.elapsed();
+        *self.requests.entry(origin.clone()).or_default() += 1;
         self.keep(&origin, &headers);
         Answer {
             status,
