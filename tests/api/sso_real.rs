@@ -714,3 +714,46 @@ async fn sso_sign_in_round_trip_figures() {
         summary(redemptions)
     );
 }
+
+#[tokio::test]
+async fn a_callback_is_single_use_and_bound_to_the_browser_that_started_it() {
+    let sso = setup(
+        json!({"kim": account("kim@example.com", true, &[])}),
+        |_| {},
+    )
+    .await;
+    let callback = format!("{}/sso/corp/callback", sso.app.issuer_hint());
+
+    // Stops where the provider sends the browser back, to look at it.
+    let started = async |b: &mut Browser| {
+        sso.idp
+            .sign_in(b, &sso.authorize("st-sso"), "kim", &callback)
+            .await
+            .redirect()
+    };
+    let refused = async |b: &mut Browser, back: &str| {
+        let (url, status, body) = b.follow(back, CLI_REDIRECT).await.page();
+        assert!(url.starts_with(&callback), "{url}");
+        assert_eq!(status, 400, "{body}");
+    };
+
+    // Another browser presenting it (a login CSRF, or a stolen URL) is
+    // refused, and the attempt is spent: single use, whatever happens.
+    let mut b = Browser::new();
+    let back = started(&mut b).await;
+    let q = query_of(&back);
+    assert!(q.contains_key("code") && q.contains_key("state"), "{back}");
+    refused(&mut Browser::new(), &back).await;
+    assert_eq!(sso.refusals("other_browser").await, 1);
+    refused(&mut b, &back).await;
+
+    // The browser that started it goes on to the client, once: a replay
+    // of the same callback is refused.
+    let mut b = Browser::new();
+    let back = started(&mut b).await;
+    let loc = b.follow(&back, CLI_REDIRECT).await.redirect();
+    assert!(query_of(&loc).contains_key("code"), "{loc}");
+    let before = sso.refusals("bad_state").await;
+    refused(&mut b, &back).await;
+    assert_eq!(sso.refusals("bad_state").await, before + 1);
+}
