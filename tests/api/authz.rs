@@ -30,6 +30,22 @@ impl Gw {
     async fn start() -> Self {
         let app = spawn_with(|s| {
             s.trusted_proxies = vec![tessera::domain::IpNet::parse("127.0.0.1/32").unwrap()];
+            // A provider that cannot be reached: its public routes answer
+            // the same whoever calls.
+            s.idp = vec![tessera::config::IdpSettings {
+                name: "down".into(),
+                display_name: None,
+                issuer: "http://127.0.0.1:9/down".into(),
+                client_id: "tessera".into(),
+                client_secret: Some(secrecy::SecretString::from("unused-secret")),
+                scopes: vec!["openid".into()],
+                groups_claim: "groups".into(),
+                create_users: false,
+                allowed_domains: vec![],
+                link_by_verified_email: false,
+                token_exchange: false,
+                role_map: vec![],
+            }];
         })
         .await;
         let admin = token(&app, Some(ADMIN_ID), ADMIN_SECRET, HOME)
@@ -496,6 +512,42 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
         [
             "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
             "422",
+        ],
+    ),
+    (
+        "GET",
+        "/sso/nope/login",
+        "-",
+        [
+            "404", "404", "404", "404", "404", "404", "404", "404", "404", "404", "404", "404",
+            "404",
+        ],
+    ),
+    (
+        "GET",
+        "/sso/nope/callback",
+        "-",
+        [
+            "404", "404", "404", "404", "404", "404", "404", "404", "404", "404", "404", "404",
+            "404",
+        ],
+    ),
+    (
+        "GET",
+        "/sso/down/login",
+        "-",
+        [
+            "502", "502", "502", "502", "502", "502", "502", "502", "502", "502", "502", "502",
+            "502",
+        ],
+    ),
+    (
+        "GET",
+        "/sso/down/callback",
+        "-",
+        [
+            "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400", "400",
+            "400",
         ],
     ),
     (

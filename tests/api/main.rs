@@ -21,6 +21,7 @@ mod race;
 mod redis;
 mod redis_server;
 mod revocation;
+mod sso_hostile;
 mod sso_real;
 mod token;
 mod verifier;
