@@ -461,11 +461,9 @@ async fn exchange_id_token(
             ));
         }
     };
-    // RFC 8693 §2.2.2: a subject_token unacceptable by policy is
-    // invalid_request, as on the Tessera-token path.
     let to_grant_error = |r: Refused| match r {
         Refused::Internal(e) => e,
-        r => DomainError::InvalidRequest(format!(
+        r => DomainError::InvalidGrant(format!(
             "the subject_token's identity cannot be used here ({})",
             r.reason()
         )),
