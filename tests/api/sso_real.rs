@@ -557,10 +557,11 @@ async fn the_providers_id_token_is_exchanged_for_a_tessera_token_with_the_role_m
     assert_eq!(c["roles"], json!([]));
     assert_eq!(sso.user(&tex).await["roles"], json!([]));
 
-    // Refused, each with `invalid_request` as RFC 8693 §2.2.2 says of a
-    // subject_token that is invalid or unacceptable by policy: an identity
-    // linked to nobody; a token the provider issued to another client; the
-    // last token with its groups put back by hand (signature kept).
+    // Refused. A token that is not valid (issued to another client; the
+    // last one with its groups put back by hand, signature kept; not a JWT)
+    // is invalid_request, as RFC 8693 §2.2.2 says. An identity linked to
+    // nobody is invalid_grant: the gateway's choice (sso_hostile agrees),
+    // although §2.2.2 names invalid_request for a token refused by policy.
     let unlinked = id_token_for_gateway(&sso.idp, "zed").await;
     let other_client = sso
         .idp
@@ -582,11 +583,16 @@ async fn the_providers_id_token_is_exchanged_for_a_tessera_token_with_the_role_m
         let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
         format!("{}.{payload}.{}", parts[0], parts[2])
     };
-    for token in [unlinked, other_client, forged, "not-a-jwt".to_owned()] {
+    for (token, error) in [
+        (unlinked, "invalid_grant"),
+        (other_client, "invalid_request"),
+        (forged, "invalid_request"),
+        ("not-a-jwt".to_owned(), "invalid_request"),
+    ] {
         let (status, body) = exchange_id_token(&sso.app, &client, &token).await;
         assert_eq!(
             (status, body["error"].as_str()),
-            (400, Some("invalid_request")),
+            (400, Some(error)),
             "{body}"
         );
     }
