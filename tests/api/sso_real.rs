@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, call, claims_of, ok, spawn_with, verify_with_jwks};
