@@ -41,6 +41,8 @@ struct Idp {
     base: String,
     seen: Arc<Mutex<Seen>>,
     jwks_hits: Arc<AtomicUsize>,
+    /// While set, discovery answers 503.
+    down: Arc<std::sync::atomic::AtomicBool>,
     key: EncodingKey,
     rogue: EncodingKey,
     handle: actix_web::dev::ServerHandle,
@@ -71,22 +73,35 @@ async fn start_idp() -> Idp {
     let (rogue, _) = ec_key();
     let seen = Arc::new(Mutex::new(Seen::default()));
     let jwks_hits = Arc::new(AtomicUsize::new(0));
-    let (s2, h2, jwk2) = (seen.clone(), jwks_hits.clone(), jwk.clone());
+    let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (s2, h2, jwk2, d2) = (seen.clone(), jwks_hits.clone(), jwk.clone(), down.clone());
     let server = HttpServer::new(move || {
-        let (seen, hits, jwk) = (s2.clone(), h2.clone(), jwk2.clone());
+        let (seen, hits, jwk, down) = (s2.clone(), h2.clone(), jwk2.clone(), d2.clone());
         App::new()
             .route(
                 "/{t}/.well-known/openid-configuration",
-                web::get().to(|req: HttpRequest, t: web::Path<String>| async move {
-                    let base = format!("http://{}/{t}", req.connection_info().host());
-                    HttpResponse::Ok().json(json!({
-                        "issuer": base,
-                        "authorization_endpoint": format!("{base}/authorize"),
-                        "token_endpoint": format!("{base}/token"),
-                        "jwks_uri": format!("{base}/jwks"),
-                        "token_endpoint_auth_methods_supported": ["client_secret_basic"],
-                        "id_token_signing_alg_values_supported": ["ES256"],
-                    }))
+                web::get().to(move |req: HttpRequest, t: web::Path<String>| {
+                    let down = down.load(Ordering::SeqCst);
+                    async move {
+                        if down {
+                            return HttpResponse::ServiceUnavailable().finish();
+                        }
+                        let base = format!("http://{}/{t}", req.connection_info().host());
+                        // Tenant `post` wants the secret in the body.
+                        let auth = if t.as_str() == "post" {
+                            "client_secret_post"
+                        } else {
+                            "client_secret_basic"
+                        };
+                        HttpResponse::Ok().json(json!({
+                            "issuer": base,
+                            "authorization_endpoint": format!("{base}/authorize"),
+                            "token_endpoint": format!("{base}/token"),
+                            "jwks_uri": format!("{base}/jwks"),
+                            "token_endpoint_auth_methods_supported": [auth],
+                            "id_token_signing_alg_values_supported": ["ES256"],
+                        }))
+                    }
                 }),
             )
             .route(
@@ -133,6 +148,7 @@ async fn start_idp() -> Idp {
         base: format!("http://127.0.0.1:{port}"),
         seen,
         jwks_hits,
+        down,
         key,
         rogue,
         handle,
@@ -836,4 +852,30 @@ async fn upstream_id_tokens_are_exchanged_for_the_linked_user() {
         (status, e["error"].as_str()),
         (400, Some("invalid_request"))
     );
+}
+
+#[tokio::test]
+async fn a_provider_down_at_start_is_used_once_it_is_up_and_post_auth_is_honoured() {
+    let idp = start_idp().await;
+    idp.down.store(true, Ordering::SeqCst);
+    let mut post = provider(&idp, "post");
+    post.create_users = true;
+    post.allowed_domains = vec!["example.com".into()];
+    // The gateway starts although the provider cannot be discovered.
+    let app = gateway(vec![post]).await;
+    let mut b = Browser::new(&app);
+    refused_page(b.get("/sso/post/login").await, 502, "could not be reached").await;
+
+    idp.down.store(false, Ordering::SeqCst);
+    // A failed discovery is retried after a short pause, not at every hit.
+    tokio::time::sleep(std::time::Duration::from_millis(5200)).await;
+    let q = begin(&mut b, &idp, "post").await;
+    let token = idp.sign(&idp.claims("post", "p-1", "pat@example.com", true, &q["nonce"]));
+    let res = complete(&mut b, &idp, &app, "post", &q, token).await;
+    assert_eq!(res.status(), 200);
+    let seen = idp.seen.lock().unwrap();
+    let f = seen.token_requests.last().unwrap();
+    assert_eq!(f["client_id"], CLIENT_ID);
+    assert_eq!(f["client_secret"], CLIENT_SECRET);
+    assert!(!f.contains_key("authorization"));
 }

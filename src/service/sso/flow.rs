@@ -393,9 +393,17 @@ async fn finish_inner(
 
 /// Audits a refusal (never a token).
 pub async fn refused(gw: &Gateway, idp: &str, user_id: &str, r: &Refused, ip: IpAddr) {
+    // The name may come from the request path: a configured one is shown
+    // as is, anything else only by its size.
+    let idp = if gw.sso.get(idp).is_some() {
+        idp.to_owned()
+    } else {
+        crate::domain::error::shown(idp)
+    };
     let mut details = json!({"idp": idp, "reason": r.reason()});
     if let Refused::BadIdToken(why) = r {
-        details["detail"] = Value::from(why.clone());
+        // Bounded: a `kid` in the message is the sender's input.
+        details["detail"] = Value::from(why.chars().take(200).collect::<String>());
     }
     crate::service::people::signin::audit(gw, user_id, "sso.refused", ip, details).await;
 }
