@@ -5,6 +5,7 @@ mod attacks;
 mod authz;
 mod cli_login;
 mod device;
+mod device_attacks;
 mod discovery;
 mod errors;
 mod exchange;
