@@ -2,10 +2,11 @@
 //! user codes from many sessions of one account, and filling the store
 //! through the endpoint that takes no secret.
 
+use reqwest::Method;
 use serde_json::Value;
 
 use crate::device::{authorize, enter, sign_in_at_device};
-use crate::helpers::{TestApp, spawn_with};
+use crate::helpers::{TestApp, call, ok, spawn_with};
 use crate::people::{Browser, create_user};
 
 async fn gateway() -> TestApp {
@@ -57,6 +58,21 @@ async fn signing_in_again_buys_no_new_guesses() {
     let html = sign_in_at_device(&mut other, &app, "/device", "bystander@example.com").await;
     let s = guesses(&mut other, &app, &csrf_of(&html), 1).await;
     assert_eq!(s, [400]);
+    // The guessing is in the audit log; refusals past the limit are not
+    // (a flood must not fill the log), and the codes typed never are.
+    let log = ok(
+        call(&app, Method::GET, "/api/v1/audit?limit=100", None).await,
+        200,
+    )
+    .await;
+    let rejected: Vec<&Value> = log["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "device.code_rejected")
+        .collect();
+    assert_eq!(rejected.len(), 11, "{log}");
+    assert!(!log.to_string().contains("GHA"), "no code typed in the log");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -312,6 +312,16 @@ pub async fn lookup(
     let (Some((code, request)), Some(client)) = (found, client) else {
         s_slot.fail();
         ip_slot.fail();
+        // Guessing shows in the log (never the code typed): a wrong code
+        // is a failed sign-in step, and the counters bound how many.
+        super::signin::audit(
+            gw,
+            &session.user_id,
+            "device.code_rejected",
+            ip,
+            json!({"session": session.id}),
+        )
+        .await;
         return Err(wrong_code());
     };
     Ok(PendingRequest {
