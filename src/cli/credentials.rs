@@ -250,12 +250,24 @@ pub fn forget(url: &str) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Text from the gateway made safe for a terminal: control characters
+/// (escape sequences could retitle, clear or rewrite the terminal) and
+/// bidirectional overrides (which could reorder what is shown) dropped.
+/// Names and messages can come from people or upstream providers.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
 /// One line for an `/oauth/*` error answer.
 pub fn oauth_error(status: reqwest::StatusCode, body: &Value) -> String {
     format!(
         "{status}: {} {}",
-        body["error"].as_str().unwrap_or("error"),
-        body["error_description"].as_str().unwrap_or_default()
+        printable(body["error"].as_str().unwrap_or("error")),
+        printable(body["error_description"].as_str().unwrap_or_default())
     )
 }
 
@@ -348,6 +360,23 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("<hidden>"));
+    }
+
+    #[test]
+    fn gateway_text_cannot_drive_the_terminal() {
+        let body = serde_json::json!({
+            "error": "invalid_grant\u{1b}[2J",
+            "error_description": "\u{1b}]0;owned\u{7}gone\r\u{9b}31m \u{202e}txt.exe"
+        });
+        let line = oauth_error(reqwest::StatusCode::BAD_REQUEST, &body);
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line:?}"
+        );
+        assert!(
+            line.contains("invalid_grant") && line.contains("gone"),
+            "{line}"
+        );
     }
 
     #[cfg(unix)]

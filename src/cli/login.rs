@@ -93,8 +93,8 @@ pub async fn login(args: &LoginArgs, json_out: bool) -> Result<(), String> {
     } else {
         println!(
             "Signed in to {url} as {} ({}).",
-            me["email"].as_str().unwrap_or("?"),
-            me["id"].as_str().unwrap_or("?")
+            credentials::printable(me["email"].as_str().unwrap_or("?")),
+            credentials::printable(me["id"].as_str().unwrap_or("?"))
         );
     }
     Ok(())
@@ -306,9 +306,13 @@ async fn device_login(http: &reqwest::Client, url: &str) -> Result<Credentials, 
     ) else {
         return Err(format!("{endpoint}: incomplete answer"));
     };
+    let (uri, user_code) = (
+        credentials::printable(uri),
+        credentials::printable(user_code),
+    );
     eprintln!("To sign in, open {uri} in a browser and enter the code\n\n  {user_code}\n");
     if let Some(complete) = d["verification_uri_complete"].as_str() {
-        eprintln!("(or open {complete})");
+        eprintln!("(or open {})", credentials::printable(complete));
     }
     let mut interval = d["interval"].as_u64().unwrap_or(5).clamp(1, 60);
     let lifetime = d["expires_in"].as_u64().unwrap_or(600).clamp(1, 3600);
@@ -369,7 +373,7 @@ async fn me(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, Str
     if !status.is_success() {
         return Err(format!(
             "{status}: {}",
-            body["error"]["message"].as_str().unwrap_or_default()
+            credentials::printable(body["error"]["message"].as_str().unwrap_or_default())
         ));
     }
     Ok(body)
@@ -422,15 +426,18 @@ pub async fn whoami(args: &GatewayArgs, json_out: bool) -> Result<(), String> {
     } else {
         println!(
             "{} ({})",
-            user["email"].as_str().unwrap_or("?"),
-            user["id"].as_str().unwrap_or("?")
+            credentials::printable(user["email"].as_str().unwrap_or("?")),
+            credentials::printable(user["id"].as_str().unwrap_or("?"))
         );
         if let Some(n) = user["name"].as_str().filter(|n| !n.is_empty()) {
-            println!("name:        {n}");
+            println!("name:        {}", credentials::printable(n));
         }
         println!("gateway:     {url}");
-        println!("roles:       {}", roles.join(", "));
-        println!("permissions: {}", permissions.join(", "));
+        println!("roles:       {}", credentials::printable(&roles.join(", ")));
+        println!(
+            "permissions: {}",
+            credentials::printable(&permissions.join(", "))
+        );
         println!("expires:     {}", expires.unwrap_or_default());
     }
     Ok(())
