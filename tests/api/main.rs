@@ -7,6 +7,7 @@ mod browser;
 mod browser_people;
 mod cli_login;
 mod device;
+mod device_attacks;
 mod discovery;
 mod errors;
 mod exchange;
