@@ -15,6 +15,10 @@ pub struct AdminClient {
 
 /// Turns an error response into one line: status, code and message.
 fn describe(status: reqwest::StatusCode, body: &Value) -> String {
+    super::credentials::printable(&describe_raw(status, body))
+}
+
+fn describe_raw(status: reqwest::StatusCode, body: &Value) -> String {
     let e = &body["error"];
     match (e.get("code"), e.as_str()) {
         (Some(code), _) => format!(

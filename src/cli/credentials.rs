@@ -6,7 +6,8 @@
 //! replaced atomically (a temporary file beside it, then a rename), so a
 //! crash never leaves half a file and the tokens are never readable by
 //! others, not even for a moment. An existing directory's mode is left as
-//! the person set it.
+//! the person set it, but one that other users may write to is refused,
+//! and a file others may read is made private before it is used.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -112,7 +113,60 @@ pub fn normalise_url(url: &str) -> Result<String, String> {
     ))
 }
 
+/// Refuses a credentials directory other users may write to: they could
+/// swap the file for one of theirs (a login as someone else) or a link.
+fn check_dir(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        match std::fs::metadata(dir) {
+            Ok(m) if m.permissions().mode() & 0o022 != 0 => {
+                return Err(format!(
+                    "{}: other users may write to this directory, so the stored logins cannot be trusted; run `chmod 700 {}`",
+                    dir.display(),
+                    dir.display()
+                ));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", dir.display())),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// A credentials file others may read (made before this version, or by
+/// hand) is taken back to 0600 at once, with a warning: the tokens in it
+/// may have been seen.
+fn tighten(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // Never through a link: that would change a file elsewhere.
+        if let Ok(m) = std::fs::symlink_metadata(path)
+            && m.is_file()
+            && m.permissions().mode() & 0o077 != 0
+        {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            eprintln!(
+                "warning: {} was readable by other users; it is now private (0600). Consider `tessera logout` and a new login.",
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
 fn read_file(path: &Path) -> Result<CredentialFile, String> {
+    if let Some(dir) = path.parent() {
+        check_dir(dir)?;
+    }
+    tighten(path)?;
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| format!("{}: unreadable: {e}", path.display())),
@@ -131,6 +185,7 @@ fn write_file(path: &Path, file: &CredentialFile) -> Result<(), String> {
     std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
     b.create(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?;
+    check_dir(dir)?;
     let bytes = zeroize::Zeroizing::new(
         serde_json::to_vec_pretty(file).map_err(|e| format!("credentials: {e}"))?,
     );
@@ -195,12 +250,24 @@ pub fn forget(url: &str) -> Result<bool, String> {
     Ok(true)
 }
 
+/// Text from the gateway made safe for a terminal: control characters
+/// (escape sequences could retitle, clear or rewrite the terminal) and
+/// bidirectional overrides (which could reorder what is shown) dropped.
+/// Names and messages can come from people or upstream providers.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .filter(|c| {
+            !c.is_control() && !matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        })
+        .collect()
+}
+
 /// One line for an `/oauth/*` error answer.
 pub fn oauth_error(status: reqwest::StatusCode, body: &Value) -> String {
     format!(
         "{status}: {} {}",
-        body["error"].as_str().unwrap_or("error"),
-        body["error_description"].as_str().unwrap_or_default()
+        printable(body["error"].as_str().unwrap_or("error")),
+        printable(body["error_description"].as_str().unwrap_or_default())
     )
 }
 
@@ -293,6 +360,79 @@ mod tests {
         let shown = format!("{c:?}");
         assert!(!shown.contains("secret"), "{shown}");
         assert!(shown.contains("<hidden>"));
+    }
+
+    #[test]
+    fn gateway_text_cannot_drive_the_terminal() {
+        let body = serde_json::json!({
+            "error": "invalid_grant\u{1b}[2J",
+            "error_description": "\u{1b}]0;owned\u{7}gone\r\u{9b}31m \u{202e}txt.exe"
+        });
+        let line = oauth_error(reqwest::StatusCode::BAD_REQUEST, &body);
+        assert!(
+            !line.chars().any(|c| c.is_control() || c == '\u{202e}'),
+            "{line:?}"
+        );
+        assert!(
+            line.contains("invalid_grant") && line.contains("gone"),
+            "{line}"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_readable_file_is_made_private_and_a_shared_directory_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("tessera");
+        std::fs::create_dir(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let p = d.join("credentials.json");
+        std::fs::write(&p, r#"{"gateways":{}}"#).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        read_file(&p).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o600, "taken back on first read");
+        // A directory others may write to: neither read nor written.
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = read_file(&p).err().unwrap();
+        assert!(e.contains("chmod 700"), "{e}");
+        let e = write_file(&p, &CredentialFile::default()).err().unwrap();
+        assert!(e.contains("chmod 700"), "{e}");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o770)).unwrap();
+        assert!(read_file(&p).is_err(), "group-writable too");
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        read_file(&p).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_link_at_the_path_is_replaced_not_followed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("tessera");
+        std::fs::create_dir(&d).unwrap();
+        let elsewhere = dir.path().join("victim.txt");
+        std::fs::write(&elsewhere, "untouched").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let p = d.join("credentials.json");
+        std::os::unix::fs::symlink(&elsewhere, &p).unwrap();
+        let mut file = CredentialFile::default();
+        file.gateways.insert(
+            "http://a".into(),
+            Entry {
+                access_token: "at".into(),
+                refresh_token: None,
+                expires_at: Utc::now(),
+            },
+        );
+        // Reading through the link fails (not JSON); writing replaces it.
+        assert!(read_file(&p).is_err());
+        write_file(&p, &file).unwrap();
+        assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "untouched");
+        let before = std::fs::metadata(&elsewhere).unwrap().permissions().mode();
+        assert_eq!(before & 0o077, 0o044, "the link's target was not chmodded");
+        assert!(!std::fs::symlink_metadata(&p).unwrap().is_symlink());
     }
 
     #[cfg(unix)]

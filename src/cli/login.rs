@@ -23,6 +23,8 @@ use crate::crypto::{opaque, random};
 const SCOPE: &str = "openid profile email offline_access";
 /// How long the loopback listener waits for the browser.
 const BROWSER_WAIT: Duration = Duration::from_secs(300);
+/// How long the loopback listener waits for one request's head.
+const HEAD_WAIT: Duration = Duration::from_secs(5);
 /// The largest request head the loopback listener reads.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -91,8 +93,8 @@ pub async fn login(args: &LoginArgs, json_out: bool) -> Result<(), String> {
     } else {
         println!(
             "Signed in to {url} as {} ({}).",
-            me["email"].as_str().unwrap_or("?"),
-            me["id"].as_str().unwrap_or("?")
+            credentials::printable(me["email"].as_str().unwrap_or("?")),
+            credentials::printable(me["id"].as_str().unwrap_or("?"))
         );
     }
     Ok(())
@@ -212,10 +214,17 @@ fn respond(mut stream: TcpStream, status: &str, message: &str) {
 /// (the code, or the error the gateway sent back for our `state`).
 fn answer_callback(mut stream: TcpStream, state: &str) -> Option<Result<String, String>> {
     let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    // One deadline for the whole head, not per read: the listener serves
+    // one connection at a time, and a local process trickling a byte every
+    // few seconds must not hold it until the login times out.
+    let deadline = Instant::now() + HEAD_WAIT;
     let mut head = Vec::new();
     let mut buf = [0u8; 2048];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < MAX_HEAD {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
         match stream.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => head.extend_from_slice(buf.get(..n).unwrap_or_default()),
@@ -297,9 +306,13 @@ async fn device_login(http: &reqwest::Client, url: &str) -> Result<Credentials, 
     ) else {
         return Err(format!("{endpoint}: incomplete answer"));
     };
+    let (uri, user_code) = (
+        credentials::printable(uri),
+        credentials::printable(user_code),
+    );
     eprintln!("To sign in, open {uri} in a browser and enter the code\n\n  {user_code}\n");
     if let Some(complete) = d["verification_uri_complete"].as_str() {
-        eprintln!("(or open {complete})");
+        eprintln!("(or open {})", credentials::printable(complete));
     }
     let mut interval = d["interval"].as_u64().unwrap_or(5).clamp(1, 60);
     let lifetime = d["expires_in"].as_u64().unwrap_or(600).clamp(1, 3600);
@@ -360,7 +373,7 @@ async fn me(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, Str
     if !status.is_success() {
         return Err(format!(
             "{status}: {}",
-            body["error"]["message"].as_str().unwrap_or_default()
+            credentials::printable(body["error"]["message"].as_str().unwrap_or_default())
         ));
     }
     Ok(body)
@@ -413,15 +426,18 @@ pub async fn whoami(args: &GatewayArgs, json_out: bool) -> Result<(), String> {
     } else {
         println!(
             "{} ({})",
-            user["email"].as_str().unwrap_or("?"),
-            user["id"].as_str().unwrap_or("?")
+            credentials::printable(user["email"].as_str().unwrap_or("?")),
+            credentials::printable(user["id"].as_str().unwrap_or("?"))
         );
         if let Some(n) = user["name"].as_str().filter(|n| !n.is_empty()) {
-            println!("name:        {n}");
+            println!("name:        {}", credentials::printable(n));
         }
         println!("gateway:     {url}");
-        println!("roles:       {}", roles.join(", "));
-        println!("permissions: {}", permissions.join(", "));
+        println!("roles:       {}", credentials::printable(&roles.join(", ")));
+        println!(
+            "permissions: {}",
+            credentials::printable(&permissions.join(", "))
+        );
         println!("expires:     {}", expires.unwrap_or_default());
     }
     Ok(())
@@ -474,5 +490,84 @@ pub async fn logout(args: &GatewayArgs, json_out: bool) -> Result<(), String> {
         Err(e) => Err(format!(
             "forgotten here, but the gateway could not be reached to revoke the login: {e}"
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs the listener's wait in a thread; its outcome arrives on the
+    /// channel.
+    fn listen(
+        state: &'static str,
+    ) -> (
+        std::net::SocketAddr,
+        std::sync::mpsc::Receiver<Result<String, String>>,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(wait_for_code(&listener, state));
+        });
+        (addr, rx)
+    }
+
+    fn send(addr: std::net::SocketAddr, request: &str) -> String {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    }
+
+    #[test]
+    fn another_local_process_cannot_end_the_login() {
+        let (addr, rx) = listen("st4te");
+        let r = send(addr, "GET /callback?code=evil&state=guess HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+        let r = send(addr, "GET /callback?code=evil HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 400"), "{r}");
+        let r = send(
+            addr,
+            "GET /elsewhere?code=evil&state=st4te HTTP/1.1\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        let r = send(
+            addr,
+            "POST /callback?code=evil&state=st4te HTTP/1.1\r\n\r\n",
+        );
+        assert!(r.starts_with("HTTP/1.1 4"), "{r}");
+        assert!(rx.try_recv().is_err(), "still waiting");
+        let r = send(addr, "GET /callback?code=c0de&state=st4te HTTP/1.1\r\n\r\n");
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let got = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(got.unwrap(), "c0de");
+    }
+
+    #[test]
+    fn a_trickling_local_connection_does_not_hold_the_listener() {
+        let (addr, rx) = listen("st4te");
+        // Connects first and sends a byte a second: each read returns well
+        // inside any per-read timeout.
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            for _ in 0..40 {
+                if s.write_all(b"G").is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let browser = std::thread::spawn(move || {
+            send(addr, "GET /callback?code=c0de&state=st4te HTTP/1.1\r\n\r\n")
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(15))
+            .expect("the browser's answer waited behind the trickling connection");
+        assert_eq!(got.unwrap(), "c0de");
+        assert!(browser.join().unwrap().starts_with("HTTP/1.1 200"));
     }
 }

@@ -461,9 +461,12 @@ async fn exchange_id_token(
             ));
         }
     };
+    // RFC 8693 §2.2.2: a subject_token unacceptable by policy (an identity
+    // linked to nobody, a disabled user) is invalid_request, as on the
+    // Tessera-token path.
     let to_grant_error = |r: Refused| match r {
         Refused::Internal(e) => e,
-        r => DomainError::InvalidGrant(format!(
+        r => DomainError::InvalidRequest(format!(
             "the subject_token's identity cannot be used here ({})",
             r.reason()
         )),

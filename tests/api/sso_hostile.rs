@@ -834,7 +834,14 @@ async fn upstream_id_tokens_are_exchanged_for_the_linked_user() {
     .await;
     assert_eq!(
         (status, e["error"].as_str()),
-        (400, Some("invalid_grant")),
+        (400, Some("invalid_request")),
+        "an identity linked to nobody is refused by policy (RFC 8693 §2.2.2): {e}"
+    );
+    assert!(
+        e["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("identity"),
         "{e}"
     );
     // A forged token (signed by a key the provider never published).

@@ -89,7 +89,13 @@ pub async fn device_authorization(
     let gw = gateway(&req).map_err(OAuthError::from)?;
     let mut params = OAuthParams::new(form.into_inner())?;
     let client = people_client(&gw, &mut params, &req).await?;
-    let d = device::start(&gw, &client, params.get("scope").as_deref()).await?;
+    let d = device::start(
+        &gw,
+        &client,
+        params.get("scope").as_deref(),
+        client_ip(&req).map_err(OAuthError::from)?,
+    )
+    .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .insert_header((header::PRAGMA, "no-cache"))

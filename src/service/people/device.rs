@@ -6,8 +6,11 @@
 //!
 //! User codes are 8 letters from an alphabet without vowels (no words) and
 //! without digits (no 0/O, 1/I look-alikes): 20^8, about 2^34.6. Guessing
-//! one needs a signed-in session, and wrong codes are counted per session
-//! and per client address, so a search of that space is impractical.
+//! one needs a signed-in session, and wrong codes are counted per account
+//! (not per session: signing in again must not buy new guesses) and per
+//! client address, so a search of that space is impractical. Requests for
+//! codes are counted per address too: each one is a stored record, and the
+//! endpoint takes no secret.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -32,27 +35,39 @@ pub const GRANT_TYPE: &str = "urn:ietf:params:oauth:grant-type:device_code";
 const ALPHABET: &[u8; 20] = b"BCDFGHJKLMNPQRSTVWXZ";
 /// Letters in a user code.
 const USER_CODE_LEN: usize = 8;
-/// Wrong user codes allowed per session per window.
-pub const FAILURES_PER_SESSION: u32 = 10;
+/// Wrong user codes allowed per account per window.
+pub const FAILURES_PER_ACCOUNT: u32 = 10;
 /// Wrong user codes allowed per client address per window.
 pub const FAILURES_PER_IP: u32 = 30;
 /// The counting window, seconds.
 const FAILURE_WINDOW_SECS: u64 = 900;
+/// Device authorization requests allowed per client address per
+/// [`START_WINDOW_SECS`]: plenty for people behind one NAT, few enough
+/// that one address cannot fill the store.
+pub const STARTS_PER_IP: u32 = 30;
+/// The window of [`STARTS_PER_IP`], seconds.
+const START_WINDOW_SECS: u64 = 60;
 /// Longest device code accepted (ours are 43 characters).
 const MAX_DEVICE_CODE: usize = 128;
 
-/// Counters of wrong user codes, per session and per client address.
+/// Counters of wrong user codes, per account and per client address, and
+/// of requests for codes per client address.
 pub struct DeviceThrottle {
-    per_session: FailureLimiter<String>,
+    per_account: FailureLimiter<String>,
     per_ip: FailureLimiter<IpAddr>,
+    starts_per_ip: FailureLimiter<IpAddr>,
 }
 
 impl Default for DeviceThrottle {
     fn default() -> Self {
         let w = Duration::from_secs(FAILURE_WINDOW_SECS);
         Self {
-            per_session: FailureLimiter::new(w, FAILURES_PER_SESSION),
+            per_account: FailureLimiter::new(w, FAILURES_PER_ACCOUNT),
             per_ip: FailureLimiter::new(w, FAILURES_PER_IP),
+            starts_per_ip: FailureLimiter::new(
+                Duration::from_secs(START_WINDOW_SECS),
+                STARTS_PER_IP,
+            ),
         }
     }
 }
@@ -127,11 +142,12 @@ fn secs(n: u64) -> chrono::Duration {
 
 /// `POST /oauth/device_authorization`: codes for `client` (already
 /// authenticated when confidential), for `scope` as `/oauth/authorize`
-/// takes it.
+/// takes it; `RateLimited` once `ip` asked too often.
 pub async fn start(
     gw: &Gateway,
     client: &Client,
     scope: Option<&str>,
+    ip: IpAddr,
 ) -> Result<DeviceAuthorization, DomainError> {
     if !client.allows_grant(GRANT_TYPE) {
         return Err(DomainError::UnauthorizedClient(
@@ -140,6 +156,13 @@ pub async fn start(
     }
     let scope = scope.unwrap_or("").trim().to_owned();
     tokens::split_scope(&scope)?;
+    // Every request counts, answered or not: the limit is on records
+    // stored by a caller that proves nothing.
+    gw.device_throttle
+        .starts_per_ip
+        .reserve_key(client_key(ip))
+        .map_err(|retry_after| DomainError::RateLimited { retry_after })?
+        .fail();
     let p = &gw.policy.people;
     let device_code = opaque::random_value().map_err(|e| DomainError::Internal(e.to_string()))?;
     let device_hash = opaque::digest_hex(device_code.expose_secret());
@@ -253,8 +276,8 @@ fn reserve(
 > {
     let s = gw
         .device_throttle
-        .per_session
-        .reserve_key(session.id.clone())
+        .per_account
+        .reserve_key(session.user_id.clone())
         .map_err(|retry_after| DomainError::RateLimited { retry_after })?;
     let i = gw
         .device_throttle
@@ -265,7 +288,7 @@ fn reserve(
 }
 
 /// Finds the pending request a user code names, for the person signed in
-/// with `session`. A wrong code counts against the session and the
+/// with `session`. A wrong code counts against the account and the
 /// address (`InvalidGrant`); too many give `RateLimited`.
 pub async fn lookup(
     gw: &Gateway,
@@ -289,6 +312,16 @@ pub async fn lookup(
     let (Some((code, request)), Some(client)) = (found, client) else {
         s_slot.fail();
         ip_slot.fail();
+        // Guessing shows in the log (never the code typed): a wrong code
+        // is a failed sign-in step, and the counters bound how many.
+        super::signin::audit(
+            gw,
+            &session.user_id,
+            "device.code_rejected",
+            ip,
+            json!({"session": session.id}),
+        )
+        .await;
         return Err(wrong_code());
     };
     Ok(PendingRequest {
