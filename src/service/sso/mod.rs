@@ -347,6 +347,8 @@ pub struct IdClaims {
     pub name: Option<String>,
     /// The groups claim's values.
     pub groups: Vec<String>,
+    /// When the ID token expires (seconds since the epoch).
+    pub exp: i64,
 }
 
 impl std::fmt::Debug for IdClaims {
@@ -378,6 +380,9 @@ impl IdClaims {
         }
         let now = chrono::Utc::now().timestamp();
         let leeway = i64::try_from(leeway_secs).unwrap_or(60);
+        let exp = c["exp"]
+            .as_i64()
+            .ok_or_else(|| bad("exp is not a number"))?;
         let iat = c["iat"]
             .as_i64()
             .ok_or_else(|| bad("iat is not a number"))?;
@@ -419,6 +424,7 @@ impl IdClaims {
             email_verified,
             name: c["name"].as_str().map(|n| n.chars().take(100).collect()),
             groups,
+            exp,
         })
     }
 }
@@ -578,7 +584,7 @@ mod tests {
 
     fn claims() -> Value {
         let now = chrono::Utc::now().timestamp();
-        json!({"sub": "s1", "aud": "me", "iat": now, "nonce": "n1", "email": "a@b.c", "email_verified": "true", "groups": ["g1", 7, "g2"]})
+        json!({"sub": "s1", "aud": "me", "iat": now, "exp": now + 60, "nonce": "n1", "email": "a@b.c", "email_verified": "true", "groups": ["g1", 7, "g2"]})
     }
 
     #[test]
