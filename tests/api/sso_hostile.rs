@@ -1037,3 +1037,66 @@ async fn an_exchanged_id_token_bounds_the_new_tokens_lifetime() {
     assert!(c["exp"].as_i64().unwrap() <= id_exp, "{c} vs {id_exp}");
     assert!(t["expires_in"].as_i64().unwrap() <= 40, "{t}");
 }
+
+/// A provider's documents may move within its origin only: a redirect to
+/// another port on the same host (a service beside the provider, or an
+/// https-to-http downgrade) is not followed.
+#[tokio::test]
+async fn discovery_does_not_follow_a_redirect_to_another_port() {
+    // It names the front's issuer, as a document from there would.
+    let front_issuer = Arc::new(Mutex::new(String::new()));
+    let fi = front_issuer.clone();
+    let beside = HttpServer::new(move || {
+        let fi = fi.clone();
+        App::new().default_service(web::to(move || {
+            let issuer = fi.lock().unwrap().clone();
+            async move {
+                HttpResponse::Ok().json(json!({
+                "issuer": issuer,
+                "authorization_endpoint": "http://127.0.0.1:9/authorize",
+                "token_endpoint": "http://127.0.0.1:9/token",
+                "jwks_uri": "http://127.0.0.1:9/jwks",
+                }))
+            }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let beside_port = beside.addrs()[0].port();
+    let beside = beside.run();
+    let beside_handle = beside.handle();
+    tokio::spawn(beside);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h2 = hits.clone();
+    let front = HttpServer::new(move || {
+        let hits = h2.clone();
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let to = format!("http://127.0.0.1:{beside_port}{}", req.path());
+            async move {
+                HttpResponse::Found()
+                    .insert_header(("location", to))
+                    .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let front_port = front.addrs()[0].port();
+    *front_issuer.lock().unwrap() = format!("http://127.0.0.1:{front_port}");
+    let front = front.run();
+    let front_handle = front.handle();
+    tokio::spawn(front);
+    let idp = start_idp().await;
+    let mut hop = provider(&idp, "hop");
+    hop.issuer = format!("http://127.0.0.1:{front_port}");
+    let app = gateway(vec![hop]).await;
+    let mut b = Browser::new(&app);
+    let res = b.get("/sso/hop/login").await;
+    assert!(hits.load(Ordering::SeqCst) > 0, "the provider was asked");
+    refused_page(res, 502, "could not be reached").await;
+    std::mem::drop(front_handle.stop(false));
+    std::mem::drop(beside_handle.stop(false));
+}
