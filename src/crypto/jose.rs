@@ -240,6 +240,13 @@ pub(crate) fn decode_upstream_id_token(
         return Err(JoseError::TooLarge(max_bytes));
     }
     let h = jsonwebtoken::decode_header(token).map_err(|e| JoseError::Malformed(e.to_string()))?;
+    // RFC 7515 §4.1.11: extensions listed in `crit` must be understood, and
+    // we understand none (jsonwebtoken ignores the header).
+    if h.crit.is_some() {
+        return Err(JoseError::Malformed(
+            "crit names an unsupported extension".into(),
+        ));
+    }
     if h.typ
         .as_deref()
         .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))

@@ -489,9 +489,18 @@ async fn exchange_id_token(
         app: Some(client_snap.clone()),
     };
     let audience = audience_for(gw, client, req.audience.as_deref())?;
+    // Never outlives the ID token, as a Tessera subject token bounds its
+    // exchange.
+    let left = u64::try_from(claims.exp.saturating_sub(Utc::now().timestamp())).unwrap_or(0);
     let ttl = client
         .token_ttl
-        .map_or(gw.policy.token_ttl, |t| t.min(gw.policy.token_ttl));
+        .map_or(gw.policy.token_ttl, |t| t.min(gw.policy.token_ttl))
+        .min(left);
+    if ttl == 0 {
+        return Err(DomainError::InvalidRequest(
+            "the subject_token is invalid or expired".into(),
+        ));
+    }
     let (access_token, expires_in, scope) = super::people::tokens::issue_federated(
         gw,
         super::people::tokens::Federated {

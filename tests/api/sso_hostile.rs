@@ -886,3 +886,217 @@ async fn a_provider_down_at_start_is_used_once_it_is_up_and_post_auth_is_honoure
     assert_eq!(f["client_secret"], CLIENT_SECRET);
     assert!(!f.contains_key("authorization"));
 }
+
+// Security review: each test below failed before the fix it names.
+
+/// Unicode case folding: `K` (KELVIN SIGN) lowercases to ASCII `k`, so a
+/// provider-verified `\u{212A}evin@…` (another mailbox) must never reach
+/// kevin@…'s account, by linking or by creating.
+#[tokio::test]
+async fn a_unicode_lookalike_email_never_links_or_creates() {
+    let idp = start_idp().await;
+    let mut linking = provider(&idp, "linking");
+    linking.link_by_verified_email = true;
+    linking.create_users = true;
+    linking.allowed_domains = vec!["example.com".into()];
+    let app = gateway(vec![linking]).await;
+    let kevin = create_user(&app, "kevin@example.com", &[]).await;
+    let attempt = |sub: &'static str, email: &'static str| {
+        let (idp, app) = (&idp, &app);
+        async move {
+            let mut b = Browser::new(app);
+            let q = begin(&mut b, idp, "linking").await;
+            let token = idp.sign(&idp.claims("linking", sub, email, true, &q["nonce"]));
+            complete(&mut b, idp, app, "linking", &q, token).await
+        }
+    };
+    refused_page(
+        attempt("s-evil", "\u{212A}evin@example.com").await,
+        403,
+        "not verified",
+    )
+    .await;
+    refused_page(
+        attempt("s-evil2", "zo\u{212A}@example.com").await,
+        403,
+        "not verified",
+    )
+    .await;
+    let users = ok(
+        call(&app, reqwest::Method::GET, "/api/v1/users", None).await,
+        200,
+    )
+    .await;
+    let all = users["data"].as_array().unwrap();
+    let k = all.iter().find(|u| u["id"] == kevin.as_str()).unwrap();
+    assert_eq!(k["identities"], json!([]), "{k}");
+    assert!(!all.iter().any(|u| u["email"] == "zok@example.com"));
+    // ASCII case differences are the same mailbox, and still link.
+    assert_eq!(attempt("s-kevin", "KEVIN@Example.com").await.status(), 200);
+}
+
+/// An identity is (provider, `sub`): once a user is linked at a provider,
+/// another `sub` there carrying the same email (the address reassigned to
+/// someone else at the provider) is not linked to the same user.
+#[tokio::test]
+async fn a_second_subject_at_a_provider_is_not_linked_by_email() {
+    let idp = start_idp().await;
+    let mut linking = provider(&idp, "linking");
+    linking.link_by_verified_email = true;
+    let app = gateway(vec![linking]).await;
+    let bob = create_user(&app, "bob@example.com", &[]).await;
+    let attempt = |sub: &'static str| {
+        let (idp, app) = (&idp, &app);
+        async move {
+            let mut b = Browser::new(app);
+            let q = begin(&mut b, idp, "linking").await;
+            let token = idp.sign(&idp.claims("linking", sub, "bob@example.com", true, &q["nonce"]));
+            complete(&mut b, idp, app, "linking", &q, token).await
+        }
+    };
+    assert_eq!(attempt("s-bob").await.status(), 200);
+    refused_page(attempt("s-successor").await, 403, "not linked").await;
+    let u = ok(
+        call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/v1/users/{bob}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(u["identities"].as_array().unwrap().len(), 1, "{u}");
+    // bob himself still signs in.
+    assert_eq!(attempt("s-bob").await.status(), 200);
+}
+
+/// RFC 7515 §4.1.11: a `crit` header names extensions the recipient must
+/// understand; we understand none, so such a token is refused.
+#[tokio::test]
+async fn an_id_token_with_crit_is_refused() {
+    let idp = start_idp().await;
+    let mut corp = provider(&idp, "corp");
+    corp.link_by_verified_email = true;
+    let app = gateway(vec![corp]).await;
+    create_user(&app, "ada@example.com", &[]).await;
+    let mut b = Browser::new(&app);
+    let q = begin(&mut b, &idp, "corp").await;
+    let mut h = Header::new(Algorithm::ES256);
+    h.kid = Some("k1".into());
+    h.crit = Some(vec!["urn:example:must-understand".into()]);
+    let claims = idp.claims("corp", "ada-sub", "ada@example.com", true, &q["nonce"]);
+    let token = jsonwebtoken::encode(&h, &claims, &idp.key).unwrap();
+    refused_page(
+        complete(&mut b, &idp, &app, "corp", &q, token).await,
+        400,
+        "could not be verified",
+    )
+    .await;
+}
+
+/// The exchanged token never outlives the ID token it came from (as on the
+/// Tessera-token path, which never outlives its subject token).
+#[tokio::test]
+async fn an_exchanged_id_token_bounds_the_new_tokens_lifetime() {
+    let idp = start_idp().await;
+    let mut corp = provider(&idp, "corp");
+    corp.token_exchange = true;
+    corp.link_by_verified_email = true;
+    let app = gateway(vec![corp]).await;
+    create_user(&app, "ada@example.com", &[]).await;
+    let (broker, secret) = app
+        .create_app(json!({"name": "broker", "permissions": [], "grantTypes": [TX_GRANT]}))
+        .await;
+    let broker = broker["id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now().timestamp();
+    let id_exp = now + 40;
+    let subject = idp.sign(&json!({
+        "iss": idp.issuer("corp"), "aud": CLIENT_ID, "sub": "ada-sub", "iat": now, "exp": id_exp,
+        "email": "ada@example.com", "email_verified": true,
+    }));
+    let res = app
+        .client
+        .post(app.url("/oauth/token"))
+        .basic_auth(&broker, Some(&secret))
+        .form(&[
+            ("grant_type", TX_GRANT),
+            ("subject_token", subject.as_str()),
+            (
+                "subject_token_type",
+                "urn:ietf:params:oauth:token-type:id_token",
+            ),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let t: Value = res.json().await.unwrap();
+    let c = claims_of(t["access_token"].as_str().unwrap());
+    assert!(c["exp"].as_i64().unwrap() <= id_exp, "{c} vs {id_exp}");
+    assert!(t["expires_in"].as_i64().unwrap() <= 40, "{t}");
+}
+
+/// A provider's documents may move within its origin only: a redirect to
+/// another port on the same host (a service beside the provider, or an
+/// https-to-http downgrade) is not followed.
+#[tokio::test]
+async fn discovery_does_not_follow_a_redirect_to_another_port() {
+    // It names the front's issuer, as a document from there would.
+    let front_issuer = Arc::new(Mutex::new(String::new()));
+    let fi = front_issuer.clone();
+    let beside = HttpServer::new(move || {
+        let fi = fi.clone();
+        App::new().default_service(web::to(move || {
+            let issuer = fi.lock().unwrap().clone();
+            async move {
+                HttpResponse::Ok().json(json!({
+                "issuer": issuer,
+                "authorization_endpoint": "http://127.0.0.1:9/authorize",
+                "token_endpoint": "http://127.0.0.1:9/token",
+                "jwks_uri": "http://127.0.0.1:9/jwks",
+                }))
+            }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let beside_port = beside.addrs()[0].port();
+    let beside = beside.run();
+    let beside_handle = beside.handle();
+    tokio::spawn(beside);
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h2 = hits.clone();
+    let front = HttpServer::new(move || {
+        let hits = h2.clone();
+        App::new().default_service(web::to(move |req: HttpRequest| {
+            hits.fetch_add(1, Ordering::SeqCst);
+            let to = format!("http://127.0.0.1:{beside_port}{}", req.path());
+            async move {
+                HttpResponse::Found()
+                    .insert_header(("location", to))
+                    .finish()
+            }
+        }))
+    })
+    .workers(1)
+    .bind(("127.0.0.1", 0))
+    .unwrap();
+    let front_port = front.addrs()[0].port();
+    *front_issuer.lock().unwrap() = format!("http://127.0.0.1:{front_port}");
+    let front = front.run();
+    let front_handle = front.handle();
+    tokio::spawn(front);
+    let idp = start_idp().await;
+    let mut hop = provider(&idp, "hop");
+    hop.issuer = format!("http://127.0.0.1:{front_port}");
+    let app = gateway(vec![hop]).await;
+    let mut b = Browser::new(&app);
+    let res = b.get("/sso/hop/login").await;
+    assert!(hits.load(Ordering::SeqCst) > 0, "the provider was asked");
+    refused_page(res, 502, "could not be reached").await;
+    std::mem::drop(front_handle.stop(false));
+    std::mem::drop(beside_handle.stop(false));
+}

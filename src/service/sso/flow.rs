@@ -434,7 +434,13 @@ pub async fn user_for(
             }
             return Ok(u);
         }
-        let email = c.email.as_deref().and_then(|e| normalize_email(e).ok());
+        // ASCII only: lowercasing folds some other characters into ASCII
+        // (KELVIN SIGN to `k`), so another mailbox would match a user's.
+        let email = c
+            .email
+            .as_deref()
+            .filter(|e| e.is_ascii())
+            .and_then(|e| normalize_email(e).ok());
         let existing = match &email {
             Some(e) => gw.users.find_user_by_email(e).await?,
             None => None,
@@ -446,6 +452,11 @@ pub async fn user_for(
                 } else {
                     Refused::UnknownIdentity
                 });
+            }
+            // Already linked to another `sub` there: this one is someone
+            // else holding the address now (OIDC Core §5.7).
+            if u.user.identities.iter().any(|i| i.idp == p.name()) {
+                return Err(Refused::UnknownIdentity);
             }
             if !c.email_verified {
                 return Err(Refused::UnverifiedEmail);

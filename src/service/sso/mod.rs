@@ -145,14 +145,15 @@ impl std::fmt::Debug for Providers {
     }
 }
 
-/// Follows at most three redirects, and only on the host first asked: a
-/// provider's document may move on its own host, never elsewhere.
+/// Follows at most three redirects, and only within the origin first
+/// asked: a provider's document may move on its own origin, never to
+/// another host, port (a service beside it) or scheme (https to http).
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         let same_host = attempt
             .previous()
             .first()
-            .is_some_and(|first| first.host_str() == attempt.url().host_str());
+            .is_some_and(|first| first.origin() == attempt.url().origin());
         if attempt.previous().len() > 3 || !same_host {
             attempt.stop()
         } else {
@@ -347,6 +348,8 @@ pub struct IdClaims {
     pub name: Option<String>,
     /// The groups claim's values.
     pub groups: Vec<String>,
+    /// When the ID token expires (seconds since the epoch).
+    pub exp: i64,
 }
 
 impl std::fmt::Debug for IdClaims {
@@ -378,6 +381,9 @@ impl IdClaims {
         }
         let now = chrono::Utc::now().timestamp();
         let leeway = i64::try_from(leeway_secs).unwrap_or(60);
+        let exp = c["exp"]
+            .as_i64()
+            .ok_or_else(|| bad("exp is not a number"))?;
         let iat = c["iat"]
             .as_i64()
             .ok_or_else(|| bad("iat is not a number"))?;
@@ -419,6 +425,7 @@ impl IdClaims {
             email_verified,
             name: c["name"].as_str().map(|n| n.chars().take(100).collect()),
             groups,
+            exp,
         })
     }
 }
@@ -493,10 +500,11 @@ async fn discover(http: &reqwest::Client, p: &Provider) -> Result<Arc<Discovery>
                 "discovery names another issuer".into(),
             ));
         }
+        let plain = p.issuer().starts_with("http://");
         for u in [&d.authorization_endpoint, &d.token_endpoint, &d.jwks_uri] {
-            if !url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+            if !endpoint_allowed(u, plain) {
                 return Err(SsoError::Unavailable(
-                    "discovery names an endpoint that is not an http(s) URL".into(),
+                    "discovery names an endpoint that is not an https URL".into(),
                 ));
             }
         }
@@ -517,6 +525,17 @@ async fn discover(http: &reqwest::Client, p: &Provider) -> Result<Arc<Discovery>
             }
         }
     }
+}
+
+/// Whether a discovered endpoint may be used: https, or http only when the
+/// issuer itself is plain http (local use), so the secret, codes and keys
+/// of an https provider never travel in the clear.
+fn endpoint_allowed(u: &str, plain_issuer: bool) -> bool {
+    url::Url::parse(u).is_ok_and(|u| match u.scheme() {
+        "https" => true,
+        "http" => plain_issuer,
+        _ => false,
+    })
 }
 
 /// The cached keys, fetched when there are none or they are old.
@@ -578,7 +597,16 @@ mod tests {
 
     fn claims() -> Value {
         let now = chrono::Utc::now().timestamp();
-        json!({"sub": "s1", "aud": "me", "iat": now, "nonce": "n1", "email": "a@b.c", "email_verified": "true", "groups": ["g1", 7, "g2"]})
+        json!({"sub": "s1", "aud": "me", "iat": now, "exp": now + 60, "nonce": "n1", "email": "a@b.c", "email_verified": "true", "groups": ["g1", 7, "g2"]})
+    }
+
+    #[test]
+    fn an_https_provider_never_names_http_endpoints() {
+        assert!(endpoint_allowed("https://idp.example/token", false));
+        assert!(!endpoint_allowed("http://idp.example/token", false));
+        assert!(!endpoint_allowed("file:///etc/passwd", false));
+        assert!(!endpoint_allowed("file:///etc/passwd", true));
+        assert!(endpoint_allowed("http://127.0.0.1:8080/token", true));
     }
 
     #[test]
