@@ -130,22 +130,10 @@ fn authorize_params(m: &std::collections::HashMap<String, String>) -> AuthorizeP
 }
 
 fn param_pairs(p: &AuthorizeParams) -> Vec<(&'static str, String)> {
-    let mut v = Vec::new();
-    for (k, val) in [
-        ("response_type", &p.response_type),
-        ("client_id", &p.client_id),
-        ("redirect_uri", &p.redirect_uri),
-        ("scope", &p.scope),
-        ("state", &p.state),
-        ("nonce", &p.nonce),
-        ("code_challenge", &p.code_challenge),
-        ("code_challenge_method", &p.code_challenge_method),
-    ] {
-        if let Some(x) = val {
-            v.push((k, x.clone()));
-        }
-    }
-    v
+    p.carried()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_owned()))
+        .collect()
 }
 
 /// A posted form's fields, once they are unique and the form is ours;

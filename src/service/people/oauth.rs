@@ -50,6 +50,26 @@ pub struct AuthorizeParams {
     pub idp: Option<String>,
 }
 
+impl AuthorizeParams {
+    /// The parameters a sign-in carries on to the request it continues
+    /// (not `prompt` or `idp`, which were just acted on), as given.
+    pub fn carried(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("response_type", &self.response_type),
+            ("client_id", &self.client_id),
+            ("redirect_uri", &self.redirect_uri),
+            ("scope", &self.scope),
+            ("state", &self.state),
+            ("nonce", &self.nonce),
+            ("code_challenge", &self.code_challenge),
+            ("code_challenge_method", &self.code_challenge_method),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
+}
+
 /// Why an authorization request cannot go on.
 #[derive(Debug)]
 pub enum Refusal {
@@ -221,21 +241,9 @@ impl Authorization {
     /// person is signed in elsewhere: without `idp` (so it does not loop)
     /// and `prompt` (they just signed in).
     pub fn resume_path(&self) -> String {
-        let p = &self.params;
         let mut q = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in [
-            ("response_type", &p.response_type),
-            ("client_id", &p.client_id),
-            ("redirect_uri", &p.redirect_uri),
-            ("scope", &p.scope),
-            ("state", &p.state),
-            ("nonce", &p.nonce),
-            ("code_challenge", &p.code_challenge),
-            ("code_challenge_method", &p.code_challenge_method),
-        ] {
-            if let Some(v) = v {
-                q.append_pair(k, v);
-            }
+        for (k, v) in self.params.carried() {
+            q.append_pair(k, v);
         }
         format!("/oauth/authorize?{}", q.finish())
     }

@@ -160,28 +160,7 @@ pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainErr
     let (oidc, perms) = split_scope(i.scope)?;
     let bound = clients::bound(gw, i.client).await?;
     let grants = user_grants(gw, &fresh, bound.as_deref(), as_of_ms).await?;
-    // People are granted what they hold of what they asked for: words they
-    // do not hold are dropped (the answer's `scope` says what was granted).
-    let held: Vec<String> = perms
-        .into_iter()
-        .filter(|w| {
-            Permission::parse(w).is_ok_and(|p| Permission::any_covers(&grants.permissions, &p))
-        })
-        .collect();
-    let narrowed = if held.is_empty() && i.scope_has_permissions() {
-        crate::service::grants::Narrowed {
-            permissions: Vec::new(),
-            access: Vec::new(),
-            roles: Vec::new(),
-        }
-    } else {
-        narrow(&grants, Some(&held.join(" ")), &gw.catalogue)?
-    };
-    let permissions: Vec<String> = narrowed
-        .permissions
-        .iter()
-        .map(|p| p.as_str().to_owned())
-        .collect();
+    let (narrowed, permissions) = held_of(gw, &grants, &perms)?;
     let mut scope_words: Vec<String> = oidc.clone();
     scope_words.extend(permissions.iter().cloned());
     let scope = scope_words.join(" ");
@@ -255,6 +234,40 @@ pub struct Federated<'a> {
     pub ttl: u64,
 }
 
+/// What a person is granted of the permission words asked for (`perms`,
+/// none meaning everything they hold): words they do not hold are dropped
+/// (the answer's `scope` says what was granted), and asking only for words
+/// they do not hold grants nothing, never everything. Returns the narrowed
+/// grants and their permission words.
+fn held_of(
+    gw: &Gateway,
+    grants: &crate::service::grants::Grants,
+    perms: &[String],
+) -> Result<(crate::service::grants::Narrowed, Vec<String>), DomainError> {
+    let held: Vec<&str> = perms
+        .iter()
+        .map(String::as_str)
+        .filter(|w| {
+            Permission::parse(w).is_ok_and(|p| Permission::any_covers(&grants.permissions, &p))
+        })
+        .collect();
+    let narrowed = if held.is_empty() && !perms.is_empty() {
+        crate::service::grants::Narrowed {
+            permissions: Vec::new(),
+            access: Vec::new(),
+            roles: Vec::new(),
+        }
+    } else {
+        narrow(grants, Some(&held.join(" ")), &gw.catalogue)?
+    };
+    let permissions = narrowed
+        .permissions
+        .iter()
+        .map(|p| p.as_str().to_owned())
+        .collect();
+    Ok((narrowed, permissions))
+}
+
 /// Mints the access token of a [`Federated`] request; returns it, its
 /// lifetime and the granted scope.
 pub async fn issue_federated(
@@ -274,27 +287,7 @@ pub async fn issue_federated(
     let oidc: Vec<String> = oidc.into_iter().filter(|w| w != "offline_access").collect();
     let bound = clients::bound(gw, f.client).await?;
     let grants = user_grants(gw, &fresh, bound.as_deref(), as_of_ms).await?;
-    let held: Vec<String> = perms
-        .iter()
-        .filter(|w| {
-            Permission::parse(w).is_ok_and(|p| Permission::any_covers(&grants.permissions, &p))
-        })
-        .cloned()
-        .collect();
-    let narrowed = if held.is_empty() && !perms.is_empty() {
-        crate::service::grants::Narrowed {
-            permissions: Vec::new(),
-            access: Vec::new(),
-            roles: Vec::new(),
-        }
-    } else {
-        narrow(&grants, Some(&held.join(" ")), &gw.catalogue)?
-    };
-    let permissions: Vec<String> = narrowed
-        .permissions
-        .iter()
-        .map(|p| p.as_str().to_owned())
-        .collect();
+    let (narrowed, permissions) = held_of(gw, &grants, &perms)?;
     let mut words = oidc;
     words.extend(permissions.iter().cloned());
     let scope = words.join(" ");
@@ -326,12 +319,6 @@ pub async fn issue_federated(
     let token = jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     crate::service::metrics::inc(&gw.metrics.tokens_issued);
     Ok((token, f.ttl, scope))
-}
-
-impl Issue<'_> {
-    fn scope_has_permissions(&self) -> bool {
-        split_scope(self.scope).is_ok_and(|(_, p)| !p.is_empty())
-    }
 }
 
 fn id_token(
