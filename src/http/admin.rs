@@ -207,20 +207,88 @@ pub async fn delete_user(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(Page),
+/// How `GET /api/v1/audit` answers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditFormat {
+    /// `{"data": [...], "nextCursor": ...}`.
+    #[default]
+    Json,
+    /// A `text/csv` download; the next cursor in `X-Next-Cursor`.
+    Csv,
+}
+
+/// Paging, filters and format of `GET /api/v1/audit`.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AuditParams {
+    /// 1 to 200 (default 50): the most records one page holds.
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<usize>,
+    /// From a previous page's `nextCursor` (or `X-Next-Cursor`).
+    pub cursor: Option<String>,
+    /// Only this actor (a token's subject), exactly.
+    #[param(min_length = 1, max_length = 256)]
+    pub actor: Option<String>,
+    /// Only this action, exactly; or, ending with `.` or `*`, every action
+    /// starting with it (`app.` and `app.*` both match `app.create`).
+    #[param(min_length = 1, max_length = 256)]
+    pub action: Option<String>,
+    /// Only this target (an id or a role name), exactly.
+    #[param(min_length = 1, max_length = 256)]
+    pub target: Option<String>,
+    /// Only records at or after this instant (RFC 3339).
+    pub since: Option<chrono::DateTime<chrono::Utc>>,
+    /// Only records strictly before this instant (RFC 3339); after `since`.
+    pub until: Option<chrono::DateTime<chrono::Utc>>,
+    /// `json` (default) or `csv`.
+    #[param(inline)]
+    pub format: Option<AuditFormat>,
+}
+
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditParams),
+    description = "The audit log, newest first, optionally filtered. With a filter, one call \
+looks at no more than 5,000 records: a page may then hold fewer than `limit` records (even \
+none) and still carry a next cursor. Only a missing next cursor means the end. `since` ends \
+the walk early, at the first older record. With `format=csv` the body is a CSV download \
+(header `id,at,actor,action,target,sourceIp,details`, RFC 4180 quoting, `details` as compact \
+JSON, a cell that starts with `=`, `+`, `-`, `@`, tab or CR prefixed with `'`) and the next \
+cursor is in the `X-Next-Cursor` header.",
     responses(
-        (status = 200, description = "Newest first", body = audit::AuditPage),
+        (status = 200, description = "Newest first",
+            content((audit::AuditPage = "application/json"), (String = "text/csv")),
+            headers(("X-Next-Cursor" = String, description = "With `format=csv`, when more may remain: pass as `cursor`"))),
         StandardErrors,
-        (status = 422, description = "`limit` outside 1 to 200", body = ApiErrorBody)),
+        (status = 422, description = "`limit` outside 1 to 200, an empty or over-long filter, `action=*`, or `since` not before `until`", body = ApiErrorBody)),
     security(("bearer" = [])))]
-/// `GET /api/v1/audit`: newest first.
+/// `GET /api/v1/audit`: newest first, filtered, as JSON or CSV.
 pub async fn audit_log(
     req: HttpRequest,
     Caller(c): Caller,
-    page: web::Query<Page>,
+    params: web::Query<AuditParams>,
 ) -> Result<HttpResponse, ApiError> {
     c.require(crate::domain::permission::builtin::AUDIT_READ)?;
     let gw = gateway(&req)?;
-    let page = page.into_inner();
-    Ok(HttpResponse::Ok().json(audit::list(&gw, page.limit, page.cursor).await?))
+    let p = params.into_inner();
+    let filter = audit::AuditFilter {
+        actor: p.actor,
+        action: p.action,
+        target: p.target,
+        since: p.since,
+        until: p.until,
+    };
+    let page = audit::list(&gw, p.limit, p.cursor, &filter).await?;
+    if p.format.unwrap_or_default() == AuditFormat::Json {
+        return Ok(HttpResponse::Ok().json(page));
+    }
+    let mut res = HttpResponse::Ok();
+    res.content_type("text/csv; charset=utf-8").insert_header((
+        actix_web::http::header::CONTENT_DISPOSITION,
+        "attachment; filename=\"tessera-audit.csv\"",
+    ));
+    if let Some(next) = &page.next_cursor {
+        res.insert_header(("X-Next-Cursor", next.as_str()));
+    }
+    Ok(res.body(audit::to_csv(&page.data)))
 }
