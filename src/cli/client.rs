@@ -102,4 +102,27 @@ impl AdminClient {
             Err(describe(status, &body))
         }
     }
+
+    /// Sends a GET whose success body is not JSON (a CSV export); gives the
+    /// body and the response headers. Errors are still SPEC-shaped JSON.
+    pub async fn get_text(
+        &self,
+        path: &str,
+    ) -> Result<(String, reqwest::header::HeaderMap), String> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let (status, headers) = (res.status(), res.headers().clone());
+        let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
+        if status.is_success() {
+            return Ok((text, headers));
+        }
+        let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Err(describe(status, &body))
+    }
 }

@@ -78,6 +78,24 @@ pub struct AuditArgs {
     /// Cursor from a previous page.
     #[arg(long)]
     pub cursor: Option<String>,
+    /// Only this actor, exactly.
+    #[arg(long)]
+    pub actor: Option<String>,
+    /// Only this action; ending with `.` or `*`, a prefix (`app.*`).
+    #[arg(long)]
+    pub action: Option<String>,
+    /// Only this target, exactly.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Only records at or after this instant (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only records before this instant (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Print the page as CSV, as the gateway sends it.
+    #[arg(long)]
+    pub csv: bool,
 }
 
 /// The first line of standard input, without its line ending; wiped when
@@ -257,8 +275,38 @@ pub async fn users(remote: &Remote, cmd: UsersCommand, json_out: bool) -> Result
 
 /// Runs `tessera audit`: one page of the audit log, newest first.
 pub async fn audit(remote: &Remote, args: AuditArgs, json_out: bool) -> Result<(), String> {
+    for (name, v) in [("--since", &args.since), ("--until", &args.until)] {
+        if let Some(v) = v
+            && chrono::DateTime::parse_from_rfc3339(v).is_err()
+        {
+            return Err(format!("{name}: not an RFC 3339 time: {v}"));
+        }
+    }
     let c = AdminClient::connect(remote).await?;
-    let path = paged("/api/v1/audit", args.limit, args.cursor);
+    let mut path = paged("/api/v1/audit", args.limit, args.cursor);
+    let filters = [
+        ("actor", &args.actor),
+        ("action", &args.action),
+        ("target", &args.target),
+        ("since", &args.since),
+        ("until", &args.until),
+    ];
+    for (name, v) in filters {
+        if let Some(v) = v {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            path.push_str(&format!("{sep}{name}={}", urlencode(v)));
+        }
+    }
+    if args.csv {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        path.push_str(&format!("{sep}format=csv"));
+        let (body, headers) = c.get_text(&path).await?;
+        print!("{body}");
+        if let Some(next) = headers.get("x-next-cursor").and_then(|h| h.to_str().ok()) {
+            eprintln!("more: --cursor {next}");
+        }
+        return Ok(());
+    }
     let v = c.call(Method::GET, &path, None).await?;
     if json_out {
         println!("{v}");

@@ -2,6 +2,7 @@
 
 mod apps;
 mod attacks;
+mod audit;
 mod authz;
 mod browser;
 mod browser_device;

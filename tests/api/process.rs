@@ -710,4 +710,47 @@ async fn the_cli_updates_apps_manages_users_and_reads_the_audit_log() {
         "older records on the next page: {out}"
     );
     assert!(!out.contains(password));
+    // Filters and the CSV export.
+    let (ok, out, err) = cli(&["audit", "--action", "user.*", "--json"]);
+    assert!(ok, "{err}");
+    let page: Value = serde_json::from_str(&out).unwrap();
+    let actions: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.len() >= 2, "{actions:?}");
+    assert!(
+        actions.iter().all(|a| a.starts_with("user.")),
+        "{actions:?}"
+    );
+    let (ok, out, err) = cli(&[
+        "audit",
+        "--target",
+        &id,
+        "--action",
+        "app.update",
+        "--since",
+        "2000-01-01T00:00:00Z",
+        "--until",
+        "2999-01-01T00:00:00+01:00",
+        "--csv",
+    ]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "id,at,actor,action,target,sourceIp,details");
+    assert_eq!(lines.len(), 3, "the two updates: {out}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(&format!(",app.update,{id},"))),
+        "{out}"
+    );
+    let (ok, _, err) = cli(&["audit", "--since", "yesterday"]);
+    assert!(!ok);
+    assert!(err.contains("RFC 3339"), "{err}");
+    let (ok, _, err) = cli(&["audit", "--limit", "0"]);
+    assert!(!ok);
+    assert!(err.contains("validation_failed"), "{err}");
 }
