@@ -260,7 +260,7 @@ cursor is in the `X-Next-Cursor` header.",
             content((audit::AuditPage = "application/json"), (String = "text/csv")),
             headers(("X-Next-Cursor" = String, description = "With `format=csv`, when more may remain: pass as `cursor`"))),
         StandardErrors,
-        (status = 422, description = "`limit` outside 1 to 200, an empty or over-long filter, `action=*`, or `since` not before `until`", body = ApiErrorBody)),
+        (status = 422, description = "`limit` outside 1 to 200, an empty or over-long filter, or `since` not before `until`", body = ApiErrorBody)),
     security(("bearer" = [])))]
 /// `GET /api/v1/audit`: newest first, filtered, as JSON or CSV.
 pub async fn audit_log(

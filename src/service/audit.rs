@@ -117,17 +117,12 @@ impl AuditFilter {
             ("target", &self.target),
         ] {
             if let Some(v) = v
-                && (v.is_empty() || v.len() > 256)
+                && (v.is_empty() || v.chars().count() > 256)
             {
                 return Err(DomainError::Validation(format!(
                     "{name} must be 1 to 256 characters"
                 )));
             }
-        }
-        if self.action.as_deref().is_some_and(|a| a == "*") {
-            return Err(DomainError::Validation(
-                "action `*` matches everything; leave it out instead".into(),
-            ));
         }
         if let (Some(s), Some(u)) = (self.since, self.until)
             && s >= u
