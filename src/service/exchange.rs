@@ -375,18 +375,10 @@ pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, D
     let access_token =
         jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     inc(&gw.metrics.tokens_issued);
-    gw.usage.record(&client.id, now, ip);
-    let by = Principal {
-        subject: client.id.clone(),
-        permissions: Vec::new(),
-        owner: client.owner.clone(),
-        ip,
-        session: None,
-    };
-    super::audit::record(
+    recorded(
         gw,
-        &by,
-        "token.exchange",
+        client,
+        ip,
         &subject.sub,
         json!({
             "client": client.id,
@@ -405,6 +397,26 @@ pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, D
         expires_in: u64::try_from(exp - iat).unwrap_or(0),
         scope,
     })
+}
+
+/// Counts an exchange as a use of the calling client and audits it as
+/// `token.exchange` by that client (`details` never holds a token).
+async fn recorded(
+    gw: &Gateway,
+    client: &crate::domain::Application,
+    ip: std::net::IpAddr,
+    subject: &str,
+    details: serde_json::Value,
+) {
+    gw.usage.record(&client.id, Utc::now(), ip);
+    let by = Principal {
+        subject: client.id.clone(),
+        permissions: Vec::new(),
+        owner: client.owner.clone(),
+        ip,
+        session: None,
+    };
+    super::audit::record(gw, &by, "token.exchange", subject, details).await;
 }
 
 /// Exchanges an upstream provider's ID token for an access token of the
@@ -513,18 +525,10 @@ async fn exchange_id_token(
         },
     )
     .await?;
-    gw.usage.record(&client.id, Utc::now(), ip);
-    let by = Principal {
-        subject: client.id.clone(),
-        permissions: Vec::new(),
-        owner: client.owner.clone(),
-        ip,
-        session: None,
-    };
-    super::audit::record(
+    recorded(
         gw,
-        &by,
-        "token.exchange",
+        client,
+        ip,
         &user.user.id,
         json!({
             "client": client.id,
