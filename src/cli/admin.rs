@@ -248,7 +248,9 @@ const SECRET_WARNING: &str =
 pub(super) fn s(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
-        Value::String(s) => s.clone(),
+        // Names, emails and audit fields come from people and upstream
+        // providers: no control or bidi characters reach the terminal.
+        Value::String(s) => super::credentials::printable(s),
         Value::Array(a) => a.iter().map(s).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
@@ -392,9 +394,10 @@ pub(super) fn urlencode(v: &str) -> String {
 /// Runs `tessera apps …`.
 pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(), String> {
     // A malformed update is refused before any credential is spent.
-    if let AppsCommand::Update(u) = &cmd {
-        u.body()?;
-    }
+    let update_body = match &cmd {
+        AppsCommand::Update(u) => Some(u.body()?),
+        _ => None,
+    };
     let c = AdminClient::connect(remote).await?;
     match cmd {
         AppsCommand::Create(a) => {
@@ -444,8 +447,7 @@ pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(
         }
         AppsCommand::Update(u) => {
             let path = format!("/api/v1/apps/{}", urlencode(&u.id));
-            let body = u.body()?;
-            let v = c.call(Method::PATCH, &path, Some(&body)).await?;
+            let v = c.call(Method::PATCH, &path, update_body.as_ref()).await?;
             if json_out {
                 println!("{v}");
             } else {

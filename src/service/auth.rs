@@ -67,7 +67,20 @@ pub async fn authenticate_bearer(
         tracing::debug!(reason = %e, "bearer token refused");
         DomainError::InvalidToken
     })?;
-    check_claims(gw, claims, ip).await
+    // The gateway's own API serves people through its own clients only: a
+    // token a third-party client obtained (with no consent step) is for
+    // that client's APIs, never for managing the person's account here.
+    // Token exchange takes such tokens through `check_claims`, so the rule
+    // lives here, not there.
+    let third_party =
+        claims.sid.is_some() && !super::people::clients::is_built_in(&claims.client_id);
+    let principal = check_claims(gw, claims, ip).await?;
+    if third_party {
+        return Err(DomainError::InsufficientPermissions(
+            "tokens issued to other clients cannot call the gateway's own API; sign in with tessera-cli or the console".into(),
+        ));
+    }
+    Ok(principal)
 }
 
 /// Everything [`authenticate_bearer`] checks once the signature, issuer,
@@ -127,14 +140,6 @@ async fn person(
     sid: String,
     ip: std::net::IpAddr,
 ) -> Result<Principal, DomainError> {
-    // The gateway's own API serves people through its own clients only: a
-    // token a third-party client obtained (with no consent step) is for
-    // that client's APIs, never for managing the person's account here.
-    if !super::people::clients::is_built_in(&claims.client_id) {
-        return Err(DomainError::InsufficientPermissions(
-            "tokens issued to other clients cannot call the gateway's own API; sign in with tessera-cli or the console".into(),
-        ));
-    }
     let Some(user) = gw.users.get_user(&claims.sub).await? else {
         return Err(DomainError::InvalidToken);
     };

@@ -68,7 +68,7 @@ pub struct Gateway {
     pub signin: super::people::signin::SignInThrottle,
     /// New feed entries each client may add through `/oauth/revoke`.
     pub revocation_limiter: super::revocation::RevocationLimiter,
-    /// Wrong device user codes (per session, per address).
+    /// Wrong device user codes and device starts (per account, per address).
     pub device_throttle: super::people::device::DeviceThrottle,
     /// Upstream OpenID Connect providers (SPEC §10).
     pub sso: super::sso::Providers,

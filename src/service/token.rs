@@ -52,7 +52,6 @@ impl std::fmt::Debug for ExchangeRequest {
 }
 
 /// A minted token and what it grants.
-#[derive(Debug)]
 pub struct IssuedToken {
     /// The signed JWT.
     pub access_token: String,
@@ -60,6 +59,16 @@ pub struct IssuedToken {
     pub expires_in: u64,
     /// Space-separated granted permissions.
     pub scope: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("access_token", &"<hidden>")
+            .field("expires_in", &self.expires_in)
+            .field("scope", &self.scope)
+            .finish()
+    }
 }
 
 /// Reads an application through the cache. The snapshot says when it was

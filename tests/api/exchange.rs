@@ -513,6 +513,18 @@ async fn a_persons_token_keeps_its_session_and_ends_with_it() {
     assert_eq!(c["amr"], pc["amr"]);
     assert_eq!(c["client_id"], bid.as_str());
     assert_eq!(c["iat_ms"], pc["iat_ms"]);
+    // The exchanged token was issued to the broker, a third-party client:
+    // it stays out of the gateway's own API, yet exchanges again.
+    let again = exchange(&app, client, &exchanged, &[("scope", "content:read")]).await;
+    assert_eq!(again.0, 200, "{}", again.1);
+    assert_eq!(claims_of(&token(&again.1))["sid"], sid.as_str());
+    let res = app
+        .authed(reqwest::Method::GET, "/api/v1/apps", &exchanged)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403, "the gateway's own API refuses it");
     // No scope: what the token holds, but never offline_access.
     let got = exchange(&app, client, &person, &[]).await;
     assert_eq!(got.0, 200, "{}", got.1);

@@ -26,7 +26,7 @@ use crate::crypto::{opaque, random};
 use crate::domain::DomainError;
 use crate::domain::session::Session;
 use crate::service::Gateway;
-use crate::service::limiter::{FailureLimiter, client_key};
+use crate::service::limiter::FailureLimiter;
 use crate::store::{DeviceDecision, DevicePoll, DeviceRequest, StoreError};
 
 /// The grant type of the token request (RFC 8628 §3.4).
@@ -136,10 +136,6 @@ fn draw_user_code() -> Result<String, DomainError> {
     Ok(out)
 }
 
-fn secs(n: u64) -> chrono::Duration {
-    chrono::Duration::seconds(i64::try_from(n).unwrap_or(3600))
-}
-
 /// `POST /oauth/device_authorization`: codes for `client` (already
 /// authenticated when confidential), for `scope` as `/oauth/authorize`
 /// takes it; `RateLimited` once `ip` asked too often.
@@ -160,7 +156,7 @@ pub async fn start(
     // stored by a caller that proves nothing.
     gw.device_throttle
         .starts_per_ip
-        .reserve_key(client_key(ip))
+        .reserve(ip)
         .map_err(|retry_after| DomainError::RateLimited { retry_after })?
         .fail();
     let p = &gw.policy.people;
@@ -176,7 +172,7 @@ pub async fn start(
             scope: scope.clone(),
             user_code_hash: opaque::digest_hex(&user_code),
             created_at: now,
-            expires_at: now + secs(p.device_code_lifetime),
+            expires_at: now + sessions::secs(p.device_code_lifetime),
             interval_secs: p.device_poll_interval,
         };
         match gw.sessions.insert_device(&device_hash, &request).await {
@@ -282,7 +278,7 @@ fn reserve(
     let i = gw
         .device_throttle
         .per_ip
-        .reserve_key(client_key(ip))
+        .reserve(ip)
         .map_err(|retry_after| DomainError::RateLimited { retry_after })?;
     Ok((s, i))
 }
@@ -296,20 +292,32 @@ pub async fn lookup(
     session: &Session,
     ip: IpAddr,
 ) -> Result<PendingRequest, DomainError> {
+    Ok(lookup_hashed(gw, input, session, ip).await?.0)
+}
+
+/// [`lookup`], also giving the user code's hash (the store's key for it).
+async fn lookup_hashed(
+    gw: &Gateway,
+    input: &str,
+    session: &Session,
+    ip: IpAddr,
+) -> Result<(PendingRequest, String), DomainError> {
     let (s_slot, ip_slot) = reserve(gw, session, ip)?;
     let found = match normalise_user_code(input) {
-        Some(code) => gw
-            .sessions
-            .find_device(&opaque::digest_hex(&code), Utc::now())
-            .await?
-            .map(|r| (code, r)),
+        Some(code) => {
+            let hash = opaque::digest_hex(&code);
+            gw.sessions
+                .find_device(&hash, Utc::now())
+                .await?
+                .map(|r| (code, hash, r))
+        }
         None => None,
     };
     let client = match &found {
-        Some((_, r)) => clients::find(gw, &r.client_id).await?,
+        Some((_, _, r)) => clients::find(gw, &r.client_id).await?,
         None => None,
     };
-    let (Some((code, request)), Some(client)) = (found, client) else {
+    let (Some((code, hash, request)), Some(client)) = (found, client) else {
         s_slot.fail();
         ip_slot.fail();
         // Guessing shows in the log (never the code typed): a wrong code
@@ -324,12 +332,13 @@ pub async fn lookup(
         .await;
         return Err(wrong_code());
     };
-    Ok(PendingRequest {
+    let pending = PendingRequest {
         user_code: display_user_code(&code),
         client_name: client_name(&client),
         client,
         scope: describe_scope(gw, &request.scope),
-    })
+    };
+    Ok((pending, hash))
 }
 
 /// The person's answer: approve (tokens for them, in this session) or
@@ -341,10 +350,7 @@ pub async fn decide(
     approve: bool,
     ip: IpAddr,
 ) -> Result<PendingRequest, DomainError> {
-    let pending = lookup(gw, input, session, ip).await?;
-    let Some(code) = normalise_user_code(input) else {
-        return Err(wrong_code());
-    };
+    let (pending, code_hash) = lookup_hashed(gw, input, session, ip).await?;
     let decision = if approve {
         DeviceDecision::Approve {
             user_id: session.user_id.clone(),
@@ -355,7 +361,7 @@ pub async fn decide(
     };
     if !gw
         .sessions
-        .decide_device(&opaque::digest_hex(&code), &decision, Utc::now())
+        .decide_device(&code_hash, &decision, Utc::now())
         .await?
     {
         // Decided or expired between the lookup and now.

@@ -50,7 +50,8 @@ impl std::fmt::Debug for NewSession {
     }
 }
 
-fn secs(n: u64) -> Duration {
+/// `n` seconds as a duration (saturating far beyond any configured value).
+pub(super) fn secs(n: u64) -> Duration {
     Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
 }
 

@@ -7,7 +7,7 @@
 //! the permission words of `scope`. A refresh re-reads all of it, so a
 //! demotion reaches the next refreshed token.
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -90,15 +90,15 @@ async fn user_grants(
     as_of_ms: i64,
 ) -> Result<Grants, DomainError> {
     let u = &user.user;
+    // Each role is read once: its permissions serve both its own grant and
+    // the user's total.
     let mut role_grants = Vec::with_capacity(u.roles.len());
-    for name in &u.roles {
-        role_grants.push((
-            name.clone(),
-            role_permissions(gw, std::slice::from_ref(name)).await?,
-        ));
-    }
     let mut permissions = u.permissions.clone();
-    permissions.extend(role_permissions(gw, &u.roles).await?);
+    for name in &u.roles {
+        let held = role_permissions(gw, std::slice::from_ref(name)).await?;
+        permissions.extend(held.iter().cloned());
+        role_grants.push((name.clone(), held));
+    }
     permissions.sort();
     permissions.dedup();
     if let Some(b) = bound {
@@ -356,10 +356,6 @@ fn id_token(
     jwt::mint_id_token(&gw.keys, &c).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
-fn secs(n: u64) -> Duration {
-    Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 1000))
-}
-
 async fn start_family(
     gw: &Gateway,
     user: &StoredUser,
@@ -378,7 +374,7 @@ async fn start_family(
         scope: scope.to_owned(),
         created_at: now,
         last_used_at: now,
-        expires_at: now + secs(gw.policy.people.refresh_absolute),
+        expires_at: now + super::sessions::secs(gw.policy.people.refresh_absolute),
         revoked: false,
     };
     gw.sessions

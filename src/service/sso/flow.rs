@@ -378,15 +378,12 @@ async fn finish_inner(
         json!({"idp": p.name(), "client": login.client_id, "session": new.session.id}),
     )
     .await;
-    let fresh = gw
-        .users
-        .get_user(&user.user.id)
-        .await?
-        .map_or(user.user, |u| u.user);
     Ok(Finished {
         session: new.session,
         cookie: new.cookie,
-        user: fresh,
+        // Neither the role map nor the sign-in changes what the page shows
+        // of the user (the email): no need to read it again.
+        user: user.user,
         return_to: login.return_to,
     })
 }
@@ -571,16 +568,6 @@ pub async fn apply_role_map(
             }
         }
     }
-    // A role map naming a role that does not exist grants nothing.
-    let mut existing = Vec::with_capacity(mapped.len());
-    for r in mapped {
-        if gw.roles.get_role(&r).await?.is_some() {
-            existing.push(r);
-        } else {
-            tracing::warn!(idp = %p.name(), role = %r, "role map names a role that does not exist");
-        }
-    }
-    let mapped = existing;
     for _ in 0..WRITE_ATTEMPTS {
         let Some(mut stored) = gw.users.get_user(user_id).await? else {
             return Err(Refused::UnknownIdentity);
@@ -602,11 +589,17 @@ pub async fn apply_role_map(
             .flat_map(|(_, i)| i.roles.iter().cloned())
             .collect();
         let before = u.identities[at].roles.clone();
-        let added: Vec<String> = mapped
-            .iter()
-            .filter(|r| !u.roles.contains(r))
-            .cloned()
-            .collect();
+        // A role map naming a role that does not exist grants nothing. Only
+        // roles about to be added are looked up: at a steady sign-in (the
+        // user holds every mapped role already) this reads no role.
+        let mut added: Vec<String> = Vec::new();
+        for r in mapped.iter().filter(|r| !u.roles.contains(r)) {
+            if gw.roles.get_role(r).await?.is_some() {
+                added.push(r.clone());
+            } else {
+                tracing::warn!(idp = %p.name(), role = %r, "role map names a role that does not exist");
+            }
+        }
         let gone: Vec<String> = before
             .iter()
             .filter(|r| !mapped.contains(r) && !others.contains(r))
@@ -614,7 +607,7 @@ pub async fn apply_role_map(
             .collect();
         let mut granted: Vec<String> = before
             .iter()
-            .filter(|r| mapped.contains(r))
+            .filter(|r| mapped.contains(r) && u.roles.contains(r))
             .cloned()
             .collect();
         granted.extend(added.iter().cloned());

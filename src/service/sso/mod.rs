@@ -247,27 +247,29 @@ impl Providers {
         code_verifier: &str,
     ) -> Result<String, SsoError> {
         let d = self.discovery(p).await?;
-        let secret = p
+        // Borrowed, not copied: the secret, code and verifier leave no
+        // unwiped copies behind.
+        let secret: &str = p
             .settings
             .client_secret
             .as_ref()
-            .map(|s| secrecy::ExposeSecret::expose_secret(s).to_owned())
+            .map(secrecy::ExposeSecret::expose_secret)
             .unwrap_or_default();
-        let mut form = vec![
-            ("grant_type", "authorization_code".to_owned()),
-            ("code", code.to_owned()),
-            ("redirect_uri", redirect_uri.to_owned()),
-            ("code_verifier", code_verifier.to_owned()),
+        let mut form: Vec<(&str, &str)> = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect_uri),
+            ("code_verifier", code_verifier),
         ];
         let mut req = self.http.post(&d.token_endpoint);
         if d.wants_post() {
-            form.push(("client_id", p.settings.client_id.clone()));
+            form.push(("client_id", &p.settings.client_id));
             form.push(("client_secret", secret));
         } else {
             // RFC 6749 §2.3.1: both parts form-encoded before Basic.
             let enc =
                 |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-            req = req.basic_auth(enc(&p.settings.client_id), Some(enc(&secret)));
+            req = req.basic_auth(enc(&p.settings.client_id), Some(enc(secret)));
         }
         let res = req
             .header(reqwest::header::ACCEPT, "application/json")
@@ -311,7 +313,9 @@ impl Providers {
             jose::decode_upstream_id_token(
                 token,
                 keys,
-                p.issuer(),
+                // The issuer exactly as discovery declared it (equal to the
+                // configured one but for a trailing `/`, which `iss` keeps).
+                &d.issuer,
                 &p.settings.client_id,
                 leeway_secs,
                 MAX_ID_TOKEN_BYTES,
@@ -423,7 +427,11 @@ impl IdClaims {
             sub: sub.to_owned(),
             email: c["email"].as_str().map(str::to_owned),
             email_verified,
-            name: c["name"].as_str().map(|n| n.chars().take(100).collect()),
+            // The provider's text goes into the user record, the audit log
+            // and pages: no control characters, at most 100 characters.
+            name: c["name"]
+                .as_str()
+                .map(|n| n.chars().filter(|ch| !ch.is_control()).take(100).collect()),
             groups,
             exp,
         })
@@ -483,12 +491,16 @@ async fn discover(http: &reqwest::Client, p: &Provider) -> Result<Arc<Discovery>
     {
         return Ok(d.clone());
     }
-    if st.doc.is_none()
-        && st
-            .failed_at
-            .is_some_and(|t| t.elapsed() < DISCOVERY_RETRY_AFTER)
+    // After a failure, callers get the old document (or a refusal) at once
+    // rather than each queueing behind another round of retries.
+    if st
+        .failed_at
+        .is_some_and(|t| t.elapsed() < DISCOVERY_RETRY_AFTER)
     {
-        return Err(SsoError::Unavailable("discovery failed moments ago".into()));
+        return match &st.doc {
+            Some((d, _)) => Ok(d.clone()),
+            None => Err(SsoError::Unavailable("discovery failed moments ago".into())),
+        };
     }
     let url = format!("{}/.well-known/openid-configuration", p.issuer());
     let fetched = fetch_json(http, &url).await.and_then(|body| {
