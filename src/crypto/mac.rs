@@ -34,6 +34,16 @@ impl Pepper {
     }
 }
 
+/// A value derived from a secret for one purpose: base64url of
+/// HMAC-SHA256(secret, label). Knowing it reveals nothing of the secret,
+/// and values for different labels are unrelated (the console's CSRF
+/// token is derived from the session cookie's secret this way).
+pub fn derive(secret: &str, label: &str) -> String {
+    use base64::Engine;
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hmac::sign(&key, label.as_bytes()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +57,13 @@ mod tests {
         assert_ne!(p.digest(&s), q.digest(&s));
         assert_ne!(p.digest(&s), p.digest(&SecretString::from("abd")));
         assert_eq!(format!("{p:?}"), "Pepper(<hidden>)");
+    }
+
+    #[test]
+    fn derived_values_depend_on_secret_and_label() {
+        assert_eq!(derive("s", "a"), derive("s", "a"));
+        assert_ne!(derive("s", "a"), derive("t", "a"));
+        assert_ne!(derive("s", "a"), derive("s", "b"));
+        assert_eq!(derive("s", "a").len(), 43);
     }
 }

@@ -36,9 +36,17 @@ const INVALID_KEY_MESSAGE: &str = "The API key provided is invalid or has been r
 impl ApiError {
     /// `(status, code, message)` for the error.
     fn parts(&self) -> (StatusCode, ErrorCode, String) {
+        parts_of(&self.0)
+    }
+}
+
+/// The status, code and message the API answers a domain error with (the
+/// console shows the same on its pages).
+pub(crate) fn parts_of(e: &DomainError) -> (StatusCode, ErrorCode, String) {
+    {
         use DomainError as E;
         use ErrorCode as C;
-        match &self.0 {
+        match e {
             E::MissingCredentials => (
                 StatusCode::UNAUTHORIZED,
                 C::MissingApiKey,
@@ -62,7 +70,7 @@ impl ApiError {
             E::InsufficientPermissions(m) | E::InvalidScope(m) | E::AudienceNotAllowed(m) => {
                 (StatusCode::FORBIDDEN, C::InsufficientPermissions, m.clone())
             }
-            E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, C::IpNotAllowed, self.0.to_string()),
+            E::IpNotAllowed(_) => (StatusCode::FORBIDDEN, C::IpNotAllowed, e.to_string()),
             E::InvalidRequest(m) | E::InvalidGrant(m) => {
                 (StatusCode::BAD_REQUEST, C::InvalidRequest, m.clone())
             }
@@ -72,20 +80,16 @@ impl ApiError {
             E::UnsupportedGrantType(_) => (
                 StatusCode::BAD_REQUEST,
                 C::UnsupportedGrantType,
-                self.0.to_string(),
+                e.to_string(),
             ),
             E::Validation(m) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 C::ValidationFailed,
                 m.clone(),
             ),
-            E::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound, self.0.to_string()),
+            E::NotFound(_) => (StatusCode::NOT_FOUND, C::NotFound, e.to_string()),
             E::Conflict(m) => (StatusCode::CONFLICT, C::Conflict, m.clone()),
-            E::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                C::RateLimited,
-                self.0.to_string(),
-            ),
+            E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, C::RateLimited, e.to_string()),
             E::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 C::Unavailable,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod apps;
+pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod extract;
@@ -139,6 +140,7 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
             )
             .service(resource("/api/v1/audit", "GET").route(web::get().to(admin::audit_log)))
             .configure(oauth::device::routes)
+            .configure(console::routes)
             .default_service(web::to(not_found));
     }
 }

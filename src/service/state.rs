@@ -72,6 +72,8 @@ pub struct Gateway {
     pub device_throttle: super::people::device::DeviceThrottle,
     /// Upstream OpenID Connect providers (SPEC §10).
     pub sso: super::sso::Providers,
+    /// The console's access tokens, held server-side per session.
+    pub console_tokens: super::people::console::ConsoleTokens,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -228,6 +230,7 @@ impl Gateway {
             ),
             signin: super::people::signin::SignInThrottle::new(&settings.people),
             device_throttle: super::people::device::DeviceThrottle::default(),
+            console_tokens: super::people::console::ConsoleTokens::default(),
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),

@@ -71,7 +71,7 @@ fn csrf_token(
 }
 
 /// The issuer's origin (`scheme://host[:port]`).
-fn issuer_origin(gw: &Gateway) -> String {
+pub(crate) fn issuer_origin(gw: &Gateway) -> String {
     url::Url::parse(&gw.issuer)
         .map_or_else(|_| gw.issuer.clone(), |u| u.origin().ascii_serialization())
 }

@@ -2,6 +2,7 @@
 //! provider for its own users (SPEC §9).
 
 pub mod clients;
+pub mod console;
 pub mod device;
 pub mod me;
 pub mod oauth;
