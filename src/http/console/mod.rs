@@ -12,8 +12,12 @@
 //! - headers: [`page`] sends a strict Content-Security-Policy (no inline
 //!   script or style, nothing from another origin), no framing, no caching.
 
+pub mod apps;
+pub mod audit;
 pub mod auth;
 pub mod forms;
+pub mod people;
+pub mod system;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -417,5 +421,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/console", web::get().to(home))
         .route("/console/", web::get().to(home))
         .route("/console/assets/{name}", web::get().to(asset))
-        .configure(auth::routes);
+        .configure(auth::routes)
+        .configure(apps::routes)
+        .configure(people::routes)
+        .configure(audit::routes)
+        .configure(system::routes);
 }

@@ -1,0 +1,8 @@
+//! Users and roles.
+
+use actix_web::web;
+
+/// Registers this section's routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    let _ = cfg;
+}

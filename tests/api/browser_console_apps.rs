@@ -1,0 +1,1 @@
+//! Console tests (SPEC §12): filled in by the section's author.
