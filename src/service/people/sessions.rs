@@ -19,6 +19,10 @@ pub const COOKIE_SECURE: &str = "__Host-tessera_session";
 /// The cookie's name when the issuer is plain `http://` (local use).
 pub const COOKIE_PLAIN: &str = "tessera_session";
 
+/// How stale `last_seen_at` may get before a request writes it again (at
+/// most a tenth of the idle limit).
+const TOUCH_EVERY: Duration = Duration::seconds(15);
+
 /// The session cookie's name for this gateway.
 pub fn cookie_name(gw: &Gateway) -> &'static str {
     if secure(gw) {
@@ -191,9 +195,15 @@ pub async fn current(
     if user.user.status != UserStatus::Active {
         return Ok(None);
     }
-    gw.sessions
-        .touch_session(&s.id, now, s.retain_until)
-        .await?;
+    // The idle limit is minutes long: a session seen in the last few
+    // seconds need not be written again (a console page makes several
+    // requests, each would otherwise cost a durable write).
+    let every = TOUCH_EVERY.min(secs(gw.policy.people.session_idle) / 10);
+    if now - s.last_seen_at >= every {
+        gw.sessions
+            .touch_session(&s.id, now, s.retain_until)
+            .await?;
+    }
     Ok(Some((s, user)))
 }
 
