@@ -6,11 +6,39 @@ use redis::AsyncCommands;
 
 use super::{Lex, RedisStore, Tx, bounded, get, members_after, mget_each, transact, unavailable};
 use crate::domain::ChangeEvent;
-use crate::store::common::{AppPager, add_usage, encode, keep_usage, order_key, order_key_id};
-use crate::store::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
+use crate::store::common::{
+    AppPager, add_usage, encode, keep_usage, kept_hours, order_key, order_key_id,
+};
+use crate::store::{
+    AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, USAGE_KEPT_SECS, UsageDelta,
+    oldest_kept_hour,
+};
 
 /// Members of `apps:order` read per round trip while listing.
 const LIST_CHUNK: usize = 200;
+
+/// Adds to an application's hourly buckets. KEYS[1]: its `usage:{id}` hash;
+/// ARGV[1]: the oldest hour kept; ARGV[2]: seconds the hash outlives this
+/// write; then (hour start, count) pairs. Queued inside the usage
+/// transaction's MULTI, so it is written with the totals or not at all.
+/// Older hours are deleted only when a new hour opens (an increment that
+/// created its field), so the scan runs about once per application-hour.
+const ADD_HOURS: &str = r"
+local oldest = tonumber(ARGV[1])
+local opened = false
+for i = 3, #ARGV, 2 do
+  if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
+    opened = true
+  end
+end
+if opened then
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    local hour = tonumber(field)
+    if hour == nil or hour < oldest then redis.call('HDEL', KEYS[1], field) end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 0";
 
 impl RedisStore {
     fn app_event(id: &str) -> Result<String, StoreError> {
@@ -97,7 +125,9 @@ impl AppStore for RedisStore {
             return Ok(());
         }
         let keys: Vec<String> = batch.iter().map(|d| self.app_key(&d.app_id)).collect();
-        let keys = &keys;
+        let usage_keys: Vec<String> = batch.iter().map(|d| self.usage_key(&d.app_id)).collect();
+        let (keys, usage_keys) = (&keys, &usage_keys);
+        let oldest = oldest_kept_hour(chrono::Utc::now());
         bounded(async {
             let c = self.conn().await?;
             // The whole batch in one transaction: it is written entirely or
@@ -107,13 +137,29 @@ impl AppStore for RedisStore {
                     let stored = mget_each::<StoredApp>(&mut c, keys).await?;
                     let mut p = redis::pipe();
                     let mut any = false;
-                    for ((key, d), app) in keys.iter().zip(batch).zip(stored) {
+                    for (((key, usage), d), app) in
+                        keys.iter().zip(usage_keys).zip(batch).zip(stored)
+                    {
                         // Absent applications are skipped.
                         let Some(mut app) = app else { continue };
                         add_usage(&mut app, d);
                         // No event: usage figures do not affect any cache.
                         p.set(key, encode(&app)?).ignore();
                         any = true;
+                        let mut hours = kept_hours(d, oldest).peekable();
+                        if hours.peek().is_some() {
+                            p.cmd("EVAL")
+                                .arg(ADD_HOURS)
+                                .arg(1)
+                                .arg(usage)
+                                .arg(oldest)
+                                .arg(USAGE_KEPT_SECS + 3600);
+                            for (hour, n) in hours {
+                                // HINCRBY takes a signed count.
+                                p.arg(hour).arg(i64::try_from(n).unwrap_or(i64::MAX));
+                            }
+                            p.ignore();
+                        }
                     }
                     Ok(if any { Tx::Write(p, ()) } else { Tx::Done(()) })
                 }
@@ -125,10 +171,33 @@ impl AppStore for RedisStore {
         .await
     }
 
+    async fn hourly_usage(&self, id: &str, since_hour: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        let key = self.usage_key(id);
+        let from = since_hour.max(oldest_kept_hour(chrono::Utc::now()));
+        bounded(async {
+            let mut c = self.conn().await?;
+            let fields: Vec<(String, String)> = c.hgetall(&key).await.map_err(unavailable)?;
+            let mut out = Vec::with_capacity(fields.len());
+            for (hour, n) in fields {
+                let (Ok(hour), Ok(n)) = (hour.parse::<i64>(), n.parse::<u64>()) else {
+                    return Err(StoreError::Corrupt("hourly usage bucket".into()));
+                };
+                // Lapsed hours not yet deleted are as good as absent.
+                if hour >= from {
+                    out.push((hour, n));
+                }
+            }
+            out.sort_unstable();
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let (key, order, channel) = (self.app_key(id), self.key("apps:order"), self.channel());
+        let usage = self.usage_key(id);
         let event = Self::app_event(id)?;
-        let (key, order, channel, event) = (&key, &order, &channel, &event);
+        let (key, order, channel, event, usage) = (&key, &order, &channel, &event, &usage);
         bounded(async {
             let c = self.conn().await?;
             let watched = [key.clone()];
@@ -139,6 +208,8 @@ impl AppStore for RedisStore {
                     };
                     let mut p = redis::pipe();
                     p.del(key)
+                        .ignore()
+                        .del(usage)
                         .ignore()
                         .zrem(order, order_key(&old.app))
                         .ignore()
