@@ -17,27 +17,35 @@ use crate::store::{
 /// Members of `apps:order` read per round trip while listing.
 const LIST_CHUNK: usize = 200;
 
-/// Adds to an application's hourly buckets. KEYS[1]: its `usage:{id}` hash;
-/// ARGV[1]: the oldest hour kept; ARGV[2]: seconds the hash outlives this
-/// write; then (hour start, count) pairs. Queued inside the usage
-/// transaction's MULTI, so it is written with the totals or not at all.
-/// Older hours are deleted only when a new hour opens (an increment that
-/// created its field), so the scan runs about once per application-hour.
+/// Adds to applications' hourly buckets. KEYS: their `usage:{id}` hashes;
+/// ARGV[1]: the oldest hour kept; ARGV[2]: seconds a hash outlives this
+/// write; then, for each key in turn, how many hours follow and that many
+/// (hour start, count) pairs. One script for the whole batch (its text
+/// travels once per flush), queued inside the usage transaction's MULTI so
+/// it is written with the totals or not at all. Older hours are deleted
+/// only when a new hour opens (an increment that created its field), so the
+/// scan of a hash runs about once per application-hour.
 const ADD_HOURS: &str = r"
 local oldest = tonumber(ARGV[1])
-local opened = false
-for i = 3, #ARGV, 2 do
-  if redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) == tonumber(ARGV[i + 1]) then
-    opened = true
+local a = 3
+for k = 1, #KEYS do
+  local opened = false
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, n do
+    if redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1]) == tonumber(ARGV[a + 1]) then
+      opened = true
+    end
+    a = a + 2
   end
-end
-if opened then
-  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
-    local hour = tonumber(field)
-    if hour == nil or hour < oldest then redis.call('HDEL', KEYS[1], field) end
+  if opened then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[k])) do
+      local hour = tonumber(field)
+      if hour == nil or hour < oldest then redis.call('HDEL', KEYS[k], field) end
+    end
   end
+  redis.call('EXPIRE', KEYS[k], ARGV[2])
 end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 0";
 
 impl RedisStore {
@@ -137,6 +145,7 @@ impl AppStore for RedisStore {
                     let stored = mget_each::<StoredApp>(&mut c, keys).await?;
                     let mut p = redis::pipe();
                     let mut any = false;
+                    let (mut hour_keys, mut hour_args) = (Vec::new(), Vec::new());
                     for (((key, usage), d), app) in
                         keys.iter().zip(usage_keys).zip(batch).zip(stored)
                     {
@@ -146,20 +155,26 @@ impl AppStore for RedisStore {
                         // No event: usage figures do not affect any cache.
                         p.set(key, encode(&app)?).ignore();
                         any = true;
-                        let mut hours = kept_hours(d, oldest).peekable();
-                        if hours.peek().is_some() {
-                            p.cmd("EVAL")
-                                .arg(ADD_HOURS)
-                                .arg(1)
-                                .arg(usage)
-                                .arg(oldest)
-                                .arg(USAGE_KEPT_SECS + 3600);
+                        let hours: Vec<(i64, u64)> = kept_hours(d, oldest).collect();
+                        if !hours.is_empty() {
+                            hour_keys.push(usage);
+                            hour_args.push(i64::try_from(hours.len()).unwrap_or(i64::MAX));
                             for (hour, n) in hours {
                                 // HINCRBY takes a signed count.
-                                p.arg(hour).arg(i64::try_from(n).unwrap_or(i64::MAX));
+                                hour_args.push(hour);
+                                hour_args.push(i64::try_from(n).unwrap_or(i64::MAX));
                             }
-                            p.ignore();
                         }
+                    }
+                    if !hour_keys.is_empty() {
+                        p.cmd("EVAL")
+                            .arg(ADD_HOURS)
+                            .arg(hour_keys.len())
+                            .arg(&hour_keys)
+                            .arg(oldest)
+                            .arg(USAGE_KEPT_SECS + 3600)
+                            .arg(&hour_args)
+                            .ignore();
                     }
                     Ok(if any { Tx::Write(p, ()) } else { Tx::Done(()) })
                 }
