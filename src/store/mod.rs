@@ -244,7 +244,8 @@ pub trait AppStore: Send + Sync + 'static {
     async fn update(&self, app: &StoredApp, read_at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Adds usage figures in one atomic batch, totals and hourly buckets
     /// together; absent ids are skipped, and so are hours older than
-    /// [`oldest_kept_hour`] (the application's older buckets are purged).
+    /// [`oldest_kept_hour`]. Buckets that have lapsed since are purged by
+    /// later writes or expire; reads never return them.
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError>;
     /// An application's exchanges per hour, for the hours from `since_hour`
     /// (an hour start, unix seconds) that are still kept: (hour start,

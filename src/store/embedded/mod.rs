@@ -34,6 +34,12 @@ const USERS_BY_IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("use
 /// (application id, hour start in unix seconds) → exchanges in that hour.
 /// Keyed by application first, so one application's hours are one range.
 const USAGE_HOURS: TableDefinition<(&str, i64), u64> = TableDefinition::new("usage_hours");
+/// The same rows by (hour start, application id): lapsed hours, whoever
+/// they belong to, are one range at the front.
+const USAGE_BY_HOUR: TableDefinition<(i64, &str), ()> = TableDefinition::new("usage_by_hour");
+/// Lapsed hourly rows forgotten by one usage write at most, so a write after
+/// a long quiet spell stays short; the rest go with the following writes.
+const USAGE_PURGE_PER_WRITE: usize = 4096;
 
 /// The redb-backed store.
 #[derive(Clone)]
@@ -73,6 +79,7 @@ impl EmbeddedStore {
         txn.open_table(AUDIT).map_err(backend)?;
         txn.open_table(USERS_BY_IDENTITY).map_err(backend)?;
         txn.open_table(USAGE_HOURS).map_err(backend)?;
+        txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
         revocations::init(&txn)?;
         people::init(&txn)?;
         device::init(&txn)?;
@@ -190,6 +197,7 @@ impl AppStore for EmbeddedStore {
             {
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
                 let mut hours = txn.open_table(USAGE_HOURS).map_err(backend)?;
+                let mut by_hour = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
                 for d in &batch {
                     let id = d.app_id.as_str();
                     let mut stored = match apps.get(id).map_err(backend)? {
@@ -203,13 +211,27 @@ impl AppStore for EmbeddedStore {
                         let before = hours.get((id, hour)).map_err(backend)?.map(|v| v.value());
                         let after = before.unwrap_or(0).saturating_add(n);
                         hours.insert((id, hour), after).map_err(backend)?;
+                        if before.is_none() {
+                            by_hour.insert((hour, id), ()).map_err(backend)?;
+                        }
                     }
-                    // Purged here, as the application is written anyway: a
-                    // short range (at most the hours that lapsed since its
-                    // previous use), so it costs next to nothing.
-                    hours
-                        .retain_in((id, i64::MIN)..(id, oldest), |_, _| false)
-                        .map_err(backend)?;
+                }
+                // Lapsed hours of every application go with the write that
+                // follows their lapse: the front of the index, usually empty.
+                let lapsed: Vec<(i64, String)> = by_hour
+                    .extract_from_if(..(oldest, ""), |_, _| true)
+                    .map_err(backend)?
+                    .take(USAGE_PURGE_PER_WRITE)
+                    .map(|e| {
+                        e.map(|(k, _)| {
+                            let (hour, id) = k.value();
+                            (hour, id.to_owned())
+                        })
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?;
+                for (hour, id) in &lapsed {
+                    hours.remove((id.as_str(), *hour)).map_err(backend)?;
                 }
             }
             txn.commit().map_err(backend)
@@ -232,11 +254,18 @@ impl AppStore for EmbeddedStore {
                     idx.remove(order_key(&old.app).as_str()).map_err(backend)?;
                 }
                 let mut hours = txn.open_table(USAGE_HOURS).map_err(backend)?;
-                hours
-                    .retain_in((id.as_str(), i64::MIN)..=(id.as_str(), i64::MAX), |_, _| {
-                        false
+                let mut by_hour = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
+                let gone: Vec<i64> = hours
+                    .extract_from_if((id.as_str(), i64::MIN)..=(id.as_str(), i64::MAX), |_, _| {
+                        true
                     })
+                    .map_err(backend)?
+                    .map(|e| e.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()
                     .map_err(backend)?;
+                for hour in gone {
+                    by_hour.remove((hour, id.as_str())).map_err(backend)?;
+                }
                 old.is_some()
             };
             txn.commit().map_err(backend)?;
@@ -327,19 +356,22 @@ mod tests {
     async fn lapsed_hours_are_purged_by_the_next_write() {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        store
-            .insert(&crate::store::conformance::sample_app("app_l", 1))
-            .await
-            .unwrap();
+        for id in ["app_l", "app_m"] {
+            store
+                .insert(&crate::store::conformance::sample_app(id, 1))
+                .await
+                .unwrap();
+        }
         let now = chrono::Utc::now();
         let (hour, oldest) = (crate::store::hour_start(now), oldest_kept_hour(now));
-        // Left by an earlier write: two hours past keeping, one just kept,
-        // and another application's lapsed hour.
+        // Left by earlier writes: hours past keeping, of the application
+        // written next and of another one, and an hour just kept.
         store
             .blocking(move |db| {
                 let txn = db.begin_write().map_err(backend)?;
                 {
                     let mut t = txn.open_table(USAGE_HOURS).map_err(backend)?;
+                    let mut idx = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
                     for (id, h, n) in [
                         ("app_l", oldest - 9 * 3600, 3),
                         ("app_l", oldest - 3600, 4),
@@ -347,6 +379,7 @@ mod tests {
                         ("app_m", oldest - 3600, 6),
                     ] {
                         t.insert((id, h), n).map_err(backend)?;
+                        idx.insert((h, id), ()).map_err(backend)?;
                     }
                 }
                 txn.commit().map_err(backend)
@@ -366,8 +399,8 @@ mod tests {
             hours: vec![(hour, 1)],
         };
         store.record_usage(&[delta]).await.unwrap();
-        let rows = store
-            .blocking(|db| {
+        let rows = || {
+            store.blocking(|db| {
                 let txn = db.begin_read().map_err(backend)?;
                 let t = txn.open_table(USAGE_HOURS).map_err(backend)?;
                 let mut rows = Vec::new();
@@ -376,19 +409,32 @@ mod tests {
                     let (id, h) = k.value();
                     rows.push((id.to_owned(), h, v.value()));
                 }
-                Ok(rows)
+                let idx = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
+                let mut index = Vec::new();
+                for e in idx.range::<(i64, &str)>(..).map_err(backend)? {
+                    let (k, _) = e.map_err(backend)?;
+                    let (h, id) = k.value();
+                    index.push((id.to_owned(), h));
+                }
+                Ok((rows, index))
             })
-            .await
-            .unwrap();
+        };
+        let (got, index) = rows().await.unwrap();
         assert_eq!(
-            rows,
+            got,
             [
                 ("app_l".to_owned(), oldest, 5),
-                ("app_l".to_owned(), hour, 1),
-                ("app_m".to_owned(), oldest - 3600, 6),
+                ("app_l".to_owned(), hour, 1)
             ],
-            "the written application's lapsed hours are gone, no one else's"
+            "every application's lapsed hours are gone, the kept ones stay"
         );
+        assert_eq!(
+            index,
+            [("app_l".to_owned(), oldest), ("app_l".to_owned(), hour)],
+            "the index follows"
+        );
+        assert!(store.delete("app_l").await.unwrap());
+        assert_eq!(rows().await.unwrap(), (vec![], vec![]), "delete takes both");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
