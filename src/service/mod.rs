@@ -20,6 +20,7 @@ pub mod sso;
 pub mod state;
 pub mod token;
 pub mod usage;
+pub mod usage_chart;
 pub mod users;
 
 pub use state::{Gateway, Stores};

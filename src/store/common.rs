@@ -189,6 +189,16 @@ pub(crate) fn add_usage(stored: &mut StoredApp, d: &UsageDelta) {
     }
 }
 
+/// The hourly buckets a delta adds to: its hours from `oldest` (see
+/// [`super::oldest_kept_hour`]) on, with exchanges. Older ones would be
+/// purged at once, so they are not written.
+pub(crate) fn kept_hours(d: &UsageDelta, oldest: i64) -> impl Iterator<Item = (i64, u64)> + '_ {
+    d.hours
+        .iter()
+        .copied()
+        .filter(move |&(hour, n)| hour >= oldest && n > 0)
+}
+
 /// Whether an application holds role `name`, directly or in an access rule.
 pub(crate) fn app_holds_role(app: &StoredApp, name: &str) -> bool {
     app.app.roles.iter().any(|r| r == name)
@@ -425,6 +435,7 @@ mod tests {
             count,
             last_at: t + chrono::Duration::seconds(secs),
             last_ip: ip.into(),
+            hours: vec![],
         };
         add_usage(&mut a, &d(2, 10, "192.0.2.1"));
         add_usage(&mut a, &d(3, 5, "192.0.2.2"));

@@ -75,6 +75,7 @@ pub async fn run_all<
     crud(store).await;
     listing(store).await;
     usage(store).await;
+    hourly_usage(store).await;
     roles(store).await;
     users(store).await;
     audit(store).await;
@@ -935,12 +936,14 @@ async fn usage(store: &dyn AppStore) {
             count: 3,
             last_at: t1,
             last_ip: "192.0.2.1".into(),
+            hours: vec![],
         },
         super::UsageDelta {
             app_id: "app_missing".into(),
             count: 1,
             last_at: t1,
             last_ip: "192.0.2.2".into(),
+            hours: vec![],
         },
     ];
     must(store.record_usage(&batch).await, "record usage");
@@ -963,6 +966,78 @@ async fn usage(store: &dyn AppStore) {
     let got = got.unwrap_or_else(|| panic!("app_usage vanished"));
     assert_eq!((got.name.as_str(), got.use_count), ("renamed", 6));
     must(store.delete("app_usage").await, "cleanup");
+}
+
+/// A usage delta whose total is its hours' sum.
+fn hourly_delta(id: &str, hours: &[(i64, u64)]) -> super::UsageDelta {
+    super::UsageDelta {
+        app_id: id.to_owned(),
+        count: hours.iter().map(|h| h.1).sum(),
+        last_at: Utc::now(),
+        last_ip: "192.0.2.9".into(),
+        hours: hours.to_vec(),
+    }
+}
+
+async fn hourly_usage(store: &dyn AppStore) {
+    let h = super::hour_start(Utc::now());
+    let day = 24 * 3600;
+    for (n, id) in ["app_hourly", "app_hourly2"].into_iter().enumerate() {
+        must(store.insert(&sample_app(id, n as i64)).await, "insert");
+    }
+    // A batch that spans the turn of an hour adds to both hours; an
+    // absent application gets no buckets.
+    let first = [
+        hourly_delta("app_hourly", &[(h - 3600, 2), (h, 3)]),
+        hourly_delta("app_hourly2", &[(h, 7)]),
+        hourly_delta("app_hourly_gone", &[(h, 1)]),
+    ];
+    must(store.record_usage(&first).await, "first batch");
+    // Counts add across batches; hours older than kept are never stored.
+    let second = [hourly_delta(
+        "app_hourly",
+        &[(h, 4), (h - 7 * day, 1), (h - 8 * day, 5), (h - 9 * day, 6)],
+    )];
+    must(store.record_usage(&second).await, "second batch");
+
+    let hourly = |id: &'static str, since: i64| async move {
+        must(store.hourly_usage(id, since).await, "hourly usage")
+    };
+    assert_eq!(
+        hourly("app_hourly", 0).await,
+        [(h - 7 * day, 1), (h - 3600, 2), (h, 7)],
+        "oldest first, nothing older than 8 days"
+    );
+    assert_eq!(
+        hourly("app_hourly", h - 3600).await,
+        [(h - 3600, 2), (h, 7)]
+    );
+    assert_eq!(hourly("app_hourly", h + 3600).await, []);
+    assert_eq!(hourly("app_hourly2", 0).await, [(h, 7)]);
+    assert_eq!(hourly("app_hourly_gone", 0).await, []);
+    assert_eq!(hourly("app_nobody", 0).await, []);
+    // The totals moved in the same writes, stale hours included.
+    let total = must(store.get("app_hourly").await, "get").map(|a| a.app.use_count);
+    assert_eq!(total, Some(5 + 16));
+
+    // Deleting removes the buckets: an application created again under the
+    // same id starts from nothing.
+    assert!(must(store.delete("app_hourly").await, "delete"));
+    assert_eq!(hourly("app_hourly", 0).await, []);
+    must(
+        store.insert(&sample_app("app_hourly", 0)).await,
+        "insert again",
+    );
+    assert_eq!(hourly("app_hourly", 0).await, []);
+    assert_eq!(
+        hourly("app_hourly2", 0).await,
+        [(h, 7)],
+        "others keep theirs"
+    );
+    for id in ["app_hourly", "app_hourly2"] {
+        must(store.delete(id).await, "cleanup");
+    }
+    assert_eq!(hourly("app_hourly2", 0).await, []);
 }
 
 // People: sessions, authorization codes and refresh-token families

@@ -74,6 +74,26 @@ pub struct UsageDelta {
     pub last_at: DateTime<Utc>,
     /// Its client IP.
     pub last_ip: String,
+    /// The same exchanges by the hour they happened in: (hour start, unix
+    /// seconds, see [`hour_start`]; count). Hours older than
+    /// [`USAGE_KEPT_SECS`] may be left out (and are ignored by the stores),
+    /// so these may add up to less than `count`.
+    pub hours: Vec<(i64, u64)>,
+}
+
+/// How long hourly usage is kept: 8 days, one more than the console shows.
+/// A bucket is live while its hour started less than this long ago.
+pub const USAGE_KEPT_SECS: i64 = 8 * 24 * 3600;
+
+/// The start (unix seconds, UTC) of the hour `at` falls in.
+pub fn hour_start(at: DateTime<Utc>) -> i64 {
+    at.timestamp().div_euclid(3600) * 3600
+}
+
+/// The oldest hour start still kept at `now`: buckets of earlier hours are
+/// never returned and are purged.
+pub fn oldest_kept_hour(now: DateTime<Utc>) -> i64 {
+    hour_start(now) - USAGE_KEPT_SECS + 3600
 }
 
 impl std::fmt::Debug for StoredApp {
@@ -222,9 +242,17 @@ pub trait AppStore: Send + Sync + 'static {
     /// and nothing is written (`Stale`), so a late write can never undo a
     /// revoke, a rotation or a demotion.
     async fn update(&self, app: &StoredApp, read_at: DateTime<Utc>) -> Result<(), StoreError>;
-    /// Adds usage figures in one atomic batch; absent ids are skipped.
+    /// Adds usage figures in one atomic batch, totals and hourly buckets
+    /// together; absent ids are skipped, and so are hours older than
+    /// [`oldest_kept_hour`]. Buckets that have lapsed since are purged by
+    /// later writes or expire; reads never return them.
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError>;
-    /// Deletes an application; false if it was absent.
+    /// An application's exchanges per hour, for the hours from `since_hour`
+    /// (an hour start, unix seconds) that are still kept: (hour start,
+    /// count), oldest first, only hours with exchanges. Empty for an
+    /// unknown id.
+    async fn hourly_usage(&self, id: &str, since_hour: i64) -> Result<Vec<(i64, u64)>, StoreError>;
+    /// Deletes an application, and its hourly usage; false if it was absent.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// A page of applications in creation order.
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;

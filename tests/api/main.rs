@@ -40,4 +40,5 @@ mod revocation;
 mod sso_hostile;
 mod sso_real;
 mod token;
+mod usage_hourly;
 mod verifier;

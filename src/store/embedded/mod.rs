@@ -10,8 +10,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, Tab
 use std::path::Path;
 use std::sync::Arc;
 
-use super::common::{AppPager, Record, add_usage, decode, encode, keep_usage, order_key};
-use super::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
+use super::common::{
+    AppPager, Record, add_usage, decode, encode, keep_usage, kept_hours, order_key,
+};
+use super::{
+    AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta, oldest_kept_hour,
+};
 
 mod audit;
 mod device;
@@ -27,6 +31,15 @@ const USERS_BY_EMAIL: TableDefinition<&str, &str> = TableDefinition::new("users_
 const AUDIT: TableDefinition<&str, &[u8]> = TableDefinition::new("audit");
 /// Linked identity (`store::identity_key`) → user id.
 const USERS_BY_IDENTITY: TableDefinition<&str, &str> = TableDefinition::new("users_by_identity");
+/// (application id, hour start in unix seconds) → exchanges in that hour.
+/// Keyed by application first, so one application's hours are one range.
+const USAGE_HOURS: TableDefinition<(&str, i64), u64> = TableDefinition::new("usage_hours");
+/// The same rows by (hour start, application id): lapsed hours, whoever
+/// they belong to, are one range at the front.
+const USAGE_BY_HOUR: TableDefinition<(i64, &str), ()> = TableDefinition::new("usage_by_hour");
+/// Lapsed hourly rows forgotten by one usage write at most, so a write after
+/// a long quiet spell stays short; the rest go with the following writes.
+const USAGE_PURGE_PER_WRITE: usize = 4096;
 
 /// The redb-backed store.
 #[derive(Clone)]
@@ -65,6 +78,8 @@ impl EmbeddedStore {
         txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
         txn.open_table(AUDIT).map_err(backend)?;
         txn.open_table(USERS_BY_IDENTITY).map_err(backend)?;
+        txn.open_table(USAGE_HOURS).map_err(backend)?;
+        txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
         revocations::init(&txn)?;
         people::init(&txn)?;
         device::init(&txn)?;
@@ -176,19 +191,47 @@ impl AppStore for EmbeddedStore {
 
     async fn record_usage(&self, batch: &[UsageDelta]) -> Result<(), StoreError> {
         let batch = batch.to_vec();
+        let oldest = oldest_kept_hour(chrono::Utc::now());
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
             {
                 let mut apps = txn.open_table(APPS).map_err(backend)?;
+                let mut hours = txn.open_table(USAGE_HOURS).map_err(backend)?;
+                let mut by_hour = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
                 for d in &batch {
-                    let mut stored = match apps.get(d.app_id.as_str()).map_err(backend)? {
+                    let id = d.app_id.as_str();
+                    let mut stored = match apps.get(id).map_err(backend)? {
                         Some(v) => decode::<StoredApp>(v.value())?,
                         None => continue,
                     };
                     add_usage(&mut stored, d);
                     let bytes = encode(&stored)?;
-                    apps.insert(d.app_id.as_str(), bytes.as_bytes())
-                        .map_err(backend)?;
+                    apps.insert(id, bytes.as_bytes()).map_err(backend)?;
+                    for (hour, n) in kept_hours(d, oldest) {
+                        let before = hours.get((id, hour)).map_err(backend)?.map(|v| v.value());
+                        let after = before.unwrap_or(0).saturating_add(n);
+                        hours.insert((id, hour), after).map_err(backend)?;
+                        if before.is_none() {
+                            by_hour.insert((hour, id), ()).map_err(backend)?;
+                        }
+                    }
+                }
+                // Lapsed hours of every application go with the write that
+                // follows their lapse: the front of the index, usually empty.
+                let lapsed: Vec<(i64, String)> = by_hour
+                    .extract_from_if(..(oldest, ""), |_, _| true)
+                    .map_err(backend)?
+                    .take(USAGE_PURGE_PER_WRITE)
+                    .map(|e| {
+                        e.map(|(k, _)| {
+                            let (hour, id) = k.value();
+                            (hour, id.to_owned())
+                        })
+                    })
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?;
+                for (hour, id) in &lapsed {
+                    hours.remove((id.as_str(), *hour)).map_err(backend)?;
                 }
             }
             txn.commit().map_err(backend)
@@ -210,10 +253,42 @@ impl AppStore for EmbeddedStore {
                     let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
                     idx.remove(order_key(&old.app).as_str()).map_err(backend)?;
                 }
+                let mut hours = txn.open_table(USAGE_HOURS).map_err(backend)?;
+                let mut by_hour = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
+                let gone: Vec<i64> = hours
+                    .extract_from_if((id.as_str(), i64::MIN)..=(id.as_str(), i64::MAX), |_, _| {
+                        true
+                    })
+                    .map_err(backend)?
+                    .map(|e| e.map(|(k, _)| k.value().1))
+                    .collect::<Result<_, _>>()
+                    .map_err(backend)?;
+                for hour in gone {
+                    by_hour.remove((hour, id.as_str())).map_err(backend)?;
+                }
                 old.is_some()
             };
             txn.commit().map_err(backend)?;
             Ok(existed)
+        })
+        .await
+    }
+
+    async fn hourly_usage(&self, id: &str, since_hour: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        let id = id.to_owned();
+        let from = since_hour.max(oldest_kept_hour(chrono::Utc::now()));
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let hours = txn.open_table(USAGE_HOURS).map_err(backend)?;
+            let mut out = Vec::new();
+            for entry in hours
+                .range((id.as_str(), from)..=(id.as_str(), i64::MAX))
+                .map_err(backend)?
+            {
+                let (k, v) = entry.map_err(backend)?;
+                out.push((k.value().1, v.value()));
+            }
+            Ok(out)
         })
         .await
     }
@@ -275,6 +350,91 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(dir.path()).unwrap();
         crate::store::conformance::run_all(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lapsed_hours_are_purged_by_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        for id in ["app_l", "app_m"] {
+            store
+                .insert(&crate::store::conformance::sample_app(id, 1))
+                .await
+                .unwrap();
+        }
+        let now = chrono::Utc::now();
+        let (hour, oldest) = (crate::store::hour_start(now), oldest_kept_hour(now));
+        // Left by earlier writes: hours past keeping, of the application
+        // written next and of another one, and an hour just kept.
+        store
+            .blocking(move |db| {
+                let txn = db.begin_write().map_err(backend)?;
+                {
+                    let mut t = txn.open_table(USAGE_HOURS).map_err(backend)?;
+                    let mut idx = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
+                    for (id, h, n) in [
+                        ("app_l", oldest - 9 * 3600, 3),
+                        ("app_l", oldest - 3600, 4),
+                        ("app_l", oldest, 5),
+                        ("app_m", oldest - 3600, 6),
+                    ] {
+                        t.insert((id, h), n).map_err(backend)?;
+                        idx.insert((h, id), ()).map_err(backend)?;
+                    }
+                }
+                txn.commit().map_err(backend)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            store.hourly_usage("app_l", 0).await.unwrap(),
+            [(oldest, 5)],
+            "lapsed hours are never returned"
+        );
+        let delta = UsageDelta {
+            app_id: "app_l".into(),
+            count: 1,
+            last_at: now,
+            last_ip: "192.0.2.1".into(),
+            hours: vec![(hour, 1)],
+        };
+        store.record_usage(&[delta]).await.unwrap();
+        let rows = || {
+            store.blocking(|db| {
+                let txn = db.begin_read().map_err(backend)?;
+                let t = txn.open_table(USAGE_HOURS).map_err(backend)?;
+                let mut rows = Vec::new();
+                for e in t.range::<(&str, i64)>(..).map_err(backend)? {
+                    let (k, v) = e.map_err(backend)?;
+                    let (id, h) = k.value();
+                    rows.push((id.to_owned(), h, v.value()));
+                }
+                let idx = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
+                let mut index = Vec::new();
+                for e in idx.range::<(i64, &str)>(..).map_err(backend)? {
+                    let (k, _) = e.map_err(backend)?;
+                    let (h, id) = k.value();
+                    index.push((id.to_owned(), h));
+                }
+                Ok((rows, index))
+            })
+        };
+        let (got, index) = rows().await.unwrap();
+        assert_eq!(
+            got,
+            [
+                ("app_l".to_owned(), oldest, 5),
+                ("app_l".to_owned(), hour, 1)
+            ],
+            "every application's lapsed hours are gone, the kept ones stay"
+        );
+        assert_eq!(
+            index,
+            [("app_l".to_owned(), oldest), ("app_l".to_owned(), hour)],
+            "the index follows"
+        );
+        assert!(store.delete("app_l").await.unwrap());
+        assert_eq!(rows().await.unwrap(), (vec![], vec![]), "delete takes both");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,11 +6,47 @@ use redis::AsyncCommands;
 
 use super::{Lex, RedisStore, Tx, bounded, get, members_after, mget_each, transact, unavailable};
 use crate::domain::ChangeEvent;
-use crate::store::common::{AppPager, add_usage, encode, keep_usage, order_key, order_key_id};
-use crate::store::{AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta};
+use crate::store::common::{
+    AppPager, add_usage, encode, keep_usage, kept_hours, order_key, order_key_id,
+};
+use crate::store::{
+    AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, USAGE_KEPT_SECS, UsageDelta,
+    oldest_kept_hour,
+};
 
 /// Members of `apps:order` read per round trip while listing.
 const LIST_CHUNK: usize = 200;
+
+/// Adds to applications' hourly buckets. KEYS: their `usage:{id}` hashes;
+/// ARGV[1]: the oldest hour kept; ARGV[2]: seconds a hash outlives this
+/// write; then, for each key in turn, how many hours follow and that many
+/// (hour start, count) pairs. One script for the whole batch (its text
+/// travels once per flush), queued inside the usage transaction's MULTI so
+/// it is written with the totals or not at all. Older hours are deleted
+/// only when a new hour opens (an increment that created its field), so the
+/// scan of a hash runs about once per application-hour.
+const ADD_HOURS: &str = r"
+local oldest = tonumber(ARGV[1])
+local a = 3
+for k = 1, #KEYS do
+  local opened = false
+  local n = tonumber(ARGV[a])
+  a = a + 1
+  for _ = 1, n do
+    if redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1]) == tonumber(ARGV[a + 1]) then
+      opened = true
+    end
+    a = a + 2
+  end
+  if opened then
+    for _, field in ipairs(redis.call('HKEYS', KEYS[k])) do
+      local hour = tonumber(field)
+      if hour == nil or hour < oldest then redis.call('HDEL', KEYS[k], field) end
+    end
+  end
+  redis.call('EXPIRE', KEYS[k], ARGV[2])
+end
+return 0";
 
 impl RedisStore {
     fn app_event(id: &str) -> Result<String, StoreError> {
@@ -97,7 +133,9 @@ impl AppStore for RedisStore {
             return Ok(());
         }
         let keys: Vec<String> = batch.iter().map(|d| self.app_key(&d.app_id)).collect();
-        let keys = &keys;
+        let usage_keys: Vec<String> = batch.iter().map(|d| self.usage_key(&d.app_id)).collect();
+        let (keys, usage_keys) = (&keys, &usage_keys);
+        let oldest = oldest_kept_hour(chrono::Utc::now());
         bounded(async {
             let c = self.conn().await?;
             // The whole batch in one transaction: it is written entirely or
@@ -107,13 +145,36 @@ impl AppStore for RedisStore {
                     let stored = mget_each::<StoredApp>(&mut c, keys).await?;
                     let mut p = redis::pipe();
                     let mut any = false;
-                    for ((key, d), app) in keys.iter().zip(batch).zip(stored) {
+                    let (mut hour_keys, mut hour_args) = (Vec::new(), Vec::new());
+                    for (((key, usage), d), app) in
+                        keys.iter().zip(usage_keys).zip(batch).zip(stored)
+                    {
                         // Absent applications are skipped.
                         let Some(mut app) = app else { continue };
                         add_usage(&mut app, d);
                         // No event: usage figures do not affect any cache.
                         p.set(key, encode(&app)?).ignore();
                         any = true;
+                        let hours: Vec<(i64, u64)> = kept_hours(d, oldest).collect();
+                        if !hours.is_empty() {
+                            hour_keys.push(usage);
+                            hour_args.push(i64::try_from(hours.len()).unwrap_or(i64::MAX));
+                            for (hour, n) in hours {
+                                // HINCRBY takes a signed count.
+                                hour_args.push(hour);
+                                hour_args.push(i64::try_from(n).unwrap_or(i64::MAX));
+                            }
+                        }
+                    }
+                    if !hour_keys.is_empty() {
+                        p.cmd("EVAL")
+                            .arg(ADD_HOURS)
+                            .arg(hour_keys.len())
+                            .arg(&hour_keys)
+                            .arg(oldest)
+                            .arg(USAGE_KEPT_SECS + 3600)
+                            .arg(&hour_args)
+                            .ignore();
                     }
                     Ok(if any { Tx::Write(p, ()) } else { Tx::Done(()) })
                 }
@@ -125,10 +186,33 @@ impl AppStore for RedisStore {
         .await
     }
 
+    async fn hourly_usage(&self, id: &str, since_hour: i64) -> Result<Vec<(i64, u64)>, StoreError> {
+        let key = self.usage_key(id);
+        let from = since_hour.max(oldest_kept_hour(chrono::Utc::now()));
+        bounded(async {
+            let mut c = self.conn().await?;
+            let fields: Vec<(String, String)> = c.hgetall(&key).await.map_err(unavailable)?;
+            let mut out = Vec::with_capacity(fields.len());
+            for (hour, n) in fields {
+                let (Ok(hour), Ok(n)) = (hour.parse::<i64>(), n.parse::<u64>()) else {
+                    return Err(StoreError::Corrupt("hourly usage bucket".into()));
+                };
+                // Lapsed hours not yet deleted are as good as absent.
+                if hour >= from {
+                    out.push((hour, n));
+                }
+            }
+            out.sort_unstable();
+            Ok(out)
+        })
+        .await
+    }
+
     async fn delete(&self, id: &str) -> Result<bool, StoreError> {
         let (key, order, channel) = (self.app_key(id), self.key("apps:order"), self.channel());
+        let usage = self.usage_key(id);
         let event = Self::app_event(id)?;
-        let (key, order, channel, event) = (&key, &order, &channel, &event);
+        let (key, order, channel, event, usage) = (&key, &order, &channel, &event, &usage);
         bounded(async {
             let c = self.conn().await?;
             let watched = [key.clone()];
@@ -139,6 +223,8 @@ impl AppStore for RedisStore {
                     };
                     let mut p = redis::pipe();
                     p.del(key)
+                        .ignore()
+                        .del(usage)
                         .ignore()
                         .zrem(order, order_key(&old.app))
                         .ignore()

@@ -12,6 +12,7 @@
 //! |---|---|---|
 //! | `app:{id}` | string | a `StoredApp` as JSON |
 //! | `apps:order` | sorted set, score 0 | `{created µs, 20 digits}:{id}` (`store::order_key`), for paging by creation |
+//! | `usage:{id}` | hash, expires `USAGE_KEPT_SECS` + 1 h after its last write | hour start (unix seconds) → exchanges in that hour; hours older than kept are deleted by the write that opens a new hour |
 //! | `role:{name}` | string | a `Role` as JSON |
 //! | `roles` | sorted set, score 0 | role names |
 //! | `user:{id}` | string | a `StoredUser` as JSON |
@@ -135,6 +136,11 @@ impl RedisStore {
 
     fn app_key(&self, id: &str) -> String {
         self.key(&format!("app:{id}"))
+    }
+
+    /// An application's exchanges per hour.
+    fn usage_key(&self, id: &str) -> String {
+        self.key(&format!("usage:{id}"))
     }
 
     fn role_key(&self, name: &str) -> String {
@@ -488,6 +494,7 @@ mod tests {
         for id in ["app_u1", "app_u2"] {
             s.insert(&sample_app(id, 1)).await.unwrap();
         }
+        let hour = crate::store::hour_start(chrono::Utc::now());
         let mut tasks = Vec::new();
         for n in 0..6 {
             let s = s.clone();
@@ -500,6 +507,7 @@ mod tests {
                             count: 1,
                             last_at: chrono::Utc::now(),
                             last_ip: format!("192.0.2.{n}"),
+                            hours: vec![(hour, 1)],
                         })
                         .collect();
                     // As the usage flusher does: a batch that was not
@@ -524,7 +532,57 @@ mod tests {
         }
         for id in ["app_u1", "app_u2"] {
             assert_eq!(s.get(id).await.unwrap().unwrap().app.use_count, 60, "{id}");
+            // The hourly buckets were written with the totals, never apart.
+            assert_eq!(s.hourly_usage(id, 0).await.unwrap(), [(hour, 60)], "{id}");
         }
         assert!(s.get("app_gone").await.unwrap().is_none());
+        let mut c = s.conn().await.unwrap();
+        let gone: bool = c.exists("use:usage:app_gone").await.unwrap();
+        assert!(!gone, "no buckets for an absent application");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lapsed_hours_are_deleted_and_the_buckets_expire() {
+        let redis = RedisServer::start();
+        let s = store(&redis, "lapse:").await;
+        s.insert(&sample_app("app_l", 1)).await.unwrap();
+        let now = chrono::Utc::now();
+        let (hour, oldest) = (
+            crate::store::hour_start(now),
+            crate::store::oldest_kept_hour(now),
+        );
+        let key = "lapse:usage:app_l";
+        let mut c = s.conn().await.unwrap();
+        // Left by an earlier write: one hour past keeping, one just kept.
+        let _: () = c
+            .hset_multiple(key, &[(oldest - 3600, 4), (oldest, 5)])
+            .await
+            .unwrap();
+        assert_eq!(
+            s.hourly_usage("app_l", 0).await.unwrap(),
+            [(oldest, 5)],
+            "a lapsed hour is never returned"
+        );
+        let delta = UsageDelta {
+            app_id: "app_l".into(),
+            count: 1,
+            last_at: now,
+            last_ip: "192.0.2.1".into(),
+            hours: vec![(hour, 1)],
+        };
+        s.record_usage(std::slice::from_ref(&delta)).await.unwrap();
+        let mut fields: Vec<i64> = c.hkeys(key).await.unwrap();
+        fields.sort_unstable();
+        assert_eq!(fields, [oldest, hour], "the lapsed hour is deleted");
+        let ttl: i64 = c.ttl(key).await.unwrap();
+        assert!(
+            ttl > crate::store::USAGE_KEPT_SECS - 60 && ttl <= crate::store::USAGE_KEPT_SECS + 3600,
+            "{ttl}"
+        );
+        s.record_usage(&[delta]).await.unwrap();
+        assert_eq!(
+            s.hourly_usage("app_l", 0).await.unwrap(),
+            [(oldest, 5), (hour, 2)]
+        );
     }
 }
