@@ -125,10 +125,14 @@ fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(t.with_timezone(&Utc));
     }
-    ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M:%S%.f"]
-        .iter()
-        .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
-        .map(|t| t.and_utc())
+    [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M:%S%.f",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok())
+    .map(|t| t.and_utc())
 }
 
 /// Puts a service's refusal of a filter beside the field it names (its
@@ -340,7 +344,11 @@ async fn export(ctx: Ctx, req: HttpRequest) -> Result<HttpResponse, Refusal> {
         };
         let body = serde_json::to_string(&page)
             .map_err(|e| DomainError::Internal(format!("audit export: {e}")))?;
-        ("application/json", format!("tessera-audit-{stamp}.json"), body)
+        (
+            "application/json",
+            format!("tessera-audit-{stamp}.json"),
+            body,
+        )
     };
     let mut res = HttpResponseBuilder::new(StatusCode::OK);
     headers(&mut res);
@@ -375,14 +383,23 @@ mod tests {
             let t = parse_time(s).unwrap();
             assert_eq!(t.to_rfc3339_opts(SecondsFormat::Secs, true), want, "{s}");
         }
-        for s in ["yesterday", "2026-13-01T00:00", "2026-01-31", "", "2026-01-31T25:00"] {
+        for s in [
+            "yesterday",
+            "2026-13-01T00:00",
+            "2026-01-31",
+            "",
+            "2026-01-31T25:00",
+        ] {
             assert!(parse_time(s).is_none(), "{s}");
         }
     }
 
     #[test]
     fn refusals_go_beside_their_field() {
-        let e = place(DomainError::Validation("action must be 1 to 256 characters".into())).unwrap();
+        let e = place(DomainError::Validation(
+            "action must be 1 to 256 characters".into(),
+        ))
+        .unwrap();
         assert_eq!(e.get("action"), Some("Action must be 1 to 256 characters."));
         let e = place(DomainError::Validation("since must be before until".into())).unwrap();
         assert!(e.on("since") && !e.on("until"));
