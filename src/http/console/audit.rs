@@ -233,6 +233,11 @@ struct AuditLog {
 }
 
 impl AuditLog {
+    /// Whether a filter field was refused (the summary at the top).
+    fn field_errors(&self) -> bool {
+        FIELDS.iter().any(|f| self.errors.on(f))
+    }
+
     /// The link to the newest entries with the same filters.
     fn newest(&self) -> String {
         if self.filters.is_empty() {
