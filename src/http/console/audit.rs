@@ -22,6 +22,8 @@ const PAGE_SIZE: usize = 50;
 const EXPORT_BATCH: usize = 200;
 /// Most records one download holds.
 pub const EXPORT_MAX: usize = 10_000;
+/// [`EXPORT_MAX`] in words.
+const EXPORT_MAX_SHOWN: &str = "10,000";
 /// Most service calls one download makes: each looks at no more than
 /// [`audit::SCAN_BUDGET`] records, so a filter that matches little cannot
 /// make one download walk an endless log.
@@ -229,7 +231,8 @@ struct AuditLog {
     filters: String,
     /// `?…` of the next (older) page, when more may remain.
     older: Option<String>,
-    export_max: usize,
+    /// [`EXPORT_MAX`] as shown.
+    export_max: &'static str,
 }
 
 impl AuditLog {
@@ -297,7 +300,7 @@ async fn log(ctx: Ctx, req: HttpRequest) -> Result<HttpResponse, Refusal> {
         rows,
         filters,
         older,
-        export_max: EXPORT_MAX,
+        export_max: EXPORT_MAX_SHOWN,
     };
     Ok(page(status, &view))
 }
@@ -326,7 +329,9 @@ async fn export(ctx: Ctx, req: HttpRequest) -> Result<HttpResponse, Refusal> {
     let mut data: Vec<AuditRecord> = Vec::new();
     let mut calls = 0;
     loop {
-        let want = EXPORT_BATCH.min(EXPORT_MAX - data.len());
+        let want = EXPORT_BATCH
+            .min(EXPORT_MAX.saturating_sub(data.len()))
+            .max(1);
         let p = audit::list(&ctx.gw, Some(want), cursor, &filter).await?;
         data.extend(p.data);
         calls += 1;

@@ -92,6 +92,9 @@ struct Idps {
 /// A duration in the largest whole unit, for "… ago".
 fn ago(d: Duration) -> String {
     let s = d.as_secs();
+    if s < 5 {
+        return "moments ago".to_owned();
+    }
     let (n, unit) = match s {
         0..60 => (s, "second"),
         60..3600 => (s / 60, "minute"),
@@ -232,7 +235,8 @@ mod tests {
 
     #[test]
     fn durations_in_words() {
-        assert_eq!(ago(Duration::from_secs(1)), "1 second ago");
+        assert_eq!(ago(Duration::from_millis(300)), "moments ago");
+        assert_eq!(ago(Duration::from_secs(5)), "5 seconds ago");
         assert_eq!(ago(Duration::from_secs(59)), "59 seconds ago");
         assert_eq!(ago(Duration::from_secs(120)), "2 minutes ago");
         assert_eq!(ago(Duration::from_secs(7200)), "2 hours ago");
