@@ -20,9 +20,15 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 pub use error::{ApiError, OAuthError};
 
-/// Answers 404 with the JSON error shape for an unknown path.
+/// Answers 404 with the JSON error shape for an unknown path; under
+/// `/console` an HTML page instead (404, or 405 for a console path that
+/// does not take this method), with the console's headers.
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    error::path_not_found(req.path().starts_with("/oauth/"))
+    let path = req.path();
+    if path == "/console" || path.starts_with("/console/") {
+        return console::system::missing(&req);
+    }
+    error::path_not_found(path.starts_with("/oauth/"))
 }
 
 /// A resource whose unmatched methods get a JSON 405 with `Allow` naming

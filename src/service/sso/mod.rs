@@ -129,6 +129,43 @@ impl Provider {
     fn issuer(&self) -> &str {
         self.settings.issuer.trim_end_matches('/')
     }
+
+    /// What is known of discovery now, without fetching anything (for the
+    /// console's read-only page).
+    pub fn discovery_status(&self) -> DiscoveryStatus {
+        let Ok(st) = self.discovery.try_lock() else {
+            return DiscoveryStatus::Fetching;
+        };
+        match (&st.doc, st.failed_at) {
+            (_, Some(t)) => DiscoveryStatus::Failed {
+                ago: t.elapsed(),
+                kept: st.doc.is_some(),
+            },
+            (Some((_, at)), None) => DiscoveryStatus::Discovered { ago: at.elapsed() },
+            (None, None) => DiscoveryStatus::NotYet,
+        }
+    }
+}
+
+/// A provider's discovery as last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiscoveryStatus {
+    /// Not tried yet (it is tried at start and on first use).
+    NotYet,
+    /// Being fetched right now.
+    Fetching,
+    /// The document was fetched this long ago.
+    Discovered {
+        /// Since the fetch.
+        ago: Duration,
+    },
+    /// The last attempt failed this long ago.
+    Failed {
+        /// Since the failure.
+        ago: Duration,
+        /// Whether an older document is still in use.
+        kept: bool,
+    },
 }
 
 /// The configured providers and the HTTP client that talks to them.
