@@ -727,3 +727,46 @@ async fn every_route_refuses_a_person_without_its_permission() {
     assert_eq!(res.status(), 303);
     assert_eq!(user_json(&app, &victim).await["roles"], json!(["victim"]));
 }
+
+#[tokio::test]
+async fn the_users_table_pages_fifty_at_a_time() {
+    let app = spawn_app().await;
+    create_user(&app, ADMIN, ALL).await;
+    // No password: nothing to hash, so 55 users are quick to make.
+    for n in 0..55 {
+        ok(
+            call(
+                &app,
+                reqwest::Method::POST,
+                "/api/v1/users",
+                Some(json!({"email": format!("u{n:02}@example.com")})),
+            )
+            .await,
+            201,
+        )
+        .await;
+    }
+    let mut c = Console::sign_in(&app, ADMIN).await;
+    let (status, html) = c.page("/console/users").await;
+    assert_eq!(status, 200);
+    let rows = |h: &str| h.matches("<tr><td><a href=\"/console/users/usr_").count();
+    assert_eq!(rows(&html), 50);
+    assert!(!html.contains(">First page</a>"));
+    let at = html
+        .find("href=\"/console/users?cursor=")
+        .expect("a next page");
+    let next = html[at + 6..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#61;", "=");
+    let (status, second) = c.page(&next).await;
+    assert_eq!(status, 200, "{next}");
+    assert_eq!(rows(&second), 6, "56 users in all");
+    assert!(second.contains(">First page</a>") && !second.contains(">Next page</a>"));
+    // A cursor the gateway did not make: a page or the API's 400, never a
+    // failure, and never echoed.
+    let (status, html) = c.page("/console/users?cursor=%3Cbogus%3E").await;
+    assert!(status == 200 || status == 400, "{status}: {html}");
+    assert!(!html.contains("bogus"), "{html}");
+}
