@@ -506,6 +506,17 @@ async fn roles_are_created_edited_and_deleted_and_no_one_widens_their_reach() {
     let res = c.post(&format!("/console/users/{root}/disable"), &[]).await;
     assert_eq!(res.status(), 403);
     assert_eq!(user_json(&app, &root).await["status"], "active");
+    // Nor can their sessions be ended (listing them is reading the user).
+    let mut r = Console::sign_in(&app, "root@example.com").await;
+    let theirs = first_session_ids(&mut c, &root).await;
+    let res = c
+        .post(
+            &format!("/console/users/{root}/sessions/{}/end", theirs[0]),
+            &[],
+        )
+        .await;
+    assert_eq!(res.status(), 403);
+    assert_eq!(r.page("/console").await.0, 200, "their session lives");
 
     // A public key holding the role: content:write is not public, 422
     // naming the key beside the permissions.

@@ -56,25 +56,29 @@ struct Done {
     done: Option<String>,
 }
 
-/// Which field a service's validation message is about (the services name
-/// the field in their words); `""` is the form as a whole.
+/// Which field a service's validation message is about (the services
+/// begin their messages with the field, in their words); `""` is the form
+/// as a whole. Only the start is read: the rest may quote the input.
 fn field_of(message: &str) -> &'static str {
-    let m = message.to_ascii_lowercase();
-    if m.contains("public key") || m.contains("permission") {
-        "permissions"
-    } else if m.starts_with("unknown role") {
-        "roles"
-    } else if m.starts_with("invalid role name") || m.starts_with("name ") {
-        "name"
-    } else if m.contains("password") {
-        "password"
-    } else if m.contains("email") {
-        "email"
-    } else if m.starts_with("description") {
-        "description"
-    } else {
-        ""
+    const FIELDS: &[(&str, &str)] = &[
+        ("invalid permission", "permissions"),
+        ("unknown permission", "permissions"),
+        ("at most 256 permissions", "permissions"),
+        ("unknown role", "roles"),
+        ("invalid role name", "name"),
+        ("name ", "name"),
+        ("password", "password"),
+        ("invalid email", "email"),
+        ("description", "description"),
+    ];
+    // "role X is held by public key(s) …": about the role's permissions.
+    if message.starts_with("role ") && message.contains(" is held by public key") {
+        return "permissions";
     }
+    FIELDS
+        .iter()
+        .find(|(start, _)| message.starts_with(start))
+        .map_or("", |(_, field)| field)
 }
 
 /// A refused form: the field errors and the status to show them with, or
@@ -1001,4 +1005,64 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::get().to(role_delete_confirm),
         )
         .route("/console/roles/{name}/delete", web::post().to(role_delete));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_messages_land_beside_their_fields() {
+        for (message, field) in [
+            (
+                "unknown permission(s), not in the catalogue: x:y",
+                "permissions",
+            ),
+            ("invalid permission(s) \"a\": expected …", "permissions"),
+            ("at most 256 permissions", "permissions"),
+            (
+                "role reader is held by public key(s) app_1, which may hold only permissions marked public",
+                "permissions",
+            ),
+            ("unknown role(s): admin", "roles"),
+            ("invalid role name \"A\": 1 to 64 of a-z", "name"),
+            ("name must be at most 100 characters", "name"),
+            ("password must be 12 to 128 characters", "password"),
+            ("password must not be the email address", "password"),
+            ("invalid email address \"permission@x\"", "email"),
+            (
+                "description must not contain control characters",
+                "description",
+            ),
+            ("something else entirely", ""),
+        ] {
+            assert_eq!(field_of(message), field, "{message}");
+        }
+    }
+
+    #[test]
+    fn ticked_boxes_and_typed_text_join_without_repeats() {
+        let form = FormData::new(
+            [
+                ("permissions", "content:read"),
+                ("permissions", "content:write"),
+                ("permissions_other", " workloads:*, content:read\n*"),
+            ]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        );
+        assert_eq!(
+            chosen(&form, "permissions", "permissions_other"),
+            vec!["content:read", "content:write", "workloads:*", "*"]
+        );
+        assert!(chosen(&form, "roles", "roles_text").is_empty());
+    }
+
+    #[test]
+    fn notices_are_fixed_words_only() {
+        assert!(notice(Some("created")).is_some());
+        assert_eq!(notice(Some("<b>hi</b>")), None);
+        assert_eq!(notice(None), None);
+    }
 }
