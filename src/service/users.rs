@@ -322,3 +322,42 @@ pub async fn delete(gw: &Gateway, actor: &Principal, id: &str) -> Result<(), Dom
     audit::record(gw, actor, "user.delete", id, audit::snapshot(&stored.user)).await;
     Ok(())
 }
+
+/// A user's sessions, for an administrator (`users:manage`, as reading the
+/// user is): the console's user page lists them.
+pub async fn sessions_of(
+    gw: &Gateway,
+    actor: &Principal,
+    id: &str,
+) -> Result<Vec<crate::domain::session::Session>, DomainError> {
+    authz::require(gw, actor, USERS_MANAGE, "user.sessions", id).await?;
+    let user = load(gw, id).await?;
+    super::people::sessions::list(gw, &user.user.id).await
+}
+
+/// Ends one session of a user, for an administrator: `users:manage`, and
+/// the user may hold nothing beyond the caller (nobody widens their reach:
+/// ending someone's session is a change to them). A session of another
+/// user is "not found".
+pub async fn end_session(
+    gw: &Gateway,
+    actor: &Principal,
+    id: &str,
+    sid: &str,
+) -> Result<(), DomainError> {
+    authz::require(gw, actor, USERS_MANAGE, "session.end", sid).await?;
+    let stored = load(gw, id).await?;
+    let holdings = authz::user_holdings(gw, &stored.user).await?;
+    authz::guard_audited(gw, actor, "session.end", sid, Some(&holdings), None).await?;
+    match super::people::sessions::get(gw, sid).await? {
+        Some(s) if s.user_id == id => {
+            super::people::sessions::end(gw, sid).await?;
+            audit::record(gw, actor, "session.end", sid, json!({"user": id})).await;
+            Ok(())
+        }
+        _ => Err(DomainError::NotFound(format!(
+            "session (no such session of user {})",
+            stored.user.id
+        ))),
+    }
+}
