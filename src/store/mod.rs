@@ -108,7 +108,10 @@ impl AppFilter {
             && self.key_type.is_none_or(|t| app.key_type == t)
             && self.status.is_none_or(|s| app.status_at(now) == s)
             && self.owner.as_deref().is_none_or(|o| app.owner == o)
-            && self.search.as_deref().is_none_or(|q| contains_folded(app, q))
+            && self
+                .search
+                .as_deref()
+                .is_none_or(|q| contains_folded(app, q))
     }
 }
 

@@ -154,7 +154,9 @@ fn outcome_text(result: &str) -> &'static str {
         "forbidden" => {
             "not done (403): it holds permissions you do not hold, or you may not manage applications"
         }
-        "conflict" => "not done (409): the operator-configured administrator cannot be changed here",
+        "conflict" => {
+            "not done (409): the operator-configured administrator cannot be changed here"
+        }
         _ => "not done: something went wrong, try again",
     }
 }
@@ -326,7 +328,9 @@ fn bulk_action(s: &str) -> Result<&'static str, Refusal> {
     match s {
         "revoke" => Ok("revoke"),
         "delete" => Ok("delete"),
-        _ => Err(DomainError::Validation("choose Revoke selected or Delete selected".into()).into()),
+        _ => {
+            Err(DomainError::Validation("choose Revoke selected or Delete selected".into()).into())
+        }
     }
 }
 
@@ -565,7 +569,11 @@ impl AppForm {
             key_type: f.one("type").to_owned(),
             environment: f.one("environment").to_owned(),
             owner: f.one("owner").trim().to_owned(),
-            permissions: f.all("permissions").into_iter().map(str::to_owned).collect(),
+            permissions: f
+                .all("permissions")
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
             extra_permissions: f.one("extra_permissions").to_owned(),
             roles: f.all("roles").into_iter().map(str::to_owned).collect(),
             roles_text: f.one("roles_text").to_owned(),
@@ -677,10 +685,7 @@ fn parse_rule(line: &str) -> Result<AccessRuleInput, String> {
     })
 }
 
-fn check_grants(
-    gw: &crate::service::Gateway,
-    grants: &[String],
-) -> Result<(), String> {
+fn check_grants(gw: &crate::service::Gateway, grants: &[String]) -> Result<(), String> {
     let parsed = apps::parse_permissions(grants).map_err(|e| message(&e))?;
     gw.catalogue.check_all(&parsed).map_err(|e| message(&e))
 }
@@ -844,13 +849,6 @@ struct NewPage {
     choices: Choices,
 }
 
-impl NewPage {
-    /// Whether the form shows the role checkboxes (else a text field).
-    fn roles_listed(&self) -> bool {
-        self.choices.roles.is_some()
-    }
-}
-
 /// `GET /console/apps/new`.
 async fn new_form(ctx: Ctx) -> Result<HttpResponse, Refusal> {
     need_manage(&ctx, "app.create", "-").await?;
@@ -999,12 +997,7 @@ struct ScopedHeld {
     rows: Vec<Held>,
 }
 
-fn judge(
-    p: &Permission,
-    source: String,
-    effective: &[Permission],
-    owner: &str,
-) -> Held {
+fn judge(p: &Permission, source: String, effective: &[Permission], owner: &str) -> Held {
     let (state, why) = if Permission::any_covers(effective, p) {
         ("held", "held".to_owned())
     } else {
@@ -1103,13 +1096,6 @@ struct DetailsPage {
     choices: Choices,
 }
 
-impl DetailsPage {
-    /// Whether the form shows the role checkboxes (else a text field).
-    fn roles_listed(&self) -> bool {
-        self.choices.roles.is_some()
-    }
-}
-
 fn facts(v: &AppView) -> Vec<Fact> {
     let a = &v.app;
     let list = |items: Vec<String>| {
@@ -1120,30 +1106,70 @@ fn facts(v: &AppView) -> Vec<Fact> {
         }
     };
     vec![
-        Fact { label: "Id", value: a.id.clone() },
-        Fact { label: "Name", value: a.name.clone() },
+        Fact {
+            label: "Id",
+            value: a.id.clone(),
+        },
+        Fact {
+            label: "Name",
+            value: a.name.clone(),
+        },
         Fact {
             label: "Description",
-            value: if a.description.is_empty() { "none".into() } else { a.description.clone() },
+            value: if a.description.is_empty() {
+                "none".into()
+            } else {
+                a.description.clone()
+            },
         },
-        Fact { label: "Owner", value: a.owner.clone() },
-        Fact { label: "Type", value: type_word(a.key_type).into() },
-        Fact { label: "Environment", value: a.environment.as_str().into() },
-        Fact { label: "Prefix", value: a.prefix.clone() },
-        Fact { label: "Status", value: status_word(v.status).into() },
-        Fact { label: "Roles", value: list(a.roles.clone()) },
+        Fact {
+            label: "Owner",
+            value: a.owner.clone(),
+        },
+        Fact {
+            label: "Type",
+            value: type_word(a.key_type).into(),
+        },
+        Fact {
+            label: "Environment",
+            value: a.environment.as_str().into(),
+        },
+        Fact {
+            label: "Prefix",
+            value: a.prefix.clone(),
+        },
+        Fact {
+            label: "Status",
+            value: status_word(v.status).into(),
+        },
+        Fact {
+            label: "Roles",
+            value: list(a.roles.clone()),
+        },
         Fact {
             label: "Permissions",
-            value: list(a.permissions.iter().map(|p| p.as_str().to_owned()).collect()),
+            value: list(
+                a.permissions
+                    .iter()
+                    .map(|p| p.as_str().to_owned())
+                    .collect(),
+            ),
         },
         Fact {
             label: "Access rules",
             value: {
                 let t = rules_text(a);
-                if t.is_empty() { "none".into() } else { t.replace('\n', "; ") }
+                if t.is_empty() {
+                    "none".into()
+                } else {
+                    t.replace('\n', "; ")
+                }
             },
         },
-        Fact { label: "Audiences", value: list(a.audiences.clone()) },
+        Fact {
+            label: "Audiences",
+            value: list(a.audiences.clone()),
+        },
         Fact {
             label: "Allowed IPs",
             value: if a.allowed_ips.is_empty() {
@@ -1158,13 +1184,23 @@ fn facts(v: &AppView) -> Vec<Fact> {
         },
         Fact {
             label: "Token lifetime",
-            value: a
-                .token_ttl
-                .map_or_else(|| "the gateway's default".into(), |t| format!("{t} seconds")),
+            value: a.token_ttl.map_or_else(
+                || "the gateway's default".into(),
+                |t| format!("{t} seconds"),
+            ),
         },
-        Fact { label: "Redirect URIs", value: list(a.redirect_uris.clone()) },
-        Fact { label: "Created", value: when(a.created_at) },
-        Fact { label: "Updated", value: when(a.updated_at) },
+        Fact {
+            label: "Redirect URIs",
+            value: list(a.redirect_uris.clone()),
+        },
+        Fact {
+            label: "Created",
+            value: when(a.created_at),
+        },
+        Fact {
+            label: "Updated",
+            value: when(a.updated_at),
+        },
         Fact {
             label: "Revoked",
             value: a.revoked_at.map_or_else(|| "no".into(), when),
@@ -1194,7 +1230,7 @@ async fn details_page(
         scoped,
         owner_is_gateway: a.owner == GATEWAY_OWNER,
         last_used: a.last_used_at.map_or_else(|| "never".into(), when),
-        last_ip: a.last_used_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+        last_ip: a.last_used_ip.clone().unwrap_or_default(),
         uses: a.use_count,
         // The hourly chart is wired once per-hour usage is stored (the
         // usage branch): `service::usage_chart::svg(&usage::hourly(…), …)`.
@@ -1240,7 +1276,11 @@ fn changes(app: &Application, form: &AppForm, p: Parsed) -> PatchApp {
     let mut perms = p.permissions.clone();
     perms.sort();
     perms.dedup();
-    let current: Vec<String> = app.permissions.iter().map(|x| x.as_str().to_owned()).collect();
+    let current: Vec<String> = app
+        .permissions
+        .iter()
+        .map(|x| x.as_str().to_owned())
+        .collect();
     if perms != current {
         patch.permissions = Some(p.permissions);
     }

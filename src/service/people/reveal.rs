@@ -144,9 +144,14 @@ mod tests {
     #[test]
     fn a_slot_is_taken_once_by_its_session_only() {
         let s = Slots::<SecretString>::default();
-        let t = s.put("ses_a", "app_1", SecretString::from("s3cret")).unwrap();
+        let t = s
+            .put("ses_a", "app_1", SecretString::from("s3cret"))
+            .unwrap();
         assert!(s.take("ses_b", "app_1", &t).is_none(), "another session");
-        assert!(s.take("ses_a", "app_2", &t).is_none(), "another application");
+        assert!(
+            s.take("ses_a", "app_2", &t).is_none(),
+            "another application"
+        );
         assert!(s.take("ses_a", "app_1", "nope").is_none());
         let got = s.take("ses_a", "app_1", &t).unwrap();
         assert_eq!(got.expose_secret(), "s3cret");
