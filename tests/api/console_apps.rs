@@ -601,6 +601,10 @@ async fn permission_matrix_read_only_is_not_offered_and_forged_posts_get_403() {
         assert!(!details.contains(control), "reader offered {control}");
     }
     let (_, table) = ops.page("/console/apps").await;
+    assert!(
+        table.contains("<a href=\"/console/apps\" aria-current=\"page\">Applications</a>"),
+        "api_keys:manage alone opens the section from the navigation"
+    );
     let (_, details) = ops.page(&format!("/console/apps/{id}")).await;
     for control in [
         "Create application",
@@ -754,4 +758,47 @@ async fn a_manager_holding_less_than_an_application_cannot_rotate_revoke_or_dele
     assert_eq!(res.status(), 403);
     let html = res.text().await.unwrap();
     assert!(html.contains("role=\"alert\"") && html.contains("value=\"greedy\""));
+}
+
+/// The figure for the note (issue 12): the table's server time with 10,000
+/// applications, first page and a search. Slow (it creates them through
+/// the API): `cargo test --test api console_apps::ten_thousand -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand"]
+async fn ten_thousand_applications_first_page_and_search_times() {
+    let app = spawn_app().await;
+    create_user(&app, "reader@example.com", &["api_keys:read"]).await;
+    let admin = app.admin_token().await;
+    let all: Vec<usize> = (0..10_000).collect();
+    for chunk in all.chunks(32) {
+        let reqs = chunk.iter().map(|i| {
+            app.client
+                .post(app.url("/api/v1/apps"))
+                .bearer_auth(&admin)
+                .json(&json!({"name": format!("svc-{i:05}"), "permissions": ["content:read"]}))
+                .send()
+        });
+        for r in futures_util::future::join_all(reqs).await {
+            assert_eq!(r.unwrap().status(), 201);
+        }
+    }
+    let mut c = Console::sign_in(&app, "reader@example.com").await;
+    for (what, path) in [
+        ("first page", "/console/apps"),
+        ("search", "/console/apps?q=SVC-0999"),
+    ] {
+        let mut ms = Vec::new();
+        for _ in 0..100 {
+            let t = std::time::Instant::now();
+            let (status, html) = c.page(path).await;
+            ms.push(t.elapsed().as_secs_f64() * 1000.0);
+            assert_eq!(status, 200);
+            assert!(rows(&html) >= 10);
+        }
+        ms.sort_by(f64::total_cmp);
+        eprintln!(
+            "10,000 applications, {what}: p50 {:.1} ms, p99 {:.1} ms",
+            ms[49], ms[98]
+        );
+    }
 }
