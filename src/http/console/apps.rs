@@ -1232,8 +1232,10 @@ async fn details_page(
         last_used: a.last_used_at.map_or_else(|| "never".into(), when),
         last_ip: a.last_used_ip.clone().unwrap_or_default(),
         uses: a.use_count,
-        // The hourly chart is wired once per-hour usage is stored (the
-        // usage branch): `service::usage_chart::svg(&usage::hourly(…), …)`.
+        // USAGE CHART, for the lead after merging the usage branch:
+        // `let now = Utc::now(); let counts =
+        // crate::service::usage::hourly(&ctx.gw, &a.id, now).await?;`
+        // then `chart: Some(crate::service::usage_chart::svg(&counts, now))`.
         chart: None,
         manage: ctx.may(API_KEYS_MANAGE),
         revoked: a.revoked_at.is_some(),
