@@ -183,6 +183,9 @@ async fn create_see_once_edit_rotate_revoke_and_a_forged_form() {
     fill(&chrome, "description", "Edited in Chromium").await;
     click_text(&chrome, "Save changes").await;
     chrome
+        .wait_for_url("the saved details", |u| u.query() == Some("done=saved"))
+        .await;
+    chrome
         .wait_for_text(".notice", "Your changes were saved.")
         .await;
     chrome.check_page("apps-details-saved").await;
