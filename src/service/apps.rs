@@ -415,7 +415,14 @@ pub struct ListParams {
     pub status: Option<AppStatus>,
     /// Filter by owner.
     pub owner: Option<String>,
+    /// Search: name, id or prefix contains this, ignoring case (at most
+    /// 100 characters).
+    #[param(max_length = 100)]
+    pub q: Option<String>,
 }
+
+/// The longest search text [`list`] accepts, in characters.
+pub const MAX_SEARCH_CHARS: usize = 100;
 
 /// One page of applications.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -441,6 +448,15 @@ pub async fn list(
             "limit must be between 1 and 200".into(),
         ));
     }
+    let search = params.q.filter(|q| !q.trim().is_empty());
+    if search
+        .as_deref()
+        .is_some_and(|q| q.chars().count() > MAX_SEARCH_CHARS)
+    {
+        return Err(DomainError::Validation(format!(
+            "q must be at most {MAX_SEARCH_CHARS} characters"
+        )));
+    }
     let after = match params.cursor {
         Some(c) => {
             let raw = URL_SAFE_NO_PAD
@@ -462,6 +478,7 @@ pub async fn list(
                 key_type: params.key_type,
                 status: params.status,
                 owner: params.owner,
+                search: search.map(|q| q.trim().to_owned()),
             },
         })
         .await?;

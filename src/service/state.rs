@@ -74,6 +74,8 @@ pub struct Gateway {
     pub sso: super::sso::Providers,
     /// The console's access tokens, held server-side per session.
     pub console_tokens: super::people::console::ConsoleTokens,
+    /// The console's one-time slots (a new secret, a bulk outcome).
+    pub console_reveals: super::people::reveal::Reveals,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -231,6 +233,7 @@ impl Gateway {
             signin: super::people::signin::SignInThrottle::new(&settings.people),
             device_throttle: super::people::device::DeviceThrottle::default(),
             console_tokens: super::people::console::ConsoleTokens::default(),
+            console_reveals: super::people::reveal::Reveals::default(),
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),

@@ -116,6 +116,9 @@ pub struct AppFilter {
     pub status: Option<AppStatus>,
     /// Only this owner.
     pub owner: Option<String>,
+    /// Only those whose name, id or prefix contains this text, ignoring
+    /// case (the caller bounds its length).
+    pub search: Option<String>,
 }
 
 impl AppFilter {
@@ -125,7 +128,19 @@ impl AppFilter {
             && self.key_type.is_none_or(|t| app.key_type == t)
             && self.status.is_none_or(|s| app.status_at(now) == s)
             && self.owner.as_deref().is_none_or(|o| app.owner == o)
+            && self
+                .search
+                .as_deref()
+                .is_none_or(|q| contains_folded(app, q))
     }
+}
+
+/// Whether the name, id or prefix of `app` contains `q`, ignoring case.
+fn contains_folded(app: &Application, q: &str) -> bool {
+    let q = q.to_lowercase();
+    [&app.name, &app.id, &app.prefix]
+        .iter()
+        .any(|s| s.to_lowercase().contains(&q))
 }
 
 /// One page request, in creation order.

@@ -30,7 +30,9 @@ use askama::Template;
 use super::extract::{client_ip, gateway};
 use super::oauth::{issuer_origin, session_cookie};
 use crate::domain::DomainError;
-use crate::domain::permission::builtin::{API_KEYS_READ, AUDIT_READ, ROLES_MANAGE, USERS_MANAGE};
+use crate::domain::permission::builtin::{
+    API_KEYS_MANAGE, API_KEYS_READ, AUDIT_READ, ROLES_MANAGE, USERS_MANAGE,
+};
 use crate::domain::session::Session;
 use crate::service::Gateway;
 use crate::service::auth::Principal;
@@ -122,7 +124,10 @@ impl Ctx {
     pub fn chrome(&self, section: &str) -> Chrome {
         let nav = SECTIONS
             .iter()
-            .filter(|(_, _, p)| p.is_none_or(|p| self.may(p)))
+            // Whoever may manage keys may read them (as the services say).
+            .filter(|(_, _, p)| {
+                p.is_none_or(|p| self.may(p) || (p == API_KEYS_READ && self.may(API_KEYS_MANAGE)))
+            })
             .map(|(href, label, _)| NavItem {
                 href,
                 label,

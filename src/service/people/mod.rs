@@ -6,6 +6,7 @@ pub mod console;
 pub mod device;
 pub mod me;
 pub mod oauth;
+pub mod reveal;
 pub mod sessions;
 pub mod signin;
 pub mod tokens;

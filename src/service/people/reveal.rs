@@ -1,0 +1,173 @@
+//! One-time slots for the console (SPEC §12): a new secret, or the outcome
+//! of a bulk action, kept in memory for a few minutes so that the page after
+//! a post (Post/Redirect/Get) can show it once. A slot is bound to the
+//! session that filled it and to the application it is about; taking it
+//! empties it. Nothing here is written to a store, a URL or a log: the URL
+//! carries only a random ticket.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use secrecy::SecretString;
+
+/// How long a slot waits to be taken.
+pub const TTL: Duration = Duration::from_secs(300);
+/// At most this many slots of each kind are held at once (the oldest go
+/// first beyond it), so memory stays bounded whatever is posted.
+pub const MAX_HELD: usize = 1024;
+
+/// What one application of a bulk action came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The application's id (as the service reported it).
+    pub id: String,
+    /// Its name when it was read, or "" when unknown.
+    pub name: String,
+    /// A fixed word: `revoked`, `deleted`, `not_found`, `forbidden`,
+    /// `conflict`, `error`.
+    pub result: &'static str,
+}
+
+/// What a bulk action did, to be shown once on the table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkNotice {
+    /// `revoke` or `delete`.
+    pub action: &'static str,
+    /// One line per application asked for.
+    pub outcomes: Vec<Outcome>,
+}
+
+struct Entry<T> {
+    sid: String,
+    about: String,
+    until: Instant,
+    value: T,
+}
+
+/// Slots of one kind, by ticket.
+pub struct Slots<T> {
+    held: Mutex<HashMap<String, Entry<T>>>,
+}
+
+impl<T> Default for Slots<T> {
+    fn default() -> Self {
+        Self {
+            held: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Slots<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Slots(<hidden>)")
+    }
+}
+
+impl<T> Slots<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry<T>>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `value` for session `sid`, about `about` (an application id,
+    /// or `-`); returns the ticket that takes it, or `None` when no random
+    /// ticket could be drawn.
+    pub fn put(&self, sid: &str, about: &str, value: T) -> Option<String> {
+        let ticket = crate::crypto::random::base62(32).ok()?;
+        let now = Instant::now();
+        let mut map = self.lock();
+        map.retain(|_, e| e.until > now);
+        while map.len() >= MAX_HELD {
+            // Full of live slots: the one closest to its end goes (dropping
+            // a SecretString zeroes it).
+            let oldest = map
+                .iter()
+                .min_by_key(|(_, e)| e.until)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => map.remove(&k),
+                None => break,
+            };
+        }
+        map.insert(
+            ticket.clone(),
+            Entry {
+                sid: sid.to_owned(),
+                about: about.to_owned(),
+                until: now + TTL,
+                value,
+            },
+        );
+        Some(ticket)
+    }
+
+    /// Takes the slot of `ticket` when it belongs to session `sid` and is
+    /// about `about` and still live; afterwards it is gone. A ticket of
+    /// another session is left alone (and gives nothing).
+    pub fn take(&self, sid: &str, about: &str, ticket: &str) -> Option<T> {
+        let mut map = self.lock();
+        let fits = map
+            .get(ticket)
+            .is_some_and(|e| e.sid == sid && e.about == about);
+        if !fits {
+            return None;
+        }
+        let e = map.remove(ticket)?;
+        (e.until > Instant::now()).then_some(e.value)
+    }
+
+    /// How many are held (tests).
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The console's one-time slots.
+#[derive(Debug, Default)]
+pub struct Reveals {
+    /// New secrets (create, rotate), by application.
+    pub secrets: Slots<SecretString>,
+    /// Outcomes of bulk actions.
+    pub notices: Slots<BulkNotice>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn a_slot_is_taken_once_by_its_session_only() {
+        let s = Slots::<SecretString>::default();
+        let t = s
+            .put("ses_a", "app_1", SecretString::from("s3cret"))
+            .unwrap();
+        assert!(s.take("ses_b", "app_1", &t).is_none(), "another session");
+        assert!(
+            s.take("ses_a", "app_2", &t).is_none(),
+            "another application"
+        );
+        assert!(s.take("ses_a", "app_1", "nope").is_none());
+        let got = s.take("ses_a", "app_1", &t).unwrap();
+        assert_eq!(got.expose_secret(), "s3cret");
+        assert!(s.take("ses_a", "app_1", &t).is_none(), "only once");
+        assert!(s.is_empty());
+        assert_eq!(format!("{s:?}"), "Slots(<hidden>)");
+    }
+
+    #[test]
+    fn slots_are_bounded() {
+        let s = Slots::<u32>::default();
+        let mut last = String::new();
+        for i in 0..(MAX_HELD as u32 + 10) {
+            last = s.put("ses", "-", i).unwrap();
+        }
+        assert!(s.len() <= MAX_HELD);
+        assert_eq!(s.take("ses", "-", &last), Some(MAX_HELD as u32 + 9));
+    }
+}
