@@ -101,9 +101,9 @@ pub async fn patch(
 #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RotateBody {
-    /// How long the old secret keeps working, 0 to 86400 (default 0).
+    /// How long the old secret keeps working, 0 to 604800 (7 days; default 0).
     #[serde(default)]
-    #[schema(maximum = 86400)]
+    #[schema(maximum = 604800)]
     pub grace_period_seconds: u64,
 }
 
@@ -114,7 +114,7 @@ pub struct RotateBody {
         (status = 404, description = "No such application", body = ApiErrorBody),
         (status = 409, description = "Revoked, or the operator-configured admin application (or any key with an operator-chosen secret)", body = ApiErrorBody),
         (status = 413, response = PayloadTooLarge),
-        (status = 422, description = "`gracePeriodSeconds` above 86400", body = ApiErrorBody)),
+        (status = 422, description = "`gracePeriodSeconds` above 604800 (7 days)", body = ApiErrorBody)),
     security(("bearer" = [])))]
 /// `POST /api/v1/apps/{id}/rotate`: the new secret, shown once.
 pub async fn rotate(

@@ -725,7 +725,7 @@ pub async fn patch(
 }
 
 /// Longest grace period a rotation may grant, in seconds.
-pub const MAX_GRACE_SECONDS: u64 = 86_400;
+pub const MAX_GRACE_SECONDS: u64 = 604_800;
 
 /// Issues a new secret. The old one keeps working for `grace_seconds`
 /// (0: it stops at once), then is refused as if revoked.

@@ -75,7 +75,7 @@ async fn rotation_keeps_the_old_secret_for_the_grace_period_only() {
         &app,
         Method::POST,
         &format!("/api/v1/apps/{id}/rotate"),
-        Some(json!({"gracePeriodSeconds": 86401})),
+        Some(json!({"gracePeriodSeconds": 604_801})),
     )
     .await;
     let (status, code, _) = error_code(res).await;

@@ -1086,7 +1086,8 @@ struct DetailsPage {
     last_used: String,
     last_ip: String,
     uses: u64,
-    /// The hourly chart (server-built SVG) once usage per hour exists.
+    /// Exchanges per hour over 7 days: SVG the server built from numbers
+    /// (every text in it escaped), the only markup a template takes as is.
     chart: Option<String>,
     manage: bool,
     revoked: bool,
@@ -1220,6 +1221,8 @@ async fn details_page(
     let choices = choices(ctx, &form).await?;
     let (held, scoped) = holdings(&ctx.gw, &view.app).await?;
     let a = &view.app;
+    let now = chrono::Utc::now();
+    let counts = crate::service::usage::hourly(&ctx.gw, &a.id, now).await?;
     Ok(DetailsPage {
         chrome: ctx.chrome(SECTION),
         id: a.id.clone(),
@@ -1232,11 +1235,7 @@ async fn details_page(
         last_used: a.last_used_at.map_or_else(|| "never".into(), when),
         last_ip: a.last_used_ip.clone().unwrap_or_default(),
         uses: a.use_count,
-        // USAGE CHART, for the lead after merging the usage branch:
-        // `let now = Utc::now(); let counts =
-        // crate::service::usage::hourly(&ctx.gw, &a.id, now).await?;`
-        // then `chart: Some(crate::service::usage_chart::svg(&counts, now))`.
-        chart: None,
+        chart: Some(crate::service::usage_chart::svg(&counts, now)),
         manage: ctx.may(API_KEYS_MANAGE),
         revoked: a.revoked_at.is_some(),
         notice,
