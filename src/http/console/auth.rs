@@ -39,13 +39,14 @@ fn pending_name(gw: &Gateway) -> &'static str {
 
 /// Whether `path` is a console page to come back to: a path on this
 /// gateway under `/console`, nothing that a browser could read as another
-/// host.
+/// host, and printable ASCII only (a request's own path always is; any
+/// other byte would make a `Location` that is not a URI).
 fn console_path(path: &str) -> bool {
     path.len() <= MAX_RETURN
         && (path == "/console" || path.starts_with("/console/") || path.starts_with("/console?"))
         && !path.contains("//")
         && !path.contains('\\')
-        && !path.chars().any(char::is_control)
+        && path.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Where a request that needs a session goes: the console's sign-in,
@@ -244,6 +245,8 @@ mod tests {
             "/console/\\evil",
             "/oauth/authorize",
             "/console/\nx",
+            "/console/\u{e9}t\u{e9}",
+            "/console/a b",
         ] {
             assert!(!console_path(bad), "{bad}");
         }
