@@ -424,3 +424,122 @@ async fn markup_in_names_and_emails_is_text_and_tokens_never_show() {
     }
     assert!(csv.contains("HYPERLINK"), "the failure is in the export");
 }
+
+#[tokio::test]
+async fn hostile_audit_queries_are_refused_plainly_never_a_500() {
+    let app = spawn_app().await;
+    create_user(&app, "auditor@example.com", &["audit:read"]).await;
+    let mut c = Console::sign_in(&app, "auditor@example.com").await;
+    let long = "a".repeat(5000);
+    for path in [
+        "/console/audit?cursor=garbage".to_owned(),
+        "/console/audit?cursor=%00%FF".to_owned(),
+        "/console/audit/export?format=csv&cursor=garbage".to_owned(),
+        "/console/audit/export?format=json&since=%2B275760-09-13T00:00:00Z".to_owned(),
+        "/console/audit?since=9999-12-31T23:59&until=0001-01-01T00:00".to_owned(),
+        "/console/audit/export?format=csv&since=2026-01-01T00:00&until=2020-01-01T00:00".to_owned(),
+        format!("/console/audit?actor={long}"),
+        format!("/console/audit/export?format=csv&target={long}"),
+        "/console/audit?action=%3Cscript%3E&format=csv%0d%0aX-Evil:%201".to_owned(),
+        "/console/audit/export?format=csv%0d%0aX-Evil:%201".to_owned(),
+        "/console/audit/export?format=CSV".to_owned(),
+        "/console/assets/..%2F..%2Fetc%2Fpasswd".to_owned(),
+    ] {
+        let res = c.b.get(&path).await;
+        let s = res.status().as_u16();
+        assert!(s < 500, "{path}: {s}");
+        assert!(res.headers().get("x-evil").is_none(), "{path}");
+        let html = res.text().await.unwrap();
+        assert!(!html.contains("<script>"), "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_password_reset_or_role_taken_away_reaches_the_console_at_once() {
+    let app = spawn_app().await;
+    ok(
+        call(
+            &app,
+            Method::POST,
+            "/api/v1/roles",
+            Some(json!({"name": "auditors", "permissions": ["audit:read"]})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = create_user(&app, "ops@example.com", &[]).await;
+    ok(
+        call(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"roles": ["auditors"]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let mut c = Console::sign_in(&app, "ops@example.com").await;
+    assert_eq!(c.page("/console/audit").await.0, 200);
+    // The role loses the permission: the console follows at once.
+    ok(
+        call(
+            &app,
+            Method::PATCH,
+            "/api/v1/roles/auditors",
+            Some(json!({"permissions": ["api_keys:read"]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(c.page("/console/audit").await.0, 403, "role narrowed");
+    // And gains it back: at once too.
+    ok(
+        call(
+            &app,
+            Method::PATCH,
+            "/api/v1/roles/auditors",
+            Some(json!({"permissions": ["audit:read"]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(c.page("/console/audit").await.0, 200, "role widened");
+    // A password reset by an administrator ends the console's session.
+    ok(
+        call(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/users/{id}"),
+            Some(json!({"password": "a brand new password"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(c.b.get("/console").await.status(), 303);
+}
+
+#[tokio::test]
+async fn a_replayed_callback_neither_signs_in_nor_signs_out() {
+    let app = spawn_app().await;
+    create_user(&app, "ops@example.com", &["audit:read"]).await;
+    let mut b = Browser::new(&app);
+    let res = b.get("/console/login").await;
+    let authorize = location(&res);
+    let res = sign_in(&mut b, &app, &authorize, "ops@example.com", PASSWORD).await;
+    let callback = location(&res);
+    let res = b.get(&callback).await;
+    assert_eq!(res.status(), 303);
+    // Reloaded: the sign-in it belonged to is over; the session lives on.
+    let res = b.get(&callback).await;
+    assert_eq!(res.status(), 400);
+    assert_eq!(b.get("/console/audit").await.status(), 200);
+    // In another browser (no pending sign-in, no session): refused.
+    let mut other = Browser::new(&app);
+    assert_eq!(other.get(&callback).await.status(), 400);
+    assert_eq!(other.get("/console").await.status(), 303);
+}
