@@ -543,3 +543,40 @@ async fn a_replayed_callback_neither_signs_in_nor_signs_out() {
     assert_eq!(other.get(&callback).await.status(), 400);
     assert_eq!(other.get("/console").await.status(), 303);
 }
+
+#[tokio::test]
+async fn a_callback_loaded_twice_at_once_does_not_end_the_session() {
+    let app = spawn_app().await;
+    create_user(&app, "ops@example.com", &["audit:read"]).await;
+    let mut b = Browser::new(&app);
+    let res = b.get("/console/login").await;
+    let authorize = location(&res);
+    let res = sign_in(&mut b, &app, &authorize, "ops@example.com", PASSWORD).await;
+    let callback = location(&res);
+    let cookie = format!(
+        "tessera_session={}; tessera_console_signin={}",
+        b.cookie("tessera_session").unwrap(),
+        b.cookie("tessera_console_signin").unwrap()
+    );
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = if callback.starts_with("http") {
+        callback.clone()
+    } else {
+        app.url(&callback)
+    };
+    // A double click, a restored tab: the same answer twice at once.
+    let (a, z) = tokio::join!(
+        http.get(&url).header("cookie", &cookie).send(),
+        http.get(&url).header("cookie", &cookie).send()
+    );
+    let statuses = [a.unwrap().status().as_u16(), z.unwrap().status().as_u16()];
+    assert!(statuses.contains(&303), "{statuses:?}");
+    assert_eq!(
+        b.get("/console/audit").await.status(),
+        200,
+        "the person is still signed in after {statuses:?}"
+    );
+}

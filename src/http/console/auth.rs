@@ -179,16 +179,21 @@ async fn callback(
             format!("This browser is not signed in. {again}"),
         ));
     };
-    match console::complete_sign_in(&gw, &session, code, &verifier, ip).await {
-        Ok(_) => {}
-        Err(DomainError::InvalidGrant(m)) => {
-            return Ok(note(
-                StatusCode::BAD_REQUEST,
-                "Sign-in not completed",
-                format!("{m}. {again}"),
-            ));
+    // The same answer loaded twice at once: the first load completes the
+    // sign-in; redeeming again would be a replay, which ends the session.
+    // The live session is all a console page needs, so this one goes on.
+    if gw.console_tokens.first_redemption(code) {
+        match console::complete_sign_in(&gw, &session, code, &verifier, ip).await {
+            Ok(_) => {}
+            Err(DomainError::InvalidGrant(m)) => {
+                return Ok(note(
+                    StatusCode::BAD_REQUEST,
+                    "Sign-in not completed",
+                    format!("{m}. {again}"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     }
     let mut res = see_other(&back);
     let mut gone = cookie(&gw, pending_name(&gw), String::new(), Some(0));

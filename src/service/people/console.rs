@@ -50,7 +50,13 @@ struct Held {
 #[derive(Default)]
 pub struct ConsoleTokens {
     held: Mutex<HashMap<String, Held>>,
+    /// Digests of the authorization codes this gateway began to redeem,
+    /// with when they may be forgotten (unix seconds).
+    redeemed: Mutex<HashMap<String, i64>>,
 }
+
+/// How long a code's redemption is remembered: longer than a code lives.
+const REDEEMED_TTL_SECS: i64 = 600;
 
 impl std::fmt::Debug for ConsoleTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -85,6 +91,27 @@ impl ConsoleTokens {
             .get(sid)
             .filter(|h| h.exp - RENEW_BEFORE_SECS > now && h.grants == grants)
             .map(|h| h.token.clone())
+    }
+
+    /// Whether this is the first time this gateway redeems `code`. The
+    /// same answer loaded twice at once (a double click, a restored tab)
+    /// must not redeem it twice: a second redemption is a replay, and a
+    /// replay ends the session (SPEC §9).
+    pub fn first_redemption(&self, code: &str) -> bool {
+        let now = Utc::now().timestamp();
+        let mut map = self.redeemed.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_HELD {
+            map.retain(|_, until| *until > now);
+            if map.len() >= MAX_HELD {
+                map.clear();
+            }
+        }
+        let key = crate::crypto::opaque::digest_hex(code);
+        if map.get(&key).is_some_and(|until| *until > now) {
+            return false;
+        }
+        map.insert(key, now + REDEEMED_TTL_SECS);
+        true
     }
 
     /// Forgets the token of a session that ended.
@@ -217,6 +244,9 @@ mod tests {
             t.hold(&format!("ses_{i}"), "x".into(), now + 600, 7);
         }
         assert!(t.lock().len() <= MAX_HELD);
+        assert!(t.first_redemption("code-1"));
+        assert!(!t.first_redemption("code-1"), "the second load");
+        assert!(t.first_redemption("code-2"));
         assert_eq!(format!("{t:?}"), "ConsoleTokens(<hidden>)");
     }
 }
