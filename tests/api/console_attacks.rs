@@ -65,12 +65,19 @@ async fn a_return_path_outside_plain_ascii_never_breaks_the_sign_in() {
         "/console/..%2F%2Fevil.example",
         "%2F%2Fevil.example",
         "/console/%5C%5Cevil.example",
+        "/console/../oauth/logout",
+        "/console/%2e%2e/api/v1/me",
+        "/console/.%2E/oauth/authorize",
     ] {
         let (_, res) = sign_in_returning_to(&app, "ops@example.com", back).await;
         assert_eq!(res.status(), 303, "{back}");
         let to = location(&res);
         assert!(
-            to.starts_with("/console") && !to.contains("//") && !to.contains('\\'),
+            to.starts_with("/console")
+                && !to.contains("//")
+                && !to.contains('\\')
+                && !to.contains("/.")
+                && !to.to_ascii_lowercase().contains("/%2e"),
             "{back} → {to}"
         );
     }

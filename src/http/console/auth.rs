@@ -47,6 +47,15 @@ fn console_path(path: &str) -> bool {
         && !path.contains("//")
         && !path.contains('\\')
         && path.bytes().all(|b| b.is_ascii_graphic())
+        && !dot_segment(path)
+}
+
+/// Whether the path part has a segment starting with a dot, plain or
+/// percent-encoded: a browser resolves `/console/../x` and
+/// `/console/%2e%2e/x` to `/x`, out of the console.
+fn dot_segment(path: &str) -> bool {
+    let p = path.split('?').next().unwrap_or(path).to_ascii_lowercase();
+    p.contains("/.") || p.contains("/%2e")
 }
 
 /// Where a request that needs a session goes: the console's sign-in,
@@ -239,7 +248,12 @@ mod tests {
 
     #[test]
     fn only_console_paths_are_returned_to() {
-        for ok in ["/console", "/console/apps?q=a", "/console/apps/app_1"] {
+        for ok in [
+            "/console",
+            "/console/apps?q=a",
+            "/console/apps/app_1",
+            "/console/audit?action=app.*&q=/..",
+        ] {
             assert!(console_path(ok), "{ok}");
         }
         for bad in [
@@ -252,6 +266,11 @@ mod tests {
             "/console/\nx",
             "/console/\u{e9}t\u{e9}",
             "/console/a b",
+            "/console/../oauth/authorize",
+            "/console/%2E%2e/api/v1/me",
+            "/console/.%2e/x",
+            "/console/./x",
+            "/console/..",
         ] {
             assert!(!console_path(bad), "{bad}");
         }
