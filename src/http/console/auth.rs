@@ -39,13 +39,23 @@ fn pending_name(gw: &Gateway) -> &'static str {
 
 /// Whether `path` is a console page to come back to: a path on this
 /// gateway under `/console`, nothing that a browser could read as another
-/// host.
+/// host, and printable ASCII only (a request's own path always is; any
+/// other byte would make a `Location` that is not a URI).
 fn console_path(path: &str) -> bool {
     path.len() <= MAX_RETURN
         && (path == "/console" || path.starts_with("/console/") || path.starts_with("/console?"))
         && !path.contains("//")
         && !path.contains('\\')
-        && !path.chars().any(char::is_control)
+        && path.bytes().all(|b| b.is_ascii_graphic())
+        && !dot_segment(path)
+}
+
+/// Whether the path part has a segment starting with a dot, plain or
+/// percent-encoded: a browser resolves `/console/../x` and
+/// `/console/%2e%2e/x` to `/x`, out of the console.
+fn dot_segment(path: &str) -> bool {
+    let p = path.split('?').next().unwrap_or(path).to_ascii_lowercase();
+    p.contains("/.") || p.contains("/%2e")
 }
 
 /// Where a request that needs a session goes: the console's sign-in,
@@ -178,16 +188,21 @@ async fn callback(
             format!("This browser is not signed in. {again}"),
         ));
     };
-    match console::complete_sign_in(&gw, &session, code, &verifier, ip).await {
-        Ok(_) => {}
-        Err(DomainError::InvalidGrant(m)) => {
-            return Ok(note(
-                StatusCode::BAD_REQUEST,
-                "Sign-in not completed",
-                format!("{m}. {again}"),
-            ));
+    // The same answer loaded twice at once: the first load completes the
+    // sign-in; redeeming again would be a replay, which ends the session.
+    // The live session is all a console page needs, so this one goes on.
+    if gw.console_tokens.first_redemption(code) {
+        match console::complete_sign_in(&gw, &session, code, &verifier, ip).await {
+            Ok(_) => {}
+            Err(DomainError::InvalidGrant(m)) => {
+                return Ok(note(
+                    StatusCode::BAD_REQUEST,
+                    "Sign-in not completed",
+                    format!("{m}. {again}"),
+                ));
+            }
+            Err(e) => return Err(e.into()),
         }
-        Err(e) => return Err(e.into()),
     }
     let mut res = see_other(&back);
     let mut gone = cookie(&gw, pending_name(&gw), String::new(), Some(0));
@@ -233,7 +248,12 @@ mod tests {
 
     #[test]
     fn only_console_paths_are_returned_to() {
-        for ok in ["/console", "/console/apps?q=a", "/console/apps/app_1"] {
+        for ok in [
+            "/console",
+            "/console/apps?q=a",
+            "/console/apps/app_1",
+            "/console/audit?action=app.*&q=/..",
+        ] {
             assert!(console_path(ok), "{ok}");
         }
         for bad in [
@@ -244,6 +264,13 @@ mod tests {
             "/console/\\evil",
             "/oauth/authorize",
             "/console/\nx",
+            "/console/\u{e9}t\u{e9}",
+            "/console/a b",
+            "/console/../oauth/authorize",
+            "/console/%2E%2e/api/v1/me",
+            "/console/.%2e/x",
+            "/console/./x",
+            "/console/..",
         ] {
             assert!(!console_path(bad), "{bad}");
         }

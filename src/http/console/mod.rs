@@ -196,12 +196,8 @@ impl ResponseError for Refusal {
 
     fn error_response(&self) -> HttpResponse {
         let (status, heading, message) = match self {
-            Self::SignIn(back) => {
-                return HttpResponse::SeeOther()
-                    .insert_header((header::LOCATION, auth::login_location(back)))
-                    .insert_header((header::CACHE_CONTROL, "no-store"))
-                    .finish();
-            }
+            // With the console's headers, as every console answer.
+            Self::SignIn(back) => return see_other(&auth::login_location(back)),
             Self::Forged => (
                 StatusCode::FORBIDDEN,
                 "This form was refused".to_owned(),
@@ -266,7 +262,7 @@ impl FromRequest for Ctx {
             let Some((session, user)) = sessions::current(&gw, &cookie).await? else {
                 return Err(Refusal::SignIn(back));
             };
-            let principal = match console::principal(&gw, &session, ip).await {
+            let principal = match console::principal(&gw, &session, &user.user, ip).await {
                 Ok(p) => p,
                 // The session ended between the two reads, or the person
                 // was disabled: sign in again.

@@ -7,9 +7,13 @@
 //! checked by the same [`authenticate_bearer`] as the API: revocation,
 //! the user's current grants, a disabled user. When the held token is
 //! near its end (or another gateway served the sign-in), a fresh one is
-//! minted for the same live session, exactly as a refresh would.
+//! minted for the same live session, exactly as a refresh would. A token
+//! only ever narrows the person's grants, so one minted before a grant
+//! was added would hide it: each held token remembers the grants it was
+//! minted under, and a change to them mints afresh.
 
 use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
@@ -18,9 +22,10 @@ use chrono::Utc;
 use super::clients::{self, CONSOLE};
 use super::tokens::{self, Issue, Refresh};
 use crate::domain::session::Session;
-use crate::domain::{AccessClaims, DomainError};
+use crate::domain::{AccessClaims, DomainError, User};
 use crate::service::Gateway;
 use crate::service::auth::{Principal, authenticate_bearer};
+use crate::service::authz;
 
 /// The scope the console's tokens are minted with after sign-in: no
 /// `openid` (no ID token is needed once signed in), every permission the
@@ -36,6 +41,8 @@ const MAX_HELD: usize = 20_000;
 struct Held {
     token: String,
     exp: i64,
+    /// [`grants_digest`] of the person's grants when it was minted.
+    grants: u64,
 }
 
 /// The console's access tokens, by session id. Never serialized, never
@@ -43,7 +50,13 @@ struct Held {
 #[derive(Default)]
 pub struct ConsoleTokens {
     held: Mutex<HashMap<String, Held>>,
+    /// Digests of the authorization codes this gateway began to redeem,
+    /// with when they may be forgotten (unix seconds).
+    redeemed: Mutex<HashMap<String, i64>>,
 }
+
+/// How long a code's redemption is remembered: longer than a code lives.
+const REDEEMED_TTL_SECS: i64 = 600;
 
 impl std::fmt::Debug for ConsoleTokens {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,8 +69,9 @@ impl ConsoleTokens {
         self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Keeps `token` (expiring at `exp`, unix seconds) for session `sid`.
-    fn hold(&self, sid: &str, token: String, exp: i64) {
+    /// Keeps `token` (expiring at `exp`, unix seconds, minted under
+    /// `grants`) for session `sid`.
+    fn hold(&self, sid: &str, token: String, exp: i64, grants: u64) {
         let mut map = self.lock();
         if map.len() >= MAX_HELD && !map.contains_key(sid) {
             let now = Utc::now().timestamp();
@@ -66,22 +80,54 @@ impl ConsoleTokens {
                 map.clear();
             }
         }
-        map.insert(sid.to_owned(), Held { token, exp });
+        map.insert(sid.to_owned(), Held { token, exp, grants });
     }
 
-    /// The token held for `sid`, unless it is about to end.
-    fn usable(&self, sid: &str) -> Option<String> {
+    /// The token held for `sid`, unless it is about to end or the
+    /// person's grants (`grants`, their digest now) changed since.
+    fn usable(&self, sid: &str, grants: u64) -> Option<String> {
         let now = Utc::now().timestamp();
         self.lock()
             .get(sid)
-            .filter(|h| h.exp - RENEW_BEFORE_SECS > now)
+            .filter(|h| h.exp - RENEW_BEFORE_SECS > now && h.grants == grants)
             .map(|h| h.token.clone())
+    }
+
+    /// Whether this is the first time this gateway redeems `code`. The
+    /// same answer loaded twice at once (a double click, a restored tab)
+    /// must not redeem it twice: a second redemption is a replay, and a
+    /// replay ends the session (SPEC §9).
+    pub fn first_redemption(&self, code: &str) -> bool {
+        let now = Utc::now().timestamp();
+        let mut map = self.redeemed.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_HELD {
+            map.retain(|_, until| *until > now);
+            if map.len() >= MAX_HELD {
+                map.clear();
+            }
+        }
+        let key = crate::crypto::opaque::digest_hex(code);
+        if map.get(&key).is_some_and(|until| *until > now) {
+            return false;
+        }
+        map.insert(key, now + REDEEMED_TTL_SECS);
+        true
     }
 
     /// Forgets the token of a session that ended.
     pub fn forget(&self, sid: &str) {
         self.lock().remove(sid);
     }
+}
+
+/// A digest of what `user` holds now (roles expanded), to notice a change.
+async fn grants_digest(gw: &Gateway, user: &User) -> Result<u64, DomainError> {
+    let held = authz::user_holdings(gw, user).await?;
+    let mut h = DefaultHasher::new();
+    for p in &held.0 {
+        p.as_str().hash(&mut h);
+    }
+    Ok(h.finish())
 }
 
 /// The `exp` of a token this gateway just minted, read without checking
@@ -110,6 +156,14 @@ pub async fn complete_sign_in(
     verifier: &str,
     ip: IpAddr,
 ) -> Result<Principal, DomainError> {
+    // Read before the code is redeemed: a change in between leaves a
+    // digest that no longer matches, so the next request mints afresh.
+    let user = gw
+        .users
+        .get_user(&session.user_id)
+        .await?
+        .ok_or(DomainError::InvalidToken)?;
+    let grants = grants_digest(gw, &user.user).await?;
     let client = clients::find(gw, CONSOLE)
         .await?
         .ok_or_else(|| DomainError::Internal("the console client is missing".into()))?;
@@ -125,20 +179,24 @@ pub async fn complete_sign_in(
     }
     let exp = exp_of(gw, &issued.access_token)?;
     gw.console_tokens
-        .hold(&session.id, issued.access_token, exp);
+        .hold(&session.id, issued.access_token, exp, grants);
     Ok(principal)
 }
 
 /// The caller a console request acts as: the person of the live
 /// `session`, through the token held for it (minted afresh when there is
 /// none or it is about to end, or when it no longer passes, e.g. after a
-/// demotion revoked it; the new one carries the grants as they are now).
+/// demotion revoked it, or when `user`'s grants changed since it was
+/// minted, e.g. a permission added; the new one carries the grants as they
+/// are now). `user` is the session's person as read for this request.
 pub async fn principal(
     gw: &Gateway,
     session: &Session,
+    user: &User,
     ip: IpAddr,
 ) -> Result<Principal, DomainError> {
-    if let Some(token) = gw.console_tokens.usable(&session.id) {
+    let grants = grants_digest(gw, user).await?;
+    if let Some(token) = gw.console_tokens.usable(&session.id, grants) {
         match authenticate_bearer(gw, &token, ip).await {
             Ok(p) => return Ok(p),
             Err(DomainError::InvalidToken) => gw.console_tokens.forget(&session.id),
@@ -163,7 +221,7 @@ pub async fn principal(
     let principal = authenticate_bearer(gw, &issued.access_token, ip).await?;
     let exp = exp_of(gw, &issued.access_token)?;
     gw.console_tokens
-        .hold(&session.id, issued.access_token, exp);
+        .hold(&session.id, issued.access_token, exp, grants);
     Ok(principal)
 }
 
@@ -175,16 +233,20 @@ mod tests {
     fn held_tokens_renew_before_their_end_and_stay_bounded() {
         let t = ConsoleTokens::default();
         let now = Utc::now().timestamp();
-        t.hold("ses_a", "tok-a".into(), now + 600);
-        t.hold("ses_b", "tok-b".into(), now + 10);
-        assert_eq!(t.usable("ses_a").as_deref(), Some("tok-a"));
-        assert_eq!(t.usable("ses_b"), None, "too close to its end");
+        t.hold("ses_a", "tok-a".into(), now + 600, 7);
+        t.hold("ses_b", "tok-b".into(), now + 10, 7);
+        assert_eq!(t.usable("ses_a", 7).as_deref(), Some("tok-a"));
+        assert_eq!(t.usable("ses_a", 8), None, "the grants changed since");
+        assert_eq!(t.usable("ses_b", 7), None, "too close to its end");
         t.forget("ses_a");
-        assert_eq!(t.usable("ses_a"), None);
+        assert_eq!(t.usable("ses_a", 7), None);
         for i in 0..MAX_HELD + 5 {
-            t.hold(&format!("ses_{i}"), "x".into(), now + 600);
+            t.hold(&format!("ses_{i}"), "x".into(), now + 600, 7);
         }
         assert!(t.lock().len() <= MAX_HELD);
+        assert!(t.first_redemption("code-1"));
+        assert!(!t.first_redemption("code-1"), "the second load");
+        assert!(t.first_redemption("code-2"));
         assert_eq!(format!("{t:?}"), "ConsoleTokens(<hidden>)");
     }
 }
