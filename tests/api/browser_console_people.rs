@@ -243,36 +243,6 @@ async fn browser_console_people_users_and_roles() {
     chrome.check_page("roles-after-delete").await;
 }
 
-/// The checks of a console page that need no script, with JavaScript off:
-/// the layout's one script file is the only script (nothing inline, no
-/// inline handlers or styles), no CSP violation was logged; a screenshot.
-/// (`Chrome::check_page_without_js` asks for no `<script` at all, which
-/// the console's layout always links.)
-async fn check_console_page_without_js(chrome: &Chrome, name: &str) {
-    let source = chrome.client().source().await.unwrap().to_ascii_lowercase();
-    for tag in source.split("<script").skip(1) {
-        assert!(
-            tag.trim_start()
-                .starts_with("src=\"/console/assets/console.js\""),
-            "page {name} has another script: {tag}"
-        );
-        let body = tag.split_once('>').map_or("", |(_, b)| b);
-        assert!(body.starts_with("</script>"), "page {name}: inline script");
-    }
-    for attr in [
-        " style=",
-        " onclick=",
-        " onload=",
-        " onsubmit=",
-        " onchange=",
-    ] {
-        assert!(!source.contains(attr), "page {name} has{attr}");
-    }
-    let csp = chrome.csp_violations().await;
-    assert!(csp.is_empty(), "page {name}: CSP violations {csp:?}");
-    chrome.screenshot(name).await;
-}
-
 #[tokio::test]
 async fn browser_console_people_errors_beside_fields_without_js() {
     let app = spawn_app().await;
@@ -282,12 +252,12 @@ async fn browser_console_people_errors_beside_fields_without_js() {
     // (axe needs scripts).
     chrome.visit(&app.url("/console/roles/new")).await;
     chrome.wait_for("#password").await;
-    check_console_page_without_js(&chrome, "sign-in").await;
+    chrome.check_page_without_js("sign-in").await;
     type_into(&chrome, "email", ADMIN).await;
     type_into(&chrome, "password", PASSWORD).await;
     click(&chrome, "form button[type=submit]").await;
     chrome.wait_for_text("h1", "Create a role").await;
-    check_console_page_without_js(&chrome, "role-new").await;
+    chrome.check_page_without_js("role-new").await;
     type_into(&chrome, "name", "Not A Name").await;
     type_into(&chrome, "description", "Kept as typed").await;
     tick(&chrome, "permissions", "workloads:read").await;
@@ -304,14 +274,14 @@ async fn browser_console_people_errors_beside_fields_without_js() {
         .await
         .unwrap();
     assert!(kept.is_selected().await.unwrap());
-    check_console_page_without_js(&chrome, "role-new-refused").await;
+    chrome.check_page_without_js("role-new-refused").await;
     // Corrected, it is created without any script.
     type_into(&chrome, "name", "runner").await;
     click(&chrome, "form.people-form button[type=submit]").await;
     chrome
         .wait_for_text("p.notice", "The role was created.")
         .await;
-    check_console_page_without_js(&chrome, "role-created").await;
+    chrome.check_page_without_js("role-created").await;
     let role = user_json(&app, "/api/v1/roles/runner").await;
     assert_eq!(role["description"], "Kept as typed");
 }
