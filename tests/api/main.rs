@@ -17,6 +17,7 @@ mod console;
 mod console_apps;
 mod console_audit;
 mod console_people;
+mod console_people_attacks;
 mod device;
 mod device_attacks;
 mod discovery;
