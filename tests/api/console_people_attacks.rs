@@ -192,3 +192,37 @@ async fn odd_input_is_a_clear_refusal_never_a_500_or_an_echo() {
     .await;
     assert!(!audit.to_string().contains(password), "audit: {audit}");
 }
+
+#[tokio::test]
+async fn a_role_name_a_browser_would_rewrite_in_a_path_is_refused() {
+    let app = spawn_app().await;
+    create_user(&app, ADMIN, ALL).await;
+    let mut c = Console::sign_in(&app, ADMIN).await;
+    // "/console/roles/../edit" is "/console/edit" to every browser: such a
+    // role could never be opened, edited or deleted from the console.
+    for name in [".", ".."] {
+        let res = c
+            .post(
+                "/console/roles/new",
+                &[("name", name), ("permissions", "content:read")],
+            )
+            .await;
+        assert_eq!(res.status(), 422, "{name}");
+        let html = res.text().await.unwrap();
+        assert!(
+            html.contains("<p class=\"field-error\" id=\"name-error\">"),
+            "{html}"
+        );
+        let res = call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/roles",
+            Some(serde_json::json!({"name": name})),
+        )
+        .await;
+        assert_eq!(res.status(), 422, "{name} through the API");
+    }
+    // Dots within a name stay valid.
+    let res = c.post("/console/roles/new", &[("name", "a..b")]).await;
+    assert_eq!(res.status(), 303);
+}
