@@ -226,3 +226,46 @@ async fn a_role_name_a_browser_would_rewrite_in_a_path_is_refused() {
     let res = c.post("/console/roles/new", &[("name", "a..b")]).await;
     assert_eq!(res.status(), 303);
 }
+
+/// The session ids offered on `id`'s page to `c`.
+async fn offered_sessions(c: &mut Console, id: &str) -> Vec<String> {
+    let (_, html) = c.page(&format!("/console/users/{id}")).await;
+    let marker = format!("href=\"/console/users/{id}/sessions/");
+    html.split(&marker)
+        .skip(1)
+        .map(|s| s.split('/').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_demotion_takes_effect_at_once_and_sessions_stay_with_their_user() {
+    let app = spawn_app().await;
+    create_user(&app, ADMIN, ALL).await;
+    let ops = create_user(&app, "ops@example.com", &["users:manage"]).await;
+    let a = create_user(&app, "a@example.com", &[]).await;
+    let b = create_user(&app, "b@example.com", &[]).await;
+    let _a = Console::sign_in(&app, "a@example.com").await;
+    let mut o = Console::sign_in(&app, "ops@example.com").await;
+    let a_sid = offered_sessions(&mut o, &a).await;
+    assert_eq!(a_sid.len(), 1);
+    // A's session named under B: not found, on the page and the post.
+    let path = format!("/console/users/{b}/sessions/{}/end", a_sid[0]);
+    assert_eq!(o.page(&path).await.0, 404);
+    assert_eq!(o.post(&path, &[]).await.status(), 404);
+    assert_eq!(offered_sessions(&mut o, &a).await, a_sid, "still alive");
+
+    // Ops loses users:manage: the next page and post are refused at once.
+    let mut c = Console::sign_in(&app, ADMIN).await;
+    let res = c
+        .post(
+            &format!("/console/users/{ops}"),
+            &[("email", "ops@example.com"), ("name", "")],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert_eq!(o.page("/console/users").await.0, 403);
+    let res = o.post(&format!("/console/users/{a}/disable"), &[]).await;
+    assert_eq!(res.status(), 403);
+    let (_, html) = o.page("/console").await;
+    assert!(!html.contains("href=\"/console/users\""), "not offered");
+}
