@@ -27,7 +27,11 @@ pub struct Role {
 
 /// Checks a role name: 1 to 64 of `[a-z0-9_.-]`.
 pub fn validate_role_name(name: &str) -> Result<(), DomainError> {
+    // "." and ".." are path segments every client rewrites
+    // (`/roles/../edit` is `/edit`): such a role could never be addressed.
     let ok = (1..=64).contains(&name.len())
+        && name != "."
+        && name != ".."
         && name.bytes().all(|b| {
             b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-' | b'.')
         });

@@ -18,6 +18,7 @@ mod console_apps;
 mod console_attacks;
 mod console_audit;
 mod console_people;
+mod console_people_attacks;
 mod device;
 mod device_attacks;
 mod discovery;

@@ -17,7 +17,7 @@ use crate::domain::permission::builtin::ROLES_MANAGE;
 use crate::domain::session::Session;
 use crate::domain::{DomainError, Role, User, UserStatus};
 use crate::service::people::sessions::valid_sid;
-use crate::service::{roles, users};
+use crate::service::{authz, roles, users};
 
 /// Users shown per page of the table.
 const PAGE_SIZE: usize = 50;
@@ -249,6 +249,18 @@ fn perm_names(u: &User) -> Vec<String> {
         .collect()
 }
 
+/// Whether the person may change a target holding `held` (SPEC §4: nobody
+/// widens their reach): what they may not change is not offered, and its
+/// confirmation pages are the API's 403, as the post would be.
+fn within_reach(ctx: &Ctx, held: &authz::Holdings) -> Result<(), DomainError> {
+    authz::guard(&ctx.principal, Some(held), None)
+}
+
+/// [`within_reach`] for a user, roles expanded.
+async fn user_in_reach(ctx: &Ctx, u: &User) -> Result<(), DomainError> {
+    within_reach(ctx, &authz::user_holdings(&ctx.gw, u).await?)
+}
+
 // ---------------------------------------------------------------- users
 
 /// One row of the users table.
@@ -472,6 +484,11 @@ struct UsersShow {
     name: String,
     grants: Grants,
     sessions: Vec<SessionRow>,
+    /// Why the user cannot be changed by this person (they hold more), or
+    /// `None` when every control is offered.
+    locked: Option<String>,
+    /// The user's permissions as text (shown when locked).
+    perms_text: String,
 }
 
 /// The user's page, with the form as given.
@@ -496,6 +513,8 @@ async fn show_user(
         .into_iter()
         .map(|s| session_row(s, &ctx.session.id))
         .collect();
+    let locked = user_in_reach(ctx, u).await.err().map(|e| e.to_string());
+    let perms_text = perms.join(", ");
     Ok(page(
         status,
         &UsersShow {
@@ -507,6 +526,8 @@ async fn show_user(
             name,
             grants: grants(ctx, &roles, &perms).await?,
             sessions,
+            locked,
+            perms_text,
         },
     ))
 }
@@ -578,6 +599,7 @@ struct Confirm {
 /// `GET /console/users/{id}/disable`: the confirmation.
 async fn user_disable_confirm(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let u = users::get(&ctx.gw, &ctx.principal, &id).await?;
+    user_in_reach(&ctx, &u).await?;
     Ok(ok(&Confirm {
         chrome: ctx.chrome("/console/users"),
         heading: format!("Disable {}?", u.email),
@@ -626,6 +648,7 @@ struct UsersPassword {
 /// `GET /console/users/{id}/password`: an administrator sets a new one.
 async fn user_password_form(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let u = users::get(&ctx.gw, &ctx.principal, &id).await?;
+    user_in_reach(&ctx, &u).await?;
     Ok(ok(&UsersPassword {
         chrome: ctx.chrome("/console/users"),
         id: u.id,
@@ -682,6 +705,7 @@ struct SessionPath {
 /// `GET /console/users/{id}/sessions/{sid}/end`: the confirmation.
 async fn session_end_confirm(ctx: Ctx, p: web::Path<SessionPath>) -> Result<HttpResponse, Refusal> {
     let u = users::get(&ctx.gw, &ctx.principal, &p.id).await?;
+    user_in_reach(&ctx, &u).await?;
     let found = if valid_sid(&p.sid) {
         users::sessions_of(&ctx.gw, &ctx.principal, &u.id)
             .await?
@@ -727,6 +751,7 @@ async fn session_end(posted: Posted, p: web::Path<SessionPath>) -> Result<HttpRe
 /// `GET /console/users/{id}/delete`: the confirmation.
 async fn user_delete_confirm(ctx: Ctx, id: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let u = users::get(&ctx.gw, &ctx.principal, &id).await?;
+    user_in_reach(&ctx, &u).await?;
     Ok(ok(&Confirm {
         chrome: ctx.chrome("/console/users"),
         heading: format!("Delete {}?", u.email),
@@ -800,11 +825,22 @@ struct RolesForm {
     name: String,
     description: String,
     grants: Grants,
+    /// Why the role cannot be changed by this person (it grants more than
+    /// they hold), or `None`.
+    locked: Option<String>,
+}
+
+/// Why `r` is beyond the person's reach, if it is.
+fn role_locked(ctx: &Ctx, r: &Role) -> Option<String> {
+    within_reach(ctx, &authz::role_holdings(r))
+        .err()
+        .map(|e| e.to_string())
 }
 
 fn role_form(
     ctx: &Ctx,
     editing: Option<String>,
+    locked: Option<String>,
     errors: FieldErrors,
     (name, description, perms): (String, String, Vec<String>),
     done: Option<&str>,
@@ -823,6 +859,7 @@ fn role_form(
             groups,
             perms_other,
         },
+        locked,
     }
 }
 
@@ -832,6 +869,7 @@ async fn roles_new(ctx: Ctx) -> Result<HttpResponse, Refusal> {
     roles::list(&ctx.gw, &ctx.principal).await?;
     Ok(ok(&role_form(
         &ctx,
+        None,
         None,
         FieldErrors::new(),
         (String::new(), String::new(), Vec::new()),
@@ -859,7 +897,7 @@ async fn roles_create(posted: Posted) -> Result<HttpResponse, Refusal> {
             let (status, errors) = form_errors(e, "name")?;
             Ok(page(
                 status,
-                &role_form(&ctx, None, errors, (name, description, perms), None),
+                &role_form(&ctx, None, None, errors, (name, description, perms), None),
             ))
         }
     }
@@ -886,6 +924,7 @@ async fn role_edit(
     Ok(ok(&role_form(
         &ctx,
         Some(r.name.clone()),
+        role_locked(&ctx, &r),
         FieldErrors::new(),
         role_fields(&r),
         q.done.as_deref(),
@@ -914,6 +953,7 @@ async fn role_update(posted: Posted, name: web::Path<String>) -> Result<HttpResp
                 &role_form(
                     &ctx,
                     Some(r.name.clone()),
+                    role_locked(&ctx, &r),
                     errors,
                     (r.name, description, perms),
                     None,
@@ -939,6 +979,7 @@ fn role_delete_page(ctx: &Ctx, r: &Role, problem: Option<String>) -> Confirm {
 /// `GET /console/roles/{name}/delete`: the confirmation.
 async fn role_delete_confirm(ctx: Ctx, name: web::Path<String>) -> Result<HttpResponse, Refusal> {
     let r = roles::read(&ctx.gw, &ctx.principal, &name).await?;
+    within_reach(&ctx, &authz::role_holdings(&r))?;
     Ok(ok(&role_delete_page(&ctx, &r, None)))
 }
 
