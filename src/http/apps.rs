@@ -187,7 +187,7 @@ pub async fn bulk_delete(
     responses(
         (status = 200, description = "A page, oldest first", body = AppPage),
         StandardErrors,
-        (status = 422, description = "`limit` outside 1 to 200", body = ApiErrorBody)),
+        (status = 422, description = "`limit` outside 1 to 200, or `q` longer than 100 characters", body = ApiErrorBody)),
     security(("bearer" = [])))]
 /// `GET /api/v1/apps`.
 pub async fn list(
