@@ -169,3 +169,102 @@ async fn hostile_inputs_never_give_a_500() {
     let res = c.post("/console/apps/bulk", &many).await;
     assert!(res.status().as_u16() < 500, "{}", res.status());
 }
+
+/// A manager holding less than an application reaches it through no
+/// console control: edit, owner change, rotate, revoke, delete, bulk.
+#[tokio::test]
+async fn a_manager_with_less_than_an_app_holds_changes_nothing_of_it() {
+    let app = spawn_app().await;
+    create_user(
+        &app,
+        "small@example.com",
+        &["api_keys:manage", "content:read"],
+    )
+    .await;
+    let big = create_user(&app, "big@example.com", &["content:*"]).await;
+    let created = ok(
+        call(
+            &app,
+            reqwest::Method::POST,
+            "/api/v1/apps",
+            Some(json!({"name": "big", "permissions": ["content:write"], "owner": big})),
+        )
+        .await,
+        201,
+    )
+    .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let mut c = Console::sign_in(&app, "small@example.com").await;
+    let edit = c
+        .post(
+            &format!("/console/apps/{id}"),
+            &[
+                ("name", "mine now"),
+                ("owner", &big),
+                ("permissions", "content:write"),
+            ],
+        )
+        .await;
+    assert_eq!(edit.status(), 403);
+    let rotate = c
+        .post(&format!("/console/apps/{id}/rotate"), &[("grace", "0")])
+        .await;
+    assert_eq!(rotate.status(), 403, "no secret of a key holding more");
+    for action in ["revoke", "delete"] {
+        let res = c.post(&format!("/console/apps/{id}/{action}"), &[]).await;
+        assert_eq!(res.status(), 403, "{action}");
+        let res = c
+            .post(
+                "/console/apps/bulk",
+                &[("action", action), ("ids", &id), ("ids", &id)],
+            )
+            .await;
+        assert_eq!(res.status(), 303);
+        let to = res.headers()["location"].to_str().unwrap().to_owned();
+        let (_, html) = c.page(&to).await;
+        assert_eq!(
+            html.matches("not done (403)").count(),
+            1,
+            "{action}: once, refused"
+        );
+        // The outcome is shown once.
+        let (_, again) = c.page(&to).await;
+        assert!(!again.contains("not done (403)"));
+    }
+    // A public key asking for a non-public grant, by wildcard text.
+    let res = c
+        .post(
+            "/console/apps",
+            &[
+                ("name", "pub"),
+                ("type", "public"),
+                ("environment", "live"),
+                ("extra_permissions", "content:*"),
+            ],
+        )
+        .await;
+    assert!(
+        matches!(res.status().as_u16(), 403 | 422),
+        "{}",
+        res.status()
+    );
+    let got = ok(
+        call(
+            &app,
+            reqwest::Method::GET,
+            &format!("/api/v1/apps/{id}"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(got["name"], "big");
+    assert!(got["revokedAt"].is_null());
+    let list = ok(
+        call(&app, reqwest::Method::GET, "/api/v1/apps?q=pub", None).await,
+        200,
+    )
+    .await;
+    assert_eq!(list["data"], json!([]));
+}
