@@ -163,6 +163,50 @@ async fn hostile_inputs_never_give_a_500() {
             .await;
         assert_eq!(res.status().as_u16(), 422, "{ttl}");
     }
+    for (field, value) in [
+        ("access_rules", "@"),
+        ("access_rules", "/x @"),
+        ("access_rules", "/x"),
+        ("access_rules", "/x/../y content:read"),
+        ("access_rules", "/x content:read @nope @"),
+        ("allowed_ips", "10.0.0.0/33"),
+        ("allowed_ips", "::ffff:1.2.3.4/200"),
+        ("allowed_ips", "1.2.3.4\n\u{0}"),
+        ("roles_text", "@ \u{202e} <b>"),
+        ("extra_permissions", "content:* *:* * :"),
+    ] {
+        let res = c
+            .post(
+                "/console/apps",
+                &[
+                    ("name", "x"),
+                    ("type", "public"),
+                    ("environment", "live"),
+                    (field, value),
+                ],
+            )
+            .await;
+        let st = res.status().as_u16();
+        let html = res.text().await.unwrap();
+        assert!((400..500).contains(&st), "{field}={value:?}: {st}");
+        assert!(!html.contains("<b>"), "{field}: escaped");
+    }
+    for name in ["\u{0}", "<b>x</b>\u{7}"] {
+        let res = c
+            .post(
+                "/console/apps",
+                &[("name", name), ("type", "secret"), ("environment", "live")],
+            )
+            .await;
+        let st = res.status().as_u16();
+        assert_eq!(st, 422, "{name:?}");
+        assert!(!res.text().await.unwrap().contains("<b>"));
+    }
+    let perms: Vec<(&str, &str)> = std::iter::repeat_n(("permissions", "content:read"), 5_000)
+        .chain([("name", "x"), ("type", "secret"), ("environment", "live")])
+        .collect();
+    let res = c.post("/console/apps", &perms).await;
+    assert!(res.status().as_u16() < 500, "{}", res.status());
     let many: Vec<(&str, &str)> = std::iter::repeat_n(("ids", "app_x"), 10_000)
         .chain([("action", "delete")])
         .collect();
