@@ -312,3 +312,47 @@ async fn a_manager_with_less_than_an_app_holds_changes_nothing_of_it() {
     .await;
     assert_eq!(list["data"], json!([]));
 }
+
+/// Eight loads of the secret page at once (same session): exactly one shows
+/// the secret, never cached, never sent on as a Referer to elsewhere.
+#[tokio::test]
+async fn a_secret_loaded_eight_times_at_once_is_shown_exactly_once() {
+    let app = spawn_app().await;
+    create_user(&app, "ops@example.com", MANAGER).await;
+    let mut c = Console::sign_in(&app, "ops@example.com").await;
+    let res = c
+        .post(
+            "/console/apps",
+            &[
+                ("name", "raced"),
+                ("type", "secret"),
+                ("environment", "live"),
+                ("permissions", "content:read"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    let cookie = format!("tessera_session={}", c.b.cookie("tessera_session").unwrap());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let mut loads = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let req = http.get(app.url(&to)).header("cookie", cookie.clone());
+        loads.spawn(async move {
+            let res = req.send().await.unwrap();
+            assert_eq!(res.status(), 200);
+            assert_eq!(res.headers()["cache-control"], "no-store");
+            assert_eq!(res.headers()["referrer-policy"], "same-origin");
+            res.text().await.unwrap()
+        });
+    }
+    let pages = loads.join_all().await;
+    let shown = pages
+        .iter()
+        .filter(|p| p.contains("id=\"secret\" value=\""))
+        .count();
+    assert_eq!(shown, 1);
+}
