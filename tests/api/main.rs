@@ -15,6 +15,7 @@ mod browser_sso;
 mod cli_login;
 mod console;
 mod console_apps;
+mod console_apps_attacks;
 mod console_attacks;
 mod console_audit;
 mod console_people;

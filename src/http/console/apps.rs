@@ -215,6 +215,17 @@ async fn list(ctx: Ctx, req: HttpRequest) -> Result<HttpResponse, Refusal> {
             format!("Search for at most {MAX_SEARCH_CHARS} characters."),
         );
     }
+    // A value the form never offers is refused, not read as "any": a
+    // mistyped filter must not quietly show every application.
+    for (field, raw, known) in [
+        ("environment", qs.one("environment"), environment.is_some()),
+        ("type", qs.one("type"), key_type.is_some()),
+        ("status", qs.one("status"), status.is_some()),
+    ] {
+        if !raw.is_empty() && !known {
+            errors.add(field, "Choose one of the listed values, or Any.");
+        }
+    }
     if owner.chars().count() > 128 {
         errors.add("owner", "An owner is a user id of at most 128 characters.");
     }
@@ -690,13 +701,21 @@ fn check_grants(gw: &crate::service::Gateway, grants: &[String]) -> Result<(), S
     gw.catalogue.check_all(&parsed).map_err(|e| message(&e))
 }
 
+/// `current`: the application being edited; a value it already holds and
+/// the form leaves as shown (an expiry now past, a lifetime above a since
+/// lowered maximum) is not refused, since it is not sent: otherwise an
+/// expired key could not be narrowed without first being revived.
 fn parse_form(
     gw: &crate::service::Gateway,
     form: &AppForm,
     roles_listed: bool,
+    current: Option<&Application>,
     errors: &mut FieldErrors,
 ) -> Option<Parsed> {
     let now = Utc::now();
+    let kept_expiry = current.is_some_and(|a| {
+        a.expires_at.map(local_value).as_deref() == Some(form.expires_at.as_str())
+    });
     if let Err(e) = validate_text("name", &form.name, 100, true) {
         errors.add("name", message(&e));
     }
@@ -751,7 +770,7 @@ fn parse_form(
         match NaiveDateTime::parse_from_str(&form.expires_at, "%Y-%m-%dT%H:%M")
             .or_else(|_| NaiveDateTime::parse_from_str(&form.expires_at, "%Y-%m-%dT%H:%M:%S"))
         {
-            Ok(t) if t.and_utc() > now => Some(t.and_utc()),
+            Ok(t) if kept_expiry || t.and_utc() > now => Some(t.and_utc()),
             Ok(_) => {
                 errors.add("expires_at", "The expiry must be in the future.");
                 None
@@ -770,7 +789,12 @@ fn parse_form(
         None
     } else {
         match form.token_ttl.parse::<u64>() {
-            Ok(t) if (10..=max_ttl).contains(&t) => Some(t),
+            Ok(t)
+                if (10..=max_ttl).contains(&t)
+                    || current.is_some_and(|a| a.token_ttl == Some(t)) =>
+            {
+                Some(t)
+            }
             _ => {
                 errors.add(
                     "token_ttl",
@@ -884,7 +908,7 @@ async fn create(posted: Posted) -> Result<HttpResponse, Refusal> {
     let roles_listed = ctx.may(ROLES_MANAGE);
     let mut errors = FieldErrors::new();
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
-    if let Some(p) = parse_form(&ctx.gw, &form, roles_listed, &mut errors) {
+    if let Some(p) = parse_form(&ctx.gw, &form, roles_listed, None, &mut errors) {
         let req = CreateApp {
             name: p.name,
             description: p.description,
@@ -1322,7 +1346,7 @@ async fn save(posted: Posted, id: web::Path<String>) -> Result<HttpResponse, Ref
         errors.add("owner", "Give the owner: a user id, or gateway.");
     }
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
-    let parsed = parse_form(&ctx.gw, &form, roles_listed, &mut errors);
+    let parsed = parse_form(&ctx.gw, &form, roles_listed, Some(&view.app), &mut errors);
     if let Some(p) = parsed.filter(|_| errors.is_empty()) {
         let patch = changes(&view.app, &form, p);
         match apps::patch(&ctx.gw, &ctx.principal, &view.app.id, patch).await {

@@ -16,6 +16,9 @@ pub const TTL: Duration = Duration::from_secs(300);
 /// At most this many slots of each kind are held at once (the oldest go
 /// first beyond it), so memory stays bounded whatever is posted.
 pub const MAX_HELD: usize = 1024;
+/// At most this many slots of each kind per session: a session that
+/// posts more loses its own oldest, never another session's.
+pub const MAX_PER_SESSION: usize = 16;
 
 /// What one application of a bulk action came to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,11 +80,29 @@ impl<T> Slots<T> {
         let now = Instant::now();
         let mut map = self.lock();
         map.retain(|_, e| e.until > now);
-        while map.len() >= MAX_HELD {
-            // Full of live slots: the one closest to its end goes (dropping
-            // a SecretString zeroes it).
+        // Its own oldest go first; when the whole map is full, the oldest
+        // of the session holding the most. One session flooding posts thus
+        // never evicts another's unseen secret (dropping a SecretString
+        // zeroes it).
+        loop {
+            let own = map.values().filter(|e| e.sid == sid).count();
+            let victim = if own >= MAX_PER_SESSION {
+                sid.to_owned()
+            } else if map.len() >= MAX_HELD {
+                let mut counts: HashMap<&str, usize> = HashMap::new();
+                for e in map.values() {
+                    *counts.entry(e.sid.as_str()).or_default() += 1;
+                }
+                match counts.into_iter().max_by_key(|(_, n)| *n) {
+                    Some((s, _)) => s.to_owned(),
+                    None => break,
+                }
+            } else {
+                break;
+            };
             let oldest = map
                 .iter()
+                .filter(|(_, e)| e.sid == victim)
                 .min_by_key(|(_, e)| e.until)
                 .map(|(k, _)| k.clone());
             match oldest {
@@ -165,9 +186,39 @@ mod tests {
         let s = Slots::<u32>::default();
         let mut last = String::new();
         for i in 0..(MAX_HELD as u32 + 10) {
-            last = s.put("ses", "-", i).unwrap();
+            last = s.put(&format!("ses{}", i % 200), "-", i).unwrap();
         }
         assert!(s.len() <= MAX_HELD);
-        assert_eq!(s.take("ses", "-", &last), Some(MAX_HELD as u32 + 9));
+        let n = MAX_HELD as u32 + 9;
+        assert_eq!(s.take(&format!("ses{}", n % 200), "-", &last), Some(n));
+    }
+
+    #[test]
+    fn one_session_flooding_never_evicts_another_sessions_secret() {
+        let s = Slots::<SecretString>::default();
+        let victim = s
+            .put("ses_victim", "app_v", SecretString::from("theirs"))
+            .unwrap();
+        let mut last = String::new();
+        for _ in 0..(MAX_HELD + 50) {
+            last = s
+                .put("ses_flood", "app_f", SecretString::from("x"))
+                .unwrap();
+        }
+        assert!(s.len() <= MAX_PER_SESSION + 1, "{}", s.len());
+        assert!(s.take("ses_flood", "app_f", &last).is_some(), "its newest");
+        let got = s.take("ses_victim", "app_v", &victim);
+        assert_eq!(
+            got.map(|g| g.expose_secret().to_owned()).as_deref(),
+            Some("theirs")
+        );
+        // Many sessions filling the map: the one holding the most pays.
+        let s = Slots::<u32>::default();
+        let lone = s.put("ses_lone", "-", 7).unwrap();
+        for i in 0..(MAX_HELD as u32 * 2) {
+            s.put(&format!("ses{}", i % 100), "-", i).unwrap();
+        }
+        assert!(s.len() <= MAX_HELD);
+        assert_eq!(s.take("ses_lone", "-", &lone), Some(7));
     }
 }
