@@ -235,12 +235,28 @@ pub fn validate_text(
             "{field} must be at most {max} characters"
         )));
     }
-    if value.chars().any(char::is_control) {
+    if value.chars().any(|c| c.is_control() || invisible_format(c)) {
         return Err(DomainError::Validation(format!(
-            "{field} must not contain control characters"
+            "{field} must not contain control characters or invisible formatting (such as right-to-left overrides)"
         )));
     }
     Ok(())
+}
+
+/// Format characters that change how a text displays without showing
+/// themselves: bidirectional overrides, isolates and marks, zero-width
+/// characters. A name holding one can read differently from what it is
+/// (on a confirmation page, say).
+fn invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 /// Checks an audience value: 1 to 256 printable ASCII characters, no spaces.
@@ -258,6 +274,21 @@ pub fn validate_audience(aud: &str) -> Result<(), DomainError> {
 mod tests {
     use super::*;
     use chrono::Duration;
+
+    #[test]
+    fn names_refuse_invisible_formatting() {
+        assert!(validate_text("name", "billing", 100, true).is_ok());
+        assert!(validate_text("name", "café – Zürich", 100, true).is_ok());
+        for bad in [
+            "evil\u{202E}gnp.exe",
+            "a\u{200B}b",
+            "\u{FEFF}x",
+            "x\u{2066}y",
+            "tab\there",
+        ] {
+            assert!(validate_text("name", bad, 100, true).is_err(), "{bad:?}");
+        }
+    }
 
     fn app() -> Application {
         let now = Utc::now();
