@@ -63,7 +63,19 @@ pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
     let keys_dir = settings.keys_dir.clone();
     let configured_issuer = settings.issuer.clone();
     let redis_prefix = settings.redis_prefix.clone();
-    let app = Application::build(settings).await.expect("gateway builds");
+    // A gateway stopped just before on the same data directory may still
+    // hold the embedded store's lock while its workers wind down.
+    let mut tries = 0;
+    let app = loop {
+        match Application::build(settings.clone()).await {
+            Ok(app) => break app,
+            Err(e) if tries < 100 && e.to_string().contains("Cannot acquire lock") => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("gateway builds: {e:?}"),
+        }
+    };
     let address = format!("http://127.0.0.1:{}", app.port());
     let issuer = configured_issuer.unwrap_or_else(|| address.clone());
     let handle = app.handle();
