@@ -327,4 +327,31 @@ async fn bulk_delete_with_confirmation_and_a_read_only_view() {
         json!(0),
         "a reader is offered no edit, rotate, revoke or delete"
     );
+
+    // Forced anyway: a form the page never offered, built in the page
+    // with this session's own CSRF token (from the sign-out form), posts a
+    // revoke. The API's 403 comes back as a page, and nothing changed.
+    chrome
+        .js(&format!(
+            "const f = document.createElement('form'); f.method = 'post'; \
+             f.action = '/console/apps/{}/revoke'; \
+             const t = document.querySelector('form.signout input[name=csrf]').cloneNode(); \
+             f.appendChild(t); document.body.appendChild(f); f.submit();",
+            ids[2]
+        ))
+        .await;
+    chrome.wait_for_text("h1", "Not allowed").await;
+    chrome.check_page("apps-read-only-forged").await;
+    assert_eq!(
+        api_get(&app, &format!("/api/v1/apps/{}", ids[2]))
+            .await
+            .status(),
+        200
+    );
+    let v: serde_json::Value = api_get(&app, &format!("/api/v1/apps/{}", ids[2]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["status"], "active", "the forged revoke changed nothing");
 }

@@ -119,6 +119,9 @@ async fn signing_in_goes_through_authorize_and_the_browser_holds_only_the_sessio
         "the sign-in cookie is gone"
     );
     assert!(!session.starts_with("eyJ"));
+    // Every cookie the browser holds: the session, and the sign-in form's
+    // CSRF cookie (a random value, not a token).
+    assert_eq!(c.b.cookie_names(), ["tessera_csrf", "tessera_session"]);
     let (status, html) = c.page("/console").await;
     assert_eq!(status, 200);
     assert!(html.contains("ops@example.com"), "{html}");
@@ -208,4 +211,31 @@ async fn a_callback_this_browser_did_not_start_is_refused() {
     assert_eq!(res.status(), 303);
     let pending = b.cookie("tessera_console_signin").unwrap().clone();
     assert!(!pending.contains("evil"));
+}
+
+#[tokio::test]
+async fn a_session_from_another_client_still_goes_through_the_consoles_own_sign_in() {
+    let app = spawn_app().await;
+    create_user(&app, "ops@example.com", &["api_keys:read"]).await;
+    let mut b = Browser::new(&app);
+    // Signed in through the command line's client, not the console's.
+    crate::people::code_for(&mut b, &app, "ops@example.com", "openid").await;
+    let res = b.get("/console/apps").await;
+    assert_eq!(res.status(), 303, "no console sign-in yet on this gateway");
+    let login = location(&res);
+    assert!(login.starts_with("/console/login?"), "{login}");
+    let res = b.get(&login).await;
+    let authorize = location(&res);
+    // The session exists: the authorization server answers at once.
+    let res = b.get(&authorize).await;
+    assert_eq!(res.status(), 303, "no sign-in form this time");
+    let callback = location(&res);
+    assert!(callback.contains("/console/callback?code="), "{callback}");
+    let res = b.get(&callback).await;
+    assert_eq!(location(&res), "/console/apps");
+    let res = b.get("/console/apps").await;
+    assert_eq!(res.status(), 200);
+    // The answer is spent: loading it again does nothing.
+    let res = b.get(&callback).await;
+    assert_eq!(res.status(), 400);
 }

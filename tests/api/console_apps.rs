@@ -226,7 +226,12 @@ async fn rotate_with_grace_keeps_both_secrets_and_revoke_refuses_it() {
     let (id, old) = create_in_console(&mut c, "rotating", &["content:read"]).await;
 
     let (_, details) = c.page(&format!("/console/apps/{id}")).await;
-    for g in ["value=\"0\"", "value=\"3600\"", "value=\"86400\""] {
+    for g in [
+        "value=\"0\"",
+        "value=\"3600\"",
+        "value=\"86400\"",
+        "value=\"604800\"",
+    ] {
         assert!(details.contains(g), "grace choice {g}");
     }
     let res = c
@@ -240,6 +245,31 @@ async fn rotate_with_grace_keeps_both_secrets_and_revoke_refuses_it() {
     assert!(secret_of(&c.page(&to).await.1).is_none());
     assert_eq!(app.exchange(None, &old).await.status(), 200, "in its grace");
     assert_eq!(app.exchange(None, &new).await.status(), 200);
+
+    // Usage as the details page shows it: the count, the last use and the
+    // hourly chart follow the exchanges (flushed about every second).
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (_, details) = c.page(&format!("/console/apps/{id}")).await;
+    assert!(details.contains("<dt>Uses</dt><dd>2</dd>"), "{details}");
+    assert!(
+        !details.contains("<dt>Last used</dt><dd>never"),
+        "{details}"
+    );
+    assert!(
+        details.contains("2 in total"),
+        "the chart counts them: {details}"
+    );
+
+    // Grace "None": the replaced secret stops at once.
+    let res = c
+        .post(&format!("/console/apps/{id}/rotate"), &[("grace", "0")])
+        .await;
+    assert_eq!(res.status(), 303);
+    let (_, html) = c.page(&location(&res)).await;
+    let newest = secret_of(&html).expect("the newest secret, once");
+    assert_eq!(app.exchange(None, &new).await.status(), 401, "no grace");
+    assert_eq!(app.exchange(None, &newest).await.status(), 200);
+    let new = newest;
 
     // Revoke asks first, on a page of its own.
     let (status, confirm) = c.page(&format!("/console/apps/{id}/revoke")).await;
@@ -731,7 +761,41 @@ async fn a_manager_holding_less_than_an_application_cannot_rotate_revoke_or_dele
         .create_app(json!({"name": "strong", "permissions": ["content:write"]}))
         .await;
     let id = v["id"].as_str().unwrap().to_owned();
+    let (own, _) = app
+        .create_app(json!({"name": "weak", "permissions": ["content:read"]}))
+        .await;
+    let own = own["id"].as_str().unwrap().to_owned();
     let mut c = Console::sign_in(&app, "ops@example.com").await;
+    // Not offered: no checkbox for it in the table (one for the weak one),
+    // no edit, rotate, revoke or delete on its page, no confirmation page,
+    // and the create form lists only what the person holds.
+    let (_, table) = c.page("/console/apps").await;
+    assert!(!table.contains(&format!("value=\"{id}\"")), "{table}");
+    assert!(table.contains(&format!("value=\"{own}\"")), "{table}");
+    let (status, details) = c.page(&format!("/console/apps/{id}")).await;
+    assert_eq!(status, 200);
+    for control in [
+        "Save changes",
+        "action=\"/console/apps/",
+        "Rotate",
+        "/revoke\"",
+        "/delete\"",
+    ] {
+        assert!(!details.contains(control), "{control} offered: {details}");
+    }
+    assert!(details.contains("not change it"), "{details}");
+    let (_, mine) = c.page(&format!("/console/apps/{own}")).await;
+    assert!(mine.contains("Rotate"), "its own reach is offered: {mine}");
+    for action in ["revoke", "delete"] {
+        let (status, _) = c.page(&format!("/console/apps/{id}/{action}")).await;
+        assert_eq!(status, 403, "{action} confirmation");
+    }
+    let (_, form) = c.page("/console/apps/new").await;
+    assert!(form.contains("value=\"content:read\""), "{form}");
+    assert!(
+        !form.contains("value=\"content:write\""),
+        "not held, not offered"
+    );
     for path in [
         format!("/console/apps/{id}/rotate"),
         format!("/console/apps/{id}/revoke"),

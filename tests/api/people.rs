@@ -60,6 +60,13 @@ impl Browser {
         }
     }
 
+    /// The names of every cookie held.
+    pub fn cookie_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.cookies.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
     pub fn cookie(&self, name: &str) -> Option<&String> {
         self.cookies.get(name)
     }

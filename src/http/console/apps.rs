@@ -57,6 +57,19 @@ async fn need_manage(ctx: &Ctx, action: &str, target: &str) -> Result<(), Refusa
     Ok(())
 }
 
+/// Whether the person may change `app`: `api_keys:manage`, and everything
+/// the application holds is within what they hold (SPEC §4), and it is not
+/// the operator-configured admin. What is out of reach is shown, never
+/// offered for change; the services refuse it anyway.
+async fn in_reach(ctx: &Ctx, app: &Application) -> Result<bool, Refusal> {
+    if !ctx.may(API_KEYS_MANAGE) || authz::refuse_operator_admin(&ctx.gw, &app.id).is_err() {
+        return Ok(false);
+    }
+    Ok(authz::app_holdings(&ctx.gw, app)
+        .await?
+        .within(&ctx.principal.permissions))
+}
+
 fn when(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
 }
@@ -119,6 +132,8 @@ struct Row {
     owner: String,
     last_used: String,
     uses: u64,
+    /// Whether the person may change it (a bulk checkbox is offered).
+    in_reach: bool,
 }
 
 impl Row {
@@ -134,6 +149,7 @@ impl Row {
             owner: a.owner.clone(),
             last_used: a.last_used_at.map_or_else(|| "never".to_owned(), when),
             uses: a.use_count,
+            in_reach: false,
         }
     }
 }
@@ -244,10 +260,13 @@ async fn list(ctx: Ctx, req: HttpRequest) -> Result<HttpResponse, Refusal> {
             },
         )
         .await?;
-        (
-            page.data.iter().map(Row::of).collect::<Vec<_>>(),
-            page.next_cursor,
-        )
+        let mut rows = Vec::with_capacity(page.data.len());
+        for v in &page.data {
+            let mut row = Row::of(v);
+            row.in_reach = in_reach(&ctx, &v.app).await?;
+            rows.push(row);
+        }
+        (rows, page.next_cursor)
     } else {
         (Vec::new(), None)
     };
@@ -609,6 +628,13 @@ async fn choices(ctx: &Ctx, form: &AppForm) -> Result<Choices, Refusal> {
     let mut groups: Vec<PermGroup> = Vec::new();
     for def in ctx.gw.catalogue.entries() {
         let name = def.name.as_str().to_owned();
+        // Only what the person may grant (SPEC §4), and what the form
+        // already holds (so nothing is silently dropped on a save).
+        if !Permission::any_covers(&ctx.principal.permissions, &def.name)
+            && !form.permissions.contains(&name)
+        {
+            continue;
+        }
         let resource = def.name.resource().unwrap_or("other").to_owned();
         let b = PermBox {
             checked: form.permissions.contains(&name),
@@ -1114,6 +1140,8 @@ struct DetailsPage {
     /// (every text in it escaped), the only markup a template takes as is.
     chart: Option<String>,
     manage: bool,
+    /// The person manages applications but holds less than this one.
+    beyond_reach: bool,
     revoked: bool,
     notice: Option<&'static str>,
     form: AppForm,
@@ -1247,6 +1275,7 @@ async fn details_page(
     let a = &view.app;
     let now = chrono::Utc::now();
     let counts = crate::service::usage::hourly(&ctx.gw, &a.id, now).await?;
+    let reach = in_reach(ctx, a).await?;
     Ok(DetailsPage {
         chrome: ctx.chrome(SECTION),
         id: a.id.clone(),
@@ -1260,7 +1289,8 @@ async fn details_page(
         last_ip: a.last_used_ip.clone().unwrap_or_default(),
         uses: a.use_count,
         chart: Some(crate::service::usage_chart::svg(&counts, now)),
-        manage: ctx.may(API_KEYS_MANAGE),
+        manage: reach,
+        beyond_reach: ctx.may(API_KEYS_MANAGE) && !reach,
         revoked: a.revoked_at.is_some(),
         notice,
         form,
@@ -1393,6 +1423,13 @@ struct ConfirmPage {
 async fn confirm(ctx: Ctx, id: &str, action: &'static str) -> Result<HttpResponse, Refusal> {
     need_manage(&ctx, &format!("app.{action}"), id).await?;
     let view = apps::get(&ctx.gw, &ctx.principal, id).await?;
+    if !in_reach(&ctx, &view.app).await? {
+        return Err(DomainError::InsufficientPermissions(
+            "this application holds more than you do, or is the operator's: you may not change it"
+                .into(),
+        )
+        .into());
+    }
     Ok(ok(&ConfirmPage {
         chrome: ctx.chrome(SECTION),
         id: view.app.id,

@@ -247,7 +247,8 @@ impl FromRequest for Ctx {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let gw = gateway(req);
         let ip = client_ip(req);
-        let back = if req.method() == actix_web::http::Method::GET {
+        let page_load = req.method() == actix_web::http::Method::GET;
+        let back = if page_load {
             here(req)
         } else {
             "/console".to_owned()
@@ -262,10 +263,12 @@ impl FromRequest for Ctx {
             let Some((session, user)) = sessions::current(&gw, &cookie).await? else {
                 return Err(Refusal::SignIn(back));
             };
-            let principal = match console::principal(&gw, &session, &user.user, ip).await {
+            let principal = match console::principal(&gw, &session, &user.user, ip, page_load).await
+            {
                 Ok(p) => p,
-                // The session ended between the two reads, or the person
-                // was disabled: sign in again.
+                // Not signed in to the console on this gateway yet, the
+                // session ended between the two reads, or the person was
+                // disabled: (sign in again) through the console's sign-in.
                 Err(DomainError::InvalidToken | DomainError::InvalidGrant(_)) => {
                     return Err(Refusal::SignIn(back));
                 }

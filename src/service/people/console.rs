@@ -114,6 +114,11 @@ impl ConsoleTokens {
         true
     }
 
+    /// Whether a token was ever held (and not forgotten) for `sid` here.
+    fn holds(&self, sid: &str) -> bool {
+        self.lock().contains_key(sid)
+    }
+
     /// Forgets the token of a session that ended.
     pub fn forget(&self, sid: &str) {
         self.lock().remove(sid);
@@ -189,11 +194,19 @@ pub async fn complete_sign_in(
 /// demotion revoked it, or when `user`'s grants changed since it was
 /// minted, e.g. a permission added; the new one carries the grants as they
 /// are now). `user` is the session's person as read for this request.
+///
+/// A session this gateway never completed the console's sign-in for gets
+/// `InvalidToken` when `sign_in_first` (a page load): the browser goes
+/// through `/oauth/authorize` as `tessera-console` (at once, since the
+/// session exists) and the code is redeemed here. A form post is served
+/// by minting instead, so what was typed is not lost (another gateway
+/// signed it in).
 pub async fn principal(
     gw: &Gateway,
     session: &Session,
     user: &User,
     ip: IpAddr,
+    sign_in_first: bool,
 ) -> Result<Principal, DomainError> {
     let grants = grants_digest(gw, user).await?;
     if let Some(token) = gw.console_tokens.usable(&session.id, grants) {
@@ -202,6 +215,8 @@ pub async fn principal(
             Err(DomainError::InvalidToken) => gw.console_tokens.forget(&session.id),
             Err(e) => return Err(e),
         }
+    } else if sign_in_first && !gw.console_tokens.holds(&session.id) {
+        return Err(DomainError::InvalidToken);
     }
     let client = clients::find(gw, CONSOLE)
         .await?
