@@ -110,8 +110,14 @@ pub async fn check_password(
         other => {
             ip_slot.fail();
             account_slot.fail();
-            let target = other.map_or_else(|| "-".to_owned(), |u| u.user.id);
-            audit(gw, &target, "signin.failed", ip, json!({"email": shown})).await;
+            // The typed email is kept only when it names an account: what
+            // matches nobody may be a password typed into the wrong field,
+            // and the audit log never holds a secret.
+            let (target, details) = match other {
+                Some(u) => (u.user.id, json!({"email": shown})),
+                None => ("-".to_owned(), json!({"account": "unknown"})),
+            };
+            audit(gw, &target, "signin.failed", ip, details).await;
             Err(DomainError::InvalidGrant(WRONG.into()))
         }
     }
