@@ -88,7 +88,8 @@ pub fn validate_password(password: &str, email: &str) -> Result<(), DomainError>
             "password must be {PASSWORD_MIN_CHARS} to {PASSWORD_MAX_CHARS} characters"
         )));
     }
-    if password.trim().eq_ignore_ascii_case(email.trim()) {
+    // Emails are kept lowercased in full Unicode: compare the same way.
+    if password.trim().to_lowercase() == email.trim().to_lowercase() {
         return Err(DomainError::Validation(
             "password must not be the email address".into(),
         ));
@@ -144,5 +145,6 @@ mod tests {
         assert!(validate_password(&"x".repeat(129), "a@b.c").is_err());
         assert!(validate_password(&"é".repeat(12), "a@b.c").is_ok());
         assert!(validate_password("Ada@Example.com", "ada@example.com").is_err());
+        assert!(validate_password("ÉLODIE@EXAMPLE.COM", "élodie@example.com").is_err());
     }
 }
