@@ -7,6 +7,7 @@ pub mod cidr;
 pub mod claims;
 pub mod error;
 pub mod error_body;
+pub mod markup;
 pub mod permission;
 pub mod revocation;
 pub mod role;

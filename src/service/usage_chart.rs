@@ -61,8 +61,8 @@ pub fn svg(counts: &[u64], last_hour: DateTime<Utc>) -> String {
     let _ = write!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="usage-chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" aria-labelledby="usage-chart-title usage-chart-desc" font-size="{FONT}" fill="currentColor"><title id="usage-chart-title">{}</title><desc id="usage-chart-desc">{}</desc>"#,
-        escape("Exchanges per hour, last 7 days"),
-        escape(&desc),
+        crate::domain::markup::escape("Exchanges per hour, last 7 days"),
+        crate::domain::markup::escape(&desc),
     );
 
     // Axes: the baseline with its 0, and a faint line at the peak with its
@@ -77,7 +77,7 @@ pub fn svg(counts: &[u64], last_hour: DateTime<Utc>) -> String {
             let _ = write!(
                 out,
                 r#"<g class="peak"><line x1="{LEFT}" y1="{TOP}" x2="{RIGHT}" y2="{TOP}" stroke="currentColor" stroke-opacity="0.25" stroke-dasharray="3 3"/><text x="{x}" y="{y}" text-anchor="end">{}</text></g>"#,
-                escape(&grouped(n)),
+                crate::domain::markup::escape(&grouped(n)),
                 x = LEFT - 4.0,
                 y = TOP + 4.0,
             );
@@ -86,7 +86,7 @@ pub fn svg(counts: &[u64], last_hour: DateTime<Utc>) -> String {
             let _ = write!(
                 out,
                 r#"<text class="empty" x="{x}" y="{y}" text-anchor="middle">{}</text>"#,
-                escape(&desc),
+                crate::domain::markup::escape(&desc),
                 x = (LEFT + RIGHT) / 2.0,
                 y = (TOP + BOTTOM) / 2.0,
             );
@@ -114,7 +114,7 @@ pub fn svg(counts: &[u64], last_hour: DateTime<Utc>) -> String {
                 BOTTOM - h,
                 slot * 0.75,
                 h,
-                escape(&format!(
+                crate::domain::markup::escape(&format!(
                     "{}: {} {}",
                     hour_label(hour_at(i)),
                     grouped(n),
@@ -145,7 +145,7 @@ pub fn svg(counts: &[u64], last_hour: DateTime<Utc>) -> String {
         let _ = write!(
             out,
             r#"<line x1="{x:.2}" y1="{BOTTOM}" x2="{x:.2}" y2="{tick}" stroke="currentColor"/><text x="{x:.2}" y="{label}" text-anchor="{anchor}">{}</text>"#,
-            escape(&at.format("%b %-d").to_string()),
+            crate::domain::markup::escape(&at.format("%b %-d").to_string()),
             tick = BOTTOM + 4.0,
             label = BOTTOM + 16.0,
         );
@@ -171,23 +171,6 @@ fn grouped(n: u64) -> String {
             out.push(',');
         }
         out.push(c);
-    }
-    out
-}
-
-/// Text made safe inside SVG elements and attribute values. Everything the
-/// chart writes is generated here, but escaping all of it keeps it so.
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
     }
     out
 }
@@ -293,7 +276,7 @@ mod tests {
         assert_eq!(grouped(1_000), "1,000");
         assert_eq!(grouped(u64::MAX), "18,446,744,073,709,551,615");
         assert_eq!(
-            escape(r#"<a href="x">&'"#),
+            crate::domain::markup::escape(r#"<a href="x">&'"#),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
         );
         // Counts as large as they come neither panic nor overflow.
