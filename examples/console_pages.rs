@@ -61,6 +61,7 @@ fn app(n: usize) -> Result<StoredApp, Error> {
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             grant_types: Vec::new(),
+            rate_limit: None,
             revoked_at: None,
             created_at: t,
             updated_at: t,

@@ -50,6 +50,7 @@ fn apply_change(gw: &Gateway, change: Change) {
         // here; but a subject entry makes every cached snapshot of that
         // subject too old to mint from (its tokens would be born revoked).
         Change::Event(ChangeEvent::Revocation { entry }) => {
+            gw.revocation_mirror.apply(&entry);
             if let RevocationKind::Subject { sub, .. } = entry.kind {
                 gw.app_cache.invalidate(&sub);
                 gw.grants_cache.invalidate(&sub);
@@ -57,6 +58,8 @@ fn apply_change(gw: &Gateway, change: Change) {
         }
         // Messages may have been missed while disconnected: start afresh.
         Change::Resynced => {
+            // Reloaded by the next tick; the store answers until then.
+            gw.revocation_mirror.lost_track();
             gw.app_cache.clear();
             gw.secret_cache.clear();
             gw.grants_cache.clear();
@@ -138,6 +141,10 @@ impl Application {
         let boot = bootstrap::run(&gateway)
             .await
             .map_err(|e| StartupError(format!("bootstrap: {e}")))?;
+        if let Err(e) = crate::service::mirror::load(&gateway).await {
+            // Not fatal: checks read the store until a later tick loads it.
+            tracing::warn!(error = %e, "loading the revocation list failed; retrying");
+        }
         let gateway = web::Data::new(gateway);
         let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = {
@@ -150,10 +157,17 @@ impl Application {
                     tokio::select! {
                         _ = tick.tick() => {
                             usage::flush(&gw).await;
+                            if !gw.revocation_mirror.is_fresh()
+                                && let Err(e) = crate::service::mirror::load(&gw).await
+                            {
+                                tracing::warn!(error = %e, "loading the revocation list failed");
+                            }
                             ticks += 1;
                             // Expired revocations are forgotten about once a minute.
                             if ticks % 60 == 0 {
                                 crate::service::revocation::purge_expired(&gw).await;
+                                gw.revocation_mirror.purge(chrono::Utc::now().timestamp());
+                                gw.forward_tokens.purge();
                                 crate::service::users::purge_lapsed_sessions(&gw).await;
                             }
                         }

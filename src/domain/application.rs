@@ -152,6 +152,10 @@ pub struct Application {
     /// `refresh_token` when `redirectUris` is set.
     #[serde(default)]
     pub grant_types: Vec<String>,
+    /// Its request budget at the edge (`/auth/forward`); none: the
+    /// gateway's default budget, if one is configured (SPEC §13).
+    #[serde(default)]
+    pub rate_limit: Option<super::RateLimit>,
     /// When it was revoked, if it was.
     #[serde(default)]
     pub revoked_at: Option<DateTime<Utc>>,
@@ -310,6 +314,7 @@ mod tests {
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             grant_types: Vec::new(),
+            rate_limit: None,
             revoked_at: None,
             created_at: now,
             updated_at: now,

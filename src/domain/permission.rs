@@ -146,6 +146,8 @@ pub mod builtin {
     /// Act for any subject in a token exchange (RFC 8693 delegation),
     /// without the subject token's `may_act` naming the actor.
     pub const TOKENS_IMPERSONATE: &str = "tokens:impersonate";
+    /// Report leaked keys and tokens (`POST /api/v1/leaks`).
+    pub const LEAKS_REPORT: &str = "leaks:report";
 }
 
 /// The gateway's own permissions, always in the catalogue.
@@ -167,6 +169,10 @@ pub const BUILT_INS: &[(&str, &str)] = &[
     (
         builtin::TOKENS_IMPERSONATE,
         "Act for any subject in a token exchange",
+    ),
+    (
+        builtin::LEAKS_REPORT,
+        "Report leaked keys and tokens, which are revoked at once",
     ),
 ];
 

@@ -7,8 +7,10 @@ pub mod console;
 pub mod discovery;
 pub mod error;
 pub mod extract;
+pub mod forward;
 pub mod health;
 pub mod json;
+pub mod leaks;
 pub mod me;
 pub mod oauth;
 pub mod openapi;
@@ -143,6 +145,14 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::get().to(admin::get_user))
                     .route(web::patch().to(admin::patch_user))
                     .route(web::delete().to(admin::delete_user)),
+            )
+            .service(resource("/api/v1/leaks", "POST").route(web::post().to(leaks::report)))
+            // Any method: the proxy asks with the method of the request it
+            // guards (Traefik and Envoy do; nginx always asks with GET).
+            .service(web::resource("/auth/forward").route(web::route().to(forward::check)))
+            // Envoy's ext_authz appends the original path to its prefix.
+            .service(
+                web::resource("/auth/forward/{tail:.*}").route(web::route().to(forward::check)),
             )
             .service(resource("/api/v1/audit", "GET").route(web::get().to(admin::audit_log)))
             .configure(oauth::device::routes)

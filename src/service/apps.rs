@@ -355,6 +355,7 @@ pub async fn create(
         redirect_uris: req.redirect_uris,
         post_logout_redirect_uris: req.post_logout_redirect_uris,
         grant_types: dedup_sorted(req.grant_types),
+        rate_limit: None,
         revoked_at: None,
         created_at: now,
         updated_at: now,

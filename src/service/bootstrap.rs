@@ -64,6 +64,7 @@ fn admin_record(
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             grant_types: Vec::new(),
+            rate_limit: None,
             revoked_at: None,
             created_at: now,
             updated_at: now,

@@ -109,6 +109,7 @@ pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, Domai
         )
         .await?;
     let rev = rev.entry;
+    gw.revocation_mirror.apply(&rev);
     // Snapshots of `sub` read before this instant can only mint tokens
     // that are born revoked: the next exchange must read afresh.
     gw.app_cache.invalidate(sub);
@@ -147,6 +148,7 @@ pub async fn revoke_session(gw: &Gateway, sid: &str) -> Result<(), DomainError> 
             now.timestamp() + subject_lifetime(gw),
         )
         .await?;
+    gw.revocation_mirror.apply(&stored.entry);
     if stored.appended {
         // The sid names a session, not a secret: it is safe to log.
         tracing::info!(sid, seq = stored.entry.seq, "session revoked");
@@ -224,6 +226,7 @@ pub async fn revoke_token(
             return Err(e.into());
         }
     };
+    gw.revocation_mirror.apply(&stored.entry);
     if stored.appended {
         tracing::info!(jti = %claims.jti, sub = %claims.sub, seq = stored.entry.seq, "token revoked");
         let actor = super::auth::Principal {

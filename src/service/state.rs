@@ -76,6 +76,10 @@ pub struct Gateway {
     pub console_tokens: super::people::console::ConsoleTokens,
     /// The console's one-time slots (a new secret, a bulk outcome).
     pub console_reveals: super::people::reveal::Reveals,
+    /// The revocation list in memory, as verifiers hold it (the edge reads it).
+    pub revocation_mirror: super::mirror::GatewayMirror,
+    /// Tokens minted at the edge for raw keys, reused until near expiry.
+    pub forward_tokens: super::forward::ForwardTokens,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -234,6 +238,8 @@ impl Gateway {
             device_throttle: super::people::device::DeviceThrottle::default(),
             console_tokens: super::people::console::ConsoleTokens::default(),
             console_reveals: super::people::reveal::Reveals::default(),
+            revocation_mirror: super::mirror::GatewayMirror::default(),
+            forward_tokens: super::forward::ForwardTokens::default(),
             metrics: Metrics::default(),
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),

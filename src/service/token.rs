@@ -369,11 +369,34 @@ pub fn audience_for(
 /// Exchanges application credentials for an access token.
 pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
     let (snap, grants) = authenticate_client(gw, &req).await?;
+    let (issued, _) = mint(
+        gw,
+        &snap,
+        &grants,
+        req.scope.as_deref(),
+        req.audience.as_deref(),
+    )?;
+    gw.usage
+        .record(&snap.stored.app.id, Utc::now(), req.client_ip);
+    tracing::debug!(app_id = %snap.stored.app.id, "token issued");
+    Ok(issued)
+}
+
+/// Mints an access token for an authenticated application from `snap` and
+/// `grants`, narrowed to `scope`, for `audience`; returns it with its
+/// claims.
+pub fn mint(
+    gw: &Gateway,
+    snap: &AppSnapshot,
+    grants: &super::grants::Grants,
+    scope: Option<&str>,
+    audience: Option<&str>,
+) -> Result<(IssuedToken, AccessClaims), DomainError> {
     let app = &snap.stored.app;
     let now = Utc::now();
-    let narrowed = super::grants::narrow(&grants, req.scope.as_deref(), &gw.catalogue)?;
-    let state_ms = state_instant(gw, &snap, &grants)?;
-    let audience = audience_for(gw, app, req.audience.as_deref())?;
+    let narrowed = super::grants::narrow(grants, scope, &gw.catalogue)?;
+    let state_ms = state_instant(gw, snap, grants)?;
+    let audience = audience_for(gw, app, audience)?;
     let ttl = app
         .token_ttl
         .map_or(gw.policy.token_ttl, |t| t.min(gw.policy.token_ttl));
@@ -411,11 +434,12 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
     let access_token =
         jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     inc(&gw.metrics.tokens_issued);
-    gw.usage.record(&app.id, now, req.client_ip);
-    tracing::debug!(app_id = %app.id, "token issued");
-    Ok(IssuedToken {
-        access_token,
-        expires_in: ttl,
-        scope,
-    })
+    Ok((
+        IssuedToken {
+            access_token,
+            expires_in: ttl,
+            scope,
+        },
+        claims,
+    ))
 }

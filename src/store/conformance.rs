@@ -53,6 +53,7 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             grant_types: Vec::new(),
+            rate_limit: None,
             revoked_at: None,
             created_at: t,
             updated_at: t,

@@ -1,0 +1,1 @@
+//! Leaked keys and tokens reported by secret scanners (SPEC §13).

@@ -1,0 +1,1 @@
+//! Per-application rate limits at the edge (SPEC §13).
