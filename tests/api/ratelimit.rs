@@ -260,12 +260,22 @@ async fn gateways_on_one_redis_share_one_budget_and_another_prefix_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_that_cannot_answer_refuses_rather_than_lifting_the_limit() {
-    let mut redis = RedisServer::start();
-    let app = on_redis(&redis, &prefix()).await;
-    let (_, key) = app_with(&app, Some(json!({"requests": 100, "per": "1m"}))).await;
-    // The key is verified and its token minted while Redis is up.
+    let redis = RedisServer::start();
+    let p = prefix();
+    let app = on_redis(&redis, &p).await;
+    let (id, key) = app_with(&app, Some(json!({"requests": 100, "per": "1m"}))).await;
     assert_eq!(forward(&app, &key, "").await.status(), 200);
-    redis.kill();
+    // Only the budget fails: its key now holds a hash, so the script's GET
+    // errors while Redis, the mirror and everything else still answer.
+    let client = redis::Client::open(redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let bucket = format!("{p}rl:{id}");
+    let _: () = redis::pipe()
+        .del(&bucket)
+        .hset(&bucket, "x", "1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     let res = forward(&app, &key, "").await;
     assert_eq!(
         header(&res, "x-tessera-status").as_deref(),
@@ -275,6 +285,9 @@ async fn a_store_that_cannot_answer_refuses_rather_than_lifting_the_limit() {
     assert!(header(&res, "authorization").is_none());
     let (status, code, _) = error_code(res).await;
     assert_eq!((status, code.as_str()), (503, "unavailable"));
+    // Another application's budget is unaffected.
+    let (_, other) = app_with(&app, Some(json!({"requests": 100, "per": "1m"}))).await;
+    assert_eq!(forward(&app, &other, "").await.status(), 200);
 }
 
 #[tokio::test]
