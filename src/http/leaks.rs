@@ -7,10 +7,10 @@ use super::ApiError;
 use super::error::{ApiErrorBody, JsonBodyErrors, StandardErrors};
 use super::extract::{Caller, gateway};
 use crate::domain::DomainError;
-use crate::service::leaks::{self, LeakEntry, LeakVerdict};
+use crate::service::leaks::{self, LeakReport, LeakVerdict};
 
 #[utoipa::path(operation_id = "report_leaks", post, path = "/api/v1/leaks", tag = "leaks",
-    request_body(content = Vec<LeakEntry>, description = "What a secret scanner found: at most 100 entries (an empty array is answered `[]`)"),
+    request_body(content = LeakReport, description = "What a secret scanner found: at most 100 entries (an empty array is answered `[]`)"),
     responses(
         (status = 200, description = "One label per entry, in order. A genuine application secret or access token is revoked before this answers; nothing else is revealed", body = Vec<LeakVerdict>,
             headers(("Cache-Control" = String, description = "`no-store`"))),
@@ -32,7 +32,7 @@ pub async fn report(
             DomainError::InvalidRequest("the request body must be a JSON array".into()).into(),
         );
     }
-    let entries: Vec<LeakEntry> = serde_json::from_value(body)
+    let entries: LeakReport = serde_json::from_value(body)
         .map_err(|e| DomainError::InvalidRequest(super::error::describe_json_error(&e)))?;
     let verdicts = leaks::report(&gw, &caller, entries).await?;
     Ok(HttpResponse::Ok()

@@ -68,6 +68,42 @@ impl std::fmt::Debug for LeakEntry {
     }
 }
 
+/// A report: 0 to [`MAX_ENTRIES`] entries, as a JSON array.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub struct LeakReport(pub Vec<LeakEntry>);
+
+// Written by hand: the derive cannot put `maxItems` on a newtype, and the
+// document must say the 100-entry bound the service enforces.
+impl utoipa::PartialSchema for LeakReport {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, Ref};
+        ArrayBuilder::new()
+            .items(Ref::from_schema_name(
+                <LeakEntry as utoipa::ToSchema>::name(),
+            ))
+            .max_items(Some(MAX_ENTRIES))
+            .description(Some("What a secret scanner found, at most 100 entries"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LeakReport {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((
+            <LeakEntry as utoipa::ToSchema>::name().into(),
+            LeakEntry::schema(),
+        ));
+        <LeakEntry as utoipa::ToSchema>::schemas(schemas);
+    }
+}
+
 /// Whether an entry was one of this gateway's live credentials.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -161,7 +197,7 @@ enum Found {
 pub async fn report(
     gw: &Gateway,
     actor: &Principal,
-    entries: Vec<LeakEntry>,
+    LeakReport(entries): LeakReport,
 ) -> Result<Vec<LeakVerdict>, DomainError> {
     authz::require(gw, actor, LEAKS_REPORT, "leak.report", "-").await?;
     validate(&entries)?;

@@ -540,9 +540,12 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 async fn on_redis_a_leak_reported_to_one_gateway_is_refused_by_the_other() {
     let redis = RedisServer::start();
     let prefix = format!("t{}:", tessera::crypto::random::base62(10).unwrap());
+    // Behind one balancer: one issuer, one Redis, one key ring.
+    let issuer = "https://auth.leaks.example";
     let a = spawn_with(|s| {
         s.redis_url = Some(redis.url());
         s.redis_prefix = prefix.clone();
+        s.issuer = Some(issuer.into());
     })
     .await;
     let keys = a.keys_dir();
@@ -550,6 +553,7 @@ async fn on_redis_a_leak_reported_to_one_gateway_is_refused_by_the_other() {
         s.redis_url = Some(redis.url());
         s.redis_prefix = prefix.clone();
         s.keys_dir = keys.clone();
+        s.issuer = Some(issuer.into());
     })
     .await;
     let (victim, secret) = a
