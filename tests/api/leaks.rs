@@ -585,3 +585,44 @@ async fn on_redis_a_leak_reported_to_one_gateway_is_refused_by_the_other() {
     .await;
     assert_eq!(b.exchange(None, &leaky).await.status(), 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_shows_a_leaked_key_and_offers_only_the_rotation() {
+    let app = spawn_app().await;
+    crate::people::create_user(&app, "ops@example.com", &["api_keys:manage", "content:*"]).await;
+    let mut c = crate::console::Console::sign_in(&app, "ops@example.com").await;
+    let scanner = reporter(&app).await;
+    let (victim, leaked) = app
+        .create_app(json!({"name": "victim", "permissions": ["content:read"]}))
+        .await;
+    let id = victim["id"].as_str().unwrap();
+    let details = format!("/console/apps/{id}");
+    let (_, before) = c.page(&details).await;
+    assert!(!before.contains("leaked"), "{before}");
+
+    labels(report(&app, &scanner, &json!([found(&leaked)])).await).await;
+    let (status, html) = c.page(&details).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("(revoked: leaked)"), "{html}");
+    assert!(html.contains(">Rotate and restore</button>"), "{html}");
+    assert!(!html.contains(">Rotate</button>"), "{html}");
+    assert!(!html.contains("value=\"3600\""), "no grace offered: {html}");
+
+    let res = c
+        .post(&format!("{details}/rotate"), &[("grace", "0")])
+        .await;
+    assert_eq!(res.status(), 303);
+    let to = res.headers()["location"].to_str().unwrap().to_owned();
+    let (_, shown) = c.page(&to).await;
+    let at = shown
+        .find("id=\"secret\" value=\"")
+        .expect("the new secret");
+    let new = shown[at + 19..].split('"').next().unwrap().to_owned();
+    assert_eq!(app.exchange(None, &new).await.status(), 200);
+    assert_eq!(app.exchange(None, &leaked).await.status(), 401);
+    let (_, after) = c.page(&details).await;
+    assert!(
+        after.contains("(active)") && !after.contains("leaked"),
+        "{after}"
+    );
+}
