@@ -290,8 +290,25 @@ async fn examine(gw: &Gateway, token: &SecretString) -> Result<Option<Found>, Do
         SecretCheck::Generated(parsed) => examine_key(gw, token, parsed).await,
         // A mistyped key: refused without a lookup, as at the exchange.
         SecretCheck::Corrupt => Ok(None),
-        SecretCheck::Opaque => examine_access_token(gw, token.expose_secret()).await,
+        SecretCheck::Opaque => {
+            if let Some(id) = operator_admin_secret(gw, token) {
+                return Ok(Some(Found::OperatorAdmin { app_id: id }));
+            }
+            examine_access_token(gw, token.expose_secret()).await
+        }
     }
+}
+
+/// The operator admin's id when `token` is its configured secret (an HMAC
+/// comparison, as at the exchange: no argon2, no lookup).
+fn operator_admin_secret(gw: &Gateway, token: &SecretString) -> Option<String> {
+    let (admin_id, admin_digest) = gw.operator_admin.as_ref()?;
+    let digest = gw.pepper.digest(token);
+    bool::from(subtle::ConstantTimeEq::ct_eq(
+        &digest[..],
+        &admin_digest[..],
+    ))
+    .then(|| admin_id.clone())
 }
 
 /// Hints are part of the stored secrets: compared in constant time.
@@ -316,15 +333,8 @@ async fn examine_key(
     };
     // The operator's admin: its secret is configuration, checked by HMAC as
     // at the exchange, and the API cannot revoke it.
-    if let Some((admin_id, admin_digest)) = &gw.operator_admin
-        && *admin_id == id
-    {
-        let digest = gw.pepper.digest(token);
-        let same = bool::from(subtle::ConstantTimeEq::ct_eq(
-            &digest[..],
-            &admin_digest[..],
-        ));
-        return Ok(same.then_some(Found::OperatorAdmin { app_id: id }));
+    if gw.operator_admin.as_ref().is_some_and(|(a, _)| *a == id) {
+        return Ok(operator_admin_secret(gw, token).map(|app_id| Found::OperatorAdmin { app_id }));
     }
     let now = Utc::now();
     // The hash the key can match: the current secret's, or the rotated-out

@@ -571,7 +571,9 @@ async fn on_redis_a_leak_reported_to_one_gateway_is_refused_by_the_other() {
     let scanner = reporter(&a).await;
     let got = labels(report(&a, &scanner, &json!([found(&secret), found("nope")])).await).await;
     assert_eq!(got, ["true_positive", "false_positive"]);
-    assert_eq!(get_app(&b, id).await["status"], "revoked");
+    let seen = get_app(&b, id).await;
+    assert_eq!(seen["status"], "revoked");
+    assert!(seen["leakedAt"].is_string(), "{seen}");
     eventually("B refuses the leaked key", async || {
         b.exchange(None, &secret).await.status() == 401 && forward(&b, &secret).await == 401
     })
@@ -624,5 +626,42 @@ async fn the_console_shows_a_leaked_key_and_offers_only_the_rotation() {
     assert!(
         after.contains("(active)") && !after.contains("leaked"),
         "{after}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_admins_secret_is_genuine_but_stays_configuration() {
+    let app = spawn_app().await;
+    let scanner = reporter(&app).await;
+    let got = labels(
+        report(
+            &app,
+            &scanner,
+            &json!([
+                found(ADMIN_SECRET),
+                found("admin-secret-for-tests-0123456788")
+            ]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(got, ["true_positive", "false_positive"]);
+    // The API never revokes the operator's admin (SPEC §4): the operator
+    // must change TESSERA_ADMIN_APP_SECRET; the audit log says so.
+    assert_eq!(
+        app.exchange(Some(ADMIN_ID), ADMIN_SECRET).await.status(),
+        200
+    );
+    let audit = ok(
+        call(&app, Method::GET, "/api/v1/audit?action=app.leaked", None).await,
+        200,
+    )
+    .await;
+    let text = audit.to_string();
+    assert!(!text.contains(ADMIN_SECRET), "{text}");
+    assert_eq!(audit["data"][0]["target"], ADMIN_ID, "{text}");
+    assert_eq!(
+        audit["data"][0]["details"]["effect"],
+        "operatorAdminNotRevoked"
     );
 }
