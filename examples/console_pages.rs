@@ -63,6 +63,7 @@ fn app(n: usize) -> Result<StoredApp, Error> {
             grant_types: Vec::new(),
             rate_limit: None,
             revoked_at: None,
+            leaked_at: None,
             created_at: t,
             updated_at: t,
             last_used_at: Some(t),

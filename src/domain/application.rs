@@ -159,6 +159,12 @@ pub struct Application {
     /// When it was revoked, if it was.
     #[serde(default)]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// When a secret scanner's report (`POST /api/v1/leaks`) revoked it
+    /// because its current secret was found in public. Set only together
+    /// with `revokedAt`; such an application comes back only through a
+    /// rotation, which issues a new secret and clears both (SPEC §13).
+    #[serde(default)]
+    pub leaked_at: Option<DateTime<Utc>>,
     /// Creation time.
     pub created_at: DateTime<Utc>,
     /// Last change.
@@ -316,6 +322,7 @@ mod tests {
             grant_types: Vec::new(),
             rate_limit: None,
             revoked_at: None,
+            leaked_at: None,
             created_at: now,
             updated_at: now,
             last_used_at: None,

@@ -112,9 +112,9 @@ pub struct RotateBody {
         (status = 200, description = "The new secret, shown once", body = AppWithSecret),
         StandardErrors,
         (status = 404, description = "No such application", body = ApiErrorBody),
-        (status = 409, description = "Revoked, or the operator-configured admin application (or any key with an operator-chosen secret)", body = ApiErrorBody),
+        (status = 409, description = "Revoked by an operator (final; an application revoked because its secret leaked is rotated back instead), or the operator-configured admin application (or any key with an operator-chosen secret)", body = ApiErrorBody),
         (status = 413, response = PayloadTooLarge),
-        (status = 422, description = "`gracePeriodSeconds` above 604800 (7 days)", body = ApiErrorBody)),
+        (status = 422, description = "`gracePeriodSeconds` above 604800 (7 days), or above 0 for a leaked secret", body = ApiErrorBody)),
     security(("bearer" = [])))]
 /// `POST /api/v1/apps/{id}/rotate`: the new secret, shown once.
 pub async fn rotate(

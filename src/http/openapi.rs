@@ -56,6 +56,7 @@ impl Modify for Security {
         super::apps::delete,
         super::apps::bulk_delete,
         super::apps::permissions,
+        super::leaks::report,
         super::admin::list_roles,
         super::admin::create_role,
         super::admin::get_role,
@@ -99,6 +100,7 @@ impl Modify for Security {
         (name = "users", description = "Users (owners of applications)"),
         (name = "people", description = "A signed-in person's own record, sessions and password"),
         (name = "audit", description = "The audit log"),
+        (name = "leaks", description = "Leaked keys and tokens reported by secret scanners"),
         (name = "revocation", description = "Revocation, introspection and the revocation feed"),
         (name = "discovery", description = "JWKS and metadata"),
         (name = "operations", description = "Health, readiness, metrics"),
@@ -142,5 +144,40 @@ mod tests {
         }
         let entries = schemas["FeedPageBody"]["properties"]["entries"].to_string();
         assert!(entries.contains("Revocation"), "{entries}");
+    }
+
+    /// The leaks report is documented as the handler reads it: an array of
+    /// at most 100 entries with exactly three bounded strings, and answered
+    /// with labels only.
+    #[test]
+    fn the_leaks_report_schema_states_its_bounds() {
+        let doc: serde_json::Value = serde_json::from_str(&document()).unwrap();
+        let op = &doc["paths"]["/api/v1/leaks"]["post"];
+        let body = &op["requestBody"]["content"]["application/json"]["schema"];
+        let body = match body["$ref"].as_str() {
+            Some(r) => &doc["components"]["schemas"][r.rsplit('/').next().unwrap()],
+            None => body,
+        };
+        assert_eq!(body["type"], "array", "{body}");
+        assert_eq!(body["maxItems"], 100, "{body}");
+        let entry = &doc["components"]["schemas"]["LeakEntry"];
+        assert_eq!(entry["additionalProperties"], false, "{entry}");
+        assert_eq!(
+            entry["required"],
+            serde_json::json!(["token", "url", "source"])
+        );
+        let props = &entry["properties"];
+        assert_eq!(props["token"]["maxLength"], 8192);
+        assert_eq!(props["url"]["maxLength"], 2048);
+        assert_eq!(props["source"]["maxLength"], 100);
+        let verdict = &doc["components"]["schemas"]["LeakVerdict"];
+        assert_eq!(
+            verdict["required"],
+            serde_json::json!(["label"]),
+            "{verdict}"
+        );
+        let label = doc["components"]["schemas"]["LeakLabel"].to_string();
+        assert!(label.contains("true_positive") && label.contains("false_positive"));
+        assert!(op["responses"]["422"].is_object() && op["responses"]["403"].is_object());
     }
 }

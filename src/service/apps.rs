@@ -391,6 +391,7 @@ pub async fn create(
         grant_types: dedup_sorted(req.grant_types),
         rate_limit,
         revoked_at: None,
+        leaked_at: None,
         created_at: now,
         updated_at: now,
         last_used_at: None,
@@ -549,6 +550,91 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView
         forget(gw, id);
     }
     Ok(AppView::of(stored.app))
+}
+
+/// What a leak report did to the application whose secret it held.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LeakEffect {
+    /// The leaked secret was the current one: the application is now
+    /// revoked, marked `leakedAt`, and every token it minted is revoked.
+    Revoked,
+    /// The leaked secret was the rotated-out one, still within its grace
+    /// period: the grace ended and the tokens minted so far are revoked;
+    /// the new secret keeps working.
+    GraceEnded,
+    /// The application was revoked already (by an operator or an earlier
+    /// report): it stays as it is; its tokens are revoked again, harmlessly.
+    AlreadyRevoked,
+    /// The secret stopped working between the check and this call (a
+    /// rotation, a deletion): nothing left to do.
+    AlreadyDead,
+}
+
+impl LeakEffect {
+    /// The word the audit log records.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeakEffect::Revoked => "revoked",
+            LeakEffect::GraceEnded => "graceEnded",
+            LeakEffect::AlreadyRevoked => "alreadyRevoked",
+            LeakEffect::AlreadyDead => "alreadyDead",
+        }
+    }
+}
+
+/// Reads of a record changed concurrently before a leak revocation gives up.
+const LEAK_WRITE_TRIES: usize = 8;
+
+/// Kills the secret of application `id` whose argon2 hash is `matched`
+/// (verified by the caller against a presented secret): the current
+/// secret revokes the application as [`revoke`] does and marks it leaked;
+/// the rotated-out one ends its grace period. No reach rule applies:
+/// holding a genuine secret is the authority to kill it (SPEC §13). A
+/// change that lands between the read and the write is re-read and the
+/// decision taken again, so the leaked secret is dead when this returns.
+pub async fn kill_leaked_secret(
+    gw: &Gateway,
+    id: &str,
+    matched: &str,
+) -> Result<LeakEffect, DomainError> {
+    for _ in 0..LEAK_WRITE_TRIES {
+        let Some(mut stored) = gw.apps.get(id).await? else {
+            return Ok(LeakEffect::AlreadyDead);
+        };
+        let now = Utc::now();
+        let read_at = stored.app.updated_at;
+        let effect = if *stored.secret_hash == *matched {
+            if stored.app.revoked_at.is_some() {
+                super::revocation::revoke_subject(gw, id).await?;
+                forget(gw, id);
+                return Ok(LeakEffect::AlreadyRevoked);
+            }
+            stored.app.revoked_at = Some(now);
+            stored.app.leaked_at = Some(now);
+            LeakEffect::Revoked
+        } else if stored
+            .previous_secret
+            .as_ref()
+            .is_some_and(|p| p.until > now && *p.hash == *matched)
+        {
+            stored.previous_secret = None;
+            LeakEffect::GraceEnded
+        } else {
+            return Ok(LeakEffect::AlreadyDead);
+        };
+        stored.app.updated_at = now;
+        match gw.apps.update(&stored, read_at).await {
+            Ok(()) => {}
+            Err(crate::store::StoreError::Stale { .. }) => continue,
+            Err(crate::store::StoreError::NotFound { .. }) => return Ok(LeakEffect::AlreadyDead),
+            Err(e) => return Err(e.into()),
+        }
+        super::revocation::revoke_subject(gw, id).await?;
+        forget(gw, id);
+        tracing::warn!(app_id = %id, effect = effect.as_str(), "leaked secret killed");
+        return Ok(effect);
+    }
+    Err(DomainError::Unavailable)
 }
 
 /// `null` in JSON becomes `Some(None)`: "clear this field".
@@ -790,10 +876,18 @@ pub async fn rotate(
     // Rotating reveals a secret: the caller must hold all it unlocks.
     let held = authz::app_holdings(gw, &stored.app).await?;
     authz::guard_audited(gw, actor, "app.rotate", id, Some(&held), Some(&held)).await?;
-    if stored.app.revoked_at.is_some() {
+    // A key revoked because it leaked comes back only this way, with a new
+    // secret and no grace for the leaked one; any other revocation is final.
+    let leaked = stored.app.leaked_at.is_some();
+    if stored.app.revoked_at.is_some() && !leaked {
         return Err(DomainError::Conflict(format!(
             "application {id} is revoked; a revoked key cannot be rotated"
         )));
+    }
+    if leaked && grace_seconds > 0 {
+        return Err(DomainError::Validation(
+            "this application's secret leaked: rotate it with gracePeriodSeconds 0".into(),
+        ));
     }
     let generated = secret::generate(
         &gw.policy.key_prefix,
@@ -815,6 +909,11 @@ pub async fn rotate(
         until: now + chrono::Duration::seconds(i64::try_from(grace_seconds).unwrap_or(0)),
     });
     stored.app.prefix = generated.prefix;
+    if leaked {
+        stored.previous_secret = None;
+        stored.app.revoked_at = None;
+        stored.app.leaked_at = None;
+    }
     let read_at = std::mem::replace(&mut stored.app.updated_at, now);
     gw.apps.update(&stored, read_at).await?;
     if grace_seconds == 0 {
@@ -822,15 +921,12 @@ pub async fn rotate(
         super::revocation::revoke_subject(gw, id).await?;
     }
     forget(gw, id);
-    tracing::info!(app_id = %id, actor = %actor.subject, grace_seconds, "application secret rotated");
-    audit::record(
-        gw,
-        actor,
-        "app.rotate",
-        id,
-        json!({"gracePeriodSeconds": grace_seconds}),
-    )
-    .await;
+    tracing::info!(app_id = %id, actor = %actor.subject, grace_seconds, leaked, "application secret rotated");
+    let mut details = json!({"gracePeriodSeconds": grace_seconds});
+    if leaked {
+        details["restoredAfterLeak"] = json!(true);
+    }
+    audit::record(gw, actor, "app.rotate", id, details).await;
     Ok(CreatedApp {
         view: AppView::of(stored.app),
         secret: generated.secret,

@@ -66,6 +66,7 @@ fn admin_record(
             grant_types: Vec::new(),
             rate_limit: None,
             revoked_at: None,
+            leaked_at: None,
             created_at: now,
             updated_at: now,
             last_used_at: None,

@@ -55,6 +55,7 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
             grant_types: Vec::new(),
             rate_limit: None,
             revoked_at: None,
+            leaked_at: None,
             created_at: t,
             updated_at: t,
             last_used_at: None,

@@ -597,6 +597,17 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
             "200",
         ],
     ),
+    // Only `leaks:report` may report leaks: no actor here holds it (the
+    // one holding `*` calls from outside its `allowed_cidrs`).
+    (
+        "POST",
+        "/api/v1/leaks",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
+        ],
+    ),
 ];
 
 /// The grants a target of the given reach holds.
@@ -674,6 +685,9 @@ async fn prepare(
         ("POST", "/api/v1/users") => {
             Some(json!({"email": format!("{unique}@example.com"), "permissions": perms}))
         }
+        ("POST", "/api/v1/leaks") => Some(json!([
+            {"token": "not a key", "url": "https://example.com/", "source": "content"}
+        ])),
         ("POST", "/api/v1/apps/bulk-delete") => {
             let (id, _) = gw.app(json!({"name": unique, "permissions": perms})).await;
             Some(json!({"ids": [id]}))

@@ -419,6 +419,7 @@ async fn openapi_describes_every_route_the_server_has() {
         ("get", "/api/v1/me/sessions"),
         ("delete", "/api/v1/me/sessions/{id}"),
         ("post", "/api/v1/me/password"),
+        ("post", "/api/v1/leaks"),
     ];
     let mut documented = 0;
     for (method, path) in routes {

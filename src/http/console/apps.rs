@@ -1206,6 +1206,9 @@ struct DetailsPage {
     /// The person manages applications but holds less than this one.
     beyond_reach: bool,
     revoked: bool,
+    /// Revoked because a secret scanner reported its secret: a rotation
+    /// brings it back.
+    leaked: bool,
     notice: Option<&'static str>,
     form: AppForm,
     errors: FieldErrors,
@@ -1333,7 +1336,10 @@ fn facts(v: &AppView, default_rate: Option<&RateLimit>) -> Vec<Fact> {
         },
         Fact {
             label: "Revoked",
-            value: a.revoked_at.map_or_else(|| "no".into(), when),
+            value: match (a.revoked_at, a.leaked_at) {
+                (Some(at), Some(_)) => format!("{}: leaked", when(at)),
+                (at, _) => at.map_or_else(|| "no".into(), when),
+            },
         },
     ]
 }
@@ -1369,6 +1375,7 @@ async fn details_page(
         manage: reach,
         beyond_reach: ctx.may(API_KEYS_MANAGE) && !reach,
         revoked: a.revoked_at.is_some(),
+        leaked: a.leaked_at.is_some(),
         notice,
         form,
         errors,
