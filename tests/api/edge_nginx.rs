@@ -355,12 +355,27 @@ impl Edge {
             .collect()
     }
 
+    /// The access log once a line satisfies `want`: nginx writes it after
+    /// the response is sent, so a client can read the answer first.
+    async fn log_until(&self, want: impl Fn(&str) -> bool) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let log = self.access_log();
+            if log.iter().any(|l| want(l)) {
+                return log;
+            }
+            assert!(Instant::now() < deadline, "no such line in {log:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The access log's line for the request that `marker` (a cluster name
     /// used once) identifies.
-    fn logged(&self, marker: &str) -> String {
+    async fn logged(&self, marker: &str) -> String {
         let needle = format!("/api/v1/clusters/{marker}/workloads");
         let lines: Vec<String> = self
-            .access_log()
+            .log_until(|l| l.contains(&needle))
+            .await
             .into_iter()
             .filter(|l| l.contains(&needle))
             .collect();
@@ -532,7 +547,7 @@ async fn a_key_without_the_permission_is_refused_and_never_reaches_cluster_api()
         body["error"]["message"],
         "this call needs the permission workloads:read on cluster:c-refused"
     );
-    let refused = edge.logged("c-refused");
+    let refused = edge.logged("c-refused").await;
     assert!(
         refused.contains("service=- ") && refused.contains("decided=403"),
         "nginx never proxied it: {refused}"
@@ -546,7 +561,8 @@ async fn a_key_without_the_permission_is_refused_and_never_reaches_cluster_api()
         .unwrap();
     assert_eq!(res.status(), 200);
     let reached: Vec<String> = edge
-        .access_log()
+        .log_until(|l| l.contains("GET /api/v1/clusters/c1/workloads\" 200"))
+        .await
         .into_iter()
         .filter(|l| l.contains("GET /api/v1/clusters/c1/workloads\" 200"))
         .collect();
@@ -691,7 +707,15 @@ async fn an_access_token_passes_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_outside_its_allowed_ips_is_refused() {
     let edge = Edge::start().await;
-    let (_, key) = cluster_key(edge.gw(), json!({"allowedIps": ["127.0.0.3/32"]})).await;
+    // 127.0.0.1 is nginx's own address: were the gateway to take its peer
+    // for the client, every request would pass. (It is also the address
+    // cluster_api sees and checks the token's CIDRs against: the example
+    // trusts no proxy.)
+    let (_, key) = cluster_key(
+        edge.gw(),
+        json!({"allowedIps": ["127.0.0.3/32", "127.0.0.1/32"]}),
+    )
+    .await;
     let get_from = async |last: u8, spoof: Option<&str>| {
         let mut req = client_from(last)
             .get(edge.workloads("c1"))
@@ -702,19 +726,21 @@ async fn a_key_outside_its_allowed_ips_is_refused() {
         parts(req.send().await.unwrap()).await
     };
     // From 127.0.0.2: nginx tells the gateway so in X-Forwarded-For (the
-    // gateway's peer is nginx, 127.0.0.1, a trusted proxy).
-    let (status, _, body) = get_from(2, None).await;
+    // gateway's peer is nginx, a trusted proxy).
+    let (status, headers, body) = get_from(2, None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (403, Some("ip_not_allowed")),
         "{body}"
     );
+    assert_eq!(body["error"]["type"], "authorization_error");
     assert!(
         body["error"]["message"]
             .as_str()
             .is_some_and(|m| m.contains("127.0.0.2")),
         "the message names the refused address: {body}"
     );
+    assert!(header(&headers, "www-authenticate").is_some());
     // What the client claims in its own X-Forwarded-For does not count.
     let (status, _, body) = get_from(2, Some("127.0.0.3")).await;
     assert_eq!(status, 403, "{body}");
@@ -781,13 +807,8 @@ async fn over_the_rate_limit_429_with_retry_after_and_ratelimit_headers() {
         );
     }
     assert_limited(&got[3]);
-    assert!(
-        edge.access_log()
-            .iter()
-            .any(|l| l.contains("\" 429 service=- ")),
-        "the refused request never reached cluster_api: {:?}",
-        edge.access_log()
-    );
+    // The refused request never reached cluster_api.
+    edge.log_until(|l| l.contains("\" 429 service=- ")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
