@@ -765,6 +765,18 @@ async fn burst(edge: &Edge, key: &str, n: usize) -> Vec<(u16, reqwest::header::H
     out
 }
 
+/// The gateway that answered a request, from the access log's
+/// `gateway=` field (nginx lists every address it tried; the last one
+/// answered).
+fn decided_by(line: &str) -> String {
+    line.split("gateway=")
+        .nth(1)
+        .and_then(|g| g.split(" decided=").next())
+        .and_then(|g| g.rsplit(", ").next())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 fn assert_limited(got: &(u16, reqwest::header::HeaderMap, Value)) {
     let (status, headers, body) = got;
     assert_eq!(*status, 429, "{body}");
@@ -827,12 +839,10 @@ async fn two_gateways_behind_one_upstream_share_the_budget() {
     }
     assert_limited(&got[budget]);
     // nginx spread them over both gateways (round robin).
-    let log = edge.access_log();
+    let log = edge.log_until(|l| l.contains("\" 429 service=- ")).await;
     let answered: std::collections::HashSet<String> = log[before..]
         .iter()
-        .filter_map(|l| l.split("gateway=").nth(1))
-        .filter_map(|g| g.split_whitespace().next())
-        .map(str::to_owned)
+        .map(|l| decided_by(l))
         .collect();
     let addrs: Vec<String> = edge
         .gateways
@@ -847,13 +857,48 @@ async fn two_gateways_behind_one_upstream_share_the_budget() {
     let first = edge.gateways.remove(0);
     drop(first);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = edge.access_log().len();
     let got = burst(&edge, &key, 2).await;
     for g in &got {
         assert_limited(g);
     }
-    let tail = edge.access_log();
-    let last = tail.last().unwrap();
-    assert!(last.contains(&format!("gateway={}", addrs[1])), "{last}");
+    let log = edge
+        .log_until(|_| edge.access_log().len() >= before + 2)
+        .await;
+    for line in &log[before..] {
+        assert_eq!(decided_by(line), addrs[1], "{line}");
+    }
     // nginx is still the one that answered.
     assert!(!edge.nginx.exited());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_gateway_answering_is_a_503_never_a_pass() {
+    let mut edge = Edge::start().await;
+    let (_, key) = cluster_key(edge.gw(), json!({})).await;
+    let client = client_from(2);
+    let res = client
+        .get(edge.workloads("c1"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    edge.gateways.clear();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, _, body) = parts(
+        client
+            .get(edge.workloads("c-down"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("unavailable")),
+        "{body}"
+    );
+    assert!(edge.logged("c-down").await.contains("service=- "));
 }
