@@ -520,13 +520,9 @@ async fn a_key_without_the_permission_is_refused_and_never_reaches_cluster_api()
         }}),
         "the gateway's §6 body, through nginx"
     );
-    assert_eq!(
-        header(&headers, "content-type"),
-        Some("application/json")
-    );
+    assert_eq!(header(&headers, "content-type"), Some("application/json"));
     assert!(
-        header(&headers, "www-authenticate")
-            .is_some_and(|c| c.contains("insufficient_scope")),
+        header(&headers, "www-authenticate").is_some_and(|c| c.contains("insufficient_scope")),
         "{headers:?}"
     );
     // The gateway's internal headers stay between it and nginx.
@@ -840,10 +836,8 @@ async fn two_gateways_behind_one_upstream_share_the_budget() {
     assert_limited(&got[budget]);
     // nginx spread them over both gateways (round robin).
     let log = edge.log_until(|l| l.contains("\" 429 service=- ")).await;
-    let answered: std::collections::HashSet<String> = log[before..]
-        .iter()
-        .map(|l| decided_by(l))
-        .collect();
+    let answered: std::collections::HashSet<String> =
+        log[before..].iter().map(|l| decided_by(l)).collect();
     let addrs: Vec<String> = edge
         .gateways
         .iter()
