@@ -112,6 +112,10 @@ pub struct Settings {
     /// Upstream OpenID Connect providers (`[[idp]]`, SPEC §10). Default:
     /// none.
     pub idp: Vec<IdpSettings>,
+    /// The request budget of an application without its own, at the edge
+    /// (`[rate_limit] requests = 100, per = "1m"`, or `TESSERA_RATE_LIMIT=100/1m`;
+    /// SPEC §13). Default: none, no limit.
+    pub rate_limit: Option<crate::domain::RateLimit>,
 }
 
 /// One upstream OpenID Connect provider (`[[idp]]`, SPEC §10).
@@ -371,6 +375,7 @@ impl Default for Settings {
             admin_email: None,
             admin_password: None,
             idp: Vec::new(),
+            rate_limit: None,
         }
     }
 }
@@ -396,6 +401,27 @@ fn parse_num<T: std::str::FromStr>(var: &str, v: &str) -> Result<T, ConfigError>
     v.trim()
         .parse()
         .map_err(|_| err(var, format!("{v:?} is not a valid number")))
+}
+
+/// `100/1m`: requests, a slash, a window; empty or `none` for no limit.
+pub fn parse_rate_limit(
+    var: &str,
+    v: &str,
+) -> Result<Option<crate::domain::RateLimit>, ConfigError> {
+    let v = v.trim();
+    if v.is_empty() || v == "none" {
+        return Ok(None);
+    }
+    let bad = |reason: String| err(var, reason);
+    let (n, w) = v
+        .split_once('/')
+        .ok_or_else(|| bad(format!("{v:?} is not requests/window, like 100/1m")))?;
+    let limit = crate::domain::RateLimit {
+        requests: parse_num(var, n)?,
+        per: crate::domain::ratelimit::Window::parse(w.trim()).map_err(|e| bad(e.to_string()))?,
+    };
+    limit.validate().map_err(|e| bad(e.to_string()))?;
+    Ok(Some(limit))
 }
 
 impl Settings {
@@ -503,6 +529,7 @@ impl Settings {
                 "TESSERA_REFRESH_IDLE" => self.people.refresh_idle = parse_num(k, v)?,
                 "TESSERA_REFRESH_ABSOLUTE" => self.people.refresh_absolute = parse_num(k, v)?,
                 "TESSERA_REFRESH_GRACE" => self.people.refresh_grace = parse_num(k, v)?,
+                "TESSERA_RATE_LIMIT" => self.rate_limit = parse_rate_limit(k, v)?,
                 // Read elsewhere (TESSERA_CONFIG) or by the CLI (URL, credentials).
                 _ => {}
             }
@@ -686,6 +713,10 @@ impl Settings {
             }
         }
         validate_idps(&self.idp)?;
+        if let Some(r) = &self.rate_limit {
+            r.validate()
+                .map_err(|e| err("rate_limit (TESSERA_RATE_LIMIT)", e.to_string()))?;
+        }
         Ok(())
     }
 

@@ -75,6 +75,23 @@ pub struct CreateArgs {
     /// Owner: a user id or `gateway`.
     #[arg(long)]
     pub owner: Option<String>,
+    /// Request budget at the edge, `requests/window`: `100/1m`, `10/30s`
+    /// (default: the gateway's).
+    #[arg(long)]
+    pub rate_limit: Option<String>,
+}
+
+/// `100/1m` as the API's `rateLimit` object; `what` names the option in
+/// errors. The window itself is checked by the gateway (422).
+pub fn rate_limit_body(what: &str, v: &str) -> Result<Value, String> {
+    let bad = || format!("{what} {v}: requests/window, like 100/1m");
+    let (n, per) = v.trim().split_once('/').ok_or_else(bad)?;
+    let requests: u32 = n.trim().parse().map_err(|_| bad())?;
+    let per = per.trim();
+    if per.is_empty() {
+        return Err(bad());
+    }
+    Ok(json!({"requests": requests, "per": per}))
 }
 
 /// `tessera apps update`. A list option given at least once replaces that
@@ -113,6 +130,10 @@ pub struct UpdateArgs {
     /// Token lifetime in seconds, or `default`.
     #[arg(long)]
     pub token_ttl: Option<String>,
+    /// Request budget at the edge, `requests/window` (`100/1m`), or
+    /// `default` for the gateway's.
+    #[arg(long)]
+    pub rate_limit: Option<String>,
     /// Empty a list: permissions, roles, allowed-ips, audiences,
     /// redirect-uris (repeat for several).
     #[arg(long, value_parser = ["permissions", "roles", "allowed-ips", "audiences", "redirect-uris"])]
@@ -171,6 +192,11 @@ impl UpdateArgs {
                     .map_err(|_| format!("--token-ttl {t}: seconds or `default`"))?;
                 put("tokenTtl", json!(n));
             }
+        }
+        match self.rate_limit.as_deref() {
+            None => {}
+            Some("default") => put("rateLimit", Value::Null),
+            Some(r) => put("rateLimit", rate_limit_body("--rate-limit", r)?),
         }
         if body.is_empty() {
             return Err("nothing to change: give at least one option".into());
@@ -328,6 +354,7 @@ fn app_detail(a: &Value) {
         "audiences",
         "expiresAt",
         "tokenTtl",
+        "rateLimit",
         "createdAt",
         "updatedAt",
         "revokedAt",
@@ -338,6 +365,8 @@ fn app_detail(a: &Value) {
         let v = &a[key];
         let shown = if key == "accessRules" && v.is_array() {
             v.to_string()
+        } else if key == "rateLimit" && v.is_object() {
+            format!("{}/{}", s(&v["requests"]), s(&v["per"]))
         } else {
             s(v)
         };
@@ -398,6 +427,14 @@ pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(
         AppsCommand::Update(u) => Some(u.body()?),
         _ => None,
     };
+    let create_rate = match &cmd {
+        AppsCommand::Create(a) => a
+            .rate_limit
+            .as_deref()
+            .map(|r| rate_limit_body("--rate-limit", r))
+            .transpose()?,
+        _ => None,
+    };
     let c = AdminClient::connect(remote).await?;
     match cmd {
         AppsCommand::Create(a) => {
@@ -414,6 +451,9 @@ pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(
             }
             if let Some(o) = a.owner {
                 body["owner"] = json!(o);
+            }
+            if let Some(r) = create_rate {
+                body["rateLimit"] = r;
             }
             let v = c.call(Method::POST, "/api/v1/apps", Some(&body)).await?;
             with_secret(&v, json_out);
@@ -555,4 +595,20 @@ pub async fn roles(remote: &Remote, cmd: RolesCommand, json_out: bool) -> Result
         role_rows(std::slice::from_ref(&v));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limits_are_written_as_requests_per_window() {
+        assert_eq!(
+            rate_limit_body("--rate-limit", "100/1m").unwrap(),
+            json!({"requests": 100, "per": "1m"})
+        );
+        for bad in ["100", "x/1m", "100/", "-1/1m", ""] {
+            assert!(rate_limit_body("--rate-limit", bad).is_err(), "{bad:?}");
+        }
+    }
 }

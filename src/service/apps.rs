@@ -15,8 +15,10 @@ use crate::crypto::secret;
 use crate::domain::access::validate_path;
 use crate::domain::application::{GATEWAY_OWNER, validate_audience, validate_text};
 use crate::domain::permission::builtin::{API_KEYS_MANAGE, API_KEYS_READ};
+use crate::domain::ratelimit::Window;
 use crate::domain::{
     AccessRule, AppStatus, Application, DomainError, Environment, IpNet, KeyType, Permission,
+    RateLimit,
 };
 use crate::store::{AppFilter, ListQuery, PreviousSecret, StoredApp};
 use serde_json::json;
@@ -88,6 +90,37 @@ pub struct CreateApp {
     #[serde(default)]
     #[schema(max_items = 5)]
     pub grant_types: Vec<String>,
+    /// Its request budget at `/auth/forward` (SPEC §13); absent: the
+    /// gateway's default, if one is configured.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimitInput>,
+}
+
+/// A request budget as a request writes it: `{"requests": 100, "per": "1m"}`.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitInput {
+    /// Requests allowed in one window.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub requests: u32,
+    /// The window: a whole number and a unit (`s`, `m`, `h`, `d`), at most
+    /// one day.
+    #[schema(pattern = r"^[0-9]{1,6}[smhd]$", example = "1m")]
+    pub per: String,
+}
+
+/// Checks a budget as written (422 naming the field: a window that reads
+/// well but is too long is a rule, not a shape).
+fn parse_rate_limit(input: Option<RateLimitInput>) -> Result<Option<RateLimit>, DomainError> {
+    let Some(input) = input else {
+        return Ok(None);
+    };
+    let limit = RateLimit {
+        requests: input.requests,
+        per: Window::parse(&input.per)?,
+    };
+    limit.validate()?;
+    Ok(Some(limit))
 }
 
 /// An application as the API shows it: the record plus its current status.
@@ -328,6 +361,7 @@ pub async fn create(
     check_audiences(gw, req.environment, &req.audiences)?;
     check_expiry(req.expires_at, now)?;
     check_ttl(gw, req.token_ttl)?;
+    let rate_limit = parse_rate_limit(req.rate_limit)?;
     let access_rules = parse_rules(gw, &req.access_rules).await?;
     let mut roles = req.roles;
     roles.sort();
@@ -355,7 +389,7 @@ pub async fn create(
         redirect_uris: req.redirect_uris,
         post_logout_redirect_uris: req.post_logout_redirect_uris,
         grant_types: dedup_sorted(req.grant_types),
-        rate_limit: None,
+        rate_limit,
         revoked_at: None,
         created_at: now,
         updated_at: now,
@@ -573,6 +607,11 @@ pub struct PatchApp {
     /// New grant types (replaces the list; `[]` restores the default).
     #[schema(max_items = 5)]
     pub grant_types: Option<Vec<String>>,
+    /// New request budget at `/auth/forward`; `null` falls back to the
+    /// gateway's default.
+    #[serde(default, deserialize_with = "nullable")]
+    #[schema(value_type = Option<RateLimitInput>)]
+    pub rate_limit: Option<Option<RateLimitInput>>,
 }
 
 async fn load(gw: &Gateway, id: &str) -> Result<StoredApp, DomainError> {
@@ -706,6 +745,9 @@ pub async fn patch(
     }
     if let Some(g) = req.grant_types {
         app.grant_types = dedup_sorted(g);
+    }
+    if let Some(r) = req.rate_limit {
+        app.rate_limit = parse_rate_limit(r)?;
     }
     super::people::clients::check_client(app)?;
     // Every PATCH, whatever its fields, passes the rule: before and after.

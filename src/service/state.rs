@@ -11,7 +11,9 @@ use super::usage::UsageRecorder;
 use crate::config::Settings;
 use crate::crypto::{KeyRing, Pepper, SecretHasher};
 use crate::domain::Catalogue;
-use crate::store::{AppStore, AuditStore, RevocationStore, RoleStore, SessionStore, UserStore};
+use crate::store::{
+    AppStore, AuditStore, RateLimitStore, RevocationStore, RoleStore, SessionStore, UserStore,
+};
 
 /// Everything a request may need. The stores are private to the use cases
 /// (`service::*`): handlers and start-up reach storage only through them.
@@ -38,6 +40,8 @@ pub struct Gateway {
     pub(in crate::service) revocations: Arc<dyn RevocationStore>,
     /// People's sessions, codes and refresh tokens.
     pub(in crate::service) sessions: Arc<dyn SessionStore>,
+    /// Request budgets at the edge.
+    pub(in crate::service) rate_limits: Arc<dyn RateLimitStore>,
     /// Effective grants recently computed.
     pub grants_cache: GrantsCache,
     /// argon2id on a bounded pool.
@@ -116,6 +120,9 @@ pub struct Policy {
     pub admin_email: Option<String>,
     /// The ensured admin user's password.
     pub admin_password: Option<secrecy::SecretString>,
+    /// The budget of an application without its own (SPEC §13); `None`:
+    /// no limit.
+    pub rate_limit: Option<crate::domain::RateLimit>,
 }
 
 impl std::fmt::Debug for Policy {
@@ -142,6 +149,7 @@ impl From<Settings> for Policy {
             people: s.people,
             admin_email: s.admin_email,
             admin_password: s.admin_password,
+            rate_limit: s.rate_limit,
         }
     }
 }
@@ -171,12 +179,20 @@ pub struct Stores {
     pub revocations: Arc<dyn RevocationStore>,
     /// People's sessions, codes and refresh tokens.
     pub sessions: Arc<dyn SessionStore>,
+    /// Request budgets.
+    pub rate_limits: Arc<dyn RateLimitStore>,
 }
 
 impl Stores {
     /// Every concern served by one backend value.
     pub fn all<
-        S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore + SessionStore,
+        S: AppStore
+            + RoleStore
+            + UserStore
+            + AuditStore
+            + RevocationStore
+            + SessionStore
+            + RateLimitStore,
     >(
         s: S,
     ) -> Self {
@@ -187,7 +203,8 @@ impl Stores {
             users: s.clone(),
             audit: s.clone(),
             revocations: s.clone(),
-            sessions: s,
+            sessions: s.clone(),
+            rate_limits: s,
         }
     }
 }
@@ -217,6 +234,7 @@ impl Gateway {
             audit: stores.audit,
             revocations: stores.revocations,
             sessions: stores.sessions,
+            rate_limits: stores.rate_limits,
             grants_cache: GrantsCache::new(Duration::from_secs(30), 100_000),
             hasher,
             // Changes made here invalidate at once; the TTL bounds staleness

@@ -69,7 +69,13 @@ pub fn sample_app(id: &str, n: i64) -> StoredApp {
 
 /// Runs every check against an empty store.
 pub async fn run_all<
-    S: AppStore + RoleStore + UserStore + AuditStore + RevocationStore + SessionStore,
+    S: AppStore
+        + RoleStore
+        + UserStore
+        + AuditStore
+        + RevocationStore
+        + SessionStore
+        + super::RateLimitStore,
 >(
     store: &S,
 ) {
@@ -84,6 +90,56 @@ pub async fn run_all<
     people(store).await;
     identities(store).await;
     sso_logins(store).await;
+    rate_limits(store).await;
+}
+
+/// GCRA budgets (SPEC §13): a whole budget passes, the next request is
+/// refused with a wait of at most one interval, the budget refills with
+/// time, and buckets do not share.
+async fn rate_limits<S: super::RateLimitStore>(store: &S) {
+    use super::Gcra;
+    // One request every 20 s: nothing refills while the test runs.
+    let slow = Gcra::new(3, 60);
+    for left in [2, 1, 0] {
+        let v = must(store.take("app_rl1", slow).await, "take");
+        assert!(v.allowed, "within the budget");
+        assert_eq!(v.remaining, left);
+        assert_eq!(v.retry_after_us, 0);
+        assert!(v.reset_us <= 60_000_000, "{v:?}");
+    }
+    let refused = must(store.take("app_rl1", slow).await, "take beyond");
+    assert!(!refused.allowed, "the 4th of 3 is refused");
+    assert_eq!(refused.remaining, 0);
+    assert!(
+        refused.retry_after_us > 19_000_000 && refused.retry_after_us <= 20_000_000,
+        "one interval at most: {refused:?}"
+    );
+    assert!(refused.reset_us > 59_000_000 && refused.reset_us <= 60_000_000);
+    let again = must(store.take("app_rl1", slow).await, "take beyond again");
+    assert!(
+        !again.allowed,
+        "a refusal takes nothing, but gives nothing back"
+    );
+    assert!(again.retry_after_us <= refused.retry_after_us);
+
+    let other = must(store.take("usr_rl1", slow).await, "another bucket");
+    assert!(other.allowed, "buckets are independent");
+    assert_eq!(other.remaining, 2);
+
+    // One request a second: spent, then one more fits once it has waited.
+    let fast = Gcra::new(2, 2);
+    for _ in 0..2 {
+        assert!(must(store.take("app_rl2", fast).await, "take").allowed);
+    }
+    let wait = must(store.take("app_rl2", fast).await, "take beyond");
+    assert!(!wait.allowed);
+    assert!(wait.retry_after_us > 0 && wait.retry_after_us <= 1_000_000);
+    tokio::time::sleep(std::time::Duration::from_micros(
+        wait.retry_after_us + 50_000,
+    ))
+    .await;
+    let refilled = must(store.take("app_rl2", fast).await, "take after the wait");
+    assert!(refilled.allowed, "the budget refills: {refilled:?}");
 }
 
 async fn revocations<S: RevocationStore>(store: &S) {

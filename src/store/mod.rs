@@ -789,3 +789,78 @@ pub enum DevicePoll {
         session_id: String,
     },
 }
+
+/// One GCRA budget, as the stores apply it (SPEC §13): `requests` per
+/// window, one request every [`Gcra::interval_us`], bursts of up to
+/// `requests`. Computed once here so both backends agree to the microsecond.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Gcra {
+    /// The emission interval T: one request's share of the window, µs.
+    pub interval_us: u64,
+    /// The burst window, µs: `requests × T`, so exactly `requests` fit in a
+    /// whole budget even when the window does not divide evenly.
+    pub window_us: u64,
+}
+
+impl Gcra {
+    /// The budget of `requests` per `window_secs` (both at least 1).
+    pub fn new(requests: u32, window_secs: u32) -> Self {
+        let requests = u64::from(requests.max(1));
+        let window = u64::from(window_secs.max(1)) * 1_000_000;
+        // Rounded to the nearest µs, at least 1: an integer step keeps the
+        // arithmetic exact in Redis's Lua (doubles) and here alike.
+        let interval_us = ((window + requests / 2) / requests).max(1);
+        Self {
+            interval_us,
+            window_us: interval_us * requests,
+        }
+    }
+
+    /// One GCRA step at `now_us` with the stored theoretical arrival time
+    /// `tat_us` (0 when the bucket is fresh): the verdict and the new TAT to
+    /// store (unchanged when refused).
+    pub fn step(&self, tat_us: u64, now_us: u64) -> (RateVerdict, u64) {
+        let tat = tat_us.max(now_us);
+        let next = tat + self.interval_us;
+        if next - now_us > self.window_us {
+            let verdict = RateVerdict {
+                allowed: false,
+                remaining: 0,
+                reset_us: tat - now_us,
+                retry_after_us: next - self.window_us - now_us,
+            };
+            return (verdict, tat_us);
+        }
+        let verdict = RateVerdict {
+            allowed: true,
+            remaining: (self.window_us - (next - now_us)) / self.interval_us,
+            reset_us: next - now_us,
+            retry_after_us: 0,
+        };
+        (verdict, next)
+    }
+}
+
+/// What one request's GCRA step found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateVerdict {
+    /// Whether the request fits (and was counted).
+    pub allowed: bool,
+    /// Requests that would still fit now, after this one.
+    pub remaining: u64,
+    /// µs until the whole budget is available again.
+    pub reset_us: u64,
+    /// µs until one more request fits (0 when allowed).
+    pub retry_after_us: u64,
+}
+
+/// Request budgets (SPEC §13), by bucket: an application id or a user id.
+/// The store keeps the clock too, so gateways sharing a store share one
+/// budget and one notion of now.
+#[async_trait]
+pub trait RateLimitStore: Send + Sync + 'static {
+    /// Takes one request from `bucket` under `budget`, atomically: a refused
+    /// request takes nothing. A bucket is forgotten once its budget is whole
+    /// again.
+    async fn take(&self, bucket: &str, budget: Gcra) -> Result<RateVerdict, StoreError>;
+}

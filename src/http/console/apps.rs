@@ -13,10 +13,13 @@ use super::forms::{FieldErrors, FormData, lines};
 use super::{Chrome, Ctx, Posted, Refusal, ok, page, see_other};
 use crate::domain::application::{GATEWAY_OWNER, validate_text};
 use crate::domain::permission::builtin::{API_KEYS_MANAGE, ROLES_MANAGE};
-use crate::domain::{AppStatus, Application, DomainError, Environment, IpNet, KeyType, Permission};
+use crate::domain::ratelimit::Window;
+use crate::domain::{
+    AppStatus, Application, DomainError, Environment, IpNet, KeyType, Permission, RateLimit,
+};
 use crate::service::apps::{
     self, AccessRuleInput, AppView, CreateApp, ListParams, MAX_GRACE_SECONDS, MAX_SEARCH_CHARS,
-    PatchApp,
+    PatchApp, RateLimitInput,
 };
 use crate::service::people::reveal::{BulkNotice, Outcome};
 use crate::service::{authz, grants, roles};
@@ -516,6 +519,10 @@ struct AppForm {
     allowed_ips: String,
     expires_at: String,
     token_ttl: String,
+    /// The own request budget: how many requests (empty: none of its own).
+    rate_requests: String,
+    /// ... per how long (`30s`, `1m`, `1h`, `1d`).
+    rate_per: String,
 }
 
 /// A field id from a name: letters and digits kept, the rest `-`.
@@ -588,6 +595,14 @@ impl AppForm {
                 .join("\n"),
             expires_at: app.expires_at.map(local_value).unwrap_or_default(),
             token_ttl: app.token_ttl.map(|t| t.to_string()).unwrap_or_default(),
+            rate_requests: app
+                .rate_limit
+                .map(|r| r.requests.to_string())
+                .unwrap_or_default(),
+            rate_per: app
+                .rate_limit
+                .map(|r| r.per.to_string())
+                .unwrap_or_default(),
         }
     }
 
@@ -611,6 +626,8 @@ impl AppForm {
             allowed_ips: f.one("allowed_ips").to_owned(),
             expires_at: f.one("expires_at").trim().to_owned(),
             token_ttl: f.one("token_ttl").trim().to_owned(),
+            rate_requests: f.one("rate_requests").trim().to_owned(),
+            rate_per: f.one("rate_per").trim().to_owned(),
         }
     }
 }
@@ -622,6 +639,8 @@ struct Choices {
     roles: Option<Vec<RoleBox>>,
     max_ttl: u64,
     graces: Vec<(u64, &'static str)>,
+    /// The gateway's default budget, as a sentence.
+    default_rate: Option<String>,
 }
 
 async fn choices(ctx: &Ctx, form: &AppForm) -> Result<Choices, Refusal> {
@@ -681,6 +700,11 @@ async fn choices(ctx: &Ctx, form: &AppForm) -> Result<Choices, Refusal> {
         roles,
         max_ttl: ctx.gw.policy.token_ttl,
         graces,
+        default_rate: ctx
+            .gw
+            .policy
+            .rate_limit
+            .map(|d| format!("{} requests per {}", d.requests, d.per)),
     })
 }
 
@@ -697,6 +721,7 @@ struct Parsed {
     allowed_ips: Vec<String>,
     expires_at: Option<DateTime<Utc>>,
     token_ttl: Option<u64>,
+    rate_limit: Option<RateLimitInput>,
 }
 
 /// Parses one access-rule line: `SCOPE grant grant @role …`.
@@ -830,6 +855,7 @@ fn parse_form(
             }
         }
     };
+    let rate_limit = parse_rate(form, errors);
     if !errors.is_empty() {
         return None;
     }
@@ -844,6 +870,38 @@ fn parse_form(
         allowed_ips,
         expires_at,
         token_ttl,
+        rate_limit,
+    })
+}
+
+/// The two budget fields: both empty for none of its own, else both
+/// filled and checked as the API checks them.
+fn parse_rate(form: &AppForm, errors: &mut FieldErrors) -> Option<RateLimitInput> {
+    if form.rate_requests.is_empty() && form.rate_per.is_empty() {
+        return None;
+    }
+    let requests = match form.rate_requests.parse::<u32>() {
+        Ok(n) if (1..=crate::domain::ratelimit::MAX_REQUESTS).contains(&n) => Some(n),
+        _ => {
+            errors.add(
+                "rate_requests",
+                format!(
+                    "A whole number of requests from 1 to {}, or empty for none of its own.",
+                    crate::domain::ratelimit::MAX_REQUESTS
+                ),
+            );
+            None
+        }
+    };
+    if Window::parse(&form.rate_per).is_err() {
+        errors.add(
+            "rate_per",
+            "A whole number and a unit (s, m, h or d), at most 1d, like 1m.",
+        );
+    }
+    Some(RateLimitInput {
+        requests: requests?,
+        per: form.rate_per.clone(),
     })
 }
 
@@ -864,7 +922,11 @@ fn place_error(e: &DomainError, errors: &mut FieldErrors) -> bool {
     match e {
         DomainError::Validation(_) => {
             let lower = msg.to_lowercase();
-            let field = if lower.contains("public key") {
+            let field = if lower.contains("ratelimit.per") {
+                "rate_per"
+            } else if lower.contains("ratelimit") {
+                "rate_requests"
+            } else if lower.contains("public key") {
                 "permissions"
             } else if lower.contains("access rule") {
                 "access_rules"
@@ -951,6 +1013,7 @@ async fn create(posted: Posted) -> Result<HttpResponse, Refusal> {
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
             grant_types: Vec::new(),
+            rate_limit: p.rate_limit,
         };
         match apps::create(&ctx.gw, &ctx.principal, req).await {
             Ok(created) => {
@@ -1149,7 +1212,17 @@ struct DetailsPage {
     choices: Choices,
 }
 
-fn facts(v: &AppView) -> Vec<Fact> {
+/// The budget as a sentence: its own, the gateway's default, or none.
+fn rate_text(own: Option<&RateLimit>, default: Option<&RateLimit>) -> String {
+    let says = |r: &RateLimit| format!("{} requests per {}", r.requests, r.per);
+    match (own, default) {
+        (Some(r), _) => says(r),
+        (None, Some(d)) => format!("gateway default: {}", says(d)),
+        (None, None) => "none".into(),
+    }
+}
+
+fn facts(v: &AppView, default_rate: Option<&RateLimit>) -> Vec<Fact> {
     let a = &v.app;
     let list = |items: Vec<String>| {
         if items.is_empty() {
@@ -1243,6 +1316,10 @@ fn facts(v: &AppView) -> Vec<Fact> {
             ),
         },
         Fact {
+            label: "Rate limit",
+            value: rate_text(a.rate_limit.as_ref(), default_rate),
+        },
+        Fact {
             label: "Redirect URIs",
             value: list(a.redirect_uris.clone()),
         },
@@ -1281,7 +1358,7 @@ async fn details_page(
         id: a.id.clone(),
         name: a.name.clone(),
         status: status_word(view.status),
-        facts: facts(&view),
+        facts: facts(&view, ctx.gw.policy.rate_limit.as_ref()),
         held,
         scoped,
         owner_is_gateway: a.owner == GATEWAY_OWNER,
@@ -1357,6 +1434,17 @@ fn changes(app: &Application, form: &AppForm, p: Parsed) -> PatchApp {
     }
     if p.token_ttl != app.token_ttl {
         patch.token_ttl = Some(p.token_ttl);
+    }
+    let rate_now = (
+        app.rate_limit
+            .map(|r| r.requests.to_string())
+            .unwrap_or_default(),
+        app.rate_limit
+            .map(|r| r.per.to_string())
+            .unwrap_or_default(),
+    );
+    if (form.rate_requests.clone(), form.rate_per.clone()) != rate_now {
+        patch.rate_limit = Some(p.rate_limit);
     }
     patch
 }

@@ -21,6 +21,7 @@ mod audit;
 mod device;
 mod identity;
 mod people;
+mod ratelimit;
 mod revocations;
 
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
@@ -45,6 +46,8 @@ const USAGE_PURGE_PER_WRITE: usize = 4096;
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
+    /// Request budgets, in memory (see `ratelimit`).
+    budgets: Arc<ratelimit::Budgets>,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -84,7 +87,10 @@ impl EmbeddedStore {
         people::init(&txn)?;
         device::init(&txn)?;
         txn.commit().map_err(backend)?;
-        Ok(Self { db: Arc::new(db) })
+        Ok(Self {
+            db: Arc::new(db),
+            budgets: Arc::default(),
+        })
     }
 
     /// Reads one record of `table` by key.

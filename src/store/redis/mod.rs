@@ -33,6 +33,7 @@
 //! | `rtf:{id}` | hash, expires at the family's `expires_at` | `rec` (a `RefreshFamily` as JSON, as inserted), `last`/`last_us`, `exp_us`, `exp_ms`, `revoked` |
 //! | `rt:{sha256}` | hash, expires with its family | `fam` (the family id), `replaced_us` once rotated |
 //! | `device:{sha256}`, `device_uc:{sha256}` | hash, string | device authorization requests (see `device`) |
+//! | `rl:{bucket}` | string, expires when the budget is whole again | a request budget's theoretical arrival time, µs (see `ratelimit`) |
 //! | channel `events` | pub/sub | a [`ChangeEvent`](crate::domain::ChangeEvent) as JSON |
 //!
 //! Every write that touches several keys is one Lua script or one optimistic
@@ -57,6 +58,7 @@ mod changes;
 mod device;
 mod identity;
 mod people;
+mod ratelimit;
 mod revocations;
 // One launcher for a real `redis-server`, shared with the integration tests.
 #[cfg(test)]
