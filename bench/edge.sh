@@ -36,8 +36,19 @@ ECHO=$TARGET/release/examples/edge_echo
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+# Servers started inside $(...) run in a subshell: they leave their pid in
+# $TMP/<name>/pid, since PIDS there would be lost.
+cleanup() {
+  local p
+  for p in "${PIDS[@]}" $(cat "$TMP"/*/pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM
+# Starts a server in the background without the descriptors the script
+# inherited: run under `flock`, a server left behind would hold the lock.
+spawn() { "$@" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- & }
 
 ADMIN_ID=bench-admin
 ADMIN_SECRET=bench-admin-secret-0123456789abcdef
@@ -47,8 +58,7 @@ start_gateway() { # name, extra config toml, [redis url] -> base url
   printf '%s\n' "$2" > "$TMP/$name/config.toml"
   TESSERA_REDIS_URL=${3:-} TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
   TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET TESSERA_LOG=warn \
-    "$BIN" serve --config "$TMP/$name/config.toml" > "$TMP/$name/out.log" 2>&1 &
-  PIDS+=($!)
+    spawn "$BIN" serve --config "$TMP/$name/config.toml" > "$TMP/$name/out.log" 2>&1
   echo $! > "$TMP/$name/pid"
   for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
   echo "http://127.0.0.1:$port"
@@ -87,7 +97,7 @@ run_wrk() { # key label url conns [curl/wrk -H header...]
 
 echo "== machine: $(nproc) cores shared by wrk, the servers and nginx; wrk -t$THREADS -d$DUR on loopback"
 EPORT=$(free_port)
-"$ECHO" "127.0.0.1:$EPORT" > "$TMP/echo.log" 2>&1 &
+spawn "$ECHO" "127.0.0.1:$EPORT" > "$TMP/echo.log" 2>&1
 PIDS+=($!)
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$EPORT/" >/dev/null && break; sleep 0.05; done
 ECHO_URL=http://127.0.0.1:$EPORT
@@ -112,7 +122,7 @@ sed -e "s|@DIR@|$NDIR|g" -e "s|@ECHO@|127.0.0.1:$EPORT|" -e "s|@GATEWAY@|${GW#ht
   -e "s|@DIRECT@|127.0.0.1:$NDIRECT|" -e "s|@AUTH@|127.0.0.1:$NAUTH|" bench/edge-nginx.conf > "$NDIR/nginx.conf"
 # nginx's workers drop to an unprivileged user when started as root.
 chmod 755 "$TMP" "$NDIR"
-"$NGINX" -p "$NDIR" -c "$NDIR/nginx.conf" -e "$NDIR/error.log" -g 'daemon off;' &
+spawn "$NGINX" -p "$NDIR" -c "$NDIR/nginx.conf" -e "$NDIR/error.log" -g 'daemon off;'
 PIDS+=($!)
 for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$NDIRECT/" >/dev/null && break; sleep 0.05; done
 s=$(status_of "http://127.0.0.1:$NAUTH/x" -H "Authorization: Bearer $SECRET")
@@ -147,7 +157,7 @@ run_wrk nauth1 "nginx -> auth_request /auth/forward -> echo" "http://127.0.0.1:$
 # without it the application cannot be given one, or no budget is reported.
 RPORT=$(free_port)
 mkdir -p "$TMP/redis"
-redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$TMP/redis" --save "" > "$TMP/redis/log" 2>&1 &
+spawn redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$TMP/redis" --save "" > "$TMP/redis/log" 2>&1
 PIDS+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 SHARED=$(start_gateway redis 'redis_prefix = "edge:"' "redis://127.0.0.1:$RPORT/")
@@ -155,7 +165,7 @@ read -r RID RSECRET <<< "$(new_app "$SHARED" ',"rateLimit":{"requests":1000000,"
 if [ -n "${RSECRET:-}" ] && curl -s -D - -o /dev/null "$SHARED/auth/forward" -H "Authorization: Bearer $RSECRET" \
     | grep -qi '^ratelimit-policy:'; then
   echo "== Redis backend, rateLimit 1000000 per 1m"
-  run_wrk redis "/auth/forward, cached raw key, rate limited" "$SHARED/auth/forward" "$CONNS" \
+  run_wrk limited "/auth/forward, cached raw key, rate limited" "$SHARED/auth/forward" "$CONNS" \
     "Authorization: Bearer $RSECRET"
 else
   echo "== Redis backend with a rate limit: skipped (this build has no rate limiter: no RateLimit-Policy answered)"
@@ -179,7 +189,7 @@ print(f"auth_request added per proxied request, {conns} connections: p50 {ms(na[
       f"p99 {ms(na[2]-nd[2]):+.2f} ms (throughput {na[0]/nd[0]:.2f}x of nginx -> echo)")
 print(f"auth_request added per proxied request, 1 connection: p50 {ms(na1[1]-nd1[1]):+.2f} ms, "
       f"p99 {ms(na1[2]-nd1[2]):+.2f} ms")
-r = row("redis")
+r = row("limited")
 if r:
     print(f"cached key on Redis with a rate limit / embedded without: {r[0]/key[0]:.2f}x; p99 {ms(r[2]):.2f} ms")
 PY
