@@ -132,18 +132,40 @@ s=$(status_of "http://127.0.0.1:$NAUTH/x")
 
 echo "== $CONNS connections (gateway: embedded store, default settings; echo and gateway $(nproc) workers each)"
 run_wrk echo "bare actix-web JSON echo" "$ECHO_URL/" "$CONNS"
-if [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null 2>&1; then
-  perf record -F 999 -g -p "$(cat "$TMP/embedded/pid")" -o "$TMP/perf.data" -- sleep "${DUR%s}" >/dev/null 2>&1 &
+# PROFILE=1: perf samples the whole machine during a run, then prints the
+# share of each program (wrk included: it shares the cores), the gateway's
+# split between its code, libc and the kernel, and its hottest symbols (self
+# time; a release build keeps its symbols).
+PERF=
+prof_start() {
+  [ "${PROFILE:-0}" = 1 ] && command -v perf >/dev/null 2>&1 || return 0
+  perf record -a -F 999 -o "$TMP/perf.$1" -- sleep "${DUR%s}" >/dev/null 2>&1 &
   PERF=$!
-fi
-run_wrk key "/auth/forward, cached raw key" "$GW/auth/forward" "$CONNS" "Authorization: Bearer $SECRET"
-if [ -n "${PERF:-}" ]; then
+}
+prof_report() {
+  [ -n "$PERF" ] || return 0
   wait "$PERF" || true
-  echo "   perf: the gateway during the cached-key run (self time, top 25)"
-  perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -25 | sed 's/^/   /'
-fi
+  PERF=
+  local data=$TMP/perf.$1 gw; gw=$(cat "$TMP/embedded/pid")
+  # awk reads to the end: `head` would stop perf with SIGPIPE, and pipefail
+  # would end the script.
+  rows() { awk -v n="$1" '/^ +[0-9]/ && ++i <= n { print "   " substr($0, 1, 150) }'; }
+  echo "   perf, whole machine during that run, by program:"
+  perf report -i "$data" --no-children --sort comm --stdio 2>/dev/null | rows 8
+  perf report -i "$data" --pid "$gw" --percentage relative --no-children --sort dso,symbol --stdio \
+    > "$data.gw" 2>/dev/null || true
+  echo "   perf, the gateway alone, by object:"
+  awk '/^ +[0-9]/ { sub("%", "", $1); s[$2] += $1 } END { for (k in s) printf "   %8.2f%%  %s\n", s[k], k }' \
+    "$data.gw" | sort -rn | head -5
+  echo "   perf, the gateway alone, self time by symbol (top ${PROFILE_TOP:-30}):"
+  rows "${PROFILE_TOP:-30}" < "$data.gw"
+}
+prof_start key
+run_wrk key "/auth/forward, cached raw key" "$GW/auth/forward" "$CONNS" "Authorization: Bearer $SECRET"
+prof_report key
+prof_start token
 run_wrk token "/auth/forward, access token" "$GW/auth/forward" "$CONNS" "Authorization: Bearer $TOKEN"
+prof_report token
 run_wrk ndirect "nginx -> echo" "http://127.0.0.1:$NDIRECT/api/items" "$CONNS"
 run_wrk nauth "nginx -> auth_request /auth/forward -> echo" "http://127.0.0.1:$NAUTH/api/items" "$CONNS" \
   "Authorization: Bearer $SECRET"
