@@ -156,7 +156,7 @@ prof_report() {
     > "$data.gw" 2>/dev/null || true
   echo "   perf, the gateway alone, by object:"
   awk '/^ +[0-9]/ { sub("%", "", $1); s[$2] += $1 } END { for (k in s) printf "   %8.2f%%  %s\n", s[k], k }' \
-    "$data.gw" | sort -rn | head -5
+    "$data.gw" | sort -rn | head -5 || true
   echo "   perf, the gateway alone, self time by symbol (top ${PROFILE_TOP:-30}):"
   rows "${PROFILE_TOP:-30}" < "$data.gw"
 }
