@@ -10,7 +10,8 @@
 # Prints figures only; nothing here passes or fails on a time.
 #   bash bench/edge.sh            DUR=10s CONNS=64 THREADS=2 to change;
 #   BUILD_LOCK=/work/cargo.lock to take that lock around the build;
-#   PROFILE=1 to record the cached-key run with perf (when installed).
+#   PROFILE=1 to sample the /auth/forward runs with perf (when installed);
+#   BIN=<binary> for another gateway build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10s}
@@ -30,7 +31,8 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 ${BUILD_LOCK:+flock "$BUILD_LOCK"} cargo build --release --bin tessera --example edge_echo
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/tessera
+# BIN=<binary> measures another gateway build (the echo is still built here).
+BIN=${BIN:-$TARGET/release/tessera}
 ECHO=$TARGET/release/examples/edge_echo
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
