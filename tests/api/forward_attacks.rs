@@ -447,3 +447,71 @@ async fn many_audiences_for_one_key_stay_bounded() {
         assert_eq!(claims_of(&plain)["aud"], "a2");
     }
 }
+
+/// A person's access token at the edge: refused once its session is
+/// ended, once the person loses the permission, once the person is
+/// disabled (SPEC §9).
+#[tokio::test]
+async fn a_person_s_token_dies_at_the_edge_with_the_session_the_grant_or_the_person() {
+    use crate::people::{PASSWORD, create_user};
+    let app = spawn_app().await;
+    let uid = create_user(&app, "edge@example.com", &["content:read", "workloads:read"]).await;
+    let login = || async {
+        let t = ok(
+            app.post_json(
+                "/api/v1/token",
+                &json!({"grantType": "password", "email": "edge@example.com", "password": PASSWORD}),
+            )
+            .await,
+            200,
+        )
+        .await;
+        t["accessToken"].as_str().unwrap().to_owned()
+    };
+    let first = login().await;
+    let second = login().await;
+    assert_eq!(status_of(&app, "?permission=content:read", &first).await, 200);
+
+    // Session ended from the other session.
+    let sid = claims_of(&first)["sid"].as_str().unwrap().to_owned();
+    let res = app
+        .authed(Method::DELETE, &format!("/api/v1/me/sessions/{sid}"), &second)
+        .await
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    assert_eq!(status_of(&app, "", &first).await, 401);
+    assert_eq!(status_of(&app, "?permission=content:read", &second).await, 200);
+
+    // Demoted: the token minted before no longer carries the old grant.
+    ok(
+        call(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/users/{uid}"),
+            Some(json!({"permissions": ["content:read"]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    let status = status_of(&app, "?permission=workloads:read", &second).await;
+    assert!(matches!(status, 401 | 403), "demoted: {status}");
+
+    // Disabled: every token of the person is refused.
+    let third = login().await;
+    assert_eq!(status_of(&app, "", &third).await, 200);
+    ok(
+        call(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/users/{uid}"),
+            Some(json!({"status": "disabled"})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(status_of(&app, "", &third).await, 401);
+}
