@@ -64,6 +64,16 @@ impl GatewayMirror {
         self.generation.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// The generation a load begins under; `None` while unsubscribed.
+    fn begin_load(&self) -> Option<u64> {
+        (!self.unsubscribed.load(Ordering::SeqCst)).then(|| self.generation.load(Ordering::SeqCst))
+    }
+
+    /// A load begun under `generation` completed.
+    fn finish_load(&self, generation: u64) {
+        self.loaded.fetch_max(generation + 1, Ordering::SeqCst);
+    }
+
     /// Whether checks may rely on the mirror alone.
     pub fn is_fresh(&self) -> bool {
         !self.unsubscribed.load(Ordering::SeqCst)
@@ -91,11 +101,10 @@ impl GatewayMirror {
 /// meanwhile (or is down: then nothing is read).
 pub async fn load(gw: &Gateway) -> Result<usize, DomainError> {
     let m = &gw.revocation_mirror;
-    if m.unsubscribed.load(Ordering::SeqCst) {
+    let Some(generation) = m.begin_load() else {
         // It could not make the mirror trusted: nothing to gain reading.
         return Ok(0);
-    }
-    let generation = m.generation.load(Ordering::SeqCst);
+    };
     let mut cursor: Option<String> = None;
     let mut loaded = 0;
     loop {
@@ -109,7 +118,7 @@ pub async fn load(gw: &Gateway) -> Result<usize, DomainError> {
         }
         cursor = Some(page.cursor);
     }
-    m.loaded.fetch_max(generation + 1, Ordering::SeqCst);
+    m.finish_load(generation);
     Ok(loaded)
 }
 
@@ -120,4 +129,44 @@ pub async fn is_revoked(gw: &Gateway, token: &TokenRef<'_>) -> Result<bool, Doma
         return Ok(gw.revocation_mirror.mirror.is_revoked(token));
     }
     Ok(gw.revocations.is_revoked(token).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_load_begun_while_subscribed_makes_the_mirror_fresh() {
+        // The embedded store: one load and it is trusted.
+        let m = GatewayMirror::default();
+        assert!(!m.is_fresh());
+        let g = m.begin_load().unwrap();
+        m.finish_load(g);
+        assert!(m.is_fresh());
+
+        // On Redis, before the first subscription: no load counts.
+        let m = GatewayMirror::default();
+        m.unsubscribed();
+        assert!(m.begin_load().is_none());
+        assert!(!m.is_fresh());
+        m.lost_track();
+        assert!(!m.is_fresh(), "subscribed, but nothing loaded since");
+        let g = m.begin_load().unwrap();
+        m.finish_load(g);
+        assert!(m.is_fresh());
+
+        // A load that began before the subscription dropped and came back
+        // finishes afterwards: still not fresh.
+        let g = m.begin_load().unwrap();
+        m.unsubscribed();
+        assert!(!m.is_fresh());
+        m.lost_track();
+        m.finish_load(g);
+        assert!(!m.is_fresh());
+        // Nor does an older load finishing late undo a newer one.
+        let newer = m.begin_load().unwrap();
+        m.finish_load(newer);
+        m.finish_load(g);
+        assert!(m.is_fresh());
+    }
 }

@@ -455,7 +455,12 @@ async fn many_audiences_for_one_key_stay_bounded() {
 async fn a_person_s_token_dies_at_the_edge_with_the_session_the_grant_or_the_person() {
     use crate::people::{PASSWORD, create_user};
     let app = spawn_app().await;
-    let uid = create_user(&app, "edge@example.com", &["content:read", "workloads:read"]).await;
+    let uid = create_user(
+        &app,
+        "edge@example.com",
+        &["content:read", "workloads:read"],
+    )
+    .await;
     let login = || async {
         let t = ok(
             app.post_json(
@@ -470,19 +475,29 @@ async fn a_person_s_token_dies_at_the_edge_with_the_session_the_grant_or_the_per
     };
     let first = login().await;
     let second = login().await;
-    assert_eq!(status_of(&app, "?permission=content:read", &first).await, 200);
+    assert_eq!(
+        status_of(&app, "?permission=content:read", &first).await,
+        200
+    );
 
     // Session ended from the other session.
     let sid = claims_of(&first)["sid"].as_str().unwrap().to_owned();
     let res = app
-        .authed(Method::DELETE, &format!("/api/v1/me/sessions/{sid}"), &second)
+        .authed(
+            Method::DELETE,
+            &format!("/api/v1/me/sessions/{sid}"),
+            &second,
+        )
         .await
         .send()
         .await
         .unwrap();
     assert_eq!(res.status(), 204);
     assert_eq!(status_of(&app, "", &first).await, 401);
-    assert_eq!(status_of(&app, "?permission=content:read", &second).await, 200);
+    assert_eq!(
+        status_of(&app, "?permission=content:read", &second).await,
+        200
+    );
 
     // Demoted: the token minted before no longer carries the old grant.
     ok(
@@ -514,4 +529,33 @@ async fn a_person_s_token_dies_at_the_edge_with_the_session_the_grant_or_the_per
     )
     .await;
     assert_eq!(status_of(&app, "", &third).await, 401);
+}
+
+/// Narrowing a key's `allowedIps` is a demotion: neither the key nor a
+/// token minted before passes from an address the list no longer holds.
+#[tokio::test]
+async fn narrowing_allowed_ips_ends_what_was_minted_before() {
+    let app = spawn_app().await;
+    let (created, secret) = app
+        .create_app(json!({"name": "moving", "permissions": ["content:read"], "allowedIps": ["127.0.0.0/8"]}))
+        .await;
+    let id = created["id"].as_str().unwrap().to_owned();
+    let token = handed(&forward(&app, "", &secret).await);
+    let exchanged = app.token_for(None, &secret).await;
+    ok(
+        call(
+            &app,
+            Method::PATCH,
+            &format!("/api/v1/apps/{id}"),
+            Some(json!({"allowedIps": ["10.0.0.0/8"]})),
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(status_of(&app, "", &secret).await, 403);
+    for t in [&token, &exchanged] {
+        let status = status_of(&app, "", t).await;
+        assert!(matches!(status, 401 | 403), "old token: {status}");
+    }
 }
