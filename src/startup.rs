@@ -56,6 +56,11 @@ fn apply_change(gw: &Gateway, change: Change) {
                 gw.grants_cache.invalidate(&sub);
             }
         }
+        // Revocations made elsewhere are missed from now on: the edge asks
+        // the store until the subscription is back. The caches are kept
+        // (they serve through a Redis outage); a snapshot read before a
+        // missed revocation only mints tokens born revoked.
+        Change::Lost => gw.revocation_mirror.unsubscribed(),
         // Messages may have been missed while disconnected: start afresh.
         Change::Resynced => {
             // Reloaded by the next tick; the store answers until then.
@@ -141,6 +146,11 @@ impl Application {
         let boot = bootstrap::run(&gateway)
             .await
             .map_err(|e| StartupError(format!("bootstrap: {e}")))?;
+        if follow.is_some() {
+            // Not trusted before the subscription is up: a revocation made
+            // elsewhere between this load and the subscription would be missed.
+            gateway.revocation_mirror.unsubscribed();
+        }
         if let Err(e) = crate::service::mirror::load(&gateway).await {
             // Not fatal: checks read the store until a later tick loads it.
             tracing::warn!(error = %e, "loading the revocation list failed; retrying");

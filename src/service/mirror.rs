@@ -11,7 +11,11 @@
 //! and an entry published while a reload runs is never lost.
 //!
 //! Until a load has completed the mirror is not trusted: checks go to the
-//! store, as they did before there was a mirror.
+//! store, as they did before there was a mirror. On Redis it is trusted
+//! only while the change subscription is up and a load has completed since
+//! it was (re)established: what another gateway revokes while this one is
+//! not subscribed reaches it through nobody, so until then the store
+//! answers (and an unreachable store refuses: fail closed).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -26,11 +30,15 @@ const LOAD_PAGE: usize = 1_000;
 #[derive(Default)]
 pub struct GatewayMirror {
     mirror: RevocationMirror,
-    /// A load completed and no subscription was lost since.
-    fresh: AtomicBool,
-    /// Bumped when the subscription is lost: a load that began before it
-    /// does not make the mirror fresh.
+    /// Bumped whenever the subscription is lost or (re)established: only a
+    /// load begun under the current generation makes the mirror trusted.
     generation: AtomicU64,
+    /// One more than the generation the latest completed load began under
+    /// (0: none has completed). One number, so a load finishing while the
+    /// subscription changes can never mark the mirror fresh by mistake.
+    loaded: AtomicU64,
+    /// On Redis: the change subscription is down (or not yet up).
+    unsubscribed: AtomicBool,
 }
 
 impl GatewayMirror {
@@ -42,13 +50,34 @@ impl GatewayMirror {
     /// The subscription was (re)established: entries may have been missed
     /// until the next load completes.
     pub fn lost_track(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        self.fresh.store(false, Ordering::Release);
+        // Generation first: between the two stores the mirror must not look
+        // fresh from a load made while unsubscribed.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        self.unsubscribed.store(false, Ordering::SeqCst);
+    }
+
+    /// The subscription is down (or, at start on Redis, not up yet): other
+    /// gateways' revocations may be missed from now on, so the store
+    /// answers until the subscription is back and a load has completed.
+    pub fn unsubscribed(&self) {
+        self.unsubscribed.store(true, Ordering::SeqCst);
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The generation a load begins under; `None` while unsubscribed.
+    fn begin_load(&self) -> Option<u64> {
+        (!self.unsubscribed.load(Ordering::SeqCst)).then(|| self.generation.load(Ordering::SeqCst))
+    }
+
+    /// A load begun under `generation` completed.
+    fn finish_load(&self, generation: u64) {
+        self.loaded.fetch_max(generation + 1, Ordering::SeqCst);
     }
 
     /// Whether checks may rely on the mirror alone.
     pub fn is_fresh(&self) -> bool {
-        self.fresh.load(Ordering::Acquire)
+        !self.unsubscribed.load(Ordering::SeqCst)
+            && self.loaded.load(Ordering::SeqCst) == self.generation.load(Ordering::SeqCst) + 1
     }
 
     /// Forgets entries whose tokens have all expired.
@@ -68,10 +97,14 @@ impl GatewayMirror {
 }
 
 /// Reads every live entry from the store into the mirror; the mirror is
-/// trusted afterwards unless the subscription was lost meanwhile.
+/// trusted afterwards unless the subscription was lost or re-established
+/// meanwhile (or is down: then nothing is read).
 pub async fn load(gw: &Gateway) -> Result<usize, DomainError> {
     let m = &gw.revocation_mirror;
-    let generation = m.generation.load(Ordering::Acquire);
+    let Some(generation) = m.begin_load() else {
+        // It could not make the mirror trusted: nothing to gain reading.
+        return Ok(0);
+    };
     let mut cursor: Option<String> = None;
     let mut loaded = 0;
     loop {
@@ -85,9 +118,7 @@ pub async fn load(gw: &Gateway) -> Result<usize, DomainError> {
         }
         cursor = Some(page.cursor);
     }
-    if m.generation.load(Ordering::Acquire) == generation {
-        m.fresh.store(true, Ordering::Release);
-    }
+    m.finish_load(generation);
     Ok(loaded)
 }
 
@@ -98,4 +129,44 @@ pub async fn is_revoked(gw: &Gateway, token: &TokenRef<'_>) -> Result<bool, Doma
         return Ok(gw.revocation_mirror.mirror.is_revoked(token));
     }
     Ok(gw.revocations.is_revoked(token).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_load_begun_while_subscribed_makes_the_mirror_fresh() {
+        // The embedded store: one load and it is trusted.
+        let m = GatewayMirror::default();
+        assert!(!m.is_fresh());
+        let g = m.begin_load().unwrap();
+        m.finish_load(g);
+        assert!(m.is_fresh());
+
+        // On Redis, before the first subscription: no load counts.
+        let m = GatewayMirror::default();
+        m.unsubscribed();
+        assert!(m.begin_load().is_none());
+        assert!(!m.is_fresh());
+        m.lost_track();
+        assert!(!m.is_fresh(), "subscribed, but nothing loaded since");
+        let g = m.begin_load().unwrap();
+        m.finish_load(g);
+        assert!(m.is_fresh());
+
+        // A load that began before the subscription dropped and came back
+        // finishes afterwards: still not fresh.
+        let g = m.begin_load().unwrap();
+        m.unsubscribed();
+        assert!(!m.is_fresh());
+        m.lost_track();
+        m.finish_load(g);
+        assert!(!m.is_fresh());
+        // Nor does an older load finishing late undo a newer one.
+        let newer = m.begin_load().unwrap();
+        m.finish_load(newer);
+        m.finish_load(g);
+        assert!(m.is_fresh());
+    }
 }

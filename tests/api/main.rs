@@ -28,6 +28,7 @@ mod errors;
 mod exchange;
 mod feed;
 mod forward;
+mod forward_attacks;
 mod fuzz_bodies;
 mod helpers;
 mod identity;

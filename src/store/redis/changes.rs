@@ -17,13 +17,16 @@ pub enum Change {
     /// The subscription was (re)established: anything may have been missed.
     /// Never on the wire: the follower says it after each subscription.
     Resynced,
+    /// The subscription ended: changes are missed until `Resynced`.
+    /// Never on the wire: the follower says it the moment it notices.
+    Lost,
 }
 
 impl RedisStore {
     /// Follows the change channel for as long as the process lives,
     /// reconnecting with a short back-off; `apply` gets every change event,
-    /// and `Resynced` after each (re)subscription, when changes may have been
-    /// missed. Messages that are not change events this version knows are
+    /// `Lost` when a subscription ends, and `Resynced` after each
+    /// (re)subscription, when changes may have been missed. Messages that are not change events this version knows are
     /// skipped.
     pub fn follow_changes(
         url: String,
@@ -56,6 +59,7 @@ impl RedisStore {
                                 apply(Change::Event(e));
                             }
                         }
+                        apply(Change::Lost);
                         tracing::warn!("redis change subscription lost; reconnecting");
                     }
                     Err(e) => {
