@@ -35,10 +35,10 @@ const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Raw keys cached at most; beyond it the cache is swept, then cleared (a
 /// miss costs one signature, never a wrong answer).
 const MAX_KEYS: usize = 20_000;
-/// A reused token is replaced once less than this share of its life is
-/// left, and never handed on with less than this many seconds.
+/// A reused token is replaced once a quarter of its life, or a minute if
+/// that is less, is left: the service behind gets it with time to spare.
 const RENEW_FRACTION: i64 = 4;
-const RENEW_MIN_SECS: i64 = 60;
+const RENEW_MAX_SECS: i64 = 60;
 
 /// What the proxy presented.
 pub enum Credential {
@@ -366,7 +366,7 @@ async fn with_key(
                 return Err(Refused::key(DomainError::InvalidCredentials));
             }
             let life = claims.exp - claims.iat;
-            let margin = (life / RENEW_FRACTION).min(RENEW_MIN_SECS);
+            let margin = (life / RENEW_FRACTION).min(RENEW_MAX_SECS);
             let permissions = claims
                 .permissions
                 .iter()

@@ -375,29 +375,11 @@ async fn allowed_ips_hold_at_the_edge() {
     assert_eq!((status, code.as_str()), (403, "ip_not_allowed"));
 }
 
-fn prefix() -> String {
-    format!("f{}:", tessera::crypto::random::base62(10).unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_gateway_reaches_the_edge_of_another() {
     let redis = RedisServer::start();
-    let p = prefix();
     let issuer = "http://edge.test";
-    let a = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = p.clone();
-        s.issuer = Some(issuer.into());
-    })
-    .await;
-    let keys = a.keys_dir();
-    let b = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = p.clone();
-        s.keys_dir = keys.clone();
-        s.issuer = Some(issuer.into());
-    })
-    .await;
+    let (a, b) = pair_on_redis(&redis.url(), issuer).await;
     let (created, secret) = a
         .create_app(json!({"name": "shared", "permissions": ["content:read"]}))
         .await;
@@ -428,12 +410,12 @@ async fn a_revocation_on_one_gateway_reaches_the_edge_of_another() {
 
     // A gateway started afterwards loads the list: the token is refused
     // from its first request.
-    let c = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = p.clone();
-        s.keys_dir = keys.clone();
-        s.issuer = Some(issuer.into());
-    })
+    let c = spawn_on_redis(
+        &redis.url(),
+        a.settings_prefix(),
+        issuer,
+        Some(a.keys_dir()),
+    )
     .await;
     assert_eq!(forward(&c, "", Some(&token)).await.status(), 401);
 }

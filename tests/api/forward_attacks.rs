@@ -31,29 +31,9 @@ fn handed(res: &reqwest::Response) -> String {
     res.headers()["authorization"].to_str().unwrap()[7..].to_owned()
 }
 
-fn prefix() -> String {
-    format!("fa{}:", tessera::crypto::random::base62(10).unwrap())
-}
-
 /// Two gateways on one Redis, sharing keys and issuer.
 async fn pair(redis: &RedisServer) -> (TestApp, TestApp) {
-    let p = prefix();
-    let issuer = "http://edge-attacks.test";
-    let a = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = p.clone();
-        s.issuer = Some(issuer.into());
-    })
-    .await;
-    let keys = a.keys_dir();
-    let b = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = p.clone();
-        s.keys_dir = keys.clone();
-        s.issuer = Some(issuer.into());
-    })
-    .await;
-    (a, b)
+    pair_on_redis(&redis.url(), "http://edge-attacks.test").await
 }
 
 /// Waits until `a` has (re)subscribed and reloaded its mirror: a

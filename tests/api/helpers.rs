@@ -59,6 +59,36 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Settings)) -> TestApp {
     spawn_in(dirs, settings).await
 }
 
+/// A gateway on the Redis at `redis_url` under `prefix`, issuing as
+/// `issuer`, with its key ring in `keys` when given: gateways behind one
+/// balancer share the three (operators share the ring by mounting one
+/// directory).
+pub async fn spawn_on_redis(
+    redis_url: &str,
+    prefix: &str,
+    issuer: &str,
+    keys: Option<PathBuf>,
+) -> TestApp {
+    spawn_with(|s| {
+        s.redis_url = Some(redis_url.to_owned());
+        s.redis_prefix = prefix.to_owned();
+        s.issuer = Some(issuer.to_owned());
+        if let Some(k) = keys {
+            s.keys_dir = k;
+        }
+    })
+    .await
+}
+
+/// Two gateways acting as one on the Redis at `redis_url`, under a fresh
+/// prefix, sharing `issuer` and the first one's key ring.
+pub async fn pair_on_redis(redis_url: &str, issuer: &str) -> (TestApp, TestApp) {
+    let prefix = format!("t{}:", tessera::crypto::random::base62(10).unwrap());
+    let a = spawn_on_redis(redis_url, &prefix, issuer, None).await;
+    let b = spawn_on_redis(redis_url, &prefix, issuer, Some(a.keys_dir())).await;
+    (a, b)
+}
+
 pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
     let keys_dir = settings.keys_dir.clone();
     let configured_issuer = settings.issuer.clone();

@@ -539,23 +539,8 @@ async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_redis_a_leak_reported_to_one_gateway_is_refused_by_the_other() {
     let redis = RedisServer::start();
-    let prefix = format!("t{}:", tessera::crypto::random::base62(10).unwrap());
     // Behind one balancer: one issuer, one Redis, one key ring.
-    let issuer = "https://auth.leaks.example";
-    let a = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = prefix.clone();
-        s.issuer = Some(issuer.into());
-    })
-    .await;
-    let keys = a.keys_dir();
-    let b = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = prefix.clone();
-        s.keys_dir = keys.clone();
-        s.issuer = Some(issuer.into());
-    })
-    .await;
+    let (a, b) = pair_on_redis(&redis.url(), "https://auth.leaks.example").await;
     let (victim, secret) = a
         .create_app(json!({"name": "victim", "permissions": ["content:read"]}))
         .await;

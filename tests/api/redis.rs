@@ -18,23 +18,7 @@ fn prefix() -> String {
 /// Two gateways on one Redis, each with its own key ring directory holding
 /// the same key (operators share the ring by mounting one directory).
 async fn two_gateways(redis: &RedisServer) -> (TestApp, TestApp) {
-    // Behind one load balancer they share an issuer, a Redis and a key ring.
-    let p = prefix();
-    let a = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = p.clone();
-        s.issuer = Some(SHARED_ISSUER.into());
-    })
-    .await;
-    let keys = a.keys_dir();
-    let b = spawn_with(|s| {
-        s.redis_url = Some(redis.url());
-        s.redis_prefix = p.clone();
-        s.keys_dir = keys.clone();
-        s.issuer = Some(SHARED_ISSUER.into());
-    })
-    .await;
-    (a, b)
+    pair_on_redis(&redis.url(), SHARED_ISSUER).await
 }
 
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
