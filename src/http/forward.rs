@@ -16,6 +16,7 @@ use super::error::{ApiError, api_error_response};
 use super::extract;
 use crate::domain::DomainError;
 use crate::service::forward::{self, Credential, ForwardRequest, Refused, Requirements};
+use crate::service::metrics::inc;
 use crate::service::ratelimit::Decision;
 
 /// What the proxy's configuration asks of the route. An unknown parameter
@@ -100,7 +101,18 @@ fn rate_headers(res: &mut HttpResponse, d: &Decision) {
 
 /// Answers one forward-auth request.
 pub async fn check(req: HttpRequest) -> HttpResponse {
-    match decide(&req).await {
+    let outcome = decide(&req).await;
+    if let Ok(gw) = extract::gateway(&req) {
+        let m = &gw.metrics;
+        match &outcome {
+            Ok(_) => inc(&m.edge_admitted),
+            Err((r, _)) if matches!(r.error, DomainError::RateLimited { .. }) => {
+                inc(&m.edge_rate_limited);
+            }
+            Err(_) => inc(&m.edge_refused),
+        }
+    }
+    match outcome {
         Ok(res) => res,
         Err(e) => refusal(e),
     }

@@ -16,6 +16,13 @@ pub struct Metrics {
     pub secret_verifications: AtomicU64,
     /// Exchanges answered from the verified-secret cache.
     pub secret_cache_hits: AtomicU64,
+    /// `/auth/forward` answers: admitted.
+    pub edge_admitted: AtomicU64,
+    /// `/auth/forward` answers: refused for the credential or the route's
+    /// needs (401, 403, 400).
+    pub edge_refused: AtomicU64,
+    /// `/auth/forward` answers: refused by an application's budget.
+    pub edge_rate_limited: AtomicU64,
     /// HTTP responses by class: 2xx, 4xx, 5xx.
     pub http_2xx: AtomicU64,
     /// See `http_2xx`.
@@ -62,6 +69,21 @@ impl Metrics {
             "Exchanges served from the verified-secret cache.",
             &self.secret_cache_hits,
         );
+        let _ = writeln!(
+            out,
+            "# HELP tessera_edge_decisions_total /auth/forward answers by outcome.\n# TYPE tessera_edge_decisions_total counter"
+        );
+        for (outcome, v) in [
+            ("admitted", &self.edge_admitted),
+            ("refused", &self.edge_refused),
+            ("rate_limited", &self.edge_rate_limited),
+        ] {
+            let _ = writeln!(
+                out,
+                "tessera_edge_decisions_total{{outcome=\"{outcome}\"}} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP tessera_http_responses_total HTTP responses by status class.\n# TYPE tessera_http_responses_total counter"

@@ -449,3 +449,40 @@ async fn the_embedded_store_s_list_is_loaded_at_start() {
     assert_eq!(forward(&again, "", Some(&token)).await.status(), 401);
     assert_eq!(forward(&again, "", Some(&secret)).await.status(), 401);
 }
+
+#[tokio::test]
+async fn the_edge_s_decisions_are_counted() {
+    let app = spawn_with(|s| {
+        s.rate_limit = Some(serde_json::from_value(json!({"requests": 1, "per": "1h"})).unwrap());
+    })
+    .await;
+    let (_, secret) = app
+        .create_app(json!({"name": "counted", "permissions": ["content:read"]}))
+        .await;
+    assert_eq!(forward(&app, "", Some(&secret)).await.status(), 200);
+    assert_eq!(forward(&app, "", Some(&secret)).await.status(), 429);
+    assert_eq!(forward(&app, "", None).await.status(), 401);
+    assert_eq!(
+        forward(&app, "", Some("tsr_sk_live_nothing"))
+            .await
+            .status(),
+        401
+    );
+    let admin = app.admin_token().await;
+    let text = app
+        .authed(Method::GET, "/metrics", &admin)
+        .await
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "tessera_edge_decisions_total{outcome=\"admitted\"} 1",
+        "tessera_edge_decisions_total{outcome=\"rate_limited\"} 1",
+        "tessera_edge_decisions_total{outcome=\"refused\"} 2",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
+    }
+}
