@@ -204,13 +204,23 @@ pub async fn report(
     let mut verdicts = Vec::with_capacity(entries.len());
     let mut sources: Vec<String> = Vec::new();
     let mut genuine = 0usize;
+    // Labels already given in this report, by HMAC of the string: a key
+    // repeated 100 times is verified once (a public leaked key stays
+    // genuine, and 100 argon2 runs per request on the pool the exchange
+    // shares would let any reporter starve it).
+    let mut seen: Vec<([u8; 32], LeakLabel)> = Vec::new();
     for entry in entries {
         let token = SecretString::from(entry.token);
-        let found = examine(gw, &token).await?;
         let source = scrubbed(&entry.source, token.expose_secret());
         if !sources.contains(&source) {
             sources.push(source.clone());
         }
+        let digest = gw.pepper.digest(&token);
+        if let Some((_, label)) = seen.iter().find(|(d, _)| *d == digest) {
+            verdicts.push(LeakVerdict { label: *label });
+            continue;
+        }
+        let found = examine(gw, &token).await?;
         let label = match found {
             None => LeakLabel::FalsePositive,
             Some(found) => {
@@ -220,6 +230,7 @@ pub async fn report(
                 LeakLabel::TruePositive
             }
         };
+        seen.push((digest, label));
         verdicts.push(LeakVerdict { label });
     }
     tracing::info!(
