@@ -66,3 +66,45 @@ async fn one_key_repeated_in_a_report_is_verified_once() {
         "100 copies of one key took {took:?}, one took {one:?}: each copy was verified"
     );
 }
+
+/// A gateway may read the client's address from `Forwarded` instead of
+/// `X-Forwarded-For` (`forwarded_header`). The shipped nginx config set
+/// only `X-Forwarded-For` on its question to the gateway, and passed the
+/// client's own `Forwarded` header along: a client outside an
+/// application's `allowedIps` claimed an address inside it and passed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clients_own_forwarded_header_never_reaches_the_gateway() {
+    use crate::edge_nginx::{Edge, client_from, cluster_key, parts};
+    use tessera::domain::cidr::ForwardedHeader;
+    let edge = Edge::start_tweaked(1, |s| s.forwarded_header = ForwardedHeader::Forwarded).await;
+    // 127.0.0.1 is nginx's address, which cluster_api (trusting no proxy)
+    // checks the token's CIDRs against.
+    let (_, key) = cluster_key(
+        edge.gw(),
+        json!({"allowedIps": ["127.0.0.3/32", "127.0.0.1/32"]}),
+    )
+    .await;
+    let get_from = async |last: u8, spoof: Option<&str>| {
+        let mut req = client_from(last)
+            .get(edge.workloads("c1"))
+            .header("X-Api-Key", &key);
+        if let Some(s) = spoof {
+            req = req.header("Forwarded", s);
+        }
+        parts(req.send().await.unwrap()).await
+    };
+    for spoof in [
+        "for=127.0.0.3",
+        "for=\"127.0.0.3\";proto=https",
+        "for=127.0.0.3, for=127.0.0.3",
+    ] {
+        let (status, _, body) = get_from(2, Some(spoof)).await;
+        assert_eq!(status, 403, "{spoof}: {body}");
+        assert_eq!(body["error"]["code"], "ip_not_allowed", "{body}");
+    }
+    // nginx tells the gateway the address it saw, in the header it reads.
+    let (status, _, body) = get_from(3, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _, body) = get_from(3, Some("for=127.0.0.2")).await;
+    assert_eq!(status, 200, "{body}");
+}
