@@ -192,8 +192,9 @@ enum Found {
 /// `InsufficientPermissions` without `leaks:report`; `Validation` for more
 /// than [`MAX_ENTRIES`] entries or an entry out of bounds (nothing
 /// changed); `Unavailable` when the hashing pool is saturated or a write
-/// keeps racing (entries before it may have been revoked: reporting them
-/// again is harmless).
+/// keeps racing, `RateLimited` when the access tokens reported take the
+/// reporter past its revocation allowance (entries before it may have been
+/// revoked: reporting them again is harmless).
 pub async fn report(
     gw: &Gateway,
     actor: &Principal,
@@ -220,7 +221,7 @@ pub async fn report(
             verdicts.push(LeakVerdict { label: *label });
             continue;
         }
-        let found = examine(gw, &token).await?;
+        let found = examine(gw, actor, &token).await?;
         let label = match found {
             None => LeakLabel::FalsePositive,
             Some(found) => {
@@ -296,7 +297,11 @@ async fn record_found(gw: &Gateway, actor: &Principal, found: Found, source: &st
 
 /// Whether `token` is a genuine credential of this gateway; a genuine one
 /// is killed before this returns.
-async fn examine(gw: &Gateway, token: &SecretString) -> Result<Option<Found>, DomainError> {
+async fn examine(
+    gw: &Gateway,
+    actor: &Principal,
+    token: &SecretString,
+) -> Result<Option<Found>, DomainError> {
     match secret::check(&gw.policy.key_prefix, token) {
         SecretCheck::Generated(parsed) => examine_key(gw, token, parsed).await,
         // A mistyped key: refused without a lookup, as at the exchange.
@@ -305,7 +310,7 @@ async fn examine(gw: &Gateway, token: &SecretString) -> Result<Option<Found>, Do
             if let Some(id) = operator_admin_secret(gw, token) {
                 return Ok(Some(Found::OperatorAdmin { app_id: id }));
             }
-            examine_access_token(gw, token.expose_secret()).await
+            examine_access_token(gw, actor, token.expose_secret()).await
         }
     }
 }
@@ -374,10 +379,31 @@ async fn examine_key(
 /// An access token of this gateway that verifies and has not expired is
 /// genuine: its `jti` is revoked (already revoked ones are labelled genuine
 /// too, and nothing is added).
-async fn examine_access_token(gw: &Gateway, token: &str) -> Result<Option<Found>, DomainError> {
+///
+/// A new entry takes one unit of the reporter's allowance, the one
+/// `/oauth/revoke` takes from: otherwise any reporter could mint tokens of
+/// its own and report them, 100 per request, growing the revocation feed
+/// (and every verifier's work) at will.
+async fn examine_access_token(
+    gw: &Gateway,
+    actor: &Principal,
+    token: &str,
+) -> Result<Option<Found>, DomainError> {
     let Some(claims) = super::revocation::read_own_token(gw, token) else {
         return Ok(None);
     };
+    let found = Found::Token {
+        sub: claims.sub.clone(),
+        client_id: claims.client_id.clone(),
+        jti: claims.jti.clone(),
+    };
+    if super::revocation::is_revoked(gw, &claims).await? {
+        return Ok(Some(found));
+    }
+    let allowance = format!("{}\n{}", gw.issuer, actor.subject);
+    gw.revocation_limiter
+        .try_take(&allowance)
+        .map_err(|retry_after| DomainError::RateLimited { retry_after })?;
     // Verifiers accept a token until `exp` plus their leeway: the entry
     // must last as long, and no longer than any token of ours can live.
     let leeway = i64::try_from(gw.policy.leeway).unwrap_or(i64::MAX / 4);
@@ -389,7 +415,7 @@ async fn examine_access_token(gw: &Gateway, token: &str) -> Result<Option<Found>
         .exp
         .saturating_add(leeway)
         .min(Utc::now().timestamp().saturating_add(longest));
-    let stored = gw
+    let stored = match gw
         .revocations
         .revoke(
             RevocationKind::Jti {
@@ -397,16 +423,21 @@ async fn examine_access_token(gw: &Gateway, token: &str) -> Result<Option<Found>
             },
             expires_at,
         )
-        .await?;
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            gw.revocation_limiter.give_back(&allowance);
+            return Err(e.into());
+        }
+    };
     gw.revocation_mirror.apply(&stored.entry);
     if stored.appended {
         tracing::warn!(jti = %claims.jti, sub = %claims.sub, seq = stored.entry.seq, "leaked token revoked");
+    } else {
+        gw.revocation_limiter.give_back(&allowance);
     }
-    Ok(Some(Found::Token {
-        sub: claims.sub,
-        client_id: claims.client_id,
-        jti: claims.jti,
-    }))
+    Ok(Some(found))
 }
 
 #[cfg(test)]

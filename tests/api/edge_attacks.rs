@@ -108,3 +108,52 @@ async fn a_clients_own_forwarded_header_never_reaches_the_gateway() {
     let (status, _, body) = get_from(3, Some("for=127.0.0.2")).await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// `/oauth/revoke` lets one client add 60 revocation entries a minute,
+/// which keeps it from growing the feed every verifier follows. A
+/// reporter could mint tokens of its own and report them as leaked, 100
+/// new entries per request, without end. The report takes from the same
+/// allowance: past it, a 429 with `Retry-After`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reported_tokens_take_from_the_reporters_revocation_allowance() {
+    let app = spawn_app().await;
+    let (scanner, secret) = app
+        .create_app(json!({"name": "scanner", "permissions": ["leaks:report"]}))
+        .await;
+    let scanner_id = scanner["id"].as_str().unwrap().to_owned();
+    // The reporter keeps one token to report with and mints 70 others.
+    let bearer = app.token_for(None, &secret).await;
+    let mut minted = Vec::new();
+    for _ in 0..70 {
+        minted.push(app.token_for(None, &secret).await);
+    }
+    let body: Vec<Value> = minted.iter().map(|t| found(t)).collect();
+    // Two reports of 35 (the request body bound holds fewer than 100).
+    let (_, labels) = timed_report(&app, &bearer, &Value::Array(body[..35].to_vec())).await;
+    assert!(labels.iter().all(|l| l == "true_positive"), "{labels:?}");
+    let res = app
+        .authed(Method::POST, "/api/v1/leaks", &bearer)
+        .await
+        .json(&body[35..])
+        .send()
+        .await
+        .unwrap();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (status, code, _) = error_code(res).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (429, "rate_limited"),
+        "70 new revocations in a minute"
+    );
+    assert!(retry.is_some_and(|r| r.parse::<u64>().is_ok_and(|s| s >= 1)));
+    // Reported again, the ones already revoked add nothing and stay
+    // genuine; only the allowance's end stops the rest.
+    let (_, labels) = timed_report(&app, &bearer, &Value::Array(body[..35].to_vec())).await;
+    assert!(labels.iter().all(|l| l == "true_positive"), "{labels:?}");
+    // The reporter's own key was never at stake.
+    assert_eq!(app.exchange(Some(&scanner_id), &secret).await.status(), 200);
+}
