@@ -210,6 +210,9 @@ pub async fn report(
     // genuine, and 100 argon2 runs per request on the pool the exchange
     // shares would let any reporter starve it).
     let mut seen: Vec<([u8; 32], LeakLabel)> = Vec::new();
+    // (application id, hint) pairs already verified in this report: see
+    // `examine_key`.
+    let mut hashed: Vec<(String, String)> = Vec::new();
     for entry in entries {
         let token = SecretString::from(entry.token);
         let source = scrubbed(&entry.source, token.expose_secret());
@@ -221,7 +224,7 @@ pub async fn report(
             verdicts.push(LeakVerdict { label: *label });
             continue;
         }
-        let found = examine(gw, actor, &token).await?;
+        let found = examine(gw, actor, &token, &mut hashed).await?;
         let label = match found {
             None => LeakLabel::FalsePositive,
             Some(found) => {
@@ -301,9 +304,10 @@ async fn examine(
     gw: &Gateway,
     actor: &Principal,
     token: &SecretString,
+    hashed: &mut Vec<(String, String)>,
 ) -> Result<Option<Found>, DomainError> {
     match secret::check(&gw.policy.key_prefix, token) {
-        SecretCheck::Generated(parsed) => examine_key(gw, token, parsed).await,
+        SecretCheck::Generated(parsed) => examine_key(gw, token, parsed, hashed).await,
         // A mistyped key: refused without a lookup, as at the exchange.
         SecretCheck::Corrupt => Ok(None),
         SecretCheck::Opaque => {
@@ -337,10 +341,19 @@ fn same_hint(stored: Option<&str>, presented: &str) -> bool {
     })
 }
 
+/// `hashed`: the (id, hint) pairs this report has verified already. A
+/// second distinct string with the same pair is not verified again: the
+/// format is public, so one key that leaked (and stays genuine once
+/// revoked) yields any number of checksum-valid variants carrying its
+/// hint, each of which would cost an argon2 run. Only a hint collision
+/// between an application's current and rotated-out secret (1 in 2^24)
+/// could make such a second string genuine, and the first one verified
+/// then already killed the key.
 async fn examine_key(
     gw: &Gateway,
     token: &SecretString,
     parsed: secret::ParsedSecret,
+    hashed: &mut Vec<(String, String)>,
 ) -> Result<Option<Found>, DomainError> {
     let id = parsed.app_id;
     // Read afresh, not from the cache: this decides a revocation.
@@ -366,6 +379,10 @@ async fn examine_key(
             _ => return Ok(None),
         }
     };
+    if hashed.iter().any(|(i, h)| *i == id && *h == parsed.hint) {
+        return Ok(None);
+    }
+    hashed.push((id.clone(), parsed.hint.clone()));
     match gw.hasher.verify(token, Some(hash.clone())).await {
         Ok(true) => {}
         Ok(false) => return Ok(None),

@@ -157,3 +157,48 @@ async fn reported_tokens_take_from_the_reporters_revocation_allowance() {
     // The reporter's own key was never at stake.
     assert_eq!(app.exchange(Some(&scanner_id), &secret).await.status(), 200);
 }
+
+/// The key format is public (scanners check the checksum), so one key that
+/// leaked yields any number of checksum-valid variants carrying its id and
+/// its hint: each passed the hint check and cost an argon2 run, 100 per
+/// report. One report verifies each (application, hint) pair once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variants_of_one_leaked_key_cost_one_verification() {
+    let app = spawn_app().await;
+    let (_, scanner) = app
+        .create_app(json!({"name": "scanner", "permissions": ["leaks:report"]}))
+        .await;
+    let scanner = app.token_for(None, &scanner).await;
+    let (_, leaked) = app
+        .create_app(json!({"name": "victim", "permissions": ["content:read"]}))
+        .await;
+    let (_, first) = timed_report(&app, &scanner, &json!([found(&leaked)])).await;
+    assert_eq!(first, ["true_positive"]);
+    let mut one = Duration::ZERO;
+    for _ in 0..3 {
+        let (took, labels) = timed_report(&app, &scanner, &json!([found(&leaked)])).await;
+        assert_eq!(labels, ["true_positive"]);
+        one = one.max(took);
+    }
+    // The body without its checksum; its last characters varied (the hint
+    // is at the front of the random part), then sealed again.
+    let body = &leaked[..leaked.len() - 6];
+    let alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').collect();
+    let variants: Vec<String> = (0..100)
+        .map(|i| {
+            let mut v = body[..body.len() - 2].to_owned();
+            v.push(alphabet[i % alphabet.len()]);
+            v.push(alphabet[i / alphabet.len()]);
+            tessera::crypto::secret::seal(&v)
+        })
+        .filter(|v| *v != leaked)
+        .collect();
+    let entries: Vec<Value> = variants.iter().map(|v| found(v)).collect();
+    let (took, labels) = timed_report(&app, &scanner, &Value::Array(entries)).await;
+    assert!(labels.iter().all(|l| l == "false_positive"), "{labels:?}");
+    assert!(
+        took < one * 10,
+        "{} variants took {took:?}, one key took {one:?}: each variant was verified",
+        variants.len()
+    );
+}
