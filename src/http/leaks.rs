@@ -15,7 +15,8 @@ use crate::service::leaks::{self, LeakReport, LeakVerdict};
         (status = 200, description = "One label per entry, in order. A genuine application secret or access token is revoked before this answers; nothing else is revealed", body = Vec<LeakVerdict>,
             headers(("Cache-Control" = String, description = "`no-store`"))),
         StandardErrors, JsonBodyErrors,
-        (status = 422, description = "More than 100 entries, or an entry out of bounds (`token` over 8192 characters, `url` over 2048, `source` over 100, a control character); nothing changed", body = ApiErrorBody)),
+        (status = 422, description = "More than 100 entries, or an entry out of bounds (`token` over 8192 characters, `url` over 2048, `source` over 100, a control character); nothing changed", body = ApiErrorBody),
+        (status = 429, response = super::error::TooManyRequests)),
     security(("bearer" = [])))]
 /// `POST /api/v1/leaks`: labels each reported string `true_positive` or
 /// `false_positive`, revoking every genuine one at once.

@@ -192,8 +192,9 @@ enum Found {
 /// `InsufficientPermissions` without `leaks:report`; `Validation` for more
 /// than [`MAX_ENTRIES`] entries or an entry out of bounds (nothing
 /// changed); `Unavailable` when the hashing pool is saturated or a write
-/// keeps racing (entries before it may have been revoked: reporting them
-/// again is harmless).
+/// keeps racing, `RateLimited` when the access tokens reported take the
+/// reporter past its revocation allowance (entries before it may have been
+/// revoked: reporting them again is harmless).
 pub async fn report(
     gw: &Gateway,
     actor: &Principal,
@@ -204,13 +205,26 @@ pub async fn report(
     let mut verdicts = Vec::with_capacity(entries.len());
     let mut sources: Vec<String> = Vec::new();
     let mut genuine = 0usize;
+    // Labels already given in this report, by HMAC of the string: a key
+    // repeated 100 times is verified once (a public leaked key stays
+    // genuine, and 100 argon2 runs per request on the pool the exchange
+    // shares would let any reporter starve it).
+    let mut seen: Vec<([u8; 32], LeakLabel)> = Vec::new();
+    // (application id, hint) pairs already verified in this report: see
+    // `examine_key`.
+    let mut hashed: Vec<(String, String)> = Vec::new();
     for entry in entries {
         let token = SecretString::from(entry.token);
-        let found = examine(gw, &token).await?;
         let source = scrubbed(&entry.source, token.expose_secret());
         if !sources.contains(&source) {
             sources.push(source.clone());
         }
+        let digest = gw.pepper.digest(&token);
+        if let Some((_, label)) = seen.iter().find(|(d, _)| *d == digest) {
+            verdicts.push(LeakVerdict { label: *label });
+            continue;
+        }
+        let found = examine(gw, actor, &token, &mut hashed).await?;
         let label = match found {
             None => LeakLabel::FalsePositive,
             Some(found) => {
@@ -220,6 +234,7 @@ pub async fn report(
                 LeakLabel::TruePositive
             }
         };
+        seen.push((digest, label));
         verdicts.push(LeakVerdict { label });
     }
     tracing::info!(
@@ -285,16 +300,21 @@ async fn record_found(gw: &Gateway, actor: &Principal, found: Found, source: &st
 
 /// Whether `token` is a genuine credential of this gateway; a genuine one
 /// is killed before this returns.
-async fn examine(gw: &Gateway, token: &SecretString) -> Result<Option<Found>, DomainError> {
+async fn examine(
+    gw: &Gateway,
+    actor: &Principal,
+    token: &SecretString,
+    hashed: &mut Vec<(String, String)>,
+) -> Result<Option<Found>, DomainError> {
     match secret::check(&gw.policy.key_prefix, token) {
-        SecretCheck::Generated(parsed) => examine_key(gw, token, parsed).await,
+        SecretCheck::Generated(parsed) => examine_key(gw, token, parsed, hashed).await,
         // A mistyped key: refused without a lookup, as at the exchange.
         SecretCheck::Corrupt => Ok(None),
         SecretCheck::Opaque => {
             if let Some(id) = operator_admin_secret(gw, token) {
                 return Ok(Some(Found::OperatorAdmin { app_id: id }));
             }
-            examine_access_token(gw, token.expose_secret()).await
+            examine_access_token(gw, actor, token.expose_secret()).await
         }
     }
 }
@@ -321,10 +341,19 @@ fn same_hint(stored: Option<&str>, presented: &str) -> bool {
     })
 }
 
+/// `hashed`: the (id, hint) pairs this report has verified already. A
+/// second distinct string with the same pair is not verified again: the
+/// format is public, so one key that leaked (and stays genuine once
+/// revoked) yields any number of checksum-valid variants carrying its
+/// hint, each of which would cost an argon2 run. Only a hint collision
+/// between an application's current and rotated-out secret (1 in 2^24)
+/// could make such a second string genuine, and the first one verified
+/// then already killed the key.
 async fn examine_key(
     gw: &Gateway,
     token: &SecretString,
     parsed: secret::ParsedSecret,
+    hashed: &mut Vec<(String, String)>,
 ) -> Result<Option<Found>, DomainError> {
     let id = parsed.app_id;
     // Read afresh, not from the cache: this decides a revocation.
@@ -350,6 +379,10 @@ async fn examine_key(
             _ => return Ok(None),
         }
     };
+    if hashed.iter().any(|(i, h)| *i == id && *h == parsed.hint) {
+        return Ok(None);
+    }
+    hashed.push((id.clone(), parsed.hint.clone()));
     match gw.hasher.verify(token, Some(hash.clone())).await {
         Ok(true) => {}
         Ok(false) => return Ok(None),
@@ -363,10 +396,31 @@ async fn examine_key(
 /// An access token of this gateway that verifies and has not expired is
 /// genuine: its `jti` is revoked (already revoked ones are labelled genuine
 /// too, and nothing is added).
-async fn examine_access_token(gw: &Gateway, token: &str) -> Result<Option<Found>, DomainError> {
+///
+/// A new entry takes one unit of the reporter's allowance, the one
+/// `/oauth/revoke` takes from: otherwise any reporter could mint tokens of
+/// its own and report them, 100 per request, growing the revocation feed
+/// (and every verifier's work) at will.
+async fn examine_access_token(
+    gw: &Gateway,
+    actor: &Principal,
+    token: &str,
+) -> Result<Option<Found>, DomainError> {
     let Some(claims) = super::revocation::read_own_token(gw, token) else {
         return Ok(None);
     };
+    let found = Found::Token {
+        sub: claims.sub.clone(),
+        client_id: claims.client_id.clone(),
+        jti: claims.jti.clone(),
+    };
+    if super::revocation::is_revoked(gw, &claims).await? {
+        return Ok(Some(found));
+    }
+    let allowance = format!("{}\n{}", gw.issuer, actor.subject);
+    gw.revocation_limiter
+        .try_take(&allowance)
+        .map_err(|retry_after| DomainError::RateLimited { retry_after })?;
     // Verifiers accept a token until `exp` plus their leeway: the entry
     // must last as long, and no longer than any token of ours can live.
     let leeway = i64::try_from(gw.policy.leeway).unwrap_or(i64::MAX / 4);
@@ -378,7 +432,7 @@ async fn examine_access_token(gw: &Gateway, token: &str) -> Result<Option<Found>
         .exp
         .saturating_add(leeway)
         .min(Utc::now().timestamp().saturating_add(longest));
-    let stored = gw
+    let stored = match gw
         .revocations
         .revoke(
             RevocationKind::Jti {
@@ -386,16 +440,21 @@ async fn examine_access_token(gw: &Gateway, token: &str) -> Result<Option<Found>
             },
             expires_at,
         )
-        .await?;
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            gw.revocation_limiter.give_back(&allowance);
+            return Err(e.into());
+        }
+    };
     gw.revocation_mirror.apply(&stored.entry);
     if stored.appended {
         tracing::warn!(jti = %claims.jti, sub = %claims.sub, seq = stored.entry.seq, "leaked token revoked");
+    } else {
+        gw.revocation_limiter.give_back(&allowance);
     }
-    Ok(Some(Found::Token {
-        sub: claims.sub,
-        client_id: claims.client_id,
-        jti: claims.jti,
-    }))
+    Ok(Some(found))
 }
 
 #[cfg(test)]

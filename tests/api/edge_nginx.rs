@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
+use tessera::Settings;
 use tessera::domain::IpNet;
 
 use crate::helpers::*;
@@ -40,7 +41,7 @@ fn loopback(last: u8) -> IpAddr {
 }
 
 /// A client connecting from `127.0.0.{last}`.
-fn client_from(last: u8) -> reqwest::Client {
+pub(crate) fn client_from(last: u8) -> reqwest::Client {
     reqwest::Client::builder()
         .local_address(loopback(last))
         .build()
@@ -158,7 +159,7 @@ fn render(listen: &str, gateways: &[String], service: &str) -> String {
 }
 
 /// nginx, `cluster_api` and the gateways behind it, stopped in that order.
-struct Edge {
+pub(crate) struct Edge {
     nginx: Proc,
     _service: Proc,
     gateways: Vec<TestApp>,
@@ -179,6 +180,12 @@ impl Edge {
     /// `n` gateways on one Redis, one issuer and one key ring, all in the
     /// one nginx upstream.
     async fn start_with(n: usize) -> Self {
+        Self::start_tweaked(n, |_| {}).await
+    }
+
+    /// `n` gateways as [`Edge::start_with`], each with `tweak` applied to
+    /// its settings last (tests/api/edge_attacks.rs).
+    pub(crate) async fn start_tweaked(n: usize, tweak: impl Fn(&mut Settings)) -> Self {
         let nginx_bin = nginx_binary();
         let redis = RedisServer::start();
         let prefix = format!("e{}:", tessera::crypto::random::base62(10).unwrap());
@@ -193,6 +200,7 @@ impl Edge {
                 if let Some(k) = keys {
                     s.keys_dir = k;
                 }
+                tweak(s);
             })
             .await;
             // The test's own admin calls come from an untrusted address, so
@@ -307,11 +315,11 @@ impl Edge {
         edge
     }
 
-    fn gw(&self) -> &TestApp {
+    pub(crate) fn gw(&self) -> &TestApp {
         &self.gateways[0]
     }
 
-    fn workloads(&self, cluster: &str) -> String {
+    pub(crate) fn workloads(&self, cluster: &str) -> String {
         format!("{}/api/v1/clusters/{cluster}/workloads", self.url)
     }
 
@@ -386,7 +394,7 @@ impl Edge {
 
 /// Creates an application for the cluster routes (`workloads:read` on
 /// `cluster:c1` unless `extra` says otherwise); returns (body, secret).
-async fn cluster_key(gw: &TestApp, extra: Value) -> (Value, String) {
+pub(crate) async fn cluster_key(gw: &TestApp, extra: Value) -> (Value, String) {
     let mut body = json!({
         "name": format!("edge-{}", tessera::crypto::random::base62(6).unwrap()),
         "audiences": [AUDIENCE],
@@ -401,7 +409,7 @@ async fn cluster_key(gw: &TestApp, extra: Value) -> (Value, String) {
 }
 
 /// Status, headers and JSON body of a response.
-async fn parts(res: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
+pub(crate) async fn parts(res: reqwest::Response) -> (u16, reqwest::header::HeaderMap, Value) {
     let status = res.status().as_u16();
     let headers = res.headers().clone();
     let text = res.text().await.unwrap();

@@ -23,6 +23,7 @@ mod console_people_attacks;
 mod device;
 mod device_attacks;
 mod discovery;
+mod edge_attacks;
 mod edge_nginx;
 mod errors;
 mod exchange;
