@@ -526,7 +526,8 @@ pub async fn list(
 
 /// Revokes an application: its secret stops working at once, here, and
 /// every token it minted is revoked. Revoking twice is harmless and keeps
-/// the first revocation time.
+/// the first revocation time; revoking an application a leak report
+/// revoked makes that revocation final (no rotation brings it back).
 pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView, DomainError> {
     authz::require(gw, actor, API_KEYS_MANAGE, "app.revoke", id).await?;
     let mut stored = load(gw, id).await?;
@@ -545,6 +546,17 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, id: &str) -> Result<AppView
         forget(gw, id);
         tracing::info!(app_id = %id, actor = %actor.subject, "application revoked");
         audit::record(gw, actor, "app.revoke", id, json!({})).await;
+    } else if stored.app.leaked_at.is_some() {
+        // Revoked by a leak report, which a rotation may undo; an
+        // operator revoking it on top makes the revocation final.
+        let read_at = stored.app.updated_at;
+        stored.app.leaked_at = None;
+        stored.app.updated_at = Utc::now();
+        gw.apps.update(&stored, read_at).await?;
+        super::revocation::revoke_subject(gw, id).await?;
+        forget(gw, id);
+        tracing::info!(app_id = %id, actor = %actor.subject, "leak revocation made final");
+        audit::record(gw, actor, "app.revoke", id, json!({"final": true})).await;
     } else {
         super::revocation::revoke_subject(gw, id).await?;
         forget(gw, id);

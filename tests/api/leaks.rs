@@ -311,9 +311,6 @@ async fn a_leak_revoked_app_comes_back_only_by_a_rotation_in_reach() {
     .await;
     assert_eq!(patched["status"], "revoked");
     assert!(patched["leakedAt"].is_string());
-    let revoked = ok(call(&app, Method::POST, &path("/revoke"), None).await, 200).await;
-    assert_eq!(revoked["status"], "revoked");
-    assert_eq!(revoked["leakedAt"], patched["leakedAt"]);
     // No grace for a leaked secret.
     let res = call(
         &app,
@@ -374,6 +371,37 @@ async fn a_leak_revoked_app_comes_back_only_by_a_rotation_in_reach() {
         &app,
         Method::POST,
         &format!("/api/v1/apps/{plain}/rotate"),
+        None,
+    )
+    .await;
+    assert_eq!(error_code(res).await.0, 409);
+
+    // A leak-revoked application an operator then revokes is final too.
+    let (twice, twice_secret) = app
+        .create_app(json!({"name": "twice", "permissions": ["content:read"]}))
+        .await;
+    let twice = twice["id"].as_str().unwrap();
+    assert_eq!(
+        labels(report(&app, &scanner, &json!([found(&twice_secret)])).await).await,
+        ["true_positive"]
+    );
+    let revoked = ok(
+        call(
+            &app,
+            Method::POST,
+            &format!("/api/v1/apps/{twice}/revoke"),
+            None,
+        )
+        .await,
+        200,
+    )
+    .await;
+    assert_eq!(revoked["status"], "revoked");
+    assert!(revoked["leakedAt"].is_null(), "{revoked}");
+    let res = call(
+        &app,
+        Method::POST,
+        &format!("/api/v1/apps/{twice}/rotate"),
         None,
     )
     .await;
