@@ -106,10 +106,14 @@ pub async fn check(req: HttpRequest) -> HttpResponse {
         let m = &gw.metrics;
         match &outcome {
             Ok(_) => inc(&m.edge_admitted),
-            Err((r, _)) if matches!(r.error, DomainError::RateLimited { .. }) => {
-                inc(&m.edge_rate_limited);
-            }
-            Err(_) => inc(&m.edge_refused),
+            Err((r, _)) => match &r.error {
+                DomainError::RateLimited { .. } => inc(&m.edge_rate_limited),
+                // Not the caller's doing: the proxy's query, or the store.
+                DomainError::InvalidRequest(_)
+                | DomainError::Unavailable
+                | DomainError::Internal(_) => inc(&m.edge_errors),
+                _ => inc(&m.edge_refused),
+            },
         }
     }
     match outcome {
@@ -184,10 +188,12 @@ fn refusal((refused, limited): (Refused, u16)) -> HttpResponse {
     };
     let (status, code, message) = super::error::parts_of(&error);
     let mut res = api_error_response(status, code, &message);
+    // 401 has its challenge already; a 400 or 503 is not about the
+    // credential and gets none.
     let challenge = match status {
-        StatusCode::UNAUTHORIZED => None,
         StatusCode::FORBIDDEN => Some(r#"Bearer realm="tessera", error="insufficient_scope""#),
-        _ => Some(r#"Bearer realm="tessera""#),
+        StatusCode::TOO_MANY_REQUESTS => Some(r#"Bearer realm="tessera""#),
+        _ => None,
     };
     if let Some(c) = challenge {
         res.headers_mut()

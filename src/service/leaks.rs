@@ -210,9 +210,9 @@ pub async fn report(
     // genuine, and 100 argon2 runs per request on the pool the exchange
     // shares would let any reporter starve it).
     let mut seen: Vec<([u8; 32], LeakLabel)> = Vec::new();
-    // (application id, hint) pairs already verified in this report: see
+    // (application id, hint) pairs verified in this report, and how: see
     // `examine_key`.
-    let mut hashed: Vec<(String, String)> = Vec::new();
+    let mut hashed: Vec<Tried> = Vec::new();
     for entry in entries {
         let token = SecretString::from(entry.token);
         let source = scrubbed(&entry.source, token.expose_secret());
@@ -304,7 +304,7 @@ async fn examine(
     gw: &Gateway,
     actor: &Principal,
     token: &SecretString,
-    hashed: &mut Vec<(String, String)>,
+    hashed: &mut Vec<Tried>,
 ) -> Result<Option<Found>, DomainError> {
     match secret::check(&gw.policy.key_prefix, token) {
         SecretCheck::Generated(parsed) => examine_key(gw, token, parsed, hashed).await,
@@ -341,19 +341,28 @@ fn same_hint(stored: Option<&str>, presented: &str) -> bool {
     })
 }
 
-/// `hashed`: the (id, hint) pairs this report has verified already. A
-/// second distinct string with the same pair is not verified again: the
-/// format is public, so one key that leaked (and stays genuine once
-/// revoked) yields any number of checksum-valid variants carrying its
-/// hint, each of which would cost an argon2 run. Only a hint collision
-/// between an application's current and rotated-out secret (1 in 2^24)
-/// could make such a second string genuine, and the first one verified
-/// then already killed the key.
+/// An (application id, hint) pair verified in this report, and whether a
+/// string carrying it was genuine.
+pub(crate) struct Tried {
+    id: String,
+    hint: String,
+    found: bool,
+}
+
+/// `hashed`: the (id, hint) pairs this report has verified. Once a string
+/// carrying a pair was genuine, later strings carrying it are not verified
+/// (the format is public, so one leaked key yields any number of
+/// checksum-valid variants with its hint; only a hint collision, 1 in
+/// 2^24, could make a second one genuine, and the first already killed the
+/// key). Strings before the genuine one are all verified: skipping after a
+/// miss would let forged variants placed first keep a real leaked key
+/// alive. The cost stays bounded by the report's 100 entries and the
+/// hashing pool's own queue.
 async fn examine_key(
     gw: &Gateway,
     token: &SecretString,
     parsed: secret::ParsedSecret,
-    hashed: &mut Vec<(String, String)>,
+    hashed: &mut Vec<Tried>,
 ) -> Result<Option<Found>, DomainError> {
     let id = parsed.app_id;
     // Read afresh, not from the cache: this decides a revocation.
@@ -379,12 +388,25 @@ async fn examine_key(
             _ => return Ok(None),
         }
     };
-    if hashed.iter().any(|(i, h)| *i == id && *h == parsed.hint) {
+    let slot = match hashed
+        .iter()
+        .position(|t| t.id == id && t.hint == parsed.hint)
+    {
+        Some(i) => i,
+        None => {
+            hashed.push(Tried {
+                id: id.clone(),
+                hint: parsed.hint.clone(),
+                found: false,
+            });
+            hashed.len() - 1
+        }
+    };
+    if hashed[slot].found {
         return Ok(None);
     }
-    hashed.push((id.clone(), parsed.hint.clone()));
     match gw.hasher.verify(token, Some(hash.clone())).await {
-        Ok(true) => {}
+        Ok(true) => hashed[slot].found = true,
         Ok(false) => return Ok(None),
         Err(HashError::Busy) => return Err(DomainError::Unavailable),
         Err(HashError::Failed(e)) => return Err(DomainError::Internal(e)),

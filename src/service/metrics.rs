@@ -23,6 +23,9 @@ pub struct Metrics {
     pub edge_refused: AtomicU64,
     /// `/auth/forward` answers: refused by an application's budget.
     pub edge_rate_limited: AtomicU64,
+    /// `/auth/forward` answers: a query the gateway cannot read (the
+    /// proxy's configuration), or the store unavailable.
+    pub edge_errors: AtomicU64,
     /// HTTP responses by class: 2xx, 4xx, 5xx.
     pub http_2xx: AtomicU64,
     /// See `http_2xx`.
@@ -77,6 +80,7 @@ impl Metrics {
             ("admitted", &self.edge_admitted),
             ("refused", &self.edge_refused),
             ("rate_limited", &self.edge_rate_limited),
+            ("error", &self.edge_errors),
         ] {
             let _ = writeln!(
                 out,

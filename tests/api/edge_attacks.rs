@@ -163,7 +163,7 @@ async fn reported_tokens_take_from_the_reporters_revocation_allowance() {
 /// its hint: each passed the hint check and cost an argon2 run, 100 per
 /// report. One report verifies each (application, hint) pair once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn variants_of_one_leaked_key_cost_one_verification() {
+async fn variants_of_a_leaked_key_placed_first_do_not_keep_it_alive() {
     let app = spawn_app().await;
     let (_, scanner) = app
         .create_app(json!({"name": "scanner", "permissions": ["leaks:report"]}))
@@ -172,19 +172,12 @@ async fn variants_of_one_leaked_key_cost_one_verification() {
     let (_, leaked) = app
         .create_app(json!({"name": "victim", "permissions": ["content:read"]}))
         .await;
-    let (_, first) = timed_report(&app, &scanner, &json!([found(&leaked)])).await;
-    assert_eq!(first, ["true_positive"]);
-    let mut one = Duration::ZERO;
-    for _ in 0..3 {
-        let (took, labels) = timed_report(&app, &scanner, &json!([found(&leaked)])).await;
-        assert_eq!(labels, ["true_positive"]);
-        one = one.max(took);
-    }
     // The body without its checksum; its last characters varied (the hint
-    // is at the front of the random part), then sealed again.
+    // is at the front of the random part), then sealed again: each variant
+    // carries the real key's id and hint.
     let body = &leaked[..leaked.len() - 6];
     let alphabet: Vec<char> = ('a'..='z').chain('A'..='Z').collect();
-    let variants: Vec<String> = (0..100)
+    let variants: Vec<String> = (0..12)
         .map(|i| {
             let mut v = body[..body.len() - 2].to_owned();
             v.push(alphabet[i % alphabet.len()]);
@@ -193,12 +186,20 @@ async fn variants_of_one_leaked_key_cost_one_verification() {
         })
         .filter(|v| *v != leaked)
         .collect();
-    let entries: Vec<Value> = variants.iter().map(|v| found(v)).collect();
-    let (took, labels) = timed_report(&app, &scanner, &Value::Array(entries)).await;
-    assert!(labels.iter().all(|l| l == "false_positive"), "{labels:?}");
-    assert!(
-        took < one * 10,
-        "{} variants took {took:?}, one key took {one:?}: each variant was verified",
-        variants.len()
+    let mut entries: Vec<Value> = variants[..8].iter().map(|v| found(v)).collect();
+    entries.push(found(&leaked));
+    entries.extend(variants[8..].iter().map(|v| found(v)));
+    let (_, labels) = timed_report(&app, &scanner, &Value::Array(entries)).await;
+    let genuine: Vec<usize> = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| *l == "true_positive")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(genuine, [8], "{labels:?}");
+    assert_eq!(
+        app.exchange(None, &leaked).await.status(),
+        401,
+        "the key still works"
     );
 }

@@ -44,9 +44,10 @@ async fn handed_on(app: &TestApp, res: reqwest::Response, aud: &str) -> (String,
 async fn refused(res: reqwest::Response) -> (u16, String, reqwest::header::HeaderMap) {
     let headers = res.headers().clone();
     let (status, code, body) = error_code(res).await;
-    assert!(
+    assert_eq!(
         headers.contains_key("www-authenticate"),
-        "a refusal carries a challenge"
+        matches!(status, 401 | 403 | 429),
+        "a refusal of the credential carries a challenge, and only that: {status}"
     );
     assert_eq!(
         headers["x-tessera-status"].to_str().unwrap(),
@@ -468,6 +469,12 @@ async fn the_edge_s_decisions_are_counted() {
             .status(),
         401
     );
+    assert_eq!(
+        forward(&app, "?permision=x:y", Some(&secret))
+            .await
+            .status(),
+        400
+    );
     let admin = app.admin_token().await;
     let text = app
         .authed(Method::GET, "/metrics", &admin)
@@ -482,6 +489,7 @@ async fn the_edge_s_decisions_are_counted() {
         "tessera_edge_decisions_total{outcome=\"admitted\"} 1",
         "tessera_edge_decisions_total{outcome=\"rate_limited\"} 1",
         "tessera_edge_decisions_total{outcome=\"refused\"} 2",
+        "tessera_edge_decisions_total{outcome=\"error\"} 1",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
