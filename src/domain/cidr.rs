@@ -95,6 +95,21 @@ impl IpNet {
     pub fn any_contains(nets: &[IpNet], ip: IpAddr) -> bool {
         nets.iter().any(|n| n.contains(ip))
     }
+
+    /// Whether a token's `allowed_cidrs` let `ip` in. A list with an entry
+    /// that does not parse allows nobody rather than everybody: the gateway
+    /// wrote it, so a bad entry means the token was tampered with or comes
+    /// from a newer format this reader cannot check.
+    pub fn listed_allow(cidrs: &[String], ip: IpAddr) -> bool {
+        let mut nets = Vec::with_capacity(cidrs.len());
+        for c in cidrs {
+            match IpNet::parse(c) {
+                Ok(n) => nets.push(n),
+                Err(_) => return false,
+            }
+        }
+        Self::any_contains(&nets, ip)
+    }
 }
 
 impl fmt::Display for IpNet {
@@ -830,5 +845,17 @@ mod tests {
                 prop_assert!(net.contains(addr) || (kind == 2 && prefix < 96 && !bare));
             }
         }
+    }
+    #[test]
+    fn a_listed_entry_that_does_not_parse_allows_nobody() {
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        let list = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert!(IpNet::listed_allow(&list(&["10.0.0.0/8"]), ip));
+        assert!(!IpNet::listed_allow(&list(&["192.0.2.0/24"]), ip));
+        assert!(!IpNet::listed_allow(
+            &list(&["10.0.0.0/8", "not a net"]),
+            ip
+        ));
+        assert!(!IpNet::listed_allow(&[], ip));
     }
 }

@@ -97,9 +97,7 @@ pub async fn check_claims(
         return Err(DomainError::InvalidToken);
     }
     if let Some(cidrs) = &claims.allowed_cidrs {
-        let nets: Vec<IpNet> = cidrs.iter().filter_map(|c| IpNet::parse(c).ok()).collect();
-        // A list that no longer parses allows nobody rather than everybody.
-        if nets.len() != cidrs.len() || !IpNet::any_contains(&nets, ip) {
+        if !IpNet::listed_allow(cidrs, ip) {
             return Err(DomainError::IpNotAllowed(crate::domain::cidr::canonical(
                 ip,
             )));

@@ -443,9 +443,7 @@ async fn with_token(
         return Err(Refused::token(DomainError::InvalidToken));
     }
     if let Some(cidrs) = &claims.allowed_cidrs {
-        let nets: Vec<IpNet> = cidrs.iter().filter_map(|c| IpNet::parse(c).ok()).collect();
-        // A list that no longer parses allows nobody rather than everybody.
-        if nets.len() != cidrs.len() || !IpNet::any_contains(&nets, client_ip) {
+        if !IpNet::listed_allow(cidrs, client_ip) {
             return Err(Refused::token(DomainError::IpNotAllowed(
                 crate::domain::cidr::canonical(client_ip),
             )));
