@@ -11,6 +11,8 @@ pub mod jose;
 #[cfg(feature = "gateway")]
 pub mod jwt;
 #[cfg(feature = "gateway")]
+pub mod kek;
+#[cfg(feature = "gateway")]
 pub mod keys;
 #[cfg(feature = "gateway")]
 pub mod mac;

@@ -15,8 +15,10 @@
 //! | roles changed | `{"kind":"roles"}` |
 //! | users changed | `{"kind":"users"}` |
 //! | a revocation was stored | `{"kind":"revocation","entry":{…a Revocation…}}` |
+//! | the signing-key ring changed | `{"kind":"keys"}` |
 //!
-//! A `Revocation` is of type `jti`, `subject` or `session` (`sid`).
+//! A `Revocation` is of type `jti`, `subject`, `session` (`sid`) or `key`
+//! (`kid`).
 //!
 //! Readers ignore fields they do not know and skip kinds they do not know, so
 //! a newer gateway may add either without breaking older readers.
@@ -43,6 +45,9 @@ pub enum ChangeEvent {
         /// The stored entry, with its feed position.
         entry: Revocation,
     },
+    /// The signing-key ring changed (a key added, revoked or forgotten):
+    /// gateways read it again (SPEC §14).
+    Keys,
 }
 
 impl ChangeEvent {
@@ -115,7 +120,11 @@ mod tests {
 
     #[test]
     fn unknown_kinds_and_fields_are_tolerated() {
-        assert_eq!(ChangeEvent::parse(r#"{"kind":"keys"}"#), None);
+        assert_eq!(ChangeEvent::parse(r#"{"kind":"later"}"#), None);
+        assert_eq!(
+            ChangeEvent::parse(r#"{"kind":"keys"}"#),
+            Some(ChangeEvent::Keys)
+        );
         assert_eq!(ChangeEvent::parse("not json"), None);
         assert_eq!(ChangeEvent::parse(r#"{"kind":"app"}"#), None);
         assert_eq!(

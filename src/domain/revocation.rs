@@ -1,6 +1,7 @@
 //! Revocations: a single token (`jti`), a subject (every token of an
-//! application or user issued before an instant), or a person's session
-//! (every token carrying its `sid`).
+//! application or user issued before an instant), a person's session
+//! (every token carrying its `sid`), or a signing key (every token whose
+//! header names its `kid`).
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,14 @@ pub enum RevocationKind {
     Session {
         /// The session id (`ses_…`).
         sid: String,
+    },
+    /// Every token signed by a withdrawn signing key (SPEC §14), whenever
+    /// it was issued. The key is named in the token's header, not its
+    /// claims, so [`Revocation::covers`] never matches it: verifiers check
+    /// the header's `kid` with [`Revocation::revokes_key`].
+    Key {
+        /// The key's `kid`.
+        kid: String,
     },
 }
 
@@ -89,7 +98,14 @@ impl Revocation {
                     && token.issued_ms < *not_before_ms
             }
             RevocationKind::Session { sid } => token.sid == Some(sid.as_str()),
+            // Judged on the header (`revokes_key`), which claims do not carry.
+            RevocationKind::Key { .. } => false,
         }
+    }
+
+    /// Whether this entry withdraws the signing key `kid`.
+    pub fn revokes_key(&self, kid: &str) -> bool {
+        matches!(&self.kind, RevocationKind::Key { kid: k } if k == kid)
     }
 }
 

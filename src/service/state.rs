@@ -12,7 +12,8 @@ use crate::config::Settings;
 use crate::crypto::{KeyRing, Pepper, SecretHasher};
 use crate::domain::Catalogue;
 use crate::store::{
-    AppStore, AuditStore, RateLimitStore, RevocationStore, RoleStore, SessionStore, UserStore,
+    AppStore, AuditStore, KeyStore, RateLimitStore, RevocationStore, RoleStore, SessionStore,
+    UserStore,
 };
 
 /// Everything a request may need. The stores are private to the use cases
@@ -181,6 +182,8 @@ pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     /// Request budgets.
     pub rate_limits: Arc<dyn RateLimitStore>,
+    /// The signing-key ring.
+    pub keys: Arc<dyn KeyStore>,
 }
 
 impl Stores {
@@ -192,7 +195,8 @@ impl Stores {
             + AuditStore
             + RevocationStore
             + SessionStore
-            + RateLimitStore,
+            + RateLimitStore
+            + KeyStore,
     >(
         s: S,
     ) -> Self {
@@ -204,7 +208,8 @@ impl Stores {
             audit: s.clone(),
             revocations: s.clone(),
             sessions: s.clone(),
-            rate_limits: s,
+            rate_limits: s.clone(),
+            keys: s,
         }
     }
 }

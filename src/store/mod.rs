@@ -641,20 +641,118 @@ pub fn already_covered(existing: &Revocation, kind: &RevocationKind, expires_at:
             (RevocationKind::Session { sid: old }, RevocationKind::Session { sid: new }) => {
                 old == new
             }
+            (RevocationKind::Key { kid: old }, RevocationKind::Key { kid: new }) => old == new,
             // Listed rather than `_`: a new kind must decide here.
             (
                 RevocationKind::Jti { .. },
-                RevocationKind::Subject { .. } | RevocationKind::Session { .. },
+                RevocationKind::Subject { .. }
+                | RevocationKind::Session { .. }
+                | RevocationKind::Key { .. },
             )
             | (
                 RevocationKind::Subject { .. },
-                RevocationKind::Jti { .. } | RevocationKind::Session { .. },
+                RevocationKind::Jti { .. }
+                | RevocationKind::Session { .. }
+                | RevocationKind::Key { .. },
             )
             | (
                 RevocationKind::Session { .. },
-                RevocationKind::Jti { .. } | RevocationKind::Subject { .. },
+                RevocationKind::Jti { .. }
+                | RevocationKind::Subject { .. }
+                | RevocationKind::Key { .. },
+            )
+            | (
+                RevocationKind::Key { .. },
+                RevocationKind::Jti { .. }
+                | RevocationKind::Subject { .. }
+                | RevocationKind::Session { .. },
             ) => false,
         }
+}
+
+/// A signing key as stored (SPEC §14). Its state is not stored: it follows
+/// from these instants and the other keys of its algorithm at the time of
+/// asking (`service::keyring`), so every gateway sharing the store derives
+/// the same ring without a coordinator.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredKey {
+    /// RFC 7638 thumbprint of the public key.
+    pub kid: String,
+    /// `ES256`, `EdDSA` or `RS256`.
+    pub alg: String,
+    /// When it was added.
+    pub created_at: DateTime<Utc>,
+    /// When it starts signing (published from `created_at` on).
+    pub activates_at: DateTime<Utc>,
+    /// When it was withdrawn; a revoked key is never published again.
+    #[serde(default)]
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// The private half at rest.
+    pub private: SealedKey,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("kid", &self.kid)
+            .field("alg", &self.alg)
+            .field("activates_at", &self.activates_at)
+            .field("revoked_at", &self.revoked_at)
+            .field("private", &"<hidden>")
+            .finish()
+    }
+}
+
+/// A private key at rest: PKCS#8 PEM in the clear (the embedded store
+/// without a key-encryption key, as `keys/` files are), or sealed with
+/// AES-256-GCM under the key-encryption key, the `kid` bound as associated
+/// data. Base64url, no padding.
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "enc")]
+pub enum SealedKey {
+    /// Not encrypted.
+    #[serde(rename = "none")]
+    Plain {
+        /// The PEM text.
+        pem: String,
+    },
+    /// Encrypted with the key-encryption key.
+    #[serde(rename = "A256GCM")]
+    Sealed {
+        /// The 96-bit nonce.
+        nonce: String,
+        /// Ciphertext and tag.
+        ciphertext: String,
+    },
+}
+
+/// Every stored signing key, and the version of the ring they were read at.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoredRing {
+    /// Changes with every successful [`KeyStore::swap_keys`]; 0 for a store
+    /// that never held a key.
+    pub version: u64,
+    /// The keys, in no particular order.
+    pub keys: Vec<StoredKey>,
+}
+
+/// The signing-key ring shared by every gateway on one store.
+#[async_trait]
+pub trait KeyStore: Send + Sync + 'static {
+    /// Every key, with the ring's version.
+    async fn load_keys(&self) -> Result<StoredRing, StoreError>;
+    /// Writes `upsert` (by `kid`) and removes `remove`, atomically and only
+    /// if the ring is still at `version`; then publishes
+    /// [`ChangeEvent::Keys`](crate::domain::ChangeEvent::Keys). `Ok(None)`
+    /// when another write came first (nothing written: read again and
+    /// retry), else the new version.
+    async fn swap_keys(
+        &self,
+        version: u64,
+        upsert: &[StoredKey],
+        remove: &[String],
+    ) -> Result<Option<u64>, StoreError>;
 }
 
 /// Revocations: stored with a bounded lifetime, readable as a versioned feed.

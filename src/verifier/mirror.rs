@@ -35,6 +35,8 @@ struct State {
     sessions: HashMap<SidKey, i64>,
     /// Any other session id shape.
     other_sessions: HashMap<String, i64>,
+    /// Withdrawn signing keys (`kid` → expiry): a handful at most.
+    kids: HashMap<String, i64>,
 }
 
 impl State {
@@ -44,6 +46,7 @@ impl State {
             + self.subjects.len()
             + self.sessions.len()
             + self.other_sessions.len()
+            + self.kids.len()
     }
 }
 
@@ -151,6 +154,10 @@ impl RevocationMirror {
                 };
                 *exp = (*exp).max(r.expires_at);
             }
+            RevocationKind::Key { kid } => {
+                let exp = s.kids.entry(kid.clone()).or_insert(r.expires_at);
+                *exp = (*exp).max(r.expires_at);
+            }
         }
     }
 
@@ -187,6 +194,14 @@ impl RevocationMirror {
         jti_hit || subject_hit(token.sub) || token.client.is_some_and(subject_hit) || session_hit()
     }
 
+    /// Whether the signing key `kid` was withdrawn (SPEC §14): every token
+    /// whose header names it is refused, whatever its claims.
+    pub fn is_key_revoked(&self, kid: &str) -> bool {
+        let now = chrono::Utc::now().timestamp();
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        s.kids.get(kid).is_some_and(|exp| *exp > now)
+    }
+
     /// Drops entries whose tokens have all expired; returns how many.
     pub fn purge(&self, now: i64) -> usize {
         let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
@@ -196,6 +211,7 @@ impl RevocationMirror {
         s.subjects.retain(|_, (_, exp)| *exp > now);
         s.sessions.retain(|_, exp| *exp > now);
         s.other_sessions.retain(|_, exp| *exp > now);
+        s.kids.retain(|_, exp| *exp > now);
         before - s.len()
     }
 
@@ -342,7 +358,10 @@ impl RevocationMirror {
                             // Cache invalidations concern gateways only;
                             // unknown messages are skipped.
                             Some(
-                                ChangeEvent::App { .. } | ChangeEvent::Roles | ChangeEvent::Users,
+                                ChangeEvent::App { .. }
+                                | ChangeEvent::Roles
+                                | ChangeEvent::Users
+                                | ChangeEvent::Keys,
                             )
                             | None => {}
                         }

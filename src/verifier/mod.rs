@@ -357,6 +357,14 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let header =
             jose::read_header(token, self.config.max_token_bytes).map_err(VerifyError::Invalid)?;
+        // A withdrawn signing key: its tokens are refused before any work,
+        // even while the cached JWKS still holds it. A stale mirror is
+        // judged below, once the token is known to be ours.
+        if let Some(m) = &self.mirror
+            && m.is_key_revoked(&header.kid)
+        {
+            return Err(VerifyError::Revoked);
+        }
         let key = self
             .jwks
             .key(&header.kid)
@@ -375,7 +383,8 @@ impl Verifier {
             if !self.config.fail_open_when_stale && m.is_stale(self.config.max_staleness) {
                 return Err(VerifyError::Stale);
             }
-            // By jti, subject, or the person's session (`sid`).
+            // By jti, subject, or the person's session (`sid`); the key was
+            // checked above.
             if m.is_revoked(&TokenRef::from(&claims)) {
                 return Err(VerifyError::Revoked);
             }

@@ -20,6 +20,7 @@ use super::{
 mod audit;
 mod device;
 mod identity;
+mod keys;
 mod people;
 mod ratelimit;
 mod revocations;

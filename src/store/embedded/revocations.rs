@@ -16,6 +16,8 @@ pub(super) const REV_SUBJECT: TableDefinition<&str, u64> =
     TableDefinition::new("revocations_by_subject");
 pub(super) const REV_SESSION: TableDefinition<&str, u64> =
     TableDefinition::new("revocations_by_session");
+/// Withdrawn signing keys, by `kid` (SPEC §14).
+pub(super) const REV_KID: TableDefinition<&str, u64> = TableDefinition::new("revocations_by_kid");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 
 const SEQ: &str = "revocation_seq";
@@ -34,6 +36,7 @@ pub(super) fn init(txn: &redb::WriteTransaction) -> Result<(), StoreError> {
     txn.open_table(REV_JTI).map_err(backend)?;
     txn.open_table(REV_SUBJECT).map_err(backend)?;
     txn.open_table(REV_SESSION).map_err(backend)?;
+    txn.open_table(REV_KID).map_err(backend)?;
     let mut meta = txn.open_table(META).map_err(backend)?;
     if meta.get(EPOCH).map_err(backend)?.is_none() {
         let epoch = crate::crypto::random::base62(12).map_err(backend)?;
@@ -48,6 +51,7 @@ fn index_of(kind: &RevocationKind) -> (TableDefinition<'static, &'static str, u6
         RevocationKind::Jti { jti } => (REV_JTI, jti.as_str()),
         RevocationKind::Subject { sub, .. } => (REV_SUBJECT, sub.as_str()),
         RevocationKind::Session { sid } => (REV_SESSION, sid.as_str()),
+        RevocationKind::Key { kid } => (REV_KID, kid.as_str()),
     }
 }
 
@@ -249,6 +253,7 @@ impl RevocationStore for EmbeddedStore {
                 let mut by_jti = txn.open_table(REV_JTI).map_err(backend)?;
                 let mut by_sub = txn.open_table(REV_SUBJECT).map_err(backend)?;
                 let mut by_sid = txn.open_table(REV_SESSION).map_err(backend)?;
+                let mut by_kid = txn.open_table(REV_KID).map_err(backend)?;
                 let mut meta = txn.open_table(META).map_err(backend)?;
                 let mut floor = read_u64(meta.get(FLOOR).map_err(backend)?);
                 for (seq, rev) in &expired {
@@ -257,6 +262,7 @@ impl RevocationStore for EmbeddedStore {
                         RevocationKind::Jti { jti } => (&mut by_jti, jti.as_str()),
                         RevocationKind::Subject { sub, .. } => (&mut by_sub, sub.as_str()),
                         RevocationKind::Session { sid } => (&mut by_sid, sid.as_str()),
+                        RevocationKind::Key { kid } => (&mut by_kid, kid.as_str()),
                     };
                     let points_here =
                         table.get(key).map_err(backend)?.map(|g| g.value()) == Some(*seq);

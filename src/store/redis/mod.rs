@@ -57,6 +57,7 @@ mod audit;
 mod changes;
 mod device;
 mod identity;
+mod keys;
 mod people;
 mod ratelimit;
 mod revocations;

@@ -13,7 +13,7 @@ use crate::store::common::{SnapshotPager, decode, increments};
 use crate::store::{FeedPage, FeedPosition, RevocationStore, Revoked, StoreError};
 
 // KEYS: seq, entries, order, index key, channel. ARGV: entry JSON without
-// `seq` (its closing brace removed), expires_at, kind ('jti'|'sub'|'sid'),
+// `seq` (its closing brace removed), expires_at, kind ('jti'|'sub'|'sid'|'kid'),
 // not_before_ms. Returns {appended (0|1), entry JSON}. An entry already
 // covering this one (`store::already_covered`) is returned as it is: nothing
 // appended, nothing published. The index of a jti or a session holds the
@@ -105,6 +105,10 @@ impl RedisStore {
     fn revoked_session_key(&self, sid: &str) -> String {
         self.key(&format!("rev:sid:{sid}"))
     }
+
+    fn revoked_kid_key(&self, kid: &str) -> String {
+        self.key(&format!("rev:kid:{kid}"))
+    }
 }
 
 #[async_trait]
@@ -116,6 +120,7 @@ impl RevocationStore for RedisStore {
                 (self.subject_key(sub), "sub", *not_before_ms)
             }
             RevocationKind::Session { sid } => (self.revoked_session_key(sid), "sid", 0),
+            RevocationKind::Key { kid } => (self.revoked_kid_key(kid), "kid", 0),
         };
         let body = kind_json(&kind, expires_at)?;
         bounded(async {
@@ -257,6 +262,9 @@ impl RevocationStore for RedisStore {
                     RevocationKind::Jti { jti } => (self.jti_key(jti), vec![r.seq.to_string()]),
                     RevocationKind::Session { sid } => {
                         (self.revoked_session_key(sid), vec![r.seq.to_string()])
+                    }
+                    RevocationKind::Key { kid } => {
+                        (self.revoked_kid_key(kid), vec![r.seq.to_string()])
                     }
                     RevocationKind::Subject { sub, not_before_ms } => (
                         self.subject_key(sub),
