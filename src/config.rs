@@ -116,6 +116,57 @@ pub struct Settings {
     /// (`[rate_limit] requests = 100, per = "1m"`, or `TESSERA_RATE_LIMIT=100/1m`;
     /// SPEC §13). Default: none, no limit.
     pub rate_limit: Option<crate::domain::RateLimit>,
+    /// The key-encryption key (`TESSERA_KEK`, environment only): 32 bytes
+    /// in base64, sealing the private signing keys kept in the store
+    /// (SPEC §14). Required with Redis; optional with the embedded store.
+    #[serde(skip)]
+    pub kek: Option<SecretString>,
+    /// A file holding the key-encryption key instead (`TESSERA_KEK_FILE`).
+    pub kek_file: Option<PathBuf>,
+    /// How long a new key is published before it signs, seconds
+    /// (`TESSERA_KEY_PUBLISH_AHEAD`, `90s`, `6m`, `1h`). Default 360: the
+    /// JWKS cache lifetime (300) plus a minute.
+    #[serde(deserialize_with = "duration_secs")]
+    pub key_publish_ahead: u64,
+    /// A new key is added once the newest is this many days old
+    /// (`TESSERA_KEY_ROTATION_DAYS`); 0 never. Default 90.
+    pub key_rotation_days: u32,
+}
+
+/// A duration in a file: a number of seconds, or text as
+/// [`parse_duration_secs`] reads it.
+fn duration_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Secs(u64),
+        Text(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Secs(n) => Ok(n),
+        Either::Text(t) => parse_duration_secs(&t).map_err(serde::de::Error::custom),
+    }
+}
+
+/// `90`, `90s`, `6m`, `2h`, `1d`: seconds.
+pub fn parse_duration_secs(v: &str) -> Result<u64, String> {
+    let v = v.trim();
+    let (num, unit) = match v.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => v.split_at(i),
+        None => (v, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{v:?} is not a duration like 90s, 6m, 2h or 1d"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{v:?} is not a duration like 90s, 6m, 2h or 1d")),
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("{v:?} is too long"))
 }
 
 /// One upstream OpenID Connect provider (`[[idp]]`, SPEC §10).
@@ -376,6 +427,10 @@ impl Default for Settings {
             admin_password: None,
             idp: Vec::new(),
             rate_limit: None,
+            kek: None,
+            kek_file: None,
+            key_publish_ahead: 360,
+            key_rotation_days: 90,
         }
     }
 }
@@ -530,6 +585,16 @@ impl Settings {
                 "TESSERA_REFRESH_ABSOLUTE" => self.people.refresh_absolute = parse_num(k, v)?,
                 "TESSERA_REFRESH_GRACE" => self.people.refresh_grace = parse_num(k, v)?,
                 "TESSERA_RATE_LIMIT" => self.rate_limit = parse_rate_limit(k, v)?,
+                "TESSERA_KEK" => {
+                    self.kek = Some(SecretString::from(v.clone())).filter(|_| !v.is_empty());
+                }
+                "TESSERA_KEK_FILE" => {
+                    self.kek_file = Some(PathBuf::from(v)).filter(|_| !v.is_empty());
+                }
+                "TESSERA_KEY_PUBLISH_AHEAD" => {
+                    self.key_publish_ahead = parse_duration_secs(v).map_err(|e| err(k, e))?;
+                }
+                "TESSERA_KEY_ROTATION_DAYS" => self.key_rotation_days = parse_num(k, v)?,
                 // Read elsewhere (TESSERA_CONFIG) or by the CLI (URL, credentials).
                 _ => {}
             }
@@ -544,6 +609,25 @@ impl Settings {
 
     /// Checks every setting; the first bad one is reported.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.kek.is_some() && self.kek_file.is_some() {
+            return Err(err(
+                "kek (TESSERA_KEK, TESSERA_KEK_FILE)",
+                "set one of the two, not both",
+            ));
+        }
+        if self.redis_url.is_some() && self.kek.is_none() && self.kek_file.is_none() {
+            return Err(err(
+                "kek (TESSERA_KEK or TESSERA_KEK_FILE)",
+                "required with a Redis store: the private signing keys are kept in Redis, \
+                 encrypted with it (make one with `tessera keys kek`)",
+            ));
+        }
+        if self.key_publish_ahead > 7 * 86_400 {
+            return Err(err(
+                "key_publish_ahead (TESSERA_KEY_PUBLISH_AHEAD)",
+                "at most 7 days",
+            ));
+        }
         if self.listen.parse::<std::net::SocketAddr>().is_err() {
             return Err(err(
                 "listen (TESSERA_LISTEN)",

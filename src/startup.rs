@@ -6,7 +6,9 @@ use actix_web::{App, HttpServer, web};
 use std::net::TcpListener;
 
 use crate::config::Settings;
-use crate::crypto::KeyRing;
+use crate::crypto::kek::Kek;
+use crate::service::keyring::{KeyPolicy, KeyRingCell};
+use secrecy::ExposeSecret;
 use crate::domain::ChangeEvent;
 use crate::http;
 use crate::service::Gateway;
@@ -35,6 +37,8 @@ pub struct Application {
     flusher: tokio::task::JoinHandle<()>,
     stop_flusher: tokio::sync::oneshot::Sender<()>,
     listener: Option<tokio::task::JoinHandle<()>>,
+    /// Keeps the signing-key ring in step with the store.
+    key_follower: tokio::task::JoinHandle<()>,
 }
 
 /// Applies a change made by another gateway to this one's caches.
@@ -47,7 +51,7 @@ fn apply_change(gw: &Gateway, change: Change) {
         }
         Change::Event(ChangeEvent::Roles | ChangeEvent::Users) => gw.grants_cache.clear(),
         // Read again by the key-ring follower, which owns the ring.
-        Change::Event(ChangeEvent::Keys) => gw.key_ring.changed(),
+        Change::Event(ChangeEvent::Keys) => gw.keys.changed(),
         // Revocations themselves are read from the store on every check
         // here; but a subject entry makes every cached snapshot of that
         // subject too old to mint from (its tokens would be born revoked).
@@ -65,6 +69,7 @@ fn apply_change(gw: &Gateway, change: Change) {
         Change::Lost => gw.revocation_mirror.unsubscribed(),
         // Messages may have been missed while disconnected: start afresh.
         Change::Resynced => {
+            gw.keys.changed();
             // Reloaded by the next tick; the store answers until then.
             gw.revocation_mirror.lost_track();
             gw.app_cache.clear();
@@ -79,6 +84,21 @@ impl std::fmt::Debug for Application {
         f.debug_struct("Application")
             .field("port", &self.port)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the key lifecycle reads of the settings.
+fn key_policy(s: &Settings) -> KeyPolicy {
+    let secs = |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 2_000));
+    KeyPolicy {
+        signing_alg: s.signing_alg,
+        id_token_alg: s.id_token_alg,
+        publish_ahead: secs(s.key_publish_ahead),
+        // Every token lives at most token_ttl; verifiers allow the leeway.
+        retain: secs(s.token_ttl.saturating_add(s.leeway).saturating_add(60)),
+        rotation_days: s.key_rotation_days,
+        import_dir: s.keys_dir.clone(),
+        first_keys_as_files: s.redis_url.is_none(),
     }
 }
 
@@ -101,17 +121,25 @@ impl Application {
     /// Loads keys, opens the store, bootstraps the admin, and binds the
     /// listener (`port 0` picks a free port: tests rely on it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let (keys, generated) = KeyRing::load_or_init(
-            &settings.keys_dir,
-            settings.signing_alg,
-            settings.id_token_alg,
-        )
-        .map_err(|e| StartupError(format!("keys_dir (TESSERA_KEYS_DIR): {e}")))?;
-        for path in generated {
-            tracing::info!(file = %path.display(), "generated a new signing key");
-        }
-        tracing::info!(kid = %keys.active().kid(), alg = %keys.active().alg(), "signing key loaded");
+        let kek = match (&settings.kek, &settings.kek_file) {
+            (Some(text), _) => Some(
+                Kek::parse(text.expose_secret())
+                    .map_err(|e| StartupError(format!("kek (TESSERA_KEK): {e}")))?,
+            ),
+            (None, Some(path)) => Some(
+                Kek::from_file(path)
+                    .map_err(|e| StartupError(format!("kek_file (TESSERA_KEK_FILE): {e}")))?,
+            ),
+            (None, None) => None,
+        };
         let store = open_store(&settings).await?;
+        let keys = KeyRingCell::open(key_policy(&settings), store.keys.clone(), kek)
+            .await
+            .map_err(|e| StartupError(e.to_string()))?;
+        {
+            let ring = keys.current();
+            tracing::info!(kid = %ring.active().kid(), alg = %ring.active().alg(), "signing key loaded");
+        }
         let listener = TcpListener::bind(&settings.listen).map_err(|e| {
             StartupError(format!("listen (TESSERA_LISTEN) {}: {e}", settings.listen))
         })?;
@@ -190,6 +218,7 @@ impl Application {
                 usage::flush(&gw).await;
             })
         };
+        let key_follower = crate::service::keyring::follow(gateway.clone());
         let changes = follow.map(|(url, prefix)| {
             let gw = gateway.clone();
             RedisStore::follow_changes(url, prefix, move |e| {
@@ -287,6 +316,7 @@ impl Application {
             flusher,
             stop_flusher,
             listener: changes,
+            key_follower,
         })
     }
 
@@ -325,6 +355,7 @@ impl Application {
             flusher,
             stop_flusher,
             listener,
+            key_follower,
             ..
         } = self;
         let metrics = metrics_server.map(|m| {
@@ -339,6 +370,9 @@ impl Application {
         if let Some(l) = listener {
             l.abort();
         }
+        key_follower.abort();
+        // Its hold on the state (and the embedded store's lock) ends here.
+        let _ = key_follower.await;
         let _ = stop_flusher.send(());
         let _ = flusher.await;
         drop(gateway);

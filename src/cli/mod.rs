@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod client;
 pub mod credentials;
+pub mod keys;
 pub mod login;
 pub mod users;
 
@@ -14,7 +15,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::Settings;
-use crate::crypto::{SigningAlg, jwt, keys};
+use crate::crypto::{SigningAlg, jwt};
 use crate::service::bootstrap::Bootstrap;
 use crate::startup::Application;
 
@@ -38,9 +39,16 @@ pub struct Cli {
 pub enum Command {
     /// Run the gateway.
     Serve,
-    /// Manage signing keys in the keys directory.
-    #[command(subcommand)]
-    Keys(KeysCommand),
+    /// The signing keys of a running gateway: list, rotate, revoke (and,
+    /// locally, a key file to import or a key-encryption key).
+    Keys {
+        /// Gateway and credentials.
+        #[command(flatten)]
+        remote: Remote,
+        /// What to do.
+        #[command(subcommand)]
+        command: keys::KeysCommand,
+    },
     /// Exchange application credentials for an access token and print it.
     Token(TokenArgs),
     /// Check a token against a JWKS URL and print its claims.
@@ -90,27 +98,6 @@ pub enum Command {
     Logout(login::GatewayArgs),
     /// Show who the stored login is: user, roles, permissions, expiry.
     Whoami(login::GatewayArgs),
-}
-
-/// `tessera keys …`.
-#[derive(Debug, Subcommand)]
-pub enum KeysCommand {
-    /// Write a new private key; it becomes the active key on the next start.
-    Generate {
-        /// ES256, EdDSA or RS256 (default: the configured algorithm).
-        #[arg(long)]
-        alg: Option<String>,
-    },
-    /// List the keys, their ids and which one signs.
-    List,
-    /// Rotate: write a new key of the configured algorithm. After a restart
-    /// it signs; the previous key stays published so its tokens verify.
-    Rotate,
-    /// Remove a key that no longer signs (once its last token has expired).
-    Retire {
-        /// The key id (`tessera keys list`).
-        kid: String,
-    },
 }
 
 /// Where the gateway is and how to authenticate.
@@ -186,10 +173,21 @@ pub async fn run() -> ExitCode {
     let json_out = cli.json;
     match cli.command {
         Command::Serve => serve(cli.config).await,
-        Command::Keys(k) => match Settings::load(cli.config.as_deref()) {
-            Ok(s) => keys_cmd(&s, k, json_out),
-            Err(e) => fail(json_out, &e.to_string()),
-        },
+        Command::Keys { remote, command } => {
+            // Only `generate` reads the configuration (the keys directory
+            // and algorithm); the others talk to the gateway.
+            let (dir, alg) = match &command {
+                keys::KeysCommand::Generate { .. } => match Settings::load(cli.config.as_deref()) {
+                    Ok(s) => (s.keys_dir, s.signing_alg),
+                    Err(e) => return fail(json_out, &e.to_string()),
+                },
+                _ => (PathBuf::new(), SigningAlg::ES256),
+            };
+            done(
+                keys::keys_cmd(&remote, command, &dir, alg, json_out).await,
+                json_out,
+            )
+        }
         Command::Token(t) => match token_cmd(t).await {
             Ok(v) => {
                 if json_out {
@@ -279,129 +277,6 @@ async fn serve(config: Option<PathBuf>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(false, &e.to_string()),
     }
-}
-
-fn keys_cmd(settings: &Settings, cmd: KeysCommand, json_out: bool) -> ExitCode {
-    match cmd {
-        KeysCommand::Generate { alg } => {
-            let alg = match alg.as_deref().map(SigningAlg::parse) {
-                None => settings.signing_alg,
-                Some(Some(a)) => a,
-                Some(None) => return fail(json_out, "--alg: expected ES256, EdDSA or RS256"),
-            };
-            let path = match keys::generate_file(&settings.keys_dir, alg) {
-                Ok(p) => p,
-                Err(e) => return fail(json_out, &e.to_string()),
-            };
-            if json_out {
-                println!(
-                    "{}",
-                    json!({"file": path.display().to_string(), "alg": alg.as_str()})
-                );
-            } else {
-                println!("wrote {} ({alg})", path.display());
-            }
-            ExitCode::SUCCESS
-        }
-        KeysCommand::Rotate => {
-            let path = match keys::generate_file(&settings.keys_dir, settings.signing_alg) {
-                Ok(p) => p,
-                Err(e) => return fail(json_out, &e.to_string()),
-            };
-            if json_out {
-                println!(
-                    "{}",
-                    json!({"file": path.display().to_string(), "alg": settings.signing_alg.as_str()})
-                );
-            } else {
-                println!("wrote {} ({})", path.display(), settings.signing_alg);
-                println!(
-                    "Restart the gateway(s): the new key then signs and the previous one stays"
-                );
-                println!("published. Retire the previous key (tessera keys retire KID) once");
-                println!("token_ttl ({} s) has passed.", settings.token_ttl);
-            }
-            ExitCode::SUCCESS
-        }
-        KeysCommand::Retire { kid } => {
-            let loaded = match keys::load_dir(&settings.keys_dir) {
-                Ok(k) => k,
-                Err(e) => return fail(json_out, &e.to_string()),
-            };
-            let Some(i) = loaded.iter().position(|k| k.kid() == kid) else {
-                return fail(json_out, &format!("no key with kid {kid}"));
-            };
-            if !signs(&loaded, i, settings).is_empty() {
-                return fail(
-                    json_out,
-                    "this key signs now; rotate first, then retire it later",
-                );
-            }
-            if let Err(e) = std::fs::remove_file(loaded[i].file()) {
-                return fail(json_out, &format!("{}: {e}", loaded[i].file().display()));
-            }
-            if json_out {
-                println!("{}", json!({"retired": kid}));
-            } else {
-                println!("retired {kid}; restart the gateway(s) to stop publishing it");
-            }
-            ExitCode::SUCCESS
-        }
-        KeysCommand::List => {
-            let loaded = match keys::load_dir(&settings.keys_dir) {
-                Ok(k) => k,
-                Err(e) => return fail(json_out, &e.to_string()),
-            };
-            let rows: Vec<Value> = (0..loaded.len())
-                .map(|i| {
-                    let k = &loaded[i];
-                    let signs = signs(&loaded, i, settings);
-                    json!({"kid": k.kid(), "alg": k.alg().as_str(),
-                           "file": k.file().display().to_string(),
-                           "active": signs.contains(&"access"), "signs": signs})
-                })
-                .collect();
-            if json_out {
-                println!("{}", Value::Array(rows));
-            } else {
-                println!("{:<45} {:<6} {:<12} FILE", "KID", "ALG", "SIGNS");
-                for r in rows {
-                    let signs = r["signs"]
-                        .as_array()
-                        .map(|a| {
-                            a.iter()
-                                .filter_map(Value::as_str)
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        })
-                        .unwrap_or_default();
-                    println!(
-                        "{:<45} {:<6} {:<12} {}",
-                        r["kid"].as_str().unwrap_or_default(),
-                        r["alg"].as_str().unwrap_or_default(),
-                        if signs.is_empty() { "-" } else { &signs },
-                        r["file"].as_str().unwrap_or_default()
-                    );
-                }
-            }
-            ExitCode::SUCCESS
-        }
-    }
-}
-
-/// What key `i` signs after the next start: `access` (the last key of the
-/// access-token algorithm), `id` (the last of the ID-token algorithm), both,
-/// or nothing (published only, for tokens it signed before).
-fn signs(keys: &[keys::SigningKey], i: usize, settings: &Settings) -> Vec<&'static str> {
-    let last_of = |a: SigningAlg| keys.iter().rposition(|k| k.alg() == a);
-    let mut uses = Vec::new();
-    if last_of(settings.signing_alg) == Some(i) {
-        uses.push("access");
-    }
-    if last_of(settings.id_token_alg) == Some(i) {
-        uses.push("id");
-    }
-    uses
 }
 
 async fn token_cmd(t: TokenArgs) -> Result<Value, String> {

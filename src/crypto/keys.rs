@@ -25,6 +25,7 @@ use serde_json::{Value, json};
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The signing algorithms the gateway can use.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -398,9 +399,33 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
     Ok(keys)
 }
 
-/// The loaded keys, the active one, the ID-token one, and the JWKS document.
+/// Where a published key is in its life (SPEC §14).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// Published, not signing yet: verifiers learn it before its first token.
+    Next,
+    /// Signing.
+    Active,
+    /// Published until the last token it signed has expired.
+    Retired,
+}
+
+impl KeyState {
+    /// `next`, `active` or `retired`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Next => "next",
+            Self::Active => "active",
+            Self::Retired => "retired",
+        }
+    }
+}
+
+/// The published keys with their states, the one signing access tokens, the
+/// one signing ID tokens, and the JWKS document.
 pub struct KeyRing {
-    keys: Vec<SigningKey>,
+    keys: Vec<Arc<SigningKey>>,
+    states: Vec<KeyState>,
     active: usize,
     id_token: usize,
     jwks: String,
@@ -456,15 +481,63 @@ impl KeyRing {
         };
         let active = last_of(alg)?;
         let id_token = last_of(id_alg)?;
+        let states = (0..keys.len())
+            .map(|i| {
+                if i == active || i == id_token {
+                    KeyState::Active
+                } else {
+                    KeyState::Retired
+                }
+            })
+            .collect();
+        Ok(Self::build(
+            keys.into_iter().map(Arc::new).collect(),
+            states,
+            active,
+            id_token,
+        ))
+    }
+
+    /// Builds a ring from keys in known states (the lifecycle's), signing
+    /// access tokens with `active` and ID tokens with `id_token` (kids of
+    /// two of them, in state `Active`).
+    pub fn assemble(
+        keys: Vec<(Arc<SigningKey>, KeyState)>,
+        active: &str,
+        id_token: &str,
+    ) -> Result<Self, KeyError> {
+        let find = |kid: &str| {
+            keys.iter()
+                .position(|(k, st)| k.kid == kid && *st == KeyState::Active)
+                .ok_or_else(|| KeyError::Crypto(format!("no active key {kid} in the key ring")))
+        };
+        let (active, id_token) = (find(active)?, find(id_token)?);
+        let (keys, states) = keys.into_iter().unzip();
+        Ok(Self::build(keys, states, active, id_token))
+    }
+
+    fn build(
+        keys: Vec<Arc<SigningKey>>,
+        states: Vec<KeyState>,
+        active: usize,
+        id_token: usize,
+    ) -> Self {
         // The JWKS is built here and only here, from public members.
         let jwks = json!({"keys": keys.iter().map(|k| k.public_jwk.clone()).collect::<Vec<_>>()})
             .to_string();
-        Ok(Self {
+        Self {
             keys,
+            states,
             active,
             id_token,
             jwks,
-        })
+        }
+    }
+
+    /// The state of the published key `kid`.
+    pub fn state(&self, kid: &str) -> Option<KeyState> {
+        let i = self.keys.iter().position(|k| k.kid == kid)?;
+        self.states.get(i).copied()
     }
 
     /// The key that signs new access tokens.
@@ -482,11 +555,11 @@ impl KeyRing {
 
     /// A key by `kid`.
     pub fn get(&self, kid: &str) -> Option<&SigningKey> {
-        self.keys.iter().find(|k| k.kid == kid)
+        self.keys.iter().find(|k| k.kid == kid).map(|k| &**k)
     }
 
-    /// Every key, in file-name order.
-    pub fn keys(&self) -> &[SigningKey] {
+    /// Every published key (in file-name order for a ring read from files).
+    pub fn keys(&self) -> &[Arc<SigningKey>] {
         &self.keys
     }
 

@@ -148,6 +148,8 @@ pub mod builtin {
     pub const TOKENS_IMPERSONATE: &str = "tokens:impersonate";
     /// Report leaked keys and tokens (`POST /api/v1/leaks`).
     pub const LEAKS_REPORT: &str = "leaks:report";
+    /// List, rotate and revoke the gateway's signing keys (SPEC §14).
+    pub const KEYS_MANAGE: &str = "keys:manage";
 }
 
 /// The gateway's own permissions, always in the catalogue.
@@ -173,6 +175,10 @@ pub const BUILT_INS: &[(&str, &str)] = &[
     (
         builtin::LEAKS_REPORT,
         "Report leaked keys and tokens, which are revoked at once",
+    ),
+    (
+        builtin::KEYS_MANAGE,
+        "List, rotate and revoke the gateway's signing keys",
     ),
 ];
 

@@ -187,7 +187,7 @@ pub async fn jwks(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
         .content_type("application/json")
-        .body(gw.keys.jwks_json().to_owned()))
+        .body(gw.keys.current().jwks_json().to_owned()))
 }
 
 #[utoipa::path(get, path = "/.well-known/oauth-authorization-server", tag = "discovery",
@@ -212,7 +212,7 @@ pub async fn openid_configuration(req: HttpRequest) -> Result<HttpResponse, ApiE
             userinfo_endpoint: format!("{iss}/oauth/userinfo"),
             end_session_endpoint: format!("{iss}/oauth/logout"),
             subject_types_supported: vec!["public"],
-            id_token_signing_alg_values_supported: vec![gw.keys.id_token_key().alg().as_str()],
+            id_token_signing_alg_values_supported: vec![gw.keys.current().id_token_key().alg().as_str()],
             claims_supported: CLAIMS.to_vec(),
             claims_parameter_supported: false,
             request_parameter_supported: false,

@@ -88,7 +88,7 @@ pub async fn readyz(req: HttpRequest) -> Result<HttpResponse, ApiError> {
             } else {
                 CheckState::Unavailable
             },
-            keys: gw.keys.active().kid().to_owned(),
+            keys: gw.keys.current().active().kid().to_owned(),
         },
     };
     Ok(if store_ok {

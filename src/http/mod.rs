@@ -10,6 +10,7 @@ pub mod extract;
 pub mod forward;
 pub mod health;
 pub mod json;
+pub mod keys;
 pub mod leaks;
 pub mod me;
 pub mod oauth;
@@ -157,6 +158,11 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                     .route(web::delete().to(admin::delete_user)),
             )
             .service(resource("/api/v1/leaks", "POST").route(web::post().to(leaks::report)))
+            .service(resource("/api/v1/keys", "GET").route(web::get().to(keys::list)))
+            .service(resource("/api/v1/keys/rotate", "POST").route(web::post().to(keys::rotate)))
+            .service(
+                resource("/api/v1/keys/{kid}/revoke", "POST").route(web::post().to(keys::revoke)),
+            )
             .service(resource("/api/v1/audit", "GET").route(web::get().to(admin::audit_log)))
             .configure(oauth::device::routes)
             .configure(console::routes)

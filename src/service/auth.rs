@@ -57,7 +57,7 @@ pub async fn authenticate_bearer(
     ip: std::net::IpAddr,
 ) -> Result<Principal, DomainError> {
     let claims: AccessClaims = jwt::verify(
-        &gw.keys,
+        &gw.keys.current(),
         token,
         &gw.issuer,
         &gw.policy.audience,

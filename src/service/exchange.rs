@@ -119,7 +119,7 @@ async fn checked(
 ) -> Result<(AccessClaims, Principal), DomainError> {
     let bad = || DomainError::InvalidRequest(format!("the {name} is invalid, expired or revoked"));
     let claims: AccessClaims = jwt::verify_any_audience(
-        &gw.keys,
+        &gw.keys.current(),
         token.expose_secret(),
         &gw.issuer,
         gw.policy.leeway,
@@ -373,7 +373,7 @@ pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, D
         may_act,
     };
     let access_token =
-        jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+        jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     inc(&gw.metrics.tokens_issued);
     recorded(
         gw,

@@ -229,6 +229,14 @@ impl ForwardTokens {
         verified.retain(|_, v| v.claims.exp > now);
     }
 
+    /// Forgets every token held: a signing key left the ring, so a token
+    /// minted with it must not be handed on, and one verified with it must
+    /// be checked again.
+    pub fn clear(&self) {
+        self.map.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.forget_verified();
+    }
+
     /// Forgets every verified token: a signing key left the ring, and what
     /// it signed must be checked again.
     pub fn forget_verified(&self) {
@@ -415,7 +423,7 @@ async fn with_token(
         Some(v) if v.claims.exp.saturating_add(leeway) > now => v,
         _ => {
             let claims: AccessClaims =
-                jwt::verify_any_audience(&gw.keys, &token, &gw.issuer, gw.policy.leeway).map_err(
+                jwt::verify_any_audience(&gw.keys.current(), &token, &gw.issuer, gw.policy.leeway).map_err(
                     |e| {
                         tracing::debug!(reason = %e, "forwarded token refused");
                         Refused::token(DomainError::InvalidToken)

@@ -12,6 +12,7 @@ pub mod exchange;
 pub mod forward;
 pub mod grants;
 pub mod inflight;
+pub mod keyring;
 pub mod leaks;
 pub mod limiter;
 pub mod metrics;

@@ -173,7 +173,7 @@ pub fn read_own_token(gw: &Gateway, token: &str) -> Option<AccessClaims> {
     if token.len() > 8 * 1024 {
         return None;
     }
-    jwt::verify_any_audience(&gw.keys, token, &gw.issuer, gw.policy.leeway).ok()
+    jwt::verify_any_audience(&gw.keys.current(), token, &gw.issuer, gw.policy.leeway).ok()
 }
 
 /// Revokes one token (RFC 7009) for the authenticated client `caller`.
@@ -421,7 +421,7 @@ mod tests {
             act: None,
             may_act: None,
         };
-        jwt::mint(&gw.keys, &claims).unwrap()
+        jwt::mint(&gw.keys.current(), &claims).unwrap()
     }
 
     async fn active(gw: &Gateway, token: &str) -> bool {

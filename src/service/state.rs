@@ -9,7 +9,7 @@ use super::limiter::FailureLimiter;
 use super::metrics::Metrics;
 use super::usage::UsageRecorder;
 use crate::config::Settings;
-use crate::crypto::{KeyRing, Pepper, SecretHasher};
+use crate::crypto::{Pepper, SecretHasher};
 use crate::domain::Catalogue;
 use crate::store::{
     AppStore, AuditStore, KeyStore, RateLimitStore, RevocationStore, RoleStore, SessionStore,
@@ -25,8 +25,8 @@ pub struct Gateway {
     pub client_address: ClientAddressRule,
     /// `iss` of minted tokens.
     pub issuer: String,
-    /// Signing keys.
-    pub keys: KeyRing,
+    /// Signing keys: the ring in use, kept in step with the store.
+    pub keys: super::keyring::KeyRingCell,
     /// Permission catalogue.
     pub catalogue: Catalogue,
     /// Application storage.
@@ -221,7 +221,11 @@ pub struct BuildError(pub String);
 
 impl Gateway {
     /// Assembles the state from settings, a key ring and a store.
-    pub fn new(settings: Settings, keys: KeyRing, stores: Stores) -> Result<Self, BuildError> {
+    pub fn new(
+        settings: Settings,
+        keys: super::keyring::KeyRingCell,
+        stores: Stores,
+    ) -> Result<Self, BuildError> {
         let catalogue = Catalogue::new(settings.permissions.clone())
             .map_err(|e| BuildError(format!("permissions: {e}")))?;
         let hasher = SecretHasher::new(settings.hash_concurrency, settings.hash_queue)

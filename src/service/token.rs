@@ -432,7 +432,7 @@ pub fn mint(
         may_act: None,
     };
     let access_token =
-        jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+        jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     inc(&gw.metrics.tokens_issued);
     Ok((
         IssuedToken {

@@ -35,18 +35,21 @@ struct Keys {
 
 /// `GET /console/keys`: every signed-in person (the JWKS is public).
 async fn keys(ctx: Ctx) -> HttpResponse {
-    let ring = &ctx.gw.keys;
+    let ring = &ctx.gw.keys.current();
     let (active, id_token) = (ring.active().kid(), ring.id_token_key().kid());
     let keys = ring
         .keys()
         .iter()
         .map(|k| {
             let (a, i) = (k.kid() == active, k.kid() == id_token);
-            let state = match (a, i) {
-                (true, true) => "Active: signs access tokens and ID tokens",
-                (true, false) => "Active: signs access tokens",
-                (false, true) => "Signs ID tokens",
-                (false, false) => "Published only: verifies tokens it signed",
+            let state = match (a, i, ring.state(k.kid())) {
+                (true, true, _) => "Active: signs access tokens and ID tokens",
+                (true, false, _) => "Active: signs access tokens",
+                (false, true, _) => "Active: signs ID tokens",
+                (false, false, Some(crate::crypto::keys::KeyState::Next)) => {
+                    "Next: published, signs once it is activated"
+                }
+                (false, false, _) => "Retired: verifies tokens it signed until they expire",
             };
             KeyRow {
                 kid: k.kid().to_owned(),

@@ -119,6 +119,12 @@ impl ConsoleTokens {
         self.lock().contains_key(sid)
     }
 
+    /// Forgets every token held: a signing key left the ring, and they may
+    /// be signed with it.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// Forgets the token of a session that ended.
     pub fn forget(&self, sid: &str) {
         self.lock().remove(sid);
@@ -139,7 +145,7 @@ async fn grants_digest(gw: &Gateway, user: &User) -> Result<u64, DomainError> {
 /// (it is checked by [`authenticate_bearer`] at every use).
 fn exp_of(gw: &Gateway, token: &str) -> Result<i64, DomainError> {
     let claims: AccessClaims = crate::crypto::jwt::verify(
-        &gw.keys,
+        &gw.keys.current(),
         token,
         &gw.issuer,
         &gw.policy.audience,

@@ -410,7 +410,7 @@ pub async fn password_grant(
 /// session), a live user. Returns the claims.
 pub async fn person_claims(gw: &Gateway, token: &str) -> Result<AccessClaims, DomainError> {
     let claims: AccessClaims =
-        jwt::verify_any_audience(&gw.keys, token, &gw.issuer, gw.policy.leeway)
+        jwt::verify_any_audience(&gw.keys.current(), token, &gw.issuer, gw.policy.leeway)
             .map_err(|_| DomainError::InvalidToken)?;
     if claims.sid.is_none() || !claims.sub.starts_with("usr_") {
         return Err(DomainError::InvalidToken);
@@ -488,7 +488,7 @@ pub async fn plan_logout(gw: &Gateway, p: &LogoutParams) -> Result<LogoutPlan, D
     let mut client_id = p.client_id.clone();
     let mut hint_sub = None;
     if let Some(h) = p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
-        let claims = jwt::verify_id_token_hint(&gw.keys, h, &gw.issuer).map_err(|_| {
+        let claims = jwt::verify_id_token_hint(&gw.keys.current(), h, &gw.issuer).map_err(|_| {
             DomainError::InvalidRequest(
                 "id_token_hint is not a valid ID token of this provider".into(),
             )

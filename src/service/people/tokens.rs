@@ -192,7 +192,7 @@ pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainErr
         may_act: None,
     };
     let access_token =
-        jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+        jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     let id_token = if oidc.iter().any(|w| w == "openid") {
         Some(id_token(gw, &i, user, &oidc, &access_token, iat)?)
     } else {
@@ -316,7 +316,7 @@ pub async fn issue_federated(
         act: None,
         may_act: None,
     };
-    let token = jwt::mint(&gw.keys, &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let token = jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     crate::service::metrics::inc(&gw.metrics.tokens_issued);
     Ok((token, f.ttl, scope))
 }
@@ -339,7 +339,7 @@ fn id_token(
         "auth_time": i.session.auth_time.timestamp(),
         "sid": i.session.id,
         "amr": i.session.amr,
-        "at_hash": jwt::at_hash(access_token, gw.keys.id_token_key().alg()),
+        "at_hash": jwt::at_hash(access_token, gw.keys.current().id_token_key().alg()),
     });
     if let Some(n) = i.nonce {
         c["nonce"] = Value::from(n);
@@ -353,7 +353,7 @@ fn id_token(
     if oidc.iter().any(|w| w == "profile") && !user.name.is_empty() {
         c["name"] = Value::from(user.name.clone());
     }
-    jwt::mint_id_token(&gw.keys, &c).map_err(|e| DomainError::Internal(e.to_string()))
+    jwt::mint_id_token(&gw.keys.current(), &c).map_err(|e| DomainError::Internal(e.to_string()))
 }
 
 async fn start_family(
