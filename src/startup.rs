@@ -87,21 +87,6 @@ impl std::fmt::Debug for Application {
     }
 }
 
-/// What the key lifecycle reads of the settings.
-fn key_policy(s: &Settings) -> KeyPolicy {
-    let secs = |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 2_000));
-    KeyPolicy {
-        signing_alg: s.signing_alg,
-        id_token_alg: s.id_token_alg,
-        publish_ahead: secs(s.key_publish_ahead),
-        // Every token lives at most token_ttl; verifiers allow the leeway.
-        retain: secs(s.token_ttl.saturating_add(s.leeway).saturating_add(60)),
-        rotation_days: s.key_rotation_days,
-        import_dir: s.keys_dir.clone(),
-        first_keys_as_files: s.redis_url.is_none(),
-    }
-}
-
 /// The backend, chosen here once: Redis when `TESSERA_REDIS_URL` is set,
 /// else the embedded store.
 async fn open_store(settings: &Settings) -> Result<Stores, StartupError> {
@@ -130,10 +115,21 @@ impl Application {
                 Kek::from_file(path)
                     .map_err(|e| StartupError(format!("kek_file (TESSERA_KEK_FILE): {e}")))?,
             ),
+            // Settings built in code skip `Settings::validate`: the rule
+            // that a shared store never holds a private key in the clear is
+            // checked here too.
+            (None, None) if settings.redis_url.is_some() => {
+                return Err(StartupError(
+                    "kek (TESSERA_KEK or TESSERA_KEK_FILE): required with a Redis store: the \
+                     private signing keys are kept in Redis, encrypted with it (make one with \
+                     `tessera keys kek`)"
+                        .into(),
+                ));
+            }
             (None, None) => None,
         };
         let store = open_store(&settings).await?;
-        let keys = KeyRingCell::open(key_policy(&settings), store.keys.clone(), kek)
+        let keys = KeyRingCell::open(KeyPolicy::from(&settings), store.keys.clone(), kek)
             .await
             .map_err(|e| StartupError(e.to_string()))?;
         {

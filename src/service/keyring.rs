@@ -67,6 +67,23 @@ pub struct KeyPolicy {
     pub first_keys_as_files: bool,
 }
 
+impl From<&crate::config::Settings> for KeyPolicy {
+    fn from(s: &crate::config::Settings) -> Self {
+        let secs =
+            |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 2_000));
+        Self {
+            signing_alg: s.signing_alg,
+            id_token_alg: s.id_token_alg,
+            publish_ahead: secs(s.key_publish_ahead),
+            // Every token lives at most token_ttl; verifiers allow the leeway.
+            retain: secs(s.token_ttl.saturating_add(s.leeway).saturating_add(60)),
+            rotation_days: s.key_rotation_days,
+            import_dir: s.keys_dir.clone(),
+            first_keys_as_files: s.redis_url.is_none(),
+        }
+    }
+}
+
 /// Where a stored key is at some instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Phase {

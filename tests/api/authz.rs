@@ -608,6 +608,35 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
             "403",
         ],
     ),
+    // The signing keys (SPEC §14) need `keys:manage`, which no actor here
+    // holds: listing, adding and withdrawing a key are all refused.
+    (
+        "GET",
+        "/api/v1/keys",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
+        ],
+    ),
+    (
+        "POST",
+        "/api/v1/keys/rotate",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
+        ],
+    ),
+    (
+        "POST",
+        "/api/v1/keys/{kid}/revoke",
+        "-",
+        [
+            "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403", "403",
+            "403",
+        ],
+    ),
 ];
 
 /// The grants a target of the given reach holds.
@@ -674,6 +703,25 @@ async fn prepare(
             .await;
         let sid = claims_of(&t)["sid"].as_str().unwrap().to_owned();
         return (route.replace("{session}", &sid), None);
+    }
+    if route.contains("{kid}") {
+        // The key signing access tokens right now: the one most worth taking.
+        let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", gw.app.address))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let kid = jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["alg"] == "ES256")
+            .unwrap()["kid"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        return (route.replace("{kid}", &kid), None);
     }
     let body = match (method, route) {
         ("POST", "/api/v1/me/password") => Some(json!({

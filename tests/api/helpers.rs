@@ -89,7 +89,14 @@ pub async fn pair_on_redis(redis_url: &str, issuer: &str) -> (TestApp, TestApp) 
     (a, b)
 }
 
-pub async fn spawn_in(dirs: TempDir, settings: Settings) -> TestApp {
+/// The key-encryption key of every Redis-backed test gateway that sets
+/// none: gateways sharing a prefix must share it.
+pub const TEST_KEK: &str = "dGVzc2VyYS10ZXN0LWtlay0zMi1ieXRlcy1sb25nISE=";
+
+pub async fn spawn_in(dirs: TempDir, mut settings: Settings) -> TestApp {
+    if settings.redis_url.is_some() && settings.kek.is_none() && settings.kek_file.is_none() {
+        settings.kek = Some(SecretString::from(TEST_KEK));
+    }
     let keys_dir = settings.keys_dir.clone();
     let configured_issuer = settings.issuer.clone();
     let redis_prefix = settings.redis_prefix.clone();

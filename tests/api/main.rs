@@ -33,6 +33,7 @@ mod forward_attacks;
 mod fuzz_bodies;
 mod helpers;
 mod identity;
+mod keys;
 mod leaks;
 mod lifecycle;
 mod model;

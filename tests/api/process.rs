@@ -360,53 +360,78 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
     assert!(!cli(&["verify", &tampered]).status.success());
 
-    let out = cli(&["keys", "list", "--json"]);
-    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    // The ES256 access-token key (the last file) and the RS256 ID-token key.
-    assert_eq!(keys.as_array().unwrap().len(), 2);
-    assert_eq!(keys[1]["active"], true);
-    assert_eq!(keys[1]["signs"], json!(["access"]));
-    assert_eq!(
-        keys[0]["signs"],
-        json!(["id"]),
-        "the RS256 key signs ID tokens"
-    );
-    let id_kid = keys[0]["kid"].as_str().unwrap().to_owned();
-    assert!(
-        !cli(&["keys", "retire", &id_kid]).status.success(),
-        "the ID-token key cannot be retired while it signs"
-    );
+    // The signing keys, from the running gateway (SPEC §14).
+    let list = |cli: &dyn Fn(&[&str]) -> std::process::Output| {
+        let out = cli(&["keys", "list", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["keys"].as_array().unwrap().clone()
+    };
+    let keys = list(&cli);
+    // The ES256 access-token key and the RS256 ID-token key, both active.
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    let of = |keys: &[Value], alg: &str, state: &str| -> Vec<String> {
+        keys.iter()
+            .filter(|k| k["alg"] == alg && k["state"] == state)
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let es = of(&keys, "ES256", "active");
+    assert_eq!(es.len(), 1, "{keys:?}");
+    assert_eq!(of(&keys, "RS256", "active").len(), 1, "{keys:?}");
+    let signs = |kid: &str, keys: &[Value]| {
+        keys.iter().find(|k| k["kid"] == kid).unwrap()["signs"].clone()
+    };
+    assert_eq!(signs(&es[0], &keys), json!(["access"]));
     let out = cli(&["keys", "list"]);
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("SIGNS") && table.contains(" id "), "{table}");
-    let out = cli(&["keys", "generate", "--alg", "EdDSA"]);
-    assert!(out.status.success());
-    let out = cli(&["keys", "list", "--json"]);
-    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 3);
-    let first_kid = keys[1]["kid"].as_str().unwrap().to_owned();
-    // Rotate: a new ES256 key becomes the active one; the old one can be retired.
-    assert!(cli(&["keys", "rotate"]).status.success());
-    let out = cli(&["keys", "list", "--json"]);
-    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 4);
-    let active: Vec<&Value> = keys
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|k| k["active"] == true)
-        .collect();
-    assert_eq!(active.len(), 1);
-    assert_ne!(active[0]["kid"], first_kid.as_str());
-    let active_kid = active[0]["kid"].as_str().unwrap().to_owned();
     assert!(
-        !cli(&["keys", "retire", &active_kid]).status.success(),
-        "the signing key cannot be retired"
+        table.contains("STATE") && table.contains("active") && table.contains(&es[0]),
+        "{table}"
     );
-    assert!(cli(&["keys", "retire", &first_kid]).status.success());
-    let out = cli(&["keys", "list", "--json"]);
-    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(keys.as_array().unwrap().len(), 3);
+    // Rotate: a next key of each algorithm, published, not signing yet.
+    let out = cli(&["keys", "rotate"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("signs from"));
+    let keys = list(&cli);
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    let next_es = of(&keys, "ES256", "next");
+    assert_eq!(next_es.len(), 1, "{keys:?}");
+    assert_eq!(of(&keys, "RS256", "next").len(), 1, "{keys:?}");
+    let jwks: Value = reqwest::get(format!("{}/.well-known/jwks.json", gw.address))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == next_es[0].as_str()),
+        "the next key is published at once: {jwks}"
+    );
+    // Revoke the active ES256 key: the pending one signs from now on.
+    let out = cli(&["keys", "revoke", &es[0]]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let keys = list(&cli);
+    assert_eq!(of(&keys, "ES256", "revoked"), es, "{keys:?}");
+    assert_eq!(of(&keys, "ES256", "active"), next_es, "{keys:?}");
+    let out = cli(&["token"]);
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let header: Value = serde_json::from_slice(
+        &base64_url_decode(token.split('.').next().unwrap()),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], next_es[0].as_str(), "signed by the promoted key");
+    let out = cli(&["keys", "revoke", "no-such-kid"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
+    // Local helpers: a key-encryption key, and a key file for keys/.
+    let out = cli(&["keys", "kek"]);
+    assert!(out.status.success());
+    let kek = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(kek.trim().len(), 44, "32 bytes in base64: {kek}");
+    let out = cli(&["keys", "generate", "--alg", "EdDSA"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("EdDSA"));
 
     let out = Command::new(BIN)
         .args(["token"])
@@ -753,4 +778,11 @@ async fn the_cli_updates_apps_manages_users_and_reads_the_audit_log() {
     let (ok, _, err) = cli(&["audit", "--limit", "0"]);
     assert!(!ok);
     assert!(err.contains("validation_failed"), "{err}");
+}
+
+fn base64_url_decode(s: &str) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .unwrap()
 }

@@ -59,11 +59,14 @@ fn assert_counted(buckets: &[(i64, u64)], first: i64, last: i64) {
 async fn assert_service_reports(stores: Stores, id: &str, first: i64, last: i64) {
     let dir = tempfile::tempdir().unwrap();
     let settings = base_settings(dir.path());
-    let (keys, _) = tessera::crypto::KeyRing::load_or_init(
-        &settings.keys_dir,
-        settings.signing_alg,
-        settings.id_token_alg,
+    // The ring the running gateway stored (sealed with the tests' key).
+    let kek = tessera::crypto::kek::Kek::parse(crate::helpers::TEST_KEK).unwrap();
+    let keys = tessera::service::keyring::KeyRingCell::open(
+        tessera::service::keyring::KeyPolicy::from(&settings),
+        stores.keys.clone(),
+        Some(kek),
     )
+    .await
     .unwrap();
     let gw = Gateway::new(settings, keys, stores).unwrap();
     let now = Utc::now();
