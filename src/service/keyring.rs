@@ -67,6 +67,17 @@ pub struct KeyPolicy {
     pub first_keys_as_files: bool,
 }
 
+impl KeyPolicy {
+    /// The configured algorithms, each once.
+    pub fn algorithms(&self) -> Vec<SigningAlg> {
+        let mut algs = vec![self.signing_alg];
+        if self.id_token_alg != self.signing_alg {
+            algs.push(self.id_token_alg);
+        }
+        algs
+    }
+}
+
 impl From<&crate::config::Settings> for KeyPolicy {
     fn from(s: &crate::config::Settings) -> Self {
         let secs =
@@ -347,6 +358,16 @@ impl KeyRingCell {
         if let Some(kek) = &kek {
             stored = seal_plain(&*store, kek, stored).await?;
         }
+        let stored = ensure_active(&*store, kek.as_ref(), &policy, stored, &mut parsed)
+            .await
+            .map_err(|e| KeyRingError(format!("signing keys: {e}")))?;
+        // Keys another gateway added meanwhile: opened like the others.
+        for k in stored.keys.iter().filter(|k| k.revoked_at.is_none()) {
+            if !parsed.contains_key(&k.kid) {
+                let key = open(kek.as_ref(), k).map_err(KeyRingError)?;
+                parsed.insert(k.kid.clone(), Arc::new(key));
+            }
+        }
         let (ring, next) = build(&policy, &stored, &parsed, Utc::now())
             .map_err(|e| KeyRingError(format!("signing keys: {e}")))?;
         let cell = Self {
@@ -395,38 +416,15 @@ impl KeyRingCell {
 
     /// Rebuilds the ring from `stored`, first adding an active key for any
     /// configured algorithm that has none.
-    async fn rebuild(&self, inner: &mut Inner, mut stored: StoredRing) -> Result<bool, DomainError> {
-        for _ in 0..SWAP_ATTEMPTS {
-            let now = Utc::now();
-            let (ph, _) = phases(&stored.keys, now, self.policy.retain);
-            let mut added = Vec::new();
-            for alg in self.algorithms() {
-                let has_active = stored
-                    .keys
-                    .iter()
-                    .zip(&ph)
-                    .any(|(k, p)| k.alg == alg.as_str() && *p == Phase::Active);
-                if !has_active {
-                    let (record, key) =
-                        fresh(self.kek.as_ref(), alg, now, now).map_err(DomainError::Internal)?;
-                    inner.parsed.insert(record.kid.clone(), key);
-                    added.push(record);
-                }
-            }
-            if added.is_empty() {
-                break;
-            }
-            match self.store.swap_keys(stored.version, &added, &[]).await? {
-                Some(version) => {
-                    for k in &added {
-                        tracing::warn!(kid = %k.kid, alg = %k.alg, "no active signing key: added one, signing at once");
-                    }
-                    stored.version = version;
-                    stored.keys.extend(added);
-                }
-                None => stored = self.store.load_keys().await?,
-            }
-        }
+    async fn rebuild(&self, inner: &mut Inner, stored: StoredRing) -> Result<bool, DomainError> {
+        let stored = ensure_active(
+            &*self.store,
+            self.kek.as_ref(),
+            &self.policy,
+            stored,
+            &mut inner.parsed,
+        )
+        .await?;
         for k in stored.keys.iter().filter(|k| k.revoked_at.is_none()) {
             if !inner.parsed.contains_key(&k.kid) {
                 match open(self.kek.as_ref(), k) {
@@ -463,15 +461,49 @@ impl KeyRingCell {
         inner.stored = stored;
         Ok(left)
     }
+}
 
-    /// The configured algorithms, each once.
-    fn algorithms(&self) -> Vec<SigningAlg> {
-        let mut algs = vec![self.policy.signing_alg];
-        if self.policy.id_token_alg != self.policy.signing_alg {
-            algs.push(self.policy.id_token_alg);
+/// Adds an active key, signing at once, for every configured algorithm
+/// that has none (a new setting, or a store someone emptied of them).
+async fn ensure_active(
+    store: &dyn KeyStore,
+    kek: Option<&Kek>,
+    policy: &KeyPolicy,
+    mut stored: StoredRing,
+    parsed: &mut HashMap<String, Arc<SigningKey>>,
+) -> Result<StoredRing, DomainError> {
+    let algs = policy.algorithms();
+    for _ in 0..SWAP_ATTEMPTS {
+        let now = Utc::now();
+        let (ph, _) = phases(&stored.keys, now, policy.retain);
+        let mut added = Vec::new();
+        for &alg in &algs {
+            let has_active = stored
+                .keys
+                .iter()
+                .zip(&ph)
+                .any(|(k, p)| k.alg == alg.as_str() && *p == Phase::Active);
+            if !has_active {
+                let (record, key) = fresh(kek, alg, now, now).map_err(DomainError::Internal)?;
+                parsed.insert(record.kid.clone(), key);
+                added.push(record);
+            }
         }
-        algs
+        if added.is_empty() {
+            break;
+        }
+        match store.swap_keys(stored.version, &added, &[]).await? {
+            Some(version) => {
+                for k in &added {
+                    tracing::warn!(kid = %k.kid, alg = %k.alg, "no active signing key: added one, signing at once");
+                }
+                stored.version = version;
+                stored.keys.extend(added);
+            }
+            None => stored = store.load_keys().await?,
+        }
     }
+    Ok(stored)
 }
 
 /// `keys/` on the first start, or fresh keys: activated in file order, a
@@ -523,7 +555,18 @@ fn first_keys(
         });
         tracing::info!(kid = %key.kid(), file = %key.file().display(), "signing key imported into the store");
     }
-    Ok((records, files))
+    // No file of a configured algorithm (a shared store writes none): a
+    // fresh key, kept only in the store.
+    let mut keys = files;
+    for alg in policy.algorithms() {
+        if !keys.iter().any(|k| k.alg() == alg) {
+            let (record, key) = fresh(kek, alg, now, now).map_err(KeyRingError)?;
+            tracing::info!(kid = %record.kid, alg = %record.alg, "generated a new signing key in the store");
+            records.push(record);
+            keys.push(key);
+        }
+    }
+    Ok((records, keys))
 }
 
 /// Seals keys stored in the clear (an embedded store that ran without a
@@ -707,7 +750,7 @@ async fn add_next_keys(gw: &Gateway, mut stored: StoredRing) -> Result<Vec<Store
         let at = now + cell.policy.publish_ahead;
         let mut added = Vec::new();
         let mut opened = Vec::new();
-        for alg in cell.algorithms() {
+        for alg in cell.policy.algorithms() {
             let (record, key) = fresh(cell.kek.as_ref(), alg, now, at).map_err(DomainError::Internal)?;
             opened.push(key);
             added.push(record);
