@@ -46,7 +46,17 @@ def settings_keys():
     """The file keys `Settings` accepts (it denies unknown ones)."""
     src = (ROOT / "src" / "config.rs").read_text(encoding="utf-8")
     body = src.split("pub struct Settings {", 1)[1].split("\n}", 1)[0]
-    return set(re.findall(r"^\s*pub (\w+):", body, re.M))
+    keys, skipped = set(), False
+    for line in body.splitlines():
+        line = line.strip()
+        if line.startswith("#[serde(") and "skip" in line:
+            skipped = True  # environment only (secrets)
+        m = re.match(r"pub (\w+):", line)
+        if m:
+            if not skipped:
+                keys.add(m.group(1))
+            skipped = False
+    return keys
 
 
 def check_workload(name, obj, problems):
