@@ -31,7 +31,7 @@ const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE
 pub enum KekError {
     /// Nothing was given (an empty variable or file).
     #[error(
-        "the key-encryption key is empty: give 32 random bytes in base64 (`tessera`'s own generator, or `openssl rand -base64 32`)"
+        "the key-encryption key is empty: give 32 random bytes in base64 (for example the output of `openssl rand -base64 32`)"
     )]
     Empty,
     /// The text is not base64 in either alphabet.

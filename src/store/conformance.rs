@@ -734,7 +734,7 @@ async fn signing_keys<S: KeyStore>(store: &S) {
     for stale in [0, v1 + 1, u64::MAX] {
         let refused = must(
             store
-                .swap_keys(stale, &[c.clone()], &["kid_a".into()])
+                .swap_keys(stale, std::slice::from_ref(&c), &["kid_a".into()])
                 .await,
             "stale swap",
         );
