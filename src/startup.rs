@@ -47,8 +47,7 @@ fn apply_change(gw: &Gateway, change: Change) {
         }
         Change::Event(ChangeEvent::Roles | ChangeEvent::Users) => gw.grants_cache.clear(),
         // Read again by the key-ring follower, which owns the ring.
-        // TEMP: Change::Event(ChangeEvent::Keys) => gw.key_ring.changed(),
-        Change::Event(ChangeEvent::Keys) => {}
+        Change::Event(ChangeEvent::Keys) => gw.key_ring.changed(),
         // Revocations themselves are read from the store on every check
         // here; but a subject entry makes every cached snapshot of that
         // subject too old to mint from (its tokens would be born revoked).
