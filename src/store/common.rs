@@ -51,6 +51,9 @@ impl Record for RefreshFamily {
 impl Record for super::SsoLogin {
     const KIND: &'static str = "single sign-on attempt";
 }
+impl Record for super::StoredKey {
+    const KIND: &'static str = "signing key record";
+}
 
 /// The identity-index keys of a user's linked identities
 /// ([`super::identity_key`]), without repeats.

@@ -7,8 +7,9 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{
-    AppFilter, AppStore, AuditRecord, AuditStore, Entity, ListQuery, RevocationStore, RoleDelete,
-    RoleStore, StoreError, StoredApp, StoredUser, UserStore,
+    AppFilter, AppStore, AuditRecord, AuditStore, Entity, KeyStore, ListQuery, RevocationStore,
+    RoleDelete, RoleStore, SealedKey, StoreError, StoredApp, StoredKey, StoredRing, StoredUser,
+    UserStore,
 };
 use super::{SPENT_CODE_MEMORY_SECS, SessionStore};
 use crate::domain::session::{
@@ -76,7 +77,8 @@ pub async fn run_all<
         + AuditStore
         + RevocationStore
         + SessionStore
-        + super::RateLimitStore,
+        + super::RateLimitStore
+        + KeyStore,
 >(
     store: &S,
 ) {
@@ -92,6 +94,7 @@ pub async fn run_all<
     identities(store).await;
     sso_logins(store).await;
     rate_limits(store).await;
+    signing_keys(store).await;
 }
 
 /// GCRA budgets (SPEC §13): a whole budget passes, the next request is
@@ -243,6 +246,7 @@ async fn revocations<S: RevocationStore>(store: &S) {
     revocation_idempotence(store).await;
     feed_paging(store).await;
     session_revocations(store).await;
+    key_revocations(store).await;
 }
 
 /// Whether a token without a session is revoked.
@@ -580,6 +584,292 @@ async fn feed_paging<S: RevocationStore>(store: &S) {
     ] {
         let p = must(store.feed(Some(&bad), 1).await, "impossible cursor");
         assert!(p.snapshot && p.reset, "{bad:?}");
+    }
+}
+
+/// Withdrawn signing keys (SPEC §14): stored, carried by the feed once each,
+/// never repeated, covering no token by its other fields, and forgotten
+/// once expired, index included.
+async fn key_revocations<S: RevocationStore>(store: &S) {
+    let now = Utc::now().timestamp();
+    // Forget what earlier checks left expired: the purges counted below are
+    // this check's own.
+    must(store.purge_expired(now).await, "clean up");
+    let (_, before) = read_to_end(store, None, 1000).await;
+    let key = |kid: &str| RevocationKind::Key { kid: kid.into() };
+    let kid = "kid_Vq3p0ZuB7yXr1tWcLmN2aDe5Hs8";
+
+    let first = must(store.revoke(key(kid), now + 60).await, "revoke a key");
+    assert!(first.appended);
+    assert_eq!(first.entry.kind, key(kid));
+    assert_eq!(first.entry.expires_at, now + 60);
+    for _ in 0..10 {
+        let again = must(store.revoke(key(kid), now + 60).await, "again");
+        assert!(!again.appended, "revoking a key again appends nothing");
+        assert_eq!(again.entry, first.entry, "the existing entry is returned");
+    }
+    assert!(!must(store.revoke(key(kid), now + 30).await, "shorter").appended);
+    // Kinds never cover each other, even when spelled alike.
+    let jti_alike = must(
+        store
+            .revoke(RevocationKind::Jti { jti: kid.into() }, now + 60)
+            .await,
+        "jti alike",
+    );
+    assert!(jti_alike.appended);
+    let other = must(store.revoke(key("kid_other"), now + 60).await, "other");
+    assert!(other.appended && other.entry.seq > jti_alike.entry.seq);
+    // A key entry covers no token through its jti, subject or session: the
+    // verifier refuses by the token's `kid`, which stores never see.
+    let spelled_alike = must(
+        store
+            .is_revoked(&TokenRef {
+                jti: "kid_other",
+                sub: "kid_other",
+                sid: Some("kid_other"),
+                client: Some("kid_other"),
+                issued_ms: 0,
+            })
+            .await,
+        "is_revoked",
+    );
+    assert!(!spelled_alike);
+
+    let (grown, _) = read_to_end(store, Some(&before), 1000).await;
+    assert_eq!(
+        grown,
+        vec![
+            first.entry.clone(),
+            jti_alike.entry.clone(),
+            other.entry.clone()
+        ],
+        "the increments carry key entries, once each"
+    );
+    let (snapshot, _) = read_to_end(store, None, 2).await;
+    for e in [&first.entry, &other.entry] {
+        assert!(snapshot.contains(e), "the snapshot carries {e:?}");
+    }
+
+    let short = must(store.revoke(key("kid_short"), now - 1).await, "short");
+    assert!(short.appended);
+    assert_eq!(must(store.purge_expired(now).await, "purge"), 1);
+    let (snapshot, _) = read_to_end(store, None, 1000).await;
+    assert!(!snapshot.contains(&short.entry) && snapshot.contains(&first.entry));
+    assert!(
+        must(store.revoke(key("kid_short"), now + 60).await, "short anew").appended,
+        "the purge took its index entry too"
+    );
+    assert!(must(store.purge_expired(now + 61).await, "purge the first") >= 3);
+    let (snapshot, _) = read_to_end(store, None, 1000).await;
+    assert!(!snapshot.contains(&first.entry), "{snapshot:?}");
+    let anew = must(store.revoke(key(kid), now + 60).await, "anew");
+    assert!(anew.appended, "a forgotten key may be revoked anew");
+    assert!(anew.entry.seq > other.entry.seq);
+}
+
+/// A signing key for the ring checks, created now (sub-second instants must
+/// survive the round trip).
+fn stored_key(kid: &str, private: SealedKey) -> StoredKey {
+    let t = Utc::now();
+    StoredKey {
+        kid: kid.into(),
+        alg: "ES256".into(),
+        created_at: t,
+        activates_at: t + Duration::minutes(15),
+        revoked_at: None,
+        private,
+    }
+}
+
+fn plain_pem(n: &str) -> SealedKey {
+    SealedKey::Plain {
+        pem: format!("-----BEGIN PRIVATE KEY-----\nMIGHAgEA{n}\n-----END PRIVATE KEY-----\n"),
+    }
+}
+
+fn sealed_pem(n: &str) -> SealedKey {
+    SealedKey::Sealed {
+        nonce: "AAECAwQFBgcICQoL".into(),
+        ciphertext: format!("c2VhbGVkLXByaXZhdGUta2V5{n}"),
+    }
+}
+
+/// The ring with its keys in `kid` order (stores return them unordered).
+async fn sorted_ring<S: KeyStore>(store: &S) -> StoredRing {
+    let mut ring = must(store.load_keys().await, "load keys");
+    ring.keys.sort_by(|a, b| a.kid.cmp(&b.kid));
+    ring
+}
+
+/// The signing-key ring (SPEC §14): versioned compare-and-swap of upserts
+/// and removals, all or nothing, one winner among racing writers, and the
+/// version always read with the keys it belongs to.
+async fn signing_keys<S: KeyStore>(store: &S) {
+    assert_eq!(
+        must(store.load_keys().await, "empty ring"),
+        StoredRing::default(),
+        "a new store: version 0, no keys"
+    );
+    let a = stored_key("kid_a", plain_pem("a"));
+    let mut b = stored_key("kid_b", sealed_pem("b"));
+    b.alg = "EdDSA".into();
+    let v1 = must(
+        store.swap_keys(0, &[a.clone(), b.clone()], &[]).await,
+        "first swap",
+    )
+    .unwrap_or_else(|| panic!("a new ring is at version 0"));
+    assert!(v1 > 0);
+    let ring = sorted_ring(store).await;
+    assert_eq!(
+        ring,
+        StoredRing {
+            version: v1,
+            keys: vec![a.clone(), b.clone()]
+        },
+        "every field of both kinds of private key comes back"
+    );
+
+    // Another version, older or newer: refused whole, nothing written.
+    let c = stored_key("kid_c", sealed_pem("c"));
+    for stale in [0, v1 + 1, u64::MAX] {
+        let refused = must(
+            store
+                .swap_keys(stale, std::slice::from_ref(&c), &["kid_a".into()])
+                .await,
+            "stale swap",
+        );
+        assert_eq!(refused, None, "at {stale}, the ring is at {v1}");
+        assert_eq!(sorted_ring(store).await, ring, "nothing changed");
+    }
+
+    // An upsert replaces the key of the same kid.
+    let mut revoked_a = a.clone();
+    revoked_a.revoked_at = Some(Utc::now());
+    let v2 = must(
+        store
+            .swap_keys(v1, std::slice::from_ref(&revoked_a), &[])
+            .await,
+        "upsert",
+    )
+    .unwrap_or_else(|| panic!("upsert at the current version"));
+    assert!(v2 > v1);
+    assert_eq!(
+        sorted_ring(store).await,
+        StoredRing {
+            version: v2,
+            keys: vec![revoked_a.clone(), b.clone()]
+        }
+    );
+
+    // A removal deletes; an absent kid is no error.
+    let v3 = must(
+        store
+            .swap_keys(v2, &[], &["kid_b".into(), "kid_absent".into()])
+            .await,
+        "remove",
+    )
+    .unwrap_or_else(|| panic!("remove at the current version"));
+    assert!(v3 > v2);
+    assert_eq!(
+        sorted_ring(store).await,
+        StoredRing {
+            version: v3,
+            keys: vec![revoked_a.clone()]
+        }
+    );
+
+    // Upserts and removals together: neither without the other.
+    let drop_a = ["kid_a".to_owned()];
+    let both = |v| store.swap_keys(v, std::slice::from_ref(&c), &drop_a);
+    assert_eq!(must(both(v2).await, "stale both"), None);
+    assert_eq!(
+        sorted_ring(store).await,
+        StoredRing {
+            version: v3,
+            keys: vec![revoked_a.clone()]
+        },
+        "a refused swap neither added nor removed"
+    );
+    let v4 = must(both(v3).await, "both").unwrap_or_else(|| panic!("both at v3"));
+    assert!(v4 > v3);
+    assert_eq!(
+        sorted_ring(store).await,
+        StoredRing {
+            version: v4,
+            keys: vec![c.clone()]
+        }
+    );
+
+    // Writers racing from one version: exactly one wins.
+    let racers: Vec<StoredKey> = (0..8)
+        .map(|n| stored_key(&format!("kid_race{n}"), plain_pem(&n.to_string())))
+        .collect();
+    let results = futures_util::future::join_all(
+        racers
+            .iter()
+            .map(|k| store.swap_keys(v4, std::slice::from_ref(k), &[])),
+    )
+    .await;
+    let winners: Vec<(usize, u64)> = results
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| must(r, "racing swap").map(|v| (i, v)))
+        .collect();
+    let [(winner, v5)] = winners[..] else {
+        panic!("exactly one racing swap wins: {winners:?}");
+    };
+    assert!(v5 > v4);
+    assert_eq!(
+        sorted_ring(store).await,
+        StoredRing {
+            version: v5,
+            keys: vec![c.clone(), racers[winner].clone()]
+        }
+    );
+
+    // Reads racing with swaps: each version comes with its own keys. The
+    // writer marks every swap in the `alg` of one key and remembers which
+    // version that swap made.
+    let mut made = std::collections::HashMap::from([(v5, None)]);
+    let writer = async {
+        let mut marks = Vec::new();
+        let mut version = v5;
+        for n in 0..40 {
+            let mut marker = stored_key("kid_marker", plain_pem("m"));
+            marker.alg = format!("mark{n}");
+            let next = must(
+                store
+                    .swap_keys(version, std::slice::from_ref(&marker), &[])
+                    .await,
+                "marked swap",
+            )
+            .unwrap_or_else(|| panic!("the only writer"));
+            marks.push((next, Some(marker.alg)));
+            version = next;
+        }
+        marks
+    };
+    let reader = async {
+        let mut seen = Vec::new();
+        for _ in 0..120 {
+            let ring = must(store.load_keys().await, "racing load");
+            let mark = ring
+                .keys
+                .iter()
+                .find(|k| k.kid == "kid_marker")
+                .map(|k| k.alg.clone());
+            seen.push((ring.version, mark));
+        }
+        seen
+    };
+    let (marks, seen) = futures_util::future::join(writer, reader).await;
+    made.extend(marks);
+    for (version, mark) in seen {
+        assert_eq!(
+            made.get(&version),
+            Some(&mark),
+            "version {version} was read with the keys of another"
+        );
     }
 }
 

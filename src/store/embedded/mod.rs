@@ -87,6 +87,7 @@ impl EmbeddedStore {
         revocations::init(&txn)?;
         people::init(&txn)?;
         device::init(&txn)?;
+        keys::init(&txn)?;
         txn.commit().map_err(backend)?;
         Ok(Self {
             db: Arc::new(db),

@@ -491,6 +491,67 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_key_swap_is_announced_and_a_refused_one_is_not() {
+        use crate::store::{KeyStore, SealedKey, StoredKey};
+        let redis = RedisServer::start();
+        let s = store(&redis, "keys:").await;
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut pubsub = client.get_async_pubsub().await.unwrap();
+        pubsub.subscribe("keys:events").await.unwrap();
+        let t = chrono::Utc::now();
+        let key = StoredKey {
+            kid: "kid_ch".into(),
+            alg: "ES256".into(),
+            created_at: t,
+            activates_at: t,
+            revoked_at: None,
+            private: SealedKey::Plain { pem: "pem".into() },
+        };
+
+        let v = s
+            .swap_keys(0, std::slice::from_ref(&key), &[])
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.swap_keys(0, std::slice::from_ref(&key), &["kid_ch".into()])
+                .await
+                .unwrap(),
+            None
+        );
+        // A marker after the refused swap: had the refusal published
+        // anything, it would arrive before the marker.
+        let marker = s
+            .revoke(
+                RevocationKind::Jti {
+                    jti: "j_mark".into(),
+                },
+                chrono::Utc::now().timestamp() + 60,
+            )
+            .await
+            .unwrap();
+        let mut stream = pubsub.on_message();
+        let mut next = async || -> String {
+            let msg = tokio::time::timeout(Duration::from_secs(5), stream.next())
+                .await
+                .unwrap()
+                .unwrap();
+            msg.get_payload().unwrap()
+        };
+        let first = next().await;
+        assert_eq!(first, r#"{"kind":"keys"}"#);
+        assert_eq!(ChangeEvent::parse(&first), Some(ChangeEvent::Keys));
+        assert_eq!(
+            ChangeEvent::parse(&next().await),
+            Some(ChangeEvent::Revocation {
+                entry: marker.entry
+            }),
+            "nothing between the swap and the marker"
+        );
+        assert_eq!(s.load_keys().await.unwrap().version, v);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn usage_batches_are_atomic_under_contention() {
         let redis = RedisServer::start();
         let s = store(&redis, "use:").await;
