@@ -218,6 +218,8 @@ pub struct KeyRingCell {
     /// Milliseconds since the epoch when a phase next changes by the clock.
     next_change_ms: AtomicI64,
     heard: tokio::sync::Notify,
+    /// The next change by the clock moved: the follower's sleep is redone.
+    rescheduled: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for KeyRingCell {
@@ -378,6 +380,7 @@ impl KeyRingCell {
             inner: tokio::sync::Mutex::new(Inner { stored, parsed }),
             next_change_ms: AtomicI64::new(i64::MAX),
             heard: tokio::sync::Notify::new(),
+            rescheduled: tokio::sync::Notify::new(),
         };
         cell.set_next_change(next);
         // A configured algorithm with no active key (a new setting, or every
@@ -400,10 +403,14 @@ impl KeyRingCell {
     }
 
     fn set_next_change(&self, at: Option<DateTime<Utc>>) {
-        self.next_change_ms.store(
-            at.map_or(i64::MAX, |t| t.timestamp_millis()),
-            Ordering::Relaxed,
-        );
+        let at = at.map_or(i64::MAX, |t| t.timestamp_millis());
+        let before = self.next_change_ms.swap(at, Ordering::Relaxed);
+        if at < before {
+            // A key added here turns active sooner than the follower planned
+            // to look (on Redis the channel would say so; on the embedded
+            // store nobody else does).
+            self.rescheduled.notify_one();
+        }
     }
 
     /// Reads the store and rebuilds the ring; returns whether a key left it
@@ -659,6 +666,7 @@ pub fn follow(gw: actix_web::web::Data<Gateway>) -> tokio::task::JoinHandle<()> 
             };
             tokio::select! {
                 () = cell.heard.notified() => {}
+                () = cell.rescheduled.notified() => continue,
                 () = tokio::time::sleep(wait) => {}
             }
             last_poll = std::time::Instant::now();

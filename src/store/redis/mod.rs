@@ -27,6 +27,9 @@
 //! | `rev:order` | sorted set, score = position | positions |
 //! | `rev:jti:{jti}` | string, expires with the token | position |
 //! | `rev:sub:{sub}` | string, expires with the entry | `{not-before ms}:{position}` of the latest subject entry (older data: the instant alone) |
+//! | `rev:sid:{sid}`, `rev:kid:{kid}` | string, expires with the entry | position of the latest session or signing-key entry |
+//! | `signing:keys` | hash | kid → a `StoredKey` as JSON (private half sealed with the KEK) |
+//! | `signing:version` | string | the ring's version, raised by every swap (compare-and-swap) |
 //! | `session:{id}` | hash, expires at `retain_until` | `rec` (a `StoredSession` as JSON, as inserted), `user`, and the moving parts: `seen`/`retain` (RFC 3339) with `seen_us`/`retain_us` (µs, compared by scripts) |
 //! | `user_sessions:{user}` | sorted set, score = `auth_time` ms, expires with its longest-lived session | session ids (trimmed lazily once their session key is gone) |
 //! | `code:{sha256}` | hash, expires `SPENT_CODE_MEMORY_SECS` after the code | `rec` (an `AuthCode` as JSON), `spent`, `exp_us`, `forget_us` |
