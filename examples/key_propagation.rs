@@ -105,7 +105,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         withdrawn.push(until(&http, b, answered, |k| new.iter().all(|n| !k.contains(n))).await?);
     }
-    for (what, v) in [("published by B", &mut added), ("withdrawn by B", &mut withdrawn)] {
+    for (what, v) in [
+        ("published by B", &mut added),
+        ("withdrawn by B", &mut withdrawn),
+    ] {
         let max = v.iter().max().map_or(0.0, |d| d.as_secs_f64() * 1000.0);
         println!(
             "key {what:<15} over {n} changes: p50 {:.1} ms   p99 {:.1} ms   max {max:.1} ms",

@@ -7,17 +7,17 @@ use std::net::TcpListener;
 
 use crate::config::Settings;
 use crate::crypto::kek::Kek;
-use crate::service::keyring::{KeyPolicy, KeyRingCell};
-use secrecy::ExposeSecret;
 use crate::domain::ChangeEvent;
 use crate::http;
 use crate::service::Gateway;
 use crate::service::Stores;
 use crate::service::bootstrap::{self, Bootstrap};
+use crate::service::keyring::{KeyPolicy, KeyRingCell};
 use crate::service::metrics::inc;
 use crate::service::usage;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{Change, RedisStore};
+use secrecy::ExposeSecret;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]

@@ -212,7 +212,9 @@ pub async fn openid_configuration(req: HttpRequest) -> Result<HttpResponse, ApiE
             userinfo_endpoint: format!("{iss}/oauth/userinfo"),
             end_session_endpoint: format!("{iss}/oauth/logout"),
             subject_types_supported: vec!["public"],
-            id_token_signing_alg_values_supported: vec![gw.keys.current().id_token_key().alg().as_str()],
+            id_token_signing_alg_values_supported: vec![
+                gw.keys.current().id_token_key().alg().as_str(),
+            ],
             claims_supported: CLAIMS.to_vec(),
             claims_parameter_supported: false,
             request_parameter_supported: false,

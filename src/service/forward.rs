@@ -423,12 +423,11 @@ async fn with_token(
         Some(v) if v.claims.exp.saturating_add(leeway) > now => v,
         _ => {
             let claims: AccessClaims =
-                jwt::verify_any_audience(&gw.keys.current(), &token, &gw.issuer, gw.policy.leeway).map_err(
-                    |e| {
+                jwt::verify_any_audience(&gw.keys.current(), &token, &gw.issuer, gw.policy.leeway)
+                    .map_err(|e| {
                         tracing::debug!(reason = %e, "forwarded token refused");
                         Refused::token(DomainError::InvalidToken)
-                    },
-                )?;
+                    })?;
             let permissions = claims
                 .permissions
                 .iter()

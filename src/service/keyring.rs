@@ -80,8 +80,7 @@ impl KeyPolicy {
 
 impl From<&crate::config::Settings> for KeyPolicy {
     fn from(s: &crate::config::Settings) -> Self {
-        let secs =
-            |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 2_000));
+        let secs = |n: u64| chrono::Duration::seconds(i64::try_from(n).unwrap_or(i64::MAX / 2_000));
         Self {
             signing_alg: s.signing_alg,
             id_token_alg: s.id_token_alg,
@@ -440,23 +439,23 @@ impl KeyRingCell {
                     }
                     // Written by a gateway with another key-encryption key:
                     // left out (and said loudly) rather than stop serving.
-                    Err(e) => tracing::error!(kid = %k.kid, error = %e, "a stored signing key cannot be used"),
+                    Err(e) => {
+                        tracing::error!(kid = %k.kid, error = %e, "a stored signing key cannot be used")
+                    }
                 }
             }
         }
-        inner
-            .parsed
-            .retain(|kid, _| stored.keys.iter().any(|k| &k.kid == kid && k.revoked_at.is_none()));
+        inner.parsed.retain(|kid, _| {
+            stored
+                .keys
+                .iter()
+                .any(|k| &k.kid == kid && k.revoked_at.is_none())
+        });
         let (ring, next) = build(&self.policy, &stored, &inner.parsed, Utc::now())
             .map_err(DomainError::Internal)?;
         let before = self.ring.load_full();
-        let left = before
-            .keys()
-            .iter()
-            .any(|k| ring.get(k.kid()).is_none());
-        if before.jwks_json() != ring.jwks_json()
-            || before.active().kid() != ring.active().kid()
-        {
+        let left = before.keys().iter().any(|k| ring.get(k.kid()).is_none());
+        if before.jwks_json() != ring.jwks_json() || before.active().kid() != ring.active().kid() {
             tracing::info!(
                 active = %ring.active().kid(),
                 published = ring.keys().len(),
@@ -601,7 +600,10 @@ async fn seal_plain(
             .map_err(store_err)?
         {
             Some(_) => {
-                tracing::info!(keys = sealed.len(), "signing keys sealed with the key-encryption key");
+                tracing::info!(
+                    keys = sealed.len(),
+                    "signing keys sealed with the key-encryption key"
+                );
                 return store.load_keys().await.map_err(store_err);
             }
             None => stored = store.load_keys().await.map_err(store_err)?,
@@ -657,8 +659,8 @@ pub fn follow(gw: actix_web::web::Data<Gateway>) -> tokio::task::JoinHandle<()> 
         loop {
             let cell = &gw.keys;
             let wait = {
-                let to_change = cell.next_change_ms.load(Ordering::Relaxed)
-                    - Utc::now().timestamp_millis();
+                let to_change =
+                    cell.next_change_ms.load(Ordering::Relaxed) - Utc::now().timestamp_millis();
                 let to_change = Duration::from_millis(u64::try_from(to_change.max(0)).unwrap_or(0));
                 to_change
                     .min(POLL_EVERY.saturating_sub(last_poll.elapsed()))
@@ -742,7 +744,13 @@ async fn forget_gone(gw: &Gateway) -> Result<(), DomainError> {
         })
         .map(|(k, _)| k.kid.clone())
         .collect();
-    if !gone.is_empty() && cell.store.swap_keys(stored.version, &[], &gone).await?.is_some() {
+    if !gone.is_empty()
+        && cell
+            .store
+            .swap_keys(stored.version, &[], &gone)
+            .await?
+            .is_some()
+    {
         tracing::info!(keys = gone.len(), "forgot signing keys no longer published");
     }
     Ok(())
@@ -750,7 +758,10 @@ async fn forget_gone(gw: &Gateway) -> Result<(), DomainError> {
 
 /// Adds a `next` key of each configured algorithm (compare-and-swap,
 /// retried from a fresh reading), then rebuilds the ring.
-async fn add_next_keys(gw: &Gateway, mut stored: StoredRing) -> Result<Vec<StoredKey>, DomainError> {
+async fn add_next_keys(
+    gw: &Gateway,
+    mut stored: StoredRing,
+) -> Result<Vec<StoredKey>, DomainError> {
     let cell = &gw.keys;
     let mut inner = cell.inner.lock().await;
     for _ in 0..SWAP_ATTEMPTS {
@@ -759,7 +770,8 @@ async fn add_next_keys(gw: &Gateway, mut stored: StoredRing) -> Result<Vec<Store
         let mut added = Vec::new();
         let mut opened = Vec::new();
         for alg in cell.policy.algorithms() {
-            let (record, key) = fresh(cell.kek.as_ref(), alg, now, at).map_err(DomainError::Internal)?;
+            let (record, key) =
+                fresh(cell.kek.as_ref(), alg, now, at).map_err(DomainError::Internal)?;
             opened.push(key);
             added.push(record);
         }
@@ -905,7 +917,12 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, kid: &str) -> Result<KeyVie
     let expires = (now + cell.policy.retain).timestamp();
     let entry = gw
         .revocations
-        .revoke(RevocationKind::Key { kid: kid.to_owned() }, expires)
+        .revoke(
+            RevocationKind::Key {
+                kid: kid.to_owned(),
+            },
+            expires,
+        )
         .await?;
     gw.revocation_mirror.apply(&entry.entry);
     let mut inner = cell.inner.lock().await;
@@ -1043,7 +1060,10 @@ mod tests {
 
     #[test]
     fn a_revoked_successor_does_not_end_its_predecessor_early() {
-        let keys = vec![key("a", "ES256", 100, None), key("b", "ES256", 200, Some(201))];
+        let keys = vec![
+            key("a", "ES256", 100, None),
+            key("b", "ES256", 200, Some(201)),
+        ];
         let at = |s| DateTime::from_timestamp(s, 0).unwrap();
         let (p, _) = phases(&keys, at(300), chrono::Duration::seconds(60));
         assert_eq!(p, vec![Phase::Active, Phase::Revoked]);

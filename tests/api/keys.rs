@@ -98,9 +98,11 @@ async fn a_key_rotated_on_one_gateway_is_published_by_the_other_and_signs_everyw
     assert_eq!(added.len(), 2, "one per configured algorithm: {added:?}");
     assert!(added.iter().all(|k| k["state"] == "next"), "{added:?}");
     let next = kid_of(&added, "ES256");
-    let took = within(Duration::from_secs(1), "B publishes the next key", || async {
-        kids(&b.jwks().await).contains(&next)
-    })
+    let took = within(
+        Duration::from_secs(1),
+        "B publishes the next key",
+        || async { kids(&b.jwks().await).contains(&next) },
+    )
     .await;
     eprintln!("next key published by the other gateway after {took:?}");
     let (_, secret) = b
@@ -121,25 +123,34 @@ async fn a_key_rotated_on_one_gateway_is_published_by_the_other_and_signs_everyw
     ))
     .await
     .unwrap();
-    within(Duration::from_secs(5), "the verifier's mirror is fresh", || async {
-        verifier.verify(&before).await.is_ok()
-    })
+    within(
+        Duration::from_secs(5),
+        "the verifier's mirror is fresh",
+        || async { verifier.verify(&before).await.is_ok() },
+    )
     .await;
     // A goes away: the verifier can fetch nothing more from it.
     drop(a);
 
     // After `key_publish_ahead`, B signs with the key A published.
-    let after = within(Duration::from_secs(6), "B signs with the new key", || async {
-        let t = b.token_for(None, &secret).await;
-        header_of(&t)["kid"] == next.as_str()
-    })
+    let after = within(
+        Duration::from_secs(6),
+        "B signs with the new key",
+        || async {
+            let t = b.token_for(None, &secret).await;
+            header_of(&t)["kid"] == next.as_str()
+        },
+    )
     .await;
     eprintln!("the next key signed {after:?} later");
     let signed = b.token_for(None, &secret).await;
     assert_eq!(header_of(&signed)["kid"], next.as_str());
     let claims = verifier.verify(&signed).await.unwrap();
     assert_eq!(claims.claims.sub, claims_of(&signed)["sub"]);
-    assert!(verifier.verify(&before).await.is_ok(), "the retired key still verifies");
+    assert!(
+        verifier.verify(&before).await.is_ok(),
+        "the retired key still verifies"
+    );
     let keys = list(&b, &b.admin_token().await).await;
     assert_eq!(state_of(&keys, &next), "active", "{keys:?}");
     let old = claims_of(&before);
@@ -161,17 +172,25 @@ async fn a_key_rotated_on_one_gateway_is_published_by_the_other_and_signs_everyw
     .await;
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["state"], "revoked");
-    let took = within(Duration::from_secs(1), "the verifier refuses the revoked key", || async {
-        matches!(verifier.verify(&signed).await, Err(VerifyError::Revoked))
-    })
+    let took = within(
+        Duration::from_secs(1),
+        "the verifier refuses the revoked key",
+        || async { matches!(verifier.verify(&signed).await, Err(VerifyError::Revoked)) },
+    )
     .await;
     eprintln!("revoked key refused by the verifier after {took:?}");
-    assert!(!kids(&b.jwks().await).contains(&next), "out of the JWKS at once");
+    assert!(
+        !kids(&b.jwks().await).contains(&next),
+        "out of the JWKS at once"
+    );
     // B signs with a replacement at once; the gateway refuses the old token.
     let fresh = b.token_for(None, &secret).await;
     assert_ne!(header_of(&fresh)["kid"], next.as_str());
     let (status, _) = call(&b, Method::GET, "/api/v1/keys", &admin_b).await;
-    assert_eq!(status, 401, "the admin's token was signed by the revoked key");
+    assert_eq!(
+        status, 401,
+        "the admin's token was signed by the revoked key"
+    );
     // The feed carries the new kind, for verifiers that poll.
     let admin_b = b.admin_token().await;
     let (status, feed) = call(&b, Method::GET, "/api/v1/revocations", &admin_b).await;
@@ -235,7 +254,11 @@ async fn on_the_embedded_store_a_next_key_turns_active_by_itself_and_a_revoked_o
     assert_eq!(again["revokedAt"], v["revokedAt"]);
     let keys = list(&app, &admin).await;
     assert_eq!(state_of(&keys, &first), "revoked");
-    assert_eq!(state_of(&keys, &next), "active", "a retired key needs no stand-in");
+    assert_eq!(
+        state_of(&keys, &next),
+        "active",
+        "a retired key needs no stand-in"
+    );
     // Unknown and malformed kids: 404 in the error shape, nothing changes.
     for kid in ["no-such-key", "%3Cscript%3E", &"x".repeat(300)] {
         let (status, v) = call(
@@ -344,8 +367,11 @@ async fn keys_dir_is_imported_once_sealed_and_a_wrong_kek_starts_nothing() {
 
     // A second gateway with other files imports nothing: the store decides.
     let other = tempfile::tempdir().unwrap();
-    tessera::crypto::keys::generate_file(&other.path().join("keys"), tessera::crypto::SigningAlg::ES256)
-        .unwrap();
+    tessera::crypto::keys::generate_file(
+        &other.path().join("keys"),
+        tessera::crypto::SigningAlg::ES256,
+    )
+    .unwrap();
     let mut s2 = base_settings(other.path());
     s2.redis_url = Some(redis.url());
     s2.redis_prefix = prefix.clone();
@@ -368,14 +394,27 @@ async fn keys_dir_is_imported_once_sealed_and_a_wrong_kek_starts_nothing() {
         "{msg}"
     );
     assert!(!msg.contains("d3Jvbmct"), "the key is never echoed: {msg}");
-    assert_eq!(redis_ring(&redis.url(), &prefix).await, before, "nothing changed");
+    assert_eq!(
+        redis_ring(&redis.url(), &prefix).await,
+        before,
+        "nothing changed"
+    );
     // None at all, and one that is not 32 bytes: refused too.
     s3.kek = None;
-    let msg = tessera::Application::build(s3.clone()).await.unwrap_err().to_string();
+    let msg = tessera::Application::build(s3.clone())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(msg.contains("TESSERA_KEK"), "{msg}");
     s3.kek = Some(secrecy::SecretString::from("c2hvcnQ="));
-    let msg = tessera::Application::build(s3).await.unwrap_err().to_string();
-    assert!(msg.contains("TESSERA_KEK") && !msg.contains("c2hvcnQ"), "{msg}");
+    let msg = tessera::Application::build(s3)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("TESSERA_KEK") && !msg.contains("c2hvcnQ"),
+        "{msg}"
+    );
     assert_eq!(redis_ring(&redis.url(), &prefix).await, before);
 }
 
@@ -409,4 +448,3 @@ async fn an_embedded_store_gets_its_keys_sealed_once_a_kek_is_set() {
     };
     assert!(msg.contains("TESSERA_KEK"), "{msg}");
 }
-

@@ -363,7 +363,11 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     // The signing keys, from the running gateway (SPEC §14).
     let list = |cli: &dyn Fn(&[&str]) -> std::process::Output| {
         let out = cli(&["keys", "list", "--json"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         v["keys"].as_array().unwrap().clone()
     };
@@ -379,9 +383,8 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     let es = of(&keys, "ES256", "active");
     assert_eq!(es.len(), 1, "{keys:?}");
     assert_eq!(of(&keys, "RS256", "active").len(), 1, "{keys:?}");
-    let signs = |kid: &str, keys: &[Value]| {
-        keys.iter().find(|k| k["kid"] == kid).unwrap()["signs"].clone()
-    };
+    let signs =
+        |kid: &str, keys: &[Value]| keys.iter().find(|k| k["kid"] == kid).unwrap()["signs"].clone();
     assert_eq!(signs(&es[0], &keys), json!(["access"]));
     let out = cli(&["keys", "list"]);
     let table = String::from_utf8_lossy(&out.stdout);
@@ -391,7 +394,11 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     );
     // Rotate: a next key of each algorithm, published, not signing yet.
     let out = cli(&["keys", "rotate"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("signs from"));
     let keys = list(&cli);
     assert_eq!(keys.len(), 4, "{keys:?}");
@@ -405,22 +412,32 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
         .await
         .unwrap();
     assert!(
-        jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == next_es[0].as_str()),
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == next_es[0].as_str()),
         "the next key is published at once: {jwks}"
     );
     // Revoke the active ES256 key: the pending one signs from now on.
     let out = cli(&["keys", "revoke", &es[0]]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let keys = list(&cli);
     assert_eq!(of(&keys, "ES256", "revoked"), es, "{keys:?}");
     assert_eq!(of(&keys, "ES256", "active"), next_es, "{keys:?}");
     let out = cli(&["token"]);
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-    let header: Value = serde_json::from_slice(
-        &base64_url_decode(token.split('.').next().unwrap()),
-    )
-    .unwrap();
-    assert_eq!(header["kid"], next_es[0].as_str(), "signed by the promoted key");
+    let header: Value =
+        serde_json::from_slice(&base64_url_decode(token.split('.').next().unwrap())).unwrap();
+    assert_eq!(
+        header["kid"],
+        next_es[0].as_str(),
+        "signed by the promoted key"
+    );
     let out = cli(&["keys", "revoke", "no-such-kid"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not found"));
@@ -430,7 +447,11 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
     let kek = String::from_utf8(out.stdout).unwrap();
     assert_eq!(kek.trim().len(), 44, "32 bytes in base64: {kek}");
     let out = cli(&["keys", "generate", "--alg", "EdDSA"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("EdDSA"));
 
     let out = Command::new(BIN)

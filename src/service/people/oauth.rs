@@ -488,11 +488,12 @@ pub async fn plan_logout(gw: &Gateway, p: &LogoutParams) -> Result<LogoutPlan, D
     let mut client_id = p.client_id.clone();
     let mut hint_sub = None;
     if let Some(h) = p.id_token_hint.as_deref().filter(|h| !h.is_empty()) {
-        let claims = jwt::verify_id_token_hint(&gw.keys.current(), h, &gw.issuer).map_err(|_| {
-            DomainError::InvalidRequest(
-                "id_token_hint is not a valid ID token of this provider".into(),
-            )
-        })?;
+        let claims =
+            jwt::verify_id_token_hint(&gw.keys.current(), h, &gw.issuer).map_err(|_| {
+                DomainError::InvalidRequest(
+                    "id_token_hint is not a valid ID token of this provider".into(),
+                )
+            })?;
         let aud = match &claims["aud"] {
             Value::String(s) => Some(s.clone()),
             Value::Array(a) => a.first().and_then(|v| v.as_str()).map(str::to_owned),

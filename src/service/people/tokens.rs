@@ -316,7 +316,8 @@ pub async fn issue_federated(
         act: None,
         may_act: None,
     };
-    let token = jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
+    let token =
+        jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     crate::service::metrics::inc(&gw.metrics.tokens_issued);
     Ok((token, f.ttl, scope))
 }
