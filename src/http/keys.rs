@@ -34,7 +34,7 @@ pub async fn list(req: HttpRequest, Caller(caller): Caller) -> Result<HttpRespon
     responses(
         (status = 201, description = "A `next` key of each configured algorithm: in the JWKS at once, signing after `key_publish_ahead`", body = KeyList),
         StandardErrors,
-        (status = 409, description = "Other writes to the key ring kept coming first; nothing was added", body = ApiErrorBody)),
+        (status = 409, description = "A `next` key is already pending (one at a time), 16 keys are published already, or other writes to the key ring kept coming first; nothing was added", body = ApiErrorBody)),
     security(("bearer" = [])))]
 /// `POST /api/v1/keys/rotate` (no body).
 pub async fn rotate(req: HttpRequest, Caller(caller): Caller) -> Result<HttpResponse, ApiError> {

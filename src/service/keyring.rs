@@ -44,6 +44,10 @@ const POLL_EVERY: Duration = Duration::from_secs(10);
 /// Writes retried when another gateway's write came first.
 const SWAP_ATTEMPTS: usize = 8;
 
+/// The most keys published at once: every verifier fetches the whole JWKS,
+/// and a ring this size already means a rotation every few minutes.
+const MAX_PUBLISHED: usize = 16;
+
 /// What the lifecycle needs of the configuration.
 #[derive(Clone, Debug)]
 pub struct KeyPolicy {
@@ -851,11 +855,39 @@ pub async fn list(gw: &Gateway, actor: &Principal) -> Result<Vec<KeyView>, Domai
 ///
 /// # Errors
 /// `InsufficientPermissions` without `keys:manage`; `Unavailable` when the
-/// store does not answer; `Conflict` when other writes kept winning.
+/// store does not answer; `Conflict` when a `next` key is already pending,
+/// when [`MAX_PUBLISHED`] keys are published, or when other writes kept
+/// winning.
 pub async fn rotate(gw: &Gateway, actor: &Principal) -> Result<Vec<KeyView>, DomainError> {
     authz::require(gw, actor, KEYS_MANAGE, "key.rotate", "-").await?;
     let cell = &gw.keys;
     let stored = cell.store.load_keys().await?;
+    // One key waiting per algorithm: a second rotation before the first
+    // signs would only lengthen the JWKS (and cost an RSA key each time).
+    let (ph, _) = phases(&stored.keys, Utc::now(), cell.policy.retain);
+    if let Some(pending) = stored
+        .keys
+        .iter()
+        .zip(&ph)
+        .find(|(_, p)| **p == Phase::Next)
+    {
+        return Err(DomainError::Conflict(format!(
+            "a next key ({}) is already published and signs from {}: wait for it, or \
+             revoke it to start over",
+            pending.0.kid,
+            pending
+                .0
+                .activates_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
+    }
+    let published = ph.iter().filter(|p| p.published().is_some()).count();
+    if published + cell.policy.algorithms().len() > MAX_PUBLISHED {
+        return Err(DomainError::Conflict(format!(
+            "{published} keys are published already (at most {MAX_PUBLISHED}): retired keys \
+             leave once the tokens they signed have expired"
+        )));
+    }
     let added = add_next_keys(gw, stored).await?;
     let views: Vec<KeyView> = added
         .iter()

@@ -544,6 +544,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut s = settings(dir.path());
         s.redis_url = Some(redis.url());
+        // A shared store holds the signing keys sealed: it needs a KEK.
+        s.kek = Some(SecretString::from(
+            "dGVzc2VyYS10ZXN0LWtlay0zMi1ieXRlcy1sb25nISE=",
+        ));
         let app = Application::build(s).await.unwrap();
         ending_a_session_ends_its_tokens_everywhere(app.gateway()).await;
     }

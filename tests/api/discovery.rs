@@ -420,6 +420,9 @@ async fn openapi_describes_every_route_the_server_has() {
         ("delete", "/api/v1/me/sessions/{id}"),
         ("post", "/api/v1/me/password"),
         ("post", "/api/v1/leaks"),
+        ("get", "/api/v1/keys"),
+        ("post", "/api/v1/keys/rotate"),
+        ("post", "/api/v1/keys/{kid}/revoke"),
     ];
     let mut documented = 0;
     for (method, path) in routes {
@@ -432,7 +435,10 @@ async fn openapi_describes_every_route_the_server_has() {
         documented += 1;
         // And the server really routes it (a 404 here would be the JSON
         // "no such endpoint", a 405 a method the resource lacks).
-        let concrete = path.replace("{id}", "x").replace("{name}", "x");
+        let concrete = path
+            .replace("{id}", "x")
+            .replace("{name}", "x")
+            .replace("{kid}", "x");
         let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
         let res = app
             .client

@@ -307,7 +307,21 @@ async fn keys_manage_is_needed_and_is_enough() {
         .await;
     let keeper = app.token_for(None, &keeper).await;
     assert_eq!(list(&app, &keeper).await.len(), 2);
-    assert_eq!(rotate(&app, &keeper).await.len(), 2);
+    let added = rotate(&app, &keeper).await;
+    assert_eq!(added.len(), 2);
+    // One pending key at a time (it signs in 6 minutes): a second rotation
+    // adds nothing.
+    let (status, v) = call(&app, Method::POST, "/api/v1/keys/rotate", &keeper).await;
+    assert_eq!(status, 409, "{v}");
+    assert_eq!(v["error"]["code"], "conflict", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        added
+            .iter()
+            .any(|k| message.contains(k["kid"].as_str().unwrap())),
+        "names the pending key: {v}"
+    );
+    assert_eq!(list(&app, &keeper).await.len(), 4);
 }
 
 /// The ring's Redis hash: what a gateway wrote, byte for byte.
