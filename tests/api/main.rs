@@ -34,6 +34,7 @@ mod fuzz_bodies;
 mod helpers;
 mod identity;
 mod keys;
+mod keys_attacks;
 mod leaks;
 mod lifecycle;
 mod model;
