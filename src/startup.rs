@@ -57,6 +57,11 @@ fn apply_change(gw: &Gateway, change: Change) {
         // subject too old to mint from (its tokens would be born revoked).
         Change::Event(ChangeEvent::Revocation { entry }) => {
             gw.revocation_mirror.apply(&entry);
+            // A withdrawn signing key leaves this gateway's ring at once,
+            // whether or not the ring's own write reaches it.
+            if let RevocationKind::Key { kid } = &entry.kind {
+                gw.keys.withdraw(kid);
+            }
             if let RevocationKind::Subject { sub, .. } = entry.kind {
                 gw.app_cache.invalidate(&sub);
                 gw.grants_cache.invalidate(&sub);
@@ -111,10 +116,19 @@ impl Application {
                 Kek::parse(text.expose_secret())
                     .map_err(|e| StartupError(format!("kek (TESSERA_KEK): {e}")))?,
             ),
-            (None, Some(path)) => Some(
-                Kek::from_file(path)
-                    .map_err(|e| StartupError(format!("kek_file (TESSERA_KEK_FILE): {e}")))?,
-            ),
+            (None, Some(path)) => {
+                #[cfg(unix)]
+                if let Ok(meta) = std::fs::metadata(path) {
+                    use std::os::unix::fs::PermissionsExt;
+                    if meta.permissions().mode() & 0o007 != 0 {
+                        tracing::warn!(file = %path.display(), "the key-encryption key file is readable by every user of this machine; make it 0600 or 0640");
+                    }
+                }
+                Some(
+                    Kek::from_file(path)
+                        .map_err(|e| StartupError(format!("kek_file (TESSERA_KEK_FILE): {e}")))?,
+                )
+            }
             // Settings built in code skip `Settings::validate`: the rule
             // that a shared store never holds a private key in the clear is
             // checked here too.
@@ -181,6 +195,15 @@ impl Application {
             // Not fatal: checks read the store until a later tick loads it.
             tracing::warn!(error = %e, "loading the revocation list failed; retrying");
         }
+        // Keys revoked earlier stay out, whatever their records say now.
+        for kid in gateway.revocation_mirror.revoked_kids() {
+            gateway.keys.withdraw(&kid);
+        }
+        gateway
+            .keys
+            .refresh()
+            .await
+            .map_err(|e| StartupError(format!("signing keys: {e}")))?;
         let gateway = web::Data::new(gateway);
         let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = {

@@ -20,7 +20,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -43,6 +43,12 @@ const POLL_EVERY: Duration = Duration::from_secs(10);
 
 /// Writes retried when another gateway's write came first.
 const SWAP_ATTEMPTS: usize = 8;
+
+/// How long a verifier may keep a JWKS (the `max-age` the gateway serves):
+/// a key revocation must outlive it, or a verifier still holding the key
+/// in its cached JWKS would accept a token forged with it once the entry
+/// is forgotten.
+pub const JWKS_MAX_AGE_SECS: i64 = 300;
 
 /// The most keys published at once: every verifier fetches the whole JWKS,
 /// and a ring this size already means a rotation every few minutes.
@@ -72,6 +78,12 @@ pub struct KeyPolicy {
 }
 
 impl KeyPolicy {
+    /// How long a key revocation (and a revoked record) is kept: past every
+    /// token the key signed, and past every JWKS that still listed it.
+    pub fn revocation_lifetime(&self) -> chrono::Duration {
+        self.retain + chrono::Duration::seconds(JWKS_MAX_AGE_SECS + 60)
+    }
+
     /// The configured algorithms, each once.
     pub fn algorithms(&self) -> Vec<SigningAlg> {
         let mut algs = vec![self.signing_alg];
@@ -209,6 +221,8 @@ struct Inner {
     stored: StoredRing,
     /// Keys already opened and parsed, by `kid`.
     parsed: HashMap<String, Arc<SigningKey>>,
+    /// Keys that cannot be used here (said once each).
+    unusable: HashSet<String>,
 }
 
 /// The ring in use, and how it is kept in step with the store.
@@ -223,6 +237,10 @@ pub struct KeyRingCell {
     heard: tokio::sync::Notify,
     /// The next change by the clock moved: the follower's sleep is redone.
     rescheduled: tokio::sync::Notify,
+    /// Keys this gateway knows were withdrawn (a record once seen revoked,
+    /// or a key revocation heard): never used again here, whatever a
+    /// record later says. Revocation is one way.
+    withdrawn: std::sync::Mutex<HashSet<String>>,
 }
 
 impl std::fmt::Debug for KeyRingCell {
@@ -266,9 +284,19 @@ fn seal(kek: Option<&Kek>, kid: &str, pem: &str) -> Result<SealedKey, String> {
 }
 
 /// Opens and parses a stored key, checking it is the key its record names.
-fn open(kek: Option<&Kek>, k: &StoredKey) -> Result<SigningKey, String> {
+/// A key in the clear is used only when `plain_ok`: never once a
+/// key-encryption key is set (the gateway seals; a plain record in a sealed
+/// store was written by someone else).
+fn open(kek: Option<&Kek>, k: &StoredKey, plain_ok: bool) -> Result<SigningKey, String> {
     let pem: zeroize::Zeroizing<Vec<u8>> = match &k.private {
-        SealedKey::Plain { pem } => zeroize::Zeroizing::new(pem.as_bytes().to_vec()),
+        SealedKey::Plain { pem } if plain_ok => zeroize::Zeroizing::new(pem.as_bytes().to_vec()),
+        SealedKey::Plain { .. } => {
+            return Err(format!(
+                "signing key {} is stored in the clear, though this store's keys are sealed \
+                 with the key-encryption key: not written by a gateway",
+                k.kid
+            ));
+        }
         SealedKey::Sealed { nonce, ciphertext } => {
             let kek = kek.ok_or_else(|| {
                 "the store's signing keys are encrypted: set the key-encryption key \
@@ -331,8 +359,11 @@ impl KeyRingCell {
     ) -> Result<Self, KeyRingError> {
         let mut stored = store.load_keys().await.map_err(store_err)?;
         let mut parsed = HashMap::new();
+        // Keys in the clear are read once, to be sealed, only from the
+        // embedded store that kept them so before a KEK was set.
+        let plain_ok = kek.is_none() || policy.first_keys_as_files;
         for k in stored.keys.iter().filter(|k| k.revoked_at.is_none()) {
-            let key = open(kek.as_ref(), k).map_err(KeyRingError)?;
+            let key = open(kek.as_ref(), k, plain_ok).map_err(KeyRingError)?;
             parsed.insert(k.kid.clone(), Arc::new(key));
         }
         if stored.keys.is_empty() {
@@ -354,7 +385,7 @@ impl KeyRingCell {
                 None => {
                     stored = store.load_keys().await.map_err(store_err)?;
                     for k in stored.keys.iter().filter(|k| k.revoked_at.is_none()) {
-                        let key = open(kek.as_ref(), k).map_err(KeyRingError)?;
+                        let key = open(kek.as_ref(), k, plain_ok).map_err(KeyRingError)?;
                         parsed.insert(k.kid.clone(), Arc::new(key));
                     }
                 }
@@ -363,27 +394,36 @@ impl KeyRingCell {
         if let Some(kek) = &kek {
             stored = seal_plain(&*store, kek, stored).await?;
         }
-        let stored = ensure_active(&*store, kek.as_ref(), &policy, stored, &mut parsed)
-            .await
-            .map_err(|e| KeyRingError(format!("signing keys: {e}")))?;
-        // Keys another gateway added meanwhile: opened like the others.
-        for k in stored.keys.iter().filter(|k| k.revoked_at.is_none()) {
-            if !parsed.contains_key(&k.kid) {
-                let key = open(kek.as_ref(), k).map_err(KeyRingError)?;
-                parsed.insert(k.kid.clone(), Arc::new(key));
-            }
-        }
-        let (ring, next) = build(&policy, &stored, &parsed, Utc::now())
+        let mut unusable = HashSet::new();
+        let withdrawn = HashSet::new();
+        let stored = ensure_active(
+            &*store,
+            kek.as_ref(),
+            &policy,
+            stored,
+            &mut parsed,
+            &mut unusable,
+            &withdrawn,
+        )
+        .await
+        .map_err(|e| KeyRingError(format!("signing keys: {e}")))?;
+        let usable = effective(&stored, &parsed, &withdrawn);
+        let (ring, next) = build(&policy, &usable, &parsed, Utc::now())
             .map_err(|e| KeyRingError(format!("signing keys: {e}")))?;
         let cell = Self {
             ring: ArcSwap::from_pointee(ring),
             policy,
             kek,
             store,
-            inner: tokio::sync::Mutex::new(Inner { stored, parsed }),
+            inner: tokio::sync::Mutex::new(Inner {
+                stored,
+                parsed,
+                unusable,
+            }),
             next_change_ms: AtomicI64::new(i64::MAX),
             heard: tokio::sync::Notify::new(),
             rescheduled: tokio::sync::Notify::new(),
+            withdrawn: std::sync::Mutex::new(withdrawn),
         };
         cell.set_next_change(next);
         // A configured algorithm with no active key (a new setting, or every
@@ -403,6 +443,26 @@ impl KeyRingCell {
     /// reconnected): read it again at once.
     pub fn changed(&self) {
         self.heard.notify_one();
+    }
+
+    /// A key revocation was heard: the key is never used here again, and
+    /// the ring is rebuilt without it at once.
+    pub fn withdraw(&self, kid: &str) {
+        let fresh = self
+            .withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kid.to_owned());
+        if fresh {
+            self.heard.notify_one();
+        }
+    }
+
+    fn withdrawn(&self) -> HashSet<String> {
+        self.withdrawn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set_next_change(&self, at: Option<DateTime<Utc>>) {
@@ -425,37 +485,39 @@ impl KeyRingCell {
     }
 
     /// Rebuilds the ring from `stored`, first adding an active key for any
-    /// configured algorithm that has none.
+    /// configured algorithm that has none among the keys usable here.
     async fn rebuild(&self, inner: &mut Inner, stored: StoredRing) -> Result<bool, DomainError> {
+        let mut withdrawn = self.withdrawn();
+        let newly: Vec<String> = stored
+            .keys
+            .iter()
+            .filter(|k| k.revoked_at.is_some() && !withdrawn.contains(&k.kid))
+            .map(|k| k.kid.clone())
+            .collect();
+        if !newly.is_empty() {
+            let mut w = self.withdrawn.lock().unwrap_or_else(|e| e.into_inner());
+            w.extend(newly.iter().cloned());
+            withdrawn.extend(newly);
+        }
         let stored = ensure_active(
             &*self.store,
             self.kek.as_ref(),
             &self.policy,
             stored,
             &mut inner.parsed,
+            &mut inner.unusable,
+            &withdrawn,
         )
         .await?;
-        for k in stored.keys.iter().filter(|k| k.revoked_at.is_none()) {
-            if !inner.parsed.contains_key(&k.kid) {
-                match open(self.kek.as_ref(), k) {
-                    Ok(key) => {
-                        inner.parsed.insert(k.kid.clone(), Arc::new(key));
-                    }
-                    // Written by a gateway with another key-encryption key:
-                    // left out (and said loudly) rather than stop serving.
-                    Err(e) => {
-                        tracing::error!(kid = %k.kid, error = %e, "a stored signing key cannot be used")
-                    }
-                }
-            }
-        }
         inner.parsed.retain(|kid, _| {
-            stored
-                .keys
-                .iter()
-                .any(|k| &k.kid == kid && k.revoked_at.is_none())
+            !withdrawn.contains(kid)
+                && stored
+                    .keys
+                    .iter()
+                    .any(|k| &k.kid == kid && k.revoked_at.is_none())
         });
-        let (ring, next) = build(&self.policy, &stored, &inner.parsed, Utc::now())
+        let usable = effective(&stored, &inner.parsed, &withdrawn);
+        let (ring, next) = build(&self.policy, &usable, &inner.parsed, Utc::now())
             .map_err(DomainError::Internal)?;
         let before = self.ring.load_full();
         let left = before.keys().iter().any(|k| ring.get(k.kid()).is_none());
@@ -473,6 +535,62 @@ impl KeyRingCell {
     }
 }
 
+/// The keys this gateway may act on: revoked ones as they are, withdrawn
+/// ones as revoked (whatever their record says now), the others only when
+/// they opened here. States are derived from these alone, so a key nobody
+/// here can open never becomes the active one.
+fn effective(
+    stored: &StoredRing,
+    parsed: &HashMap<String, Arc<SigningKey>>,
+    withdrawn: &HashSet<String>,
+) -> StoredRing {
+    let keys = stored
+        .keys
+        .iter()
+        .filter_map(|k| {
+            if k.revoked_at.is_some() {
+                Some(k.clone())
+            } else if withdrawn.contains(&k.kid) {
+                let mut k = k.clone();
+                k.revoked_at = Some(k.created_at);
+                Some(k)
+            } else {
+                parsed.contains_key(&k.kid).then(|| k.clone())
+            }
+        })
+        .collect();
+    StoredRing {
+        version: stored.version,
+        keys,
+    }
+}
+
+/// Opens the keys of `stored` not opened yet; one that cannot be is said
+/// once and left out.
+fn open_new(
+    kek: Option<&Kek>,
+    stored: &StoredRing,
+    parsed: &mut HashMap<String, Arc<SigningKey>>,
+    unusable: &mut HashSet<String>,
+    withdrawn: &HashSet<String>,
+) {
+    for k in stored.keys.iter().filter(|k| k.revoked_at.is_none()) {
+        if parsed.contains_key(&k.kid) || unusable.contains(&k.kid) || withdrawn.contains(&k.kid) {
+            continue;
+        }
+        // The gateway seals every key it writes when it has a KEK.
+        match open(kek, k, kek.is_none()) {
+            Ok(key) => {
+                parsed.insert(k.kid.clone(), Arc::new(key));
+            }
+            Err(e) => {
+                tracing::error!(kid = %k.kid, error = %e, "a stored signing key cannot be used; left out");
+                unusable.insert(k.kid.clone());
+            }
+        }
+    }
+}
+
 /// Adds an active key, signing at once, for every configured algorithm
 /// that has none (a new setting, or a store someone emptied of them).
 async fn ensure_active(
@@ -481,14 +599,18 @@ async fn ensure_active(
     policy: &KeyPolicy,
     mut stored: StoredRing,
     parsed: &mut HashMap<String, Arc<SigningKey>>,
+    unusable: &mut HashSet<String>,
+    withdrawn: &HashSet<String>,
 ) -> Result<StoredRing, DomainError> {
     let algs = policy.algorithms();
     for _ in 0..SWAP_ATTEMPTS {
+        open_new(kek, &stored, parsed, unusable, withdrawn);
+        let usable = effective(&stored, parsed, withdrawn);
         let now = Utc::now();
-        let (ph, _) = phases(&stored.keys, now, policy.retain);
+        let (ph, _) = phases(&usable.keys, now, policy.retain);
         let mut added = Vec::new();
         for &alg in &algs {
-            let has_active = stored
+            let has_active = usable
                 .keys
                 .iter()
                 .zip(&ph)
@@ -580,7 +702,8 @@ fn first_keys(
 }
 
 /// Seals keys stored in the clear (an embedded store that ran without a
-/// key-encryption key): once one is set, none stays readable on disk.
+/// key-encryption key): once one is set, the store holds none readable.
+/// Files in `keys/` are not touched: delete them once imported.
 async fn seal_plain(
     store: &dyn KeyStore,
     kek: &Kek,
@@ -676,6 +799,11 @@ pub fn follow(gw: actix_web::web::Data<Gateway>) -> tokio::task::JoinHandle<()> 
                 () = tokio::time::sleep(wait) => {}
             }
             last_poll = std::time::Instant::now();
+            // Key revocations the mirror holds (loaded, heard, or stored
+            // here) keep their keys out of the ring, whatever the records say.
+            for kid in gw.revocation_mirror.revoked_kids() {
+                cell.withdraw(&kid);
+            }
             match cell.refresh().await {
                 Ok(left) => {
                     if left {
@@ -705,29 +833,67 @@ fn forget_signed_by_withdrawn(gw: &Gateway) {
 
 /// Adds a `next` key of each configured algorithm once the newest key of
 /// the access-token algorithm is `rotation_days` old and none is pending.
+/// Every gateway asks once a minute; the condition is asked again of every
+/// reading, so when several are due at once one key is added, not one each.
 async fn scheduled_rotation(gw: &Gateway) -> Result<(), DomainError> {
     let cell = &gw.keys;
-    let days = cell.policy.rotation_days;
-    if days == 0 {
+    if cell.policy.rotation_days == 0 {
         return Ok(());
     }
     let stored = cell.store.load_keys().await?;
-    let now = Utc::now();
-    let alg = cell.policy.signing_alg.as_str();
+    let added = add_next_keys(gw, stored, |policy, stored| {
+        Ok(rotation_due(policy, stored, Utc::now()))
+    })
+    .await?;
+    for k in &added {
+        tracing::info!(kid = %k.kid, activates_at = %k.activates_at, "scheduled signing key rotation");
+    }
+    Ok(())
+}
+
+/// Whether the schedule wants a new key: the newest key of the access-token
+/// algorithm (a pending one included) is `rotation_days` old.
+fn rotation_due(policy: &KeyPolicy, stored: &StoredRing, now: DateTime<Utc>) -> bool {
+    let alg = policy.signing_alg.as_str();
     let newest = stored
         .keys
         .iter()
         .filter(|k| k.alg == alg && k.revoked_at.is_none())
         .map(|k| k.activates_at)
         .max();
-    let due = newest.is_none_or(|t| t + chrono::Duration::days(i64::from(days)) <= now);
-    if due {
-        let added = add_next_keys(gw, stored).await?;
-        for k in &added {
-            tracing::info!(kid = %k.kid, activates_at = %k.activates_at, "scheduled signing key rotation");
-        }
+    policy.rotation_days > 0
+        && newest.is_none_or(|t| t + chrono::Duration::days(i64::from(policy.rotation_days)) <= now)
+}
+
+/// The API's rule for a rotation: nothing pending, room in the JWKS.
+fn rotation_allowed(policy: &KeyPolicy, stored: &StoredRing) -> Result<bool, DomainError> {
+    // One key waiting at a time: a second rotation before the first signs
+    // would only lengthen the JWKS (and cost an RSA key each time).
+    let (ph, _) = phases(&stored.keys, Utc::now(), policy.retain);
+    if let Some(pending) = stored
+        .keys
+        .iter()
+        .zip(&ph)
+        .find(|(_, p)| **p == Phase::Next)
+    {
+        return Err(DomainError::Conflict(format!(
+            "a next key ({}) is already published and signs from {}: wait for it, or \
+             revoke it to start over",
+            pending.0.kid,
+            pending
+                .0
+                .activates_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        )));
     }
-    Ok(())
+    let published = ph.iter().filter(|p| p.published().is_some()).count();
+    if published + policy.algorithms().len() > MAX_PUBLISHED {
+        return Err(DomainError::Conflict(format!(
+            "{published} keys are published already (at most {MAX_PUBLISHED}): retired keys \
+             leave once the tokens they signed have expired"
+        )));
+    }
+    Ok(true)
 }
 
 /// Removes from the store keys no longer published (retired past the
@@ -743,7 +909,9 @@ async fn forget_gone(gw: &Gateway) -> Result<(), DomainError> {
         .zip(&ph)
         .filter(|(k, p)| match p {
             Phase::Gone => true,
-            Phase::Revoked => k.revoked_at.is_some_and(|t| t + cell.policy.retain <= now),
+            Phase::Revoked => k
+                .revoked_at
+                .is_some_and(|t| t + cell.policy.revocation_lifetime() <= now),
             _ => false,
         })
         .map(|(k, _)| k.kid.clone())
@@ -761,14 +929,20 @@ async fn forget_gone(gw: &Gateway) -> Result<(), DomainError> {
 }
 
 /// Adds a `next` key of each configured algorithm (compare-and-swap,
-/// retried from a fresh reading), then rebuilds the ring.
+/// retried from a fresh reading), then rebuilds the ring. `wanted` is asked
+/// of every reading, the first and each one after a lost swap: another
+/// gateway may have added the key meanwhile (`Ok(false)`: nothing to do).
 async fn add_next_keys(
     gw: &Gateway,
     mut stored: StoredRing,
+    wanted: impl Fn(&KeyPolicy, &StoredRing) -> Result<bool, DomainError>,
 ) -> Result<Vec<StoredKey>, DomainError> {
     let cell = &gw.keys;
     let mut inner = cell.inner.lock().await;
     for _ in 0..SWAP_ATTEMPTS {
+        if !wanted(&cell.policy, &stored)? {
+            return Ok(Vec::new());
+        }
         let now = Utc::now();
         let at = now + cell.policy.publish_ahead;
         let mut added = Vec::new();
@@ -786,7 +960,9 @@ async fn add_next_keys(
                 }
                 stored.version = version;
                 stored.keys.extend(added.iter().cloned());
-                cell.rebuild(&mut inner, stored).await?;
+                if cell.rebuild(&mut inner, stored).await? {
+                    forget_signed_by_withdrawn(gw);
+                }
                 return Ok(added);
             }
             None => stored = cell.store.load_keys().await?,
@@ -862,33 +1038,7 @@ pub async fn rotate(gw: &Gateway, actor: &Principal) -> Result<Vec<KeyView>, Dom
     authz::require(gw, actor, KEYS_MANAGE, "key.rotate", "-").await?;
     let cell = &gw.keys;
     let stored = cell.store.load_keys().await?;
-    // One key waiting per algorithm: a second rotation before the first
-    // signs would only lengthen the JWKS (and cost an RSA key each time).
-    let (ph, _) = phases(&stored.keys, Utc::now(), cell.policy.retain);
-    if let Some(pending) = stored
-        .keys
-        .iter()
-        .zip(&ph)
-        .find(|(_, p)| **p == Phase::Next)
-    {
-        return Err(DomainError::Conflict(format!(
-            "a next key ({}) is already published and signs from {}: wait for it, or \
-             revoke it to start over",
-            pending.0.kid,
-            pending
-                .0
-                .activates_at
-                .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        )));
-    }
-    let published = ph.iter().filter(|p| p.published().is_some()).count();
-    if published + cell.policy.algorithms().len() > MAX_PUBLISHED {
-        return Err(DomainError::Conflict(format!(
-            "{published} keys are published already (at most {MAX_PUBLISHED}): retired keys \
-             leave once the tokens they signed have expired"
-        )));
-    }
-    let added = add_next_keys(gw, stored).await?;
+    let added = add_next_keys(gw, stored, rotation_allowed).await?;
     let views: Vec<KeyView> = added
         .iter()
         .map(|k| view(&cell.policy, k, Phase::Next))
@@ -946,7 +1096,7 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, kid: &str) -> Result<KeyVie
     // whatever JWKS they hold. Stored before the ring changes, so a failure
     // between the two leaves the key refused, never trusted.
     let now = Utc::now();
-    let expires = (now + cell.policy.retain).timestamp();
+    let expires = (now + cell.policy.revocation_lifetime()).timestamp();
     let entry = gw
         .revocations
         .revoke(
@@ -957,6 +1107,8 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, kid: &str) -> Result<KeyVie
         )
         .await?;
     gw.revocation_mirror.apply(&entry.entry);
+    // Never used here again, even if the ring's write below fails.
+    cell.withdraw(kid);
     let mut inner = cell.inner.lock().await;
     let mut stored = stored;
     let mut result = None;

@@ -80,6 +80,11 @@ impl GatewayMirror {
             && self.loaded.load(Ordering::SeqCst) == self.generation.load(Ordering::SeqCst) + 1
     }
 
+    /// The signing keys withdrawn (key revocations held).
+    pub fn revoked_kids(&self) -> Vec<String> {
+        self.mirror.revoked_kids()
+    }
+
     /// Forgets entries whose tokens have all expired.
     pub fn purge(&self, now: i64) -> usize {
         self.mirror.purge(now)

@@ -202,6 +202,17 @@ impl RevocationMirror {
         s.kids.get(kid).is_some_and(|exp| *exp > now)
     }
 
+    /// Every signing key withdrawn and still held (a handful at most).
+    pub fn revoked_kids(&self) -> Vec<String> {
+        let now = chrono::Utc::now().timestamp();
+        let s = self.state.read().unwrap_or_else(|e| e.into_inner());
+        s.kids
+            .iter()
+            .filter(|(_, exp)| **exp > now)
+            .map(|(kid, _)| kid.clone())
+            .collect()
+    }
+
     /// Drops entries whose tokens have all expired; returns how many.
     pub fn purge(&self, now: i64) -> usize {
         let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());

@@ -250,9 +250,9 @@ async fn rotate_and_revoke_at_once_on_two_gateways_leave_one_consistent_ring() {
     let admin_a = a.admin_token().await;
     let admin_b = b.admin_token().await;
     let active = kid_of_token(&admin_a);
-    // A rotation pending already.
-    let (status, pending) = call(&a, Method::POST, "/api/v1/keys/rotate", &admin_a).await;
-    assert_eq!(status, 201, "{pending}");
+    // A rotation on A and a revocation of the signing key on B, at once:
+    // whichever lands first, the ring ends whole (one pending rotation at
+    // a time: the rotation is not refused, since none was pending).
     let revoke_path = format!("/api/v1/keys/{active}/revoke");
     let ((s1, v1), (s2, v2)) = tokio::join!(
         call(&a, Method::POST, "/api/v1/keys/rotate", &admin_a),
@@ -269,8 +269,8 @@ async fn rotate_and_revoke_at_once_on_two_gateways_leave_one_consistent_ring() {
     assert_eq!(kid_of_token(&ta), kid_of_token(&tb), "one signing key");
     let keys = list(&a).await;
     assert_eq!(count(&keys, "ES256", "active"), 1, "{keys:#?}");
-    assert_eq!(count(&keys, "ES256", "next"), 1, "{keys:#?}");
-    let promoted = pending["keys"]
+    assert!(count(&keys, "ES256", "next") <= 1, "{keys:#?}");
+    let added = v1["keys"]
         .as_array()
         .unwrap()
         .iter()
@@ -279,7 +279,16 @@ async fn rotate_and_revoke_at_once_on_two_gateways_leave_one_consistent_ring() {
         .as_str()
         .unwrap()
         .to_owned();
-    assert_eq!(kid_of_token(&ta), promoted, "the pending key took over");
+    // The rotated-in key either took over (the revoke came second and
+    // promoted it) or waits as the next key.
+    let state = keys
+        .iter()
+        .find(|k| k["kid"] == added.as_str())
+        .map(|k| k["state"].as_str().unwrap().to_owned());
+    assert!(
+        matches!(state.as_deref(), Some("active" | "next")),
+        "{added}: {state:?}"
+    );
 }
 
 // ------------------------------------------------- records in the store
@@ -289,7 +298,7 @@ async fn rotate_and_revoke_at_once_on_two_gateways_leave_one_consistent_ring() {
 /// operator revokes the key still signing. Once the revoke has answered,
 /// no gateway may publish or sign with the revoked key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_foreign_kek_key_freezes_every_ring_and_a_revoked_key_keeps_signing() {
+async fn a_key_sealed_with_another_kek_is_left_out_and_a_revocation_still_holds() {
     let redis = RedisServer::start();
     let prefix = prefix();
     let a = spawn_with(on_redis(redis.url(), prefix.clone())).await;
@@ -366,7 +375,7 @@ async fn a_plain_key_written_into_redis_is_refused_not_signing() {
 /// associated data is the kid alone): clearing `revokedAt` by hand brings a
 /// revoked key back, signing on every gateway.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn clearing_revoked_at_in_redis_brings_a_revoked_key_back_to_signing() {
+async fn clearing_revoked_at_in_redis_does_not_bring_a_revoked_key_back() {
     let redis = RedisServer::start();
     let prefix = prefix();
     let a = spawn_with(|s| {
@@ -560,18 +569,26 @@ async fn a_key_revocation_must_outlive_the_jwks_cache_that_still_lists_the_key()
 /// JWKS that every gateway rebuilds and every verifier downloads. Expected:
 /// some bound (a pending rotation refused, or a cap).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rotating_in_a_loop_grows_the_jwks_without_bound() {
+async fn rotating_in_a_loop_is_refused_while_a_key_is_pending() {
     let app = spawn_with(|s| s.key_publish_ahead = 3600).await;
     let admin = app.admin_token().await;
     let n = 50;
     let mut slowest = Duration::ZERO;
     let started = Instant::now();
-    for _ in 0..n {
+    let mut refused = 0;
+    for i in 0..n {
         let t = Instant::now();
         let (status, v) = call(&app, Method::POST, "/api/v1/keys/rotate", &admin).await;
-        assert_eq!(status, 201, "{v}");
+        // The first adds a pending key; the others are refused while it waits.
+        if i == 0 {
+            assert_eq!(status, 201, "{v}");
+        } else {
+            assert_eq!(status, 409, "{v}");
+            refused += 1;
+        }
         slowest = slowest.max(t.elapsed());
     }
+    assert_eq!(refused, n - 1);
     let total = started.elapsed();
     let jwks = app.jwks().await;
     let t = Instant::now();
