@@ -35,6 +35,7 @@ mod helpers;
 mod identity;
 mod leaks;
 mod lifecycle;
+mod metrics;
 mod model;
 mod oidc_provider;
 mod people;
