@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# What metrics and access logs cost: the warm exchange (POST /api/v1/token,
+# secret already verified) on three gateways started side by side from one
+# release build, measured one after the other, twice each, interleaved:
+#   metrics on  (the default), logs at warn
+#   metrics off (TESSERA_METRICS=off), logs at warn
+#   metrics on, access log at INFO written to a file
+# Prints figures only; nothing here passes or fails on a time.
+#   bash bench/metrics.sh        DUR=8s CONNS=64 THREADS=2 ROUNDS=2 to change
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DUR=${DUR:-8s}
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-2}
+
+if ! command -v wrk >/dev/null 2>&1; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+cargo build --release --bin tessera
+TARGET=${CARGO_TARGET_DIR:-target}
+BIN=$TARGET/release/tessera
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+TMP=$(mktemp -d)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+
+ADMIN_ID=bench-admin
+ADMIN_SECRET=bench-admin-secret-0123456789abcdef
+start_gateway() { # name, metrics on|off, log filter
+  local name=$1 port; port=$(free_port)
+  mkdir -p "$TMP/$name"
+  TESSERA_METRICS=$2 TESSERA_LOG=$3 TESSERA_LOG_FORMAT=json \
+  TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
+  TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET \
+    "$BIN" serve > "$TMP/$name/out.log" 2> "$TMP/$name/err.log" &
+  PIDS+=($!)
+  for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
+  echo "http://127.0.0.1:$port"
+}
+json_field() { python3 -c "import sys,json; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
+new_secret() { # url -> secret of a new application
+  local admin
+  admin=$(curl -sf "$1/api/v1/token" -H 'content-type: application/json' \
+    -d "{\"AppId\":\"$ADMIN_ID\",\"AppSecret\":\"$ADMIN_SECRET\"}" | json_field accessToken)
+  curl -sf "$1/api/v1/apps" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
+    -d '{"name":"bench","permissions":["api_keys:read"]}' | json_field secret
+}
+run_wrk() { # label url secret
+  local body="{\"grantType\":\"app_token\",\"AppSecret\":\"$3\"}"
+  # One request first, so "warm" means the secret is already verified.
+  curl -s -o /dev/null -XPOST "$2/api/v1/token" -H 'content-type: application/json' --data-binary "$body" || true
+  local out; out=$(BODY=$body CTYPE=application/json wrk -t"$THREADS" -c"$CONNS" -d"$DUR" --latency -s bench/post.lua "$2/api/v1/token")
+  local rps p50 p99 non2xx
+  rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
+  p50=$(echo "$out" | awk '$1=="50%" {print $2}')
+  p99=$(echo "$out" | awk '$1=="99%" {print $2}')
+  non2xx=$(echo "$out" | awk '/Non-2xx/ {print $5}')
+  printf '%-44s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}"
+}
+
+echo "== machine: $(nproc) cores; wrk -t$THREADS -c$CONNS -d$DUR on loopback (load generator shares the cores)"
+ON=$(start_gateway on on warn)
+OFF=$(start_gateway off off warn)
+LOGGED=$(start_gateway logged on "warn,tessera::access=info")
+S_ON=$(new_secret "$ON")
+S_OFF=$(new_secret "$OFF")
+S_LOGGED=$(new_secret "$LOGGED")
+for round in $(seq 1 "$ROUNDS"); do
+  run_wrk "[$round] warm /api/v1/token, metrics on" "$ON" "$S_ON"
+  run_wrk "[$round] warm /api/v1/token, metrics off" "$OFF" "$S_OFF"
+  run_wrk "[$round] warm, metrics on + access log to a file" "$LOGGED" "$S_LOGGED"
+done
+echo "access lines written by the logged gateway: $(grep -c '"tessera::access"' "$TMP/logged/err.log" || true)"
