@@ -1,9 +1,6 @@
 //! `/metrics` after real traffic, the metrics switch, request ids, the access
 //! log of the real binary, and the verifier's own metrics.
 
-#[path = "../../examples/downstream/common.rs"]
-mod downstream;
-
 use actix_web::{App, HttpServer, web};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader};
@@ -14,6 +11,7 @@ use tessera::verifier::{RevocationSource, Verifier, VerifierConfig};
 
 use crate::helpers::*;
 use crate::redis_server::RedisServer;
+use crate::verifier::downstream;
 
 /// The samples of a scrape, `name{labels}` → value.
 fn samples(text: &str) -> Vec<(String, f64)> {
