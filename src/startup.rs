@@ -161,6 +161,7 @@ impl Application {
             tracing::warn!(error = %e, "loading the revocation list failed; retrying");
         }
         let gateway = web::Data::new(gateway);
+        crate::service::mirror::watch(&gateway);
         let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = {
             let gw = gateway.clone();

@@ -13,7 +13,7 @@
 //! | `tessera_verifier_mirror_staleness_seconds` | gauge | seconds since the revocation source was last heard from (0 while a Redis subscription is up; -1 before it was ever heard) |
 //! | `tessera_verifier_mirror_behind` | gauge | 1 while the feed follower knows entries remain unfetched |
 //! | `tessera_verifier_mirror_stale` | gauge | 1 while the mirror is staler than `max_staleness` (tokens are refused unless `fail_open_when_stale`) |
-//! | `tessera_verifier_mirror_position` | gauge | highest feed position applied: the gateway's feed head minus this is how far behind the mirror is |
+//! | `tessera_verifier_mirror_position` | gauge | highest feed position applied: the gateway's `tessera_revocation_feed_position` minus this is how far behind the mirror is |
 //! | `tessera_verifier_mirror_entries` | gauge | revocations held |
 
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};

@@ -575,7 +575,7 @@ async fn the_verifier_counts_jwks_refreshes_refusals_and_its_mirror() {
     let handle = server.handle();
     tokio::spawn(server);
 
-    let scrape = || async {
+    let scrape_verifier = || async {
         reqwest::get(format!("{url}/metrics"))
             .await
             .unwrap()
@@ -592,7 +592,7 @@ async fn the_verifier_counts_jwks_refreshes_refusals_and_its_mirror() {
         401
     );
     assert_eq!(status(client.get(&workloads)).await, 401);
-    let text = scrape().await;
+    let text = scrape_verifier().await;
     assert_eq!(
         value(
             &text,
@@ -643,11 +643,17 @@ async fn the_verifier_counts_jwks_refreshes_refusals_and_its_mirror() {
         assert!(Instant::now() < deadline, "the revocation did not arrive");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let text = scrape().await;
+    let text = scrape_verifier().await;
     assert!(value(&text, "tessera_verifier_refusals_total{reason=\"revoked\"}") >= 1.0);
-    assert!(
-        value(&text, "tessera_verifier_mirror_position") >= 1.0,
-        "{text}"
+    let position = value(&text, "tessera_verifier_mirror_position");
+    assert!(position >= 1.0, "{text}");
+    // Caught up with the gateway's feed.
+    let admin = gw.admin_token().await;
+    let gw_text = scrape(&gw, &admin).await;
+    assert_eq!(
+        value(&gw_text, "tessera_revocation_feed_position"),
+        position,
+        "{gw_text}"
     );
     assert!(
         value(&text, "tessera_verifier_mirror_entries") >= 1.0,
