@@ -6,7 +6,7 @@
 #   metrics off (TESSERA_METRICS=off), logs at warn
 #   metrics on, access log at INFO written to a file
 # Prints figures only; nothing here passes or fails on a time.
-#   bash bench/metrics.sh        DUR=8s CONNS=64 THREADS=2 ROUNDS=2 to change
+#   bash bench/metrics.sh        DUR=8s CONNS=64 THREADS=2 ROUNDS=2 LOG_FORMAT=json to change
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-8s}
@@ -30,16 +30,18 @@ trap cleanup EXIT
 
 ADMIN_ID=bench-admin
 ADMIN_SECRET=bench-admin-secret-0123456789abcdef
+# Not in a $(…) subshell: its PID must reach PIDS, or the gateway outlives
+# the script. The URL is left in GW.
 start_gateway() { # name, metrics on|off, log filter
   local name=$1 port; port=$(free_port)
   mkdir -p "$TMP/$name"
-  TESSERA_METRICS=$2 TESSERA_LOG=$3 TESSERA_LOG_FORMAT=json \
+  TESSERA_METRICS=$2 TESSERA_LOG=$3 TESSERA_LOG_FORMAT=${LOG_FORMAT:-json} \
   TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
   TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET \
     "$BIN" serve > "$TMP/$name/out.log" 2> "$TMP/$name/err.log" &
   PIDS+=($!)
   for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
-  echo "http://127.0.0.1:$port"
+  GW="http://127.0.0.1:$port"
 }
 json_field() { python3 -c "import sys,json; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
 new_secret() { # url -> secret of a new application
@@ -63,9 +65,9 @@ run_wrk() { # label url secret
 }
 
 echo "== machine: $(nproc) cores; wrk -t$THREADS -c$CONNS -d$DUR on loopback (load generator shares the cores)"
-ON=$(start_gateway on on warn)
-OFF=$(start_gateway off off warn)
-LOGGED=$(start_gateway logged on "warn,tessera::access=info")
+start_gateway on on warn; ON=$GW
+start_gateway off off warn; OFF=$GW
+start_gateway logged on "warn,tessera::access=info"; LOGGED=$GW
 S_ON=$(new_secret "$ON")
 S_OFF=$(new_secret "$OFF")
 S_LOGGED=$(new_secret "$LOGGED")
