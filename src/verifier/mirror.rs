@@ -165,9 +165,10 @@ impl RevocationMirror {
             Self::insert(&mut fresh, r);
         }
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
-        // A snapshot sets the position (a reset feed starts lower).
+        // Only ever up: a snapshot holds live entries only, and the newest
+        // may have expired.
         let top = entries.iter().map(|r| r.seq).max().unwrap_or(0);
-        self.position.store(top, Ordering::Relaxed);
+        self.position.fetch_max(top, Ordering::Relaxed);
     }
 
     /// The highest feed position applied (0 before any entry).

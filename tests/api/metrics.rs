@@ -368,6 +368,35 @@ async fn request_ids_are_honoured_replaced_and_echoed_on_errors() {
     assert_eq!((res.status().as_u16(), id_of(&res)), (400, "e400".into()));
 }
 
+#[tokio::test]
+async fn the_request_deadline_answers_408_with_the_request_id_and_is_counted() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_with(|s| s.request_timeout = 1).await;
+    let admin = app.admin_token().await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"POST /api/v1/token HTTP/1.1\r\nHost: x\r\nX-Request-Id: slow-body-1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .expect("the deadline closes the connection")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    assert!(text.starts_with("http/1.1 408"), "{text}");
+    assert!(text.contains("\r\nx-request-id: slow-body-1\r\n"), "{text}");
+    let metrics = scrape(&app, &admin).await;
+    assert_eq!(
+        value(
+            &metrics,
+            "tessera_http_request_duration_seconds_count{method=\"POST\",route=\"/api/v1/token\",status=\"408\"}"
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
 /// The binary, serving with `env`; its standard error is collected.
 struct Binary {
     child: Child,
