@@ -170,14 +170,16 @@ where
         // line of the request carries its id, whatever the filter.
         let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or(""));
         let fut = span.in_scope(|| self.service.call(req));
-        let timeout = self.timeout;
+        // A deadline over the whole request, body included: a client
+        // trickling its body cannot hold a connection (and a file
+        // descriptor) for ever. The request is gone by then, so the 408
+        // travels as an error carrying its response.
+        let served = tokio::time::timeout(self.timeout, fut).instrument(span);
         Box::pin(
+            // Outside the span: the access line names the id itself, and a
+            // JSON line without the span list is cheaper to write.
             async move {
-                // A deadline over the whole request, body included: a client
-                // trickling its body cannot hold a connection (and a file
-                // descriptor) for ever. The request is gone by then, so the
-                // 408 travels as an error carrying its response.
-                let outcome = match tokio::time::timeout(timeout, fut).await {
+                let outcome = match served.await {
                     Ok(Ok(mut res)) => {
                         res.headers_mut().insert(REQUEST_ID, id.clone());
                         Ok(res)
@@ -221,8 +223,7 @@ where
                 outcome.map_err(|(_, why, res)| {
                     actix_web::error::InternalError::from_response(why, res).into()
                 })
-            }
-            .instrument(span),
+            },
         )
     }
 }
