@@ -81,6 +81,11 @@ pub struct Settings {
     /// scraper on a private network). Default: none; `/metrics` on the main
     /// listener always needs a bearer token with `metrics:read`.
     pub metrics_listen: Option<String>,
+    /// Whether metrics are recorded at all (`TESSERA_METRICS`: `on` or
+    /// `off`). Default `true`. Off, nothing is recorded on any path and
+    /// `/metrics` answers 404: for benchmarks, or a deployment that does
+    /// not scrape.
+    pub metrics: bool,
     /// HTTP worker threads. Default: the number of CPUs.
     pub workers: Option<usize>,
     /// Ensured bootstrap admin id (`TESSERA_ADMIN_APP_ID`).
@@ -414,6 +419,7 @@ impl Default for Settings {
             request_timeout: 15,
             max_connections: 1024,
             metrics_listen: None,
+            metrics: true,
             workers: None,
             admin_app_id: None,
             admin_app_secret: None,
@@ -547,6 +553,13 @@ impl Settings {
                 "TESSERA_MAX_CONNECTIONS" => self.max_connections = parse_num(k, v)?,
                 "TESSERA_METRICS_LISTEN" => {
                     self.metrics_listen = Some(v.clone()).filter(|v| !v.is_empty());
+                }
+                "TESSERA_METRICS" => {
+                    self.metrics = match v.to_ascii_lowercase().as_str() {
+                        "on" | "true" | "1" => true,
+                        "off" | "false" | "0" => false,
+                        _ => return Err(err(k, format!("{v:?}: expected on or off"))),
+                    }
                 }
                 "TESSERA_ADMIN_APP_ID" => self.admin_app_id = Some(v.clone()),
                 "TESSERA_TRUSTED_PROXIES" => {
@@ -944,6 +957,21 @@ mod tests {
             .unwrap_err();
             assert!(e.to_string().contains(what), "{what}: {e}");
         }
+    }
+
+    #[test]
+    fn metrics_switch() {
+        assert!(Settings::load_from(None, &env(&[])).unwrap().metrics);
+        let s = Settings::load_from(None, &env(&[("TESSERA_METRICS", "off")])).unwrap();
+        assert!(!s.metrics);
+        let s = Settings::load_from(None, &env(&[("TESSERA_METRICS", "ON")])).unwrap();
+        assert!(s.metrics);
+        let e = Settings::load_from(None, &env(&[("TESSERA_METRICS", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("TESSERA_METRICS"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        std::fs::write(&path, "metrics = false\n").unwrap();
+        assert!(!Settings::load_from(Some(&path), &env(&[])).unwrap().metrics);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Assembling and running the gateway: the backend is chosen here, once.
 
 use crate::domain::RevocationKind;
-use actix_web::dev::{Server, Service};
+use actix_web::dev::Server;
 use actix_web::{App, HttpServer, web};
 use std::net::TcpListener;
 
@@ -13,7 +13,6 @@ use crate::service::Gateway;
 use crate::service::Stores;
 use crate::service::bootstrap::{self, Bootstrap};
 use crate::service::keyring::{KeyPolicy, KeyRingCell};
-use crate::service::metrics::inc;
 use crate::service::usage;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::redis::{Change, RedisStore};
@@ -94,17 +93,19 @@ impl std::fmt::Debug for Application {
 
 /// The backend, chosen here once: Redis when `TESSERA_REDIS_URL` is set,
 /// else the embedded store.
-async fn open_store(settings: &Settings) -> Result<Stores, StartupError> {
+/// The Redis store is returned too, so its commands can be timed once the
+/// gateway's metrics exist.
+async fn open_store(settings: &Settings) -> Result<(Stores, Option<RedisStore>), StartupError> {
     if let Some(url) = &settings.redis_url {
         let store = RedisStore::connect(url, &settings.redis_prefix)
             .await
             .map_err(|e| StartupError(format!("redis_url (TESSERA_REDIS_URL): {e}")))?;
         tracing::info!(prefix = %settings.redis_prefix, "using the Redis backend");
-        return Ok(Stores::all(store));
+        return Ok((Stores::all(store.clone()), Some(store)));
     }
     let store = EmbeddedStore::open(&settings.data_dir)
         .map_err(|e| StartupError(format!("data_dir (TESSERA_DATA_DIR): {e}")))?;
-    Ok(Stores::all(store))
+    Ok((Stores::all(store), None))
 }
 
 impl Application {
@@ -142,7 +143,7 @@ impl Application {
             }
             (None, None) => None,
         };
-        let store = open_store(&settings).await?;
+        let (store, redis) = open_store(&settings).await?;
         let keys = KeyRingCell::open(KeyPolicy::from(&settings), store.keys.clone(), kek)
             .await
             .map_err(|e| StartupError(e.to_string()))?;
@@ -183,6 +184,10 @@ impl Application {
             None => None,
         };
         let gateway = Gateway::new(settings, keys, store).map_err(|e| StartupError(e.0))?;
+        if let Some(r) = redis.filter(|_| gateway.metrics.enabled()) {
+            r.observe(gateway.metrics.registry())
+                .map_err(|e| StartupError(format!("metrics: {e}")))?;
+        }
         let boot = bootstrap::run(&gateway)
             .await
             .map_err(|e| StartupError(format!("bootstrap: {e}")))?;
@@ -205,6 +210,7 @@ impl Application {
             .await
             .map_err(|e| StartupError(format!("signing keys: {e}")))?;
         let gateway = web::Data::new(gateway);
+        crate::service::mirror::watch(&gateway);
         let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = {
             let gw = gateway.clone();
@@ -248,54 +254,8 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .wrap_fn(move |req, srv| {
-                    let gw = req.app_data::<web::Data<Gateway>>().cloned();
-                    // Captured only when debug logging is on: this runs per request.
-                    let trace = tracing::enabled!(tracing::Level::DEBUG).then(|| {
-                        (
-                            req.method().clone(),
-                            req.path().to_owned(),
-                            std::time::Instant::now(),
-                        )
-                    });
-                    let fut = srv.call(req);
-                    async move {
-                        // A deadline over the whole request, body included:
-                        // a client trickling its body cannot hold a
-                        // connection (and a file descriptor) for ever.
-                        // (The request cannot be cloned here: actix needs it
-                        // unshared, so the 408 travels as an error.)
-                        let res = match tokio::time::timeout(request_timeout, fut).await {
-                            Ok(res) => res?,
-                            Err(_) => {
-                                if let Some(gw) = &gw {
-                                    inc(&gw.metrics.http_4xx);
-                                }
-                                return Err(actix_web::error::InternalError::from_response(
-                                    "request timeout",
-                                    http::error::request_timeout(),
-                                )
-                                .into());
-                            }
-                        };
-                        let status = res.status().as_u16();
-                        if let Some(gw) = gw {
-                            match status / 100 {
-                                2 => inc(&gw.metrics.http_2xx),
-                                4 => inc(&gw.metrics.http_4xx),
-                                5 => inc(&gw.metrics.http_5xx),
-                                _ => {}
-                            }
-                        }
-                        // The path only: query strings are never logged.
-                        if let Some((method, path, started)) = trace {
-                            let micros =
-                                u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                            tracing::debug!(%method, %path, status, micros, "request");
-                        }
-                        Ok(res)
-                    }
-                })
+                // Request id, span, deadline, metrics and access log.
+                .wrap(http::access::Observe::new(request_timeout))
                 .configure(http::routes(max_body))
         })
         .workers(workers)

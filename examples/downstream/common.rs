@@ -126,6 +126,19 @@ pub fn cluster_routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+/// `GET /metrics`: the verifier's metrics (JWKS refreshes, refusals by
+/// reason, the revocation mirror's freshness) in the Prometheus text
+/// format. Open to anyone here; serve it on a private port in production.
+async fn metrics(verifier: web::Data<Verifier>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(verifier.metrics_text())
+}
+
+pub fn metrics_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
+}
+
 pub fn admin_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/admin/summary", web::get().to(admin_summary));
 }

@@ -41,8 +41,11 @@ pub enum HashError {
 /// Bounded argon2id hasher. Cheap to share behind an `Arc`.
 pub struct SecretHasher {
     permits: Arc<Semaphore>,
-    queued: AtomicUsize,
+    queued: Arc<AtomicUsize>,
     max_queue: usize,
+    concurrency: usize,
+    /// Where the time a job waited for a slot is recorded (metrics on).
+    wait: Option<prometheus::Histogram>,
     /// Idle slot buffers. A buffer is taken only while holding a permit, so
     /// at most `concurrency` of them ever exist.
     slots: Arc<Slots>,
@@ -196,11 +199,29 @@ impl SecretHasher {
         };
         Ok(Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
-            queued: AtomicUsize::new(0),
+            queued: Arc::new(AtomicUsize::new(0)),
             max_queue,
+            concurrency: concurrency.max(1),
+            wait: None,
             slots,
             dummy: dummy.into(),
         })
+    }
+
+    /// Records in `wait` how long each job waits for a slot (`None`: not
+    /// recorded, and no clock is read).
+    pub fn with_wait_histogram(mut self, wait: Option<prometheus::Histogram>) -> Self {
+        self.wait = wait;
+        self
+    }
+
+    /// A handle that reads the pool's load, for gauges.
+    pub fn load(&self) -> HashLoad {
+        HashLoad {
+            permits: self.permits.clone(),
+            queued: self.queued.clone(),
+            concurrency: self.concurrency,
+        }
     }
 
     async fn run<T: Send + 'static>(
@@ -212,8 +233,12 @@ impl SecretHasher {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Busy);
         }
+        let asked = self.wait.as_ref().map(|_| std::time::Instant::now());
         let permit = self.permits.clone().acquire_owned().await;
         self.queued.fetch_sub(1, Ordering::AcqRel);
+        if let (Some(h), Some(t)) = (&self.wait, asked) {
+            h.observe(t.elapsed().as_secs_f64());
+        }
         let permit = permit.map_err(|_| HashError::Failed("hashing pool closed".into()))?;
         let slots = self.slots.clone();
         tokio::task::spawn_blocking(move || {
@@ -251,6 +276,36 @@ impl SecretHasher {
             .run(move |blocks| verify_blocking(blocks, owned.expose_secret(), &phc))
             .await??;
         Ok(ok && known)
+    }
+}
+
+/// The load of a [`SecretHasher`], read without locking.
+#[derive(Clone)]
+pub struct HashLoad {
+    permits: Arc<Semaphore>,
+    queued: Arc<AtomicUsize>,
+    concurrency: usize,
+}
+
+impl std::fmt::Debug for HashLoad {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashLoad")
+            .field("running", &self.running())
+            .field("queued", &self.queued())
+            .finish()
+    }
+}
+
+impl HashLoad {
+    /// Jobs holding a slot now.
+    pub fn running(&self) -> usize {
+        self.concurrency
+            .saturating_sub(self.permits.available_permits())
+    }
+
+    /// Jobs waiting for a slot now.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 }
 

@@ -16,7 +16,7 @@ use super::error::{ApiError, api_error_response};
 use super::extract;
 use crate::domain::DomainError;
 use crate::service::forward::{self, Credential, ForwardRequest, Refused, Requirements};
-use crate::service::metrics::inc;
+use crate::service::metrics::EdgeOutcome;
 use crate::service::ratelimit::Decision;
 
 /// What the proxy's configuration asks of the route. An unknown parameter
@@ -103,18 +103,17 @@ fn rate_headers(res: &mut HttpResponse, d: &Decision) {
 pub async fn check(req: HttpRequest) -> HttpResponse {
     let outcome = decide(&req).await;
     if let Ok(gw) = extract::gateway(&req) {
-        let m = &gw.metrics;
-        match &outcome {
-            Ok(_) => inc(&m.edge_admitted),
+        gw.metrics.edge(match &outcome {
+            Ok(_) => EdgeOutcome::Admitted,
             Err((r, _)) => match &r.error {
-                DomainError::RateLimited { .. } => inc(&m.edge_rate_limited),
+                DomainError::RateLimited { .. } => EdgeOutcome::RateLimited,
                 // Not the caller's doing: the proxy's query, or the store.
                 DomainError::InvalidRequest(_)
                 | DomainError::Unavailable
-                | DomainError::Internal(_) => inc(&m.edge_errors),
-                _ => inc(&m.edge_refused),
+                | DomainError::Internal(_) => EdgeOutcome::Error,
+                _ => EdgeOutcome::Refused,
             },
-        }
+        });
     }
     match outcome {
         Ok(res) => res,

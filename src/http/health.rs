@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse};
 use serde::Serialize;
 
 use super::ApiError;
-use super::error::StandardErrors;
+use super::error::{ApiErrorBody, StandardErrors};
 use super::extract::{Caller, gateway};
 use crate::domain::permission::builtin::METRICS_READ;
 
@@ -101,6 +101,7 @@ pub async fn readyz(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses(
         (status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain"),
+        (status = 404, description = "Metrics are switched off (`TESSERA_METRICS=off`)", body = ApiErrorBody),
         StandardErrors),
     security(("bearer" = [])))]
 /// Prometheus text exposition, for a bearer token with `metrics:read`: the
@@ -111,10 +112,14 @@ pub async fn metrics(req: HttpRequest, Caller(caller): Caller) -> Result<HttpRes
 }
 
 /// Prometheus text exposition with no token: only mounted on the separate
-/// `metrics_listen` listener, which the operator keeps private.
+/// `metrics_listen` listener, which the operator keeps private. With
+/// metrics off (`TESSERA_METRICS=off`) there is nothing to expose: 404.
 pub async fn metrics_open(req: HttpRequest) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
+    let text = gw.metrics.render().ok_or_else(|| {
+        crate::domain::DomainError::NotFound("metrics (switched off by TESSERA_METRICS)".into())
+    })?;
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(gw.metrics.render()))
+        .body(text))
 }

@@ -1,6 +1,7 @@
 //! The HTTP surface: the route table, the error shapes, and the extractors.
 //! Handlers only parse, call a service, and map the result.
 
+pub mod access;
 pub mod admin;
 pub mod apps;
 pub mod console;

@@ -31,7 +31,7 @@ use serde_json::json;
 use super::Gateway;
 use super::auth::{self, Principal};
 use super::grants::{Grants, narrow};
-use super::metrics::inc;
+use super::metrics::{ExchangeOutcome, Grant};
 use super::people::tokens::split_scope;
 use super::token::{ExchangeRequest, IssuedToken, audience_for, authenticate_client, load_app};
 use crate::crypto::{jwt, random};
@@ -226,6 +226,14 @@ fn may_act_for(subject: &AccessClaims, actor: &AccessClaims, actor_holder: &Prin
 
 /// Exchanges a Tessera access token for another (RFC 8693).
 pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, DomainError> {
+    let started = gw.metrics.start();
+    let result = exchange_timed(gw, req).await;
+    gw.metrics
+        .exchange(started, Grant::TokenExchange, ExchangeOutcome::of(&result));
+    result
+}
+
+async fn exchange_timed(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, DomainError> {
     let ip = req.client.client_ip;
     let (client_snap, _) = authenticate_client(gw, &req.client).await?;
     let client = &client_snap.stored.app;
@@ -374,7 +382,7 @@ pub async fn exchange(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken, D
     };
     let access_token =
         jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
-    inc(&gw.metrics.tokens_issued);
+    gw.metrics.token_issued();
     recorded(
         gw,
         client,

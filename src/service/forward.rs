@@ -24,6 +24,7 @@ use std::sync::{Arc, RwLock};
 use super::Gateway;
 use super::cache::AppSnapshot;
 use super::grants::Grants;
+use super::metrics::Cache;
 use super::ratelimit::{self, Decision};
 use super::token::{self, ExchangeRequest};
 use crate::crypto::jwt;
@@ -358,6 +359,7 @@ async fn with_key(
         .forward_tokens
         .get(&digest, audience)
         .filter(|m| reusable(m));
+    gw.metrics.cache(Cache::ForwardMinted, minted.is_some());
     if let Some(m) = &minted
         && is_revoked(gw, &m.claims).await.map_err(Refused::key)?
     {
@@ -420,8 +422,12 @@ async fn with_token(
     let now = Utc::now().timestamp();
     let verified = match gw.forward_tokens.verified(&digest) {
         // Verified before: only its expiry can have changed since.
-        Some(v) if v.claims.exp.saturating_add(leeway) > now => v,
+        Some(v) if v.claims.exp.saturating_add(leeway) > now => {
+            gw.metrics.cache(Cache::ForwardVerified, true);
+            v
+        }
         _ => {
+            gw.metrics.cache(Cache::ForwardVerified, false);
             let claims: AccessClaims =
                 jwt::verify_any_audience(&gw.keys.current(), &token, &gw.issuer, gw.policy.leeway)
                     .map_err(|e| {

@@ -110,8 +110,10 @@ pub async fn effective(gw: &Gateway, app: &Application) -> Result<Arc<Grants>, D
     if let Some(g) = gw.grants_cache.get(&app.id)
         && g.for_version == app.updated_at
     {
+        gw.metrics.cache(super::metrics::Cache::Grants, true);
         return Ok(g);
     }
+    gw.metrics.cache(super::metrics::Cache::Grants, false);
     let epoch = gw.grants_cache.epoch();
     let mut g = expand(gw, app).await?;
     if let Some(bound) = owner_bound(gw, &app.owner).await? {

@@ -472,6 +472,7 @@ async fn examine_access_token(
     };
     gw.revocation_mirror.apply(&stored.entry);
     if stored.appended {
+        gw.metrics.revocation_published("jti");
         tracing::warn!(jti = %claims.jti, sub = %claims.sub, seq = stored.entry.seq, "leaked token revoked");
     } else {
         gw.revocation_limiter.give_back(&allowance);

@@ -99,6 +99,27 @@ impl GatewayMirror {
     pub fn is_empty(&self) -> bool {
         self.mirror.is_empty()
     }
+
+    /// The highest feed position this gateway has applied.
+    pub fn position(&self) -> u64 {
+        self.mirror.position()
+    }
+}
+
+/// Exposes the feed position this gateway has seen as
+/// `tessera_revocation_feed_position`: a verifier's
+/// `tessera_verifier_mirror_position` below it is how far behind that
+/// verifier is. Holds the gateway weakly (the gauge lives in the gateway).
+pub fn watch(gw: &std::sync::Arc<Gateway>) {
+    let weak = std::sync::Arc::downgrade(gw);
+    gw.metrics.gauge_fn(
+        "tessera_revocation_feed_position",
+        "Highest revocation feed position this gateway has applied.",
+        move || {
+            weak.upgrade()
+                .map_or(0.0, |g| g.revocation_mirror.position() as f64)
+        },
+    );
 }
 
 /// Reads every live entry from the store into the mirror; the mirror is

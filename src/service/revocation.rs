@@ -108,6 +108,9 @@ pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, Domai
             now.timestamp() + subject_lifetime(gw),
         )
         .await?;
+    if rev.appended {
+        gw.metrics.revocation_published("subject");
+    }
     let rev = rev.entry;
     gw.revocation_mirror.apply(&rev);
     // Snapshots of `sub` read before this instant can only mint tokens
@@ -150,6 +153,7 @@ pub async fn revoke_session(gw: &Gateway, sid: &str) -> Result<(), DomainError> 
         .await?;
     gw.revocation_mirror.apply(&stored.entry);
     if stored.appended {
+        gw.metrics.revocation_published("session");
         // The sid names a session, not a secret: it is safe to log.
         tracing::info!(sid, seq = stored.entry.seq, "session revoked");
     }
@@ -228,6 +232,7 @@ pub async fn revoke_token(
     };
     gw.revocation_mirror.apply(&stored.entry);
     if stored.appended {
+        gw.metrics.revocation_published("jti");
         tracing::info!(jti = %claims.jti, sub = %claims.sub, seq = stored.entry.seq, "token revoked");
         let actor = super::auth::Principal {
             subject: caller.to_owned(),

@@ -228,8 +228,11 @@ impl Gateway {
     ) -> Result<Self, BuildError> {
         let catalogue = Catalogue::new(settings.permissions.clone())
             .map_err(|e| BuildError(format!("permissions: {e}")))?;
+        let metrics = Metrics::new(settings.metrics);
         let hasher = SecretHasher::new(settings.hash_concurrency, settings.hash_queue)
-            .map_err(|e| BuildError(e.to_string()))?;
+            .map_err(|e| BuildError(e.to_string()))?
+            .with_wait_histogram(metrics.argon2_wait());
+        metrics.watch_hasher(&hasher.load());
         let pepper = Pepper::random().map_err(|e| BuildError(e.to_string()))?;
         let sso = super::sso::Providers::new(&settings.idp).map_err(BuildError)?;
         Ok(Self {
@@ -267,7 +270,7 @@ impl Gateway {
             console_reveals: super::people::reveal::Reveals::default(),
             revocation_mirror: super::mirror::GatewayMirror::default(),
             forward_tokens: super::forward::ForwardTokens::default(),
-            metrics: Metrics::default(),
+            metrics,
             usage: UsageRecorder::default(),
             inflight: super::inflight::Inflight::default(),
             client_address: ClientAddressRule {

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use super::Gateway;
 use super::cache::{AppSnapshot, VerifiedSecret};
 use super::inflight::Outcome;
-use super::metrics::inc;
+use super::metrics::{Cache, ExchangeOutcome, Grant};
 use crate::crypto::hashing::HashError;
 use crate::crypto::{SecretCheck, jwt, random, secret};
 use crate::domain::{AccessClaims, AppStatus, DomainError, Environment, IpNet};
@@ -75,8 +75,10 @@ impl std::fmt::Debug for IssuedToken {
 /// read; a read that raced an invalidation is used but not cached.
 pub async fn load_app(gw: &Gateway, id: &str) -> Result<Option<Arc<AppSnapshot>>, DomainError> {
     if let Some(snap) = gw.app_cache.get(id) {
+        gw.metrics.cache(Cache::App, true);
         return Ok(Some(snap));
     }
+    gw.metrics.cache(Cache::App, false);
     let epoch = gw.app_cache.epoch();
     let as_of_ms = Utc::now().timestamp_millis();
     match gw.apps.get(id).await? {
@@ -183,7 +185,7 @@ async fn authenticate(
     let (id, hint) = match claimed_id(gw, req) {
         Ok(found) => found,
         Err(e) => {
-            inc(&gw.metrics.exchange_failures);
+            gw.metrics.exchange_failure();
             return Err(e);
         }
     };
@@ -195,20 +197,21 @@ async fn authenticate(
         && let Some(snap) = usable(load_app(gw, id).await?)
         && still_valid(&snap.stored, &hit.secret_hash, now)
     {
-        inc(&gw.metrics.secret_cache_hits);
+        gw.metrics.cache(Cache::Secret, true);
         return Ok(snap);
     }
+    gw.metrics.cache(Cache::Secret, false);
 
     let reservation = match gw.limiter.reserve(req.client_ip) {
         Ok(r) => r,
         Err(retry_after) => {
-            inc(&gw.metrics.rate_limited);
+            gw.metrics.rate_limited();
             return Err(DomainError::RateLimited { retry_after });
         }
     };
     let refuse = |reservation: super::limiter::Reservation| {
         reservation.fail();
-        inc(&gw.metrics.exchange_failures);
+        gw.metrics.exchange_failure();
         Err(DomainError::InvalidCredentials)
     };
     let Some(id) = id else {
@@ -254,7 +257,7 @@ async fn authenticate(
             {
                 return Outcome::Checked(true);
             }
-            inc(&gw.metrics.secret_verifications);
+            gw.metrics.secret_verification();
             match gw.hasher.verify(&req.secret, Some(hash.clone())).await {
                 Ok(true) => {
                     gw.secret_cache.put(
@@ -302,7 +305,7 @@ pub async fn authenticate_client(
         AppStatus::Active => {}
         // Unreachable after `usable`, kept so a new status cannot slip by.
         AppStatus::Revoked => {
-            inc(&gw.metrics.exchange_failures);
+            gw.metrics.exchange_failure();
             return Err(DomainError::InvalidCredentials);
         }
         AppStatus::Expired => return Err(DomainError::KeyExpired),
@@ -368,6 +371,17 @@ pub fn audience_for(
 
 /// Exchanges application credentials for an access token.
 pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
+    let started = gw.metrics.start();
+    let result = exchange_timed(gw, req).await;
+    gw.metrics.exchange(
+        started,
+        Grant::ClientCredentials,
+        ExchangeOutcome::of(&result),
+    );
+    result
+}
+
+async fn exchange_timed(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
     let (snap, grants) = authenticate_client(gw, &req).await?;
     let (issued, _) = mint(
         gw,
@@ -433,7 +447,7 @@ pub fn mint(
     };
     let access_token =
         jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
-    inc(&gw.metrics.tokens_issued);
+    gw.metrics.token_issued();
     Ok((
         IssuedToken {
             access_token,

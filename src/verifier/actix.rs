@@ -123,15 +123,21 @@ impl FromRequest for Authenticated {
         Box::pin(async move {
             let verifier = verifier
                 .ok_or_else(|| VerifyError::Unavailable("no Verifier in the app data".into()))?;
+            // `verify` counts its own refusals; these are counted here.
+            let counted = |e: VerifyError| {
+                verifier.count_refusal(&e);
+                e
+            };
             // A request whose proxy chain is unreadable is malformed, before
             // any token work.
-            let ip = ip.transpose()?;
+            let ip = ip.transpose().map_err(counted)?;
             let token = token
                 .filter(|t| !t.is_empty())
-                .ok_or(VerifyError::Missing)?;
+                .ok_or(VerifyError::Missing)
+                .map_err(counted)?;
             let verified = verifier.verify(&token).await?;
             if let Some(ip) = ip {
-                verified.check_client_ip(ip)?;
+                verified.check_client_ip(ip).map_err(counted)?;
             }
             Ok(Authenticated(verified))
         })

@@ -25,6 +25,8 @@ pub struct JwksCache {
     refresh: tokio::sync::Mutex<Option<Instant>>,
     min_refresh: Duration,
     default_max_age: Duration,
+    /// Fetches that succeeded, and that failed (`Verifier` registers them).
+    pub(super) refreshes: prometheus::IntCounterVec,
 }
 
 fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -40,6 +42,17 @@ fn max_age(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 impl JwksCache {
     /// An empty cache for `config.jwks_url`.
     pub fn new(config: &VerifierConfig) -> Result<Self, VerifyError> {
+        let refreshes = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "tessera_verifier_jwks_refreshes_total",
+                "JWKS fetches by result (ok, failed).",
+            ),
+            &["result"],
+        )
+        .map_err(|e| VerifyError::Unavailable(e.to_string()))?;
+        for result in ["ok", "failed"] {
+            refreshes.with_label_values(&[result]);
+        }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(3))
             .build()
@@ -55,6 +68,7 @@ impl JwksCache {
             refresh: tokio::sync::Mutex::new(None),
             min_refresh: config.jwks_min_refresh,
             default_max_age: config.jwks_default_max_age,
+            refreshes,
         })
     }
 
@@ -75,7 +89,15 @@ impl JwksCache {
         self.set.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Fetches the key set and counts the result.
     async fn fetch(&self) -> Result<(), String> {
+        let res = self.fetch_uncounted().await;
+        let result = if res.is_ok() { "ok" } else { "failed" };
+        self.refreshes.with_label_values(&[result]).inc();
+        res
+    }
+
+    async fn fetch_uncounted(&self) -> Result<(), String> {
         let res = self
             .http
             .get(&self.url)

@@ -13,7 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
 use secrecy::ExposeSecret;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -106,6 +106,8 @@ pub struct RevocationMirror {
     live: AtomicBool,
     /// For the feed: the follower stopped with entries left to fetch.
     behind: AtomicBool,
+    /// The highest feed position applied (for metrics).
+    position: AtomicU64,
 }
 
 impl Default for RevocationMirror {
@@ -115,6 +117,7 @@ impl Default for RevocationMirror {
             last_heard_ms: AtomicI64::new(0),
             live: AtomicBool::new(false),
             behind: AtomicBool::new(false),
+            position: AtomicU64::new(0),
         }
     }
 }
@@ -124,6 +127,7 @@ impl RevocationMirror {
     pub fn apply(&self, r: &Revocation) {
         let mut s = self.state.write().unwrap_or_else(|e| e.into_inner());
         Self::insert(&mut s, r);
+        self.position.fetch_max(r.seq, Ordering::Relaxed);
     }
 
     fn insert(s: &mut State, r: &Revocation) {
@@ -168,6 +172,27 @@ impl RevocationMirror {
             Self::insert(&mut fresh, r);
         }
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = fresh;
+        // Only ever up: a snapshot holds live entries only, and the newest
+        // may have expired.
+        let top = entries.iter().map(|r| r.seq).max().unwrap_or(0);
+        self.position.fetch_max(top, Ordering::Relaxed);
+    }
+
+    /// The highest feed position applied (0 before any entry).
+    pub fn position(&self) -> u64 {
+        self.position.load(Ordering::Relaxed)
+    }
+
+    /// How long the source has been silent: zero while a Redis
+    /// subscription is up, `None` before it was ever heard from.
+    pub fn silent_for(&self) -> Option<Duration> {
+        if self.live.load(Ordering::Relaxed) {
+            return Some(Duration::ZERO);
+        }
+        let last = self.last_heard_ms.load(Ordering::Relaxed);
+        (last != 0).then(|| {
+            Duration::from_millis(u64::try_from(now_ms().saturating_sub(last)).unwrap_or(0))
+        })
     }
 
     /// Whether `token` is revoked, by its `jti`, its subject or its

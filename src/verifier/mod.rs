@@ -15,6 +15,7 @@
 #[cfg(feature = "actix")]
 pub mod actix;
 pub mod jwks;
+pub mod metrics;
 pub mod mirror;
 
 use secrecy::SecretString;
@@ -28,6 +29,7 @@ use crate::domain::access::{allows, validate_path};
 pub use crate::domain::cidr::ForwardedHeader;
 use crate::domain::{AccessClaims, IpNet, Permission, TokenRef};
 use jwks::JwksCache;
+use metrics::VerifierMetrics;
 use mirror::RevocationMirror;
 
 /// Where revocations come from.
@@ -282,6 +284,7 @@ pub struct Verifier {
     config: VerifierConfig,
     jwks: JwksCache,
     mirror: Option<Arc<RevocationMirror>>,
+    metrics: VerifierMetrics,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -298,6 +301,9 @@ impl Verifier {
     /// revocations. Needs a tokio runtime.
     pub async fn start(config: VerifierConfig) -> Result<Arc<Self>, VerifyError> {
         let jwks = JwksCache::new(&config)?;
+        // Before the first fetch, so start-up refreshes are counted too.
+        let metrics = VerifierMetrics::new(&jwks.refreshes)
+            .map_err(|e| VerifyError::Unavailable(format!("metrics: {e}")))?;
         let mut last = None;
         for _ in 0..20 {
             match jwks.refresh_now().await {
@@ -319,11 +325,7 @@ impl Verifier {
             RevocationSource::Disabled => None,
             source => Some(RevocationMirror::follow(source.clone())),
         };
-        Ok(Arc::new(Self {
-            config,
-            jwks,
-            mirror,
-        }))
+        Self::assemble(config, jwks, mirror, metrics)
     }
 
     /// A verifier with a fixed key set and a mirror fed by the caller: for
@@ -335,11 +337,54 @@ impl Verifier {
         mirror: Option<Arc<RevocationMirror>>,
     ) -> Result<Arc<Self>, VerifyError> {
         let jwks = JwksCache::fixed(&config, jwks_json)?;
+        let metrics = VerifierMetrics::new(&jwks.refreshes)
+            .map_err(|e| VerifyError::Unavailable(format!("metrics: {e}")))?;
+        Self::assemble(config, jwks, mirror, metrics)
+    }
+
+    fn assemble(
+        config: VerifierConfig,
+        jwks: JwksCache,
+        mirror: Option<Arc<RevocationMirror>>,
+        metrics: VerifierMetrics,
+    ) -> Result<Arc<Self>, VerifyError> {
+        if let Some(m) = &mirror {
+            metrics
+                .watch_mirror(m, config.max_staleness)
+                .map_err(|e| VerifyError::Unavailable(format!("metrics: {e}")))?;
+        }
         Ok(Arc::new(Self {
             config,
             jwks,
             mirror,
+            metrics,
         }))
+    }
+
+    /// The verifier's metrics in the Prometheus text format (serve it at
+    /// your service's `/metrics`); see [`metrics`] for what they mean.
+    pub fn metrics_text(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        if let Err(e) =
+            prometheus::TextEncoder::new().encode_utf8(&self.metrics.registry.gather(), &mut out)
+        {
+            tracing::error!(error = %e, "verifier metrics could not be rendered");
+        }
+        out
+    }
+
+    /// The registry holding the verifier's metrics, to gather with your
+    /// service's own.
+    pub fn metrics_registry(&self) -> &prometheus::Registry {
+        &self.metrics.registry
+    }
+
+    /// Counts a refusal the service made itself (say a
+    /// [`VerifiedToken::require`] that failed) under
+    /// `tessera_verifier_refusals_total`. [`Verifier::verify`] and the actix
+    /// extractor count theirs already.
+    pub fn count_refusal(&self, e: &VerifyError) {
+        self.metrics.refused(e);
     }
 
     /// The configuration in force.
@@ -354,7 +399,16 @@ impl Verifier {
 
     /// Checks a token: size, `typ`, key by `kid` (algorithm from the key),
     /// signature, `exp`/`nbf` with leeway, `iss`, `aud`, then revocation.
+    /// Every refusal is counted in `tessera_verifier_refusals_total`.
     pub async fn verify(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
+        let res = self.verify_uncounted(token).await;
+        if let Err(e) = &res {
+            self.metrics.refused(e);
+        }
+        res
+    }
+
+    async fn verify_uncounted(&self, token: &str) -> Result<VerifiedToken, VerifyError> {
         let header =
             jose::read_header(token, self.config.max_token_bytes).map_err(VerifyError::Invalid)?;
         // A withdrawn signing key: its tokens are refused before any work,

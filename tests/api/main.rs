@@ -37,6 +37,7 @@ mod keys;
 mod keys_attacks;
 mod leaks;
 mod lifecycle;
+mod metrics;
 mod model;
 mod oidc_provider;
 mod people;

@@ -2,7 +2,7 @@
 //! example services' own routes (plus the example binaries themselves).
 
 #[path = "../../examples/downstream/common.rs"]
-mod downstream;
+pub(crate) mod downstream;
 
 use actix_web::{App, HttpServer, web};
 use base64::Engine;

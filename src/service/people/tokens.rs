@@ -203,7 +203,7 @@ pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainErr
         Refresh::Rotated(t) => Some(t),
         Refresh::Start => Some(start_family(gw, &fresh, i.session, i.client, i.scope).await?),
     };
-    crate::service::metrics::inc(&gw.metrics.tokens_issued);
+    gw.metrics.token_issued();
     Ok(PersonTokens {
         access_token,
         expires_in: ttl,
@@ -318,7 +318,7 @@ pub async fn issue_federated(
     };
     let token =
         jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
-    crate::service::metrics::inc(&gw.metrics.tokens_issued);
+    gw.metrics.token_issued();
     Ok((token, f.ttl, scope))
 }
 

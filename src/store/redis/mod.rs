@@ -47,7 +47,7 @@
 //! that made it answers. Every call is bounded by a timeout: a Redis that
 //! does not answer becomes `StoreError::Unavailable`, promptly.
 
-use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{Config, Pool, PoolConfig, Runtime, Timeouts};
 use redis::AsyncCommands;
 use std::future::Future;
 use std::time::Duration;
@@ -61,6 +61,7 @@ mod changes;
 mod device;
 mod identity;
 mod keys;
+mod observed;
 mod people;
 mod ratelimit;
 mod revocations;
@@ -70,6 +71,8 @@ mod revocations;
 pub(crate) mod test_server;
 
 pub use changes::Change;
+use observed::Connection;
+pub use observed::RedisMetrics;
 
 /// How long one Redis call may take before the store reports it unavailable.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -81,6 +84,8 @@ const RETRIES: usize = 16;
 pub struct RedisStore {
     pool: Pool,
     prefix: String,
+    /// Command metrics, once attached (`observe`).
+    observer: observed::Observer,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -130,6 +135,7 @@ impl RedisStore {
         let store = Self {
             pool,
             prefix: prefix.to_owned(),
+            observer: observed::Observer::default(),
         };
         super::AppStore::ping(&store).await?;
         store.init_feed_epoch().await?;
@@ -191,8 +197,29 @@ impl RedisStore {
         self.key("events")
     }
 
+    /// Records every later command's latency and errors in `registry`
+    /// (every clone of this store shares it). Once only: later calls are
+    /// ignored.
+    pub fn observe(&self, registry: &prometheus::Registry) -> Result<(), prometheus::Error> {
+        if self.observer.get().is_none() {
+            let _ = self
+                .observer
+                .set(std::sync::Arc::new(RedisMetrics::register(registry)?));
+        }
+        Ok(())
+    }
+
     async fn conn(&self) -> Result<Connection, StoreError> {
-        self.pool.get().await.map_err(unavailable)
+        let Some(m) = self.observer.get() else {
+            return Ok(Connection::new(
+                self.pool.get().await.map_err(unavailable)?,
+                None,
+            ));
+        };
+        let started = std::time::Instant::now();
+        let got = self.pool.get().await;
+        m.record("pool_get", started, got.is_err());
+        Ok(Connection::new(got.map_err(unavailable)?, Some(m.clone())))
     }
 
     /// Stores `body` at `key` and adds `member` to the `index` set, unless

@@ -1,0 +1,253 @@
+//! The one middleware every request passes: a request id, a tracing span
+//! carrying it, the request deadline, the request metrics and the access
+//! log line.
+//!
+//! - **Request id.** `X-Request-Id` from the client is kept when it is 1 to
+//!   128 characters of `[A-Za-z0-9._:-]` (what proxies and tracing systems
+//!   generate), else a fresh random one replaces it. It is echoed on every
+//!   response, errors and timeouts included.
+//! - **Span.** The request is served inside a span `request{request_id=…}`,
+//!   so every line logged while serving it carries the id.
+//! - **Access log.** One line per request at INFO, target `tessera::access`:
+//!   `request_id`, `method`, `route` (the matched pattern, or `unmatched`),
+//!   `path` (never the query string), `status`, `duration_ms`, `peer` (the
+//!   client address as the gateway resolves it behind trusted proxies, else
+//!   the socket peer). Nothing of the headers, cookies, query or body.
+//! - **Metrics.** `tessera_http_request_duration_seconds{route,method,status}`
+//!   and `tessera_http_responses_total{class}`.
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform, forward_ready};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{Error, web};
+use std::future::{Future, Ready, ready};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+use crate::service::Gateway;
+
+/// The request id header, read and echoed.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest client request id kept.
+const MAX_REQUEST_ID: usize = 128;
+/// Longest path logged; the rest is cut (a path is client input).
+const MAX_LOGGED_PATH: usize = 512;
+
+/// Whether a client's request id is kept: 1 to 128 characters of
+/// `[A-Za-z0-9._:-]`, so it can be logged and echoed as is.
+pub fn valid_request_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_REQUEST_ID
+        && id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+/// The client's id when valid, else a fresh one (22 characters of
+/// base64url, 128 random bits).
+fn request_id(req: &ServiceRequest) -> HeaderValue {
+    if let Some(v) = req.headers().get(&REQUEST_ID)
+        && valid_request_id(v.as_bytes())
+    {
+        return v.clone();
+    }
+    let fresh = crate::crypto::random::token_id().unwrap_or_else(|_| "unavailable".to_owned());
+    HeaderValue::from_str(&fresh).unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
+}
+
+/// A method as a label: the standard ones by name, anything else `other`
+/// (a client may invent methods; labels must stay few).
+fn method_label(m: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `path` cut to at most [`MAX_LOGGED_PATH`] bytes, on a character boundary.
+fn logged_path(path: &str) -> &str {
+    if path.len() <= MAX_LOGGED_PATH {
+        return path;
+    }
+    let mut end = MAX_LOGGED_PATH;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    path.get(..end).unwrap_or("")
+}
+
+/// The middleware: `App::new().wrap(access::Observe::new(request_timeout))`.
+#[derive(Debug, Clone, Copy)]
+pub struct Observe {
+    timeout: Duration,
+}
+
+impl Observe {
+    /// Requests taking longer than `timeout` (body included) get 408.
+    pub fn new(timeout: Duration) -> Self {
+        Self { timeout }
+    }
+}
+
+impl<S, B> Transform<S, ServiceRequest> for Observe
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type InitError = ();
+    type Transform = ObserveService<S>;
+    type Future = Ready<Result<Self::Transform, Self::InitError>>;
+
+    fn new_transform(&self, service: S) -> Self::Future {
+        ready(Ok(ObserveService {
+            service: Rc::new(service),
+            timeout: self.timeout,
+        }))
+    }
+}
+
+/// The service [`Observe`] wraps around the application.
+pub struct ObserveService<S> {
+    service: Rc<S>,
+    timeout: Duration,
+}
+
+/// What the access line and the metrics need, read before the request is
+/// handed on (the request cannot be kept: actix needs it unshared).
+struct Seen {
+    method: &'static str,
+    route: String,
+    /// Only when the access line is logged.
+    logged: Option<(String, String)>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
+
+impl<S, B> Service<ServiceRequest> for ObserveService<S>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>, Error = Error> + 'static,
+    B: MessageBody + 'static,
+{
+    type Response = ServiceResponse<B>;
+    type Error = Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    forward_ready!(service);
+
+    fn call(&self, req: ServiceRequest) -> Self::Future {
+        let started = Instant::now();
+        let id = request_id(&req);
+        let gw = req.app_data::<web::Data<Gateway>>().cloned();
+        let metrics_on = gw.as_ref().is_some_and(|g| g.metrics.enabled());
+        let log_on = tracing::enabled!(target: "tessera::access", tracing::Level::INFO);
+        // Per request: read only what is used.
+        let seen = (metrics_on || log_on).then(|| Seen {
+            method: method_label(req.method()),
+            route: req
+                .match_pattern()
+                .unwrap_or_else(|| "unmatched".to_owned()),
+            logged: log_on.then(|| {
+                let peer = super::extract::client_ip(req.request())
+                    .ok()
+                    .or_else(|| req.peer_addr().map(|a| a.ip()))
+                    .map_or_else(String::new, |ip| ip.to_string());
+                (logged_path(req.path()).to_owned(), peer)
+            }),
+        });
+        // ERROR level: the span is enabled whenever any logging is, so every
+        // line of the request carries its id, whatever the filter.
+        let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or(""));
+        let fut = span.in_scope(|| self.service.call(req));
+        // A deadline over the whole request, body included: a client
+        // trickling its body cannot hold a connection (and a file
+        // descriptor) for ever. The request is gone by then, so the 408
+        // travels as an error carrying its response.
+        let served = tokio::time::timeout(self.timeout, fut).instrument(span);
+        Box::pin(
+            // Outside the span: the access line names the id itself, and a
+            // JSON line without the span list is cheaper to write.
+            async move {
+                let outcome = match served.await {
+                    Ok(Ok(mut res)) => {
+                        res.headers_mut().insert(REQUEST_ID, id.clone());
+                        Ok(res)
+                    }
+                    Ok(Err(e)) => {
+                        let mut res = e.error_response();
+                        res.headers_mut().insert(REQUEST_ID, id.clone());
+                        Err((res.status(), e.to_string(), res))
+                    }
+                    Err(_) => {
+                        let mut res = super::error::request_timeout();
+                        res.headers_mut().insert(REQUEST_ID, id.clone());
+                        Err((res.status(), "request timeout".to_owned(), res))
+                    }
+                };
+                let status = match &outcome {
+                    Ok(res) => res.status(),
+                    Err((status, _, _)) => *status,
+                };
+                if let Some(seen) = seen {
+                    let elapsed = started.elapsed();
+                    if let Some(gw) = &gw {
+                        gw.metrics
+                            .http(&seen.route, seen.method, status.as_u16(), elapsed);
+                    }
+                    if let Some((path, peer)) = seen.logged {
+                        let duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
+                        tracing::info!(
+                            target: "tessera::access",
+                            request_id = id.to_str().unwrap_or(""),
+                            method = seen.method,
+                            route = %seen.route,
+                            path = %path,
+                            status = status.as_u16(),
+                            duration_ms,
+                            peer = %peer,
+                            "request"
+                        );
+                    }
+                }
+                outcome.map_err(|(_, why, res)| {
+                    actix_web::error::InternalError::from_response(why, res).into()
+                })
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_kept_only_when_plain() {
+        assert!(valid_request_id(b"abc-123_x.y:z"));
+        assert!(valid_request_id(&[b'a'; 128]));
+        assert!(!valid_request_id(&[b'a'; 129]));
+        assert!(!valid_request_id(b""));
+        assert!(!valid_request_id(b"a\"b"));
+        assert!(!valid_request_id(b"a b"));
+        assert!(!valid_request_id("é".as_bytes()));
+    }
+
+    #[test]
+    fn long_paths_are_cut_on_a_character_boundary() {
+        let p = format!("/{}", "é".repeat(400));
+        let cut = logged_path(&p);
+        assert!(cut.len() <= MAX_LOGGED_PATH && p.starts_with(cut));
+        assert_eq!(logged_path("/healthz"), "/healthz");
+    }
+}
