@@ -54,11 +54,13 @@ spawn() { "$@" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&- & }
 
 ADMIN_ID=bench-admin
 ADMIN_SECRET=bench-admin-secret-0123456789abcdef
+# Gateways on Redis keep their signing keys there, sealed with a KEK.
+KEK=$(python3 -c 'import base64, os; print(base64.b64encode(os.urandom(32)).decode())')
 start_gateway() { # name, extra config toml, [redis url] -> base url
   local name=$1 port; port=$(free_port)
   mkdir -p "$TMP/$name"
   printf '%s\n' "$2" > "$TMP/$name/config.toml"
-  TESSERA_REDIS_URL=${3:-} TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
+  TESSERA_REDIS_URL=${3:-} TESSERA_KEK=$KEK TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
   TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET TESSERA_LOG=warn \
     spawn "$BIN" serve --config "$TMP/$name/config.toml" > "$TMP/$name/out.log" 2>&1
   echo $! > "$TMP/$name/pid"

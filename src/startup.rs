@@ -211,6 +211,7 @@ impl Application {
             .map_err(|e| StartupError(format!("signing keys: {e}")))?;
         let gateway = web::Data::new(gateway);
         crate::service::mirror::watch(&gateway);
+        gateway.keys.register_metrics(&gateway.metrics);
         let (stop_flusher, mut stop) = tokio::sync::oneshot::channel::<()>();
         let flusher = {
             let gw = gateway.clone();

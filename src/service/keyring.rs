@@ -237,6 +237,8 @@ pub struct KeyRingCell {
     heard: tokio::sync::Notify,
     /// The next change by the clock moved: the follower's sleep is redone.
     rescheduled: tokio::sync::Notify,
+    /// `tessera_signing_keys{state}`, once registered.
+    states: std::sync::OnceLock<prometheus::IntGaugeVec>,
     /// Keys this gateway knows were withdrawn (a record once seen revoked,
     /// or a key revocation heard): never used again here, whatever a
     /// record later says. Revocation is one way.
@@ -424,6 +426,7 @@ impl KeyRingCell {
             heard: tokio::sync::Notify::new(),
             rescheduled: tokio::sync::Notify::new(),
             withdrawn: std::sync::Mutex::new(withdrawn),
+            states: std::sync::OnceLock::new(),
         };
         cell.set_next_change(next);
         // A configured algorithm with no active key (a new setting, or every
@@ -443,6 +446,43 @@ impl KeyRingCell {
     /// reconnected): read it again at once.
     pub fn changed(&self) {
         self.heard.notify_one();
+    }
+
+    /// Registers `tessera_signing_keys{state}` (published keys by state, set
+    /// at every rebuild) when metrics are on.
+    pub fn register_metrics(&self, metrics: &super::metrics::Metrics) {
+        if !metrics.enabled() {
+            return;
+        }
+        let opts = prometheus::Opts::new(
+            "tessera_signing_keys",
+            "Signing keys published, by state (next, active, retired).",
+        );
+        match prometheus::IntGaugeVec::new(opts, &["state"]) {
+            Ok(g) => {
+                if let Err(e) = metrics.registry().register(Box::new(g.clone())) {
+                    tracing::error!(error = %e, "the signing-key gauge could not be registered");
+                    return;
+                }
+                let _ = self.states.set(g);
+                self.count_states();
+            }
+            Err(e) => tracing::error!(error = %e, "the signing-key gauge could not be created"),
+        }
+    }
+
+    fn count_states(&self) {
+        let Some(g) = self.states.get() else { return };
+        let ring = self.ring.load();
+        for state in [KeyState::Next, KeyState::Active, KeyState::Retired] {
+            let n = ring
+                .keys()
+                .iter()
+                .filter(|k| ring.state(k.kid()) == Some(state))
+                .count();
+            g.with_label_values(&[state.as_str()])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// A key revocation was heard: the key is never used here again, and
@@ -529,6 +569,7 @@ impl KeyRingCell {
             );
         }
         self.ring.store(Arc::new(ring));
+        self.count_states();
         self.set_next_change(next);
         inner.stored = stored;
         Ok(left)
@@ -1107,6 +1148,9 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, kid: &str) -> Result<KeyVie
         )
         .await?;
     gw.revocation_mirror.apply(&entry.entry);
+    if entry.appended {
+        gw.metrics.revocation_published("key");
+    }
     // Never used here again, even if the ring's write below fails.
     cell.withdraw(kid);
     let mut inner = cell.inner.lock().await;
@@ -1182,23 +1226,6 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, kid: &str) -> Result<KeyVie
     .await;
     tracing::warn!(kid, "signing key revoked");
     Ok(view(&cell.policy, &revoked, Phase::Revoked))
-}
-
-/// The state of every published key, for `/metrics`: how many are next,
-/// active and retired.
-pub fn state_counts(gw: &Gateway) -> [(&'static str, usize); 3] {
-    let ring = gw.keys.current();
-    let count = |s: KeyState| {
-        ring.keys()
-            .iter()
-            .filter(|k| ring.state(k.kid()) == Some(s))
-            .count()
-    };
-    [
-        ("next", count(KeyState::Next)),
-        ("active", count(KeyState::Active)),
-        ("retired", count(KeyState::Retired)),
-    ]
 }
 
 #[cfg(test)]

@@ -254,6 +254,24 @@ async fn on_the_embedded_store_a_next_key_turns_active_by_itself_and_a_revoked_o
     assert_eq!(again["revokedAt"], v["revokedAt"]);
     let keys = list(&app, &admin).await;
     assert_eq!(state_of(&keys, &first), "revoked");
+    // Graphed: the ring by state, and the key revocation published.
+    let metrics = app
+        .authed(Method::GET, "/metrics", &admin)
+        .await
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"tessera_signing_keys{state="active"} 2"#,
+        r#"tessera_signing_keys{state="next"} 0"#,
+        r#"tessera_signing_keys{state="retired"} 1"#,
+        r#"tessera_revocations_published_total{kind="key"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
     assert_eq!(
         state_of(&keys, &next),
         "active",
