@@ -126,6 +126,9 @@ def files_under(root):
 
 
 def main(dev_yaml, binary):
+    # The pods run in their own directories: a relative path would not
+    # name the binary there.
+    binary = os.path.abspath(binary)
     with open(dev_yaml, encoding="utf-8") as f:
         docs = [d for d in yaml.safe_load_all(f) if d]
     deploy = next(d for d in docs if d["kind"] == "Deployment")
