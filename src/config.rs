@@ -33,7 +33,9 @@ pub struct Settings {
     pub audience: String,
     /// Embedded store directory. Default `./data`.
     pub data_dir: PathBuf,
-    /// Signing keys directory. Default `./keys`.
+    /// PEM signing keys imported by the first start on an empty store (and,
+    /// on the embedded store, where that start writes its first keys).
+    /// Default `./keys`.
     pub keys_dir: PathBuf,
     /// Shared Redis backend; unset means the embedded store.
     pub redis_url: Option<String>,

@@ -143,6 +143,12 @@ impl Application {
             }
             (None, None) => None,
         };
+        if settings.key_publish_ahead < 300 {
+            tracing::warn!(
+                seconds = settings.key_publish_ahead,
+                "key_publish_ahead is shorter than the JWKS cache lifetime (300 s): a verifier may meet a new key's token before it has fetched the key"
+            );
+        }
         let (store, redis) = open_store(&settings).await?;
         let keys = KeyRingCell::open(KeyPolicy::from(&settings), store.keys.clone(), kek)
             .await
