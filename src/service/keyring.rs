@@ -1133,6 +1133,10 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, kid: &str) -> Result<KeyVie
     if record.revoked_at.is_some() {
         return Ok(view(&cell.policy, record, Phase::Revoked));
     }
+    // The ring is held from here: the follower, hearing of the revocation
+    // below, must not rebuild (and add a stand-in of its own) before this
+    // call has promoted the pending key.
+    let mut inner = cell.inner.lock().await;
     // Verifiers first: from this entry on they refuse the key's tokens,
     // whatever JWKS they hold. Stored before the ring changes, so a failure
     // between the two leaves the key refused, never trusted.
@@ -1153,7 +1157,6 @@ pub async fn revoke(gw: &Gateway, actor: &Principal, kid: &str) -> Result<KeyVie
     }
     // Never used here again, even if the ring's write below fails.
     cell.withdraw(kid);
-    let mut inner = cell.inner.lock().await;
     let mut stored = stored;
     let mut result = None;
     for _ in 0..SWAP_ATTEMPTS {
