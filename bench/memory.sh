@@ -140,6 +140,18 @@ cold_done = bounded(lambda a: exchange(*a)[0], apps[:cold])
 report(f"after {min(cold, len(apps))} cold exchanges (distinct apps, {conc} concurrent)",
        t, sum(s != 200 for s in cold_done))
 
+t = time.monotonic()
+# Rotations: each hashes a new secret (argon2); then each rotated
+# application's first exchange with its new secret (argon2 again).
+def rotate(a):
+    return call("POST", f"/api/v1/apps/{a[0]}/rotate", {"gracePeriodSeconds": 0}, admin)
+rotated = bounded(rotate, apps[:cold])
+fresh = [(b["id"], b["secret"]) for s, b in rotated if s in (200, 201) and b]
+report(f"after {min(cold, len(apps))} secret rotations ({conc} concurrent)", t, len(apps[:cold]) - len(fresh))
+t = time.monotonic()
+again = bounded(lambda a: exchange(*a)[0], fresh)
+report(f"after {len(fresh)} cold exchanges with the rotated secrets", t, sum(s != 200 for s in again))
+
 time.sleep(12)  # tokio retires idle blocking threads after 10 s
 report("12 s later (idle)")
 PY

@@ -46,16 +46,65 @@ pub fn valid_request_id(id: &[u8]) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-/// The client's id when valid, else a fresh one (22 characters of
-/// base64url, 128 random bits).
+/// The client's id when valid, else a fresh one: 22 characters of
+/// base64url over 64 bits drawn at start and a 64-bit counter. Ids only
+/// need to be unique (per process by the counter, across processes by the
+/// random half), not secret, so no random bytes are drawn per request.
 fn request_id(req: &ServiceRequest) -> HeaderValue {
+    use base64::Engine;
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
     if let Some(v) = req.headers().get(&REQUEST_ID)
         && valid_request_id(v.as_bytes())
     {
         return v.clone();
     }
-    let fresh = crate::crypto::random::token_id().unwrap_or_else(|_| "unavailable".to_owned());
-    HeaderValue::from_str(&fresh).unwrap_or_else(|_| HeaderValue::from_static("unavailable"))
+    let prefix = PREFIX.get_or_init(|| {
+        let mut b = [0u8; 8];
+        // A failed draw leaves a fixed prefix: ids stay unique per process.
+        let _ = crate::crypto::random::fill(&mut b);
+        b
+    });
+    let mut raw = [0u8; 16];
+    raw[..8].copy_from_slice(prefix);
+    raw[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
+    let mut out = [0u8; 22];
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(raw, &mut out) {
+        Ok(22) => HeaderValue::from_bytes(&out)
+            .unwrap_or_else(|_| HeaderValue::from_static("unavailable")),
+        _ => HeaderValue::from_static("unavailable"),
+    }
+}
+
+/// The matched route's pattern (`unmatched` when none). A path that is
+/// itself a route's pattern (every fixed route: `/api/v1/token`) is
+/// remembered per worker thread, so the hot paths skip the second walk of
+/// the route table (regex matches for the parameterised routes). Only
+/// patterns are remembered, so the table is bounded by the route count
+/// whatever paths clients send.
+fn route_label(req: &ServiceRequest) -> Rc<str> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    thread_local! {
+        static FIXED: RefCell<HashMap<Box<str>, Rc<str>>> = RefCell::new(HashMap::new());
+    }
+    let path = req.path();
+    if let Some(hit) = FIXED.with(|f| f.borrow().get(path).cloned()) {
+        return hit;
+    }
+    match req.match_pattern() {
+        Some(pattern) if pattern == path => {
+            let label: Rc<str> = Rc::from(pattern);
+            FIXED.with(|f| {
+                f.borrow_mut().insert(Box::from(path), label.clone());
+            });
+            label
+        }
+        Some(pattern) => Rc::from(pattern),
+        None => Rc::from("unmatched"),
+    }
 }
 
 /// A method as a label: the standard ones by name, anything else `other`
@@ -128,7 +177,7 @@ pub struct ObserveService<S> {
 /// handed on (the request cannot be kept: actix needs it unshared).
 struct Seen {
     method: &'static str,
-    route: String,
+    route: Rc<str>,
     /// Only when the access line is logged.
     logged: Option<(String, String)>,
 }
@@ -155,9 +204,7 @@ where
         // Per request: read only what is used.
         let seen = (metrics_on || log_on).then(|| Seen {
             method: method_label(req.method()),
-            route: req
-                .match_pattern()
-                .unwrap_or_else(|| "unmatched".to_owned()),
+            route: route_label(&req),
             logged: log_on.then(|| {
                 let peer = super::extract::client_ip(req.request())
                     .ok()
@@ -168,7 +215,9 @@ where
         });
         // ERROR level: the span is enabled whenever any logging is, so every
         // line of the request carries its id, whatever the filter.
-        let span = tracing::error_span!("request", request_id = id.to_str().unwrap_or(""));
+        // Display, not Debug: the id is plain (checked above), and Debug
+        // would escape it character by character.
+        let span = tracing::error_span!("request", request_id = %id.to_str().unwrap_or(""));
         let fut = span.in_scope(|| self.service.call(req));
         // A deadline over the whole request, body included: a client
         // trickling its body cannot hold a connection (and a file

@@ -57,6 +57,10 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
             // Any method: the proxy asks with the method of the request it
             // guards (Traefik and Envoy do; nginx always asks with GET).
             .service(web::resource("/auth/forward").route(web::route().to(forward::check)))
+            // Then the token endpoints, the hottest calls, ahead of every
+            // parameterised route: each of those costs a regex match.
+            .service(resource("/api/v1/token", "POST").route(web::post().to(token::api_token)))
+            .service(resource("/oauth/token", "POST").route(web::post().to(token::oauth_token)))
             // Envoy's ext_authz appends the original path to its prefix.
             .service(
                 web::resource("/auth/forward/{tail:.*}").route(web::route().to(forward::check)),
@@ -76,7 +80,6 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                 resource("/.well-known/openid-configuration", "GET")
                     .route(web::get().to(discovery::openid_configuration)),
             )
-            .service(resource("/oauth/token", "POST").route(web::post().to(token::oauth_token)))
             .service(
                 resource("/oauth/authorize", "GET, POST")
                     .route(web::get().to(oauth::authorize))
@@ -112,7 +115,6 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
                 resource("/oauth/introspect", "POST").route(web::post().to(revocation::introspect)),
             )
             .service(resource("/api/v1/revocations", "GET").route(web::get().to(revocation::feed)))
-            .service(resource("/api/v1/token", "POST").route(web::post().to(token::api_token)))
             .service(
                 resource("/api/v1/apps", "GET, POST")
                     .route(web::post().to(apps::create))

@@ -519,3 +519,53 @@ async fn identical_concurrent_requests_share_one_argon2_run() {
         );
     }
 }
+
+/// The cold path under concurrency: the first exchanges of many distinct
+/// applications at once each need their own argon2 run, and each answer is
+/// a token for the application that asked, with its own permissions (a
+/// mix-up in the hashing pool or the caches would hand out another's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_exchanges_of_distinct_applications_at_once_each_get_their_own_token() {
+    let app = spawn_app().await;
+    let perms = ["api_keys:read", "tokens:introspect", "tokens:revoke"];
+    let mut made = Vec::new();
+    for i in 0..12 {
+        let perm = perms[i % perms.len()];
+        let (created, secret) = app
+            .create_app(json!({"name": format!("cold-{i}"), "permissions": [perm]}))
+            .await;
+        made.push((created["id"].as_str().unwrap().to_owned(), secret, perm));
+    }
+    let before = verifications(&app).await;
+    let mut tasks = Vec::new();
+    for (id, secret, perm) in made.clone() {
+        let (client, url) = (app.client.clone(), app.url("/oauth/token"));
+        tasks.push(tokio::spawn(async move {
+            let res = client
+                .post(url)
+                .form(&[
+                    ("grant_type", "client_credentials"),
+                    ("client_id", id.as_str()),
+                    ("client_secret", secret.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 200, "{id}");
+            let body: Value = res.json().await.unwrap();
+            (id, perm, body["access_token"].as_str().unwrap().to_owned())
+        }));
+    }
+    for t in tasks {
+        let (id, perm, token) = t.await.unwrap();
+        let claims = claims_of(&token);
+        assert_eq!(claims["sub"], id.as_str());
+        assert_eq!(claims["client_id"], id.as_str());
+        assert_eq!(claims["permissions"], json!([perm]), "{id}");
+    }
+    assert_eq!(
+        verifications(&app).await - before,
+        12,
+        "one argon2 run per application"
+    );
+}
