@@ -12,6 +12,8 @@
 //! |---|---|---|
 //! | `app:{id}` | string | a `StoredApp` as JSON |
 //! | `apps:order` | sorted set, score 0 | `{created µs, 20 digits}:{id}` (`store::order_key`), for paging by creation |
+//! | `app_names` | hash | application name (`store::name_key`) → id: names are unique ignoring case |
+//! | `app_names:indexed` | string | set once the names of applications stored before the index existed were indexed |
 //! | `usage:{id}` | hash, expires `USAGE_KEPT_SECS` + 1 h after its last write | hour start (unix seconds) → exchanges in that hour; hours older than kept are deleted by the write that opens a new hour |
 //! | `role:{name}` | string | a `Role` as JSON |
 //! | `roles` | sorted set, score 0 | role names |
@@ -139,6 +141,13 @@ impl RedisStore {
         };
         super::AppStore::ping(&store).await?;
         store.init_feed_epoch().await?;
+        // Not bounded per call: indexing a large store takes longer than one
+        // call may, yet a Redis that stops answering must not hang startup.
+        tokio::time::timeout(Duration::from_secs(120), store.index_names())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable("indexing application names timed out".into())
+            })??;
         Ok(store)
     }
 
