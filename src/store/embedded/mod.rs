@@ -567,6 +567,61 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_from_before_the_name_index_opens_and_is_indexed() {
+        use crate::store::conformance::sample_app;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            // Written as an older gateway did: two "Billing"s, no index.
+            let mut apps = vec![sample_app("app_new", 3), sample_app("app_old", 1)];
+            apps[0].app.name = "billing".into();
+            apps[1].app.name = "Billing".into();
+            apps.push(sample_app("app_solo", 2));
+            store
+                .blocking(move |db| {
+                    let txn = db.begin_write().map_err(backend)?;
+                    {
+                        let mut t = txn.open_table(APPS).map_err(backend)?;
+                        let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
+                        for a in &apps {
+                            let bytes = encode(a)?;
+                            t.insert(a.app.id.as_str(), bytes.as_bytes())
+                                .map_err(backend)?;
+                            idx.insert(order_key(&a.app).as_str(), a.app.id.as_str())
+                                .map_err(backend)?;
+                        }
+                    }
+                    txn.commit().map_err(backend)
+                })
+                .await
+                .unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.find_by_name("BILLING").await.unwrap().as_deref(),
+            Some("app_old"),
+            "the oldest holder keeps the name"
+        );
+        assert_eq!(
+            store
+                .find_by_name("sample app_solo")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("app_solo")
+        );
+        assert!(store.get("app_new").await.unwrap().is_some(), "kept, by id");
+        assert_eq!(store.count().await.unwrap(), 3);
+        // Deleting the indexed one frees the name; the duplicate's delete
+        // frees nothing it did not hold.
+        assert!(store.delete("app_new").await.unwrap());
+        assert_eq!(
+            store.find_by_name("billing").await.unwrap().as_deref(),
+            Some("app_old")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn data_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let app = crate::store::conformance::sample_app("app_reopen", 1);

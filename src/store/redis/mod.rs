@@ -530,6 +530,47 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_from_before_the_name_index_is_indexed_once() {
+        let redis = RedisServer::start();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        // Written as an older gateway did: two "Billing"s, no index.
+        let mut apps = vec![sample_app("app_new", 3), sample_app("app_old", 1)];
+        apps[0].app.name = "billing".into();
+        apps[1].app.name = "Billing".into();
+        apps.push(sample_app("app_solo", 2));
+        for a in &apps {
+            let body = crate::store::common::encode(a).unwrap();
+            let _: () = c.set(format!("old:app:{}", a.app.id), body).await.unwrap();
+            let _: () = c
+                .zadd("old:apps:order", crate::store::order_key(&a.app), 0)
+                .await
+                .unwrap();
+        }
+        let s = store(&redis, "old:").await;
+        assert_eq!(
+            s.find_by_name("BILLING").await.unwrap().as_deref(),
+            Some("app_old"),
+            "the oldest holder keeps the name"
+        );
+        assert_eq!(
+            s.find_by_name("sample app_solo").await.unwrap().as_deref(),
+            Some("app_solo")
+        );
+        assert!(s.get("app_new").await.unwrap().is_some(), "kept, by id");
+        // Once: an entry removed by hand stays removed on the next start.
+        let _: () = c.hdel("old:app_names", "sample app_solo").await.unwrap();
+        let s = store(&redis, "old:").await;
+        assert_eq!(s.find_by_name("sample app_solo").await.unwrap(), None);
+        assert!(s.delete("app_new").await.unwrap());
+        assert_eq!(
+            s.find_by_name("billing").await.unwrap().as_deref(),
+            Some("app_old"),
+            "a duplicate's delete frees nothing it did not hold"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_key_swap_is_announced_and_a_refused_one_is_not() {
         use crate::store::{KeyStore, SealedKey, StoredKey};
         let redis = RedisServer::start();
