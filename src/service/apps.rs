@@ -28,7 +28,9 @@ use serde_json::json;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"name": "billing", "description": "Billing service", "permissions": ["content:read"]}))]
 pub struct CreateApp {
-    /// Human name (required, at most 100 characters).
+    /// Human name (required, at most 100 characters), unique ignoring case
+    /// (409 otherwise) and not of the form of an id (`app_` and 16 letters
+    /// or digits). It may stand for the id as `AppId` or `client_id`.
     #[schema(
         max_length = 100,
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
@@ -662,7 +664,8 @@ where
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchApp {
-    /// New name (at most 100 characters).
+    /// New name (at most 100 characters), unique ignoring case (409
+    /// otherwise) and not of the form of an id.
     #[schema(
         max_length = 100,
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"

@@ -448,3 +448,31 @@ async fn gateways_starting_together_on_an_empty_redis_bootstrap_once() {
     again.address();
     assert_eq!(again.printed("AppSecret:"), None);
 }
+
+#[tokio::test]
+async fn the_openapi_document_says_names_are_unique_and_stand_for_ids() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (path, method) in [("/api/v1/apps", "post"), ("/api/v1/apps/{id}", "patch")] {
+        let clash = doc["paths"][path][method]["responses"]["409"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(
+            clash.contains("unique ignoring case"),
+            "{method} {path}: {clash}"
+        );
+    }
+    let text = doc.to_string();
+    assert!(
+        text.contains("The application id, or its name (ignoring case)"),
+        "AppId is described"
+    );
+}
