@@ -476,3 +476,33 @@ async fn the_openapi_document_says_names_are_unique_and_stand_for_ids() {
         "AppId is described"
     );
 }
+
+#[tokio::test]
+async fn the_console_shows_a_taken_name_on_its_form() {
+    let app = spawn_app().await;
+    crate::people::create_user(&app, "ops@example.com", &["api_keys:manage", "content:*"]).await;
+    created(&app, "Billing").await;
+    let mut c = crate::console::Console::sign_in(&app, "ops@example.com").await;
+    let res = c
+        .post(
+            "/console/apps",
+            &[
+                ("name", "BILLING"),
+                ("description", "a second billing"),
+                ("type", "secret"),
+                ("environment", "live"),
+                ("permissions", "content:read"),
+            ],
+        )
+        .await;
+    assert_eq!(res.status(), 409);
+    let html = res.text().await.unwrap();
+    assert!(html.contains("application named"), "{html}");
+    assert!(html.contains("BILLING"), "the form keeps the input");
+    let list = ok(
+        call(&app, Method::GET, "/api/v1/apps?q=billing", None).await,
+        200,
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1, "nothing created");
+}
