@@ -403,6 +403,15 @@ pub async fn create(
     super::people::clients::check_client(&app)?;
     let after = checked_holdings(gw, &app).await?;
     authz::guard_audited(gw, actor, "app.create", "-", None, Some(&after)).await?;
+    // A taken name is answered before argon2 runs; the store's insert
+    // stays the authority (two creates racing for one name meet there).
+    if gw.apps.find_by_name(&app.name).await?.is_some() {
+        return Err(crate::store::StoreError::Conflict {
+            what: crate::store::Entity::ApplicationName,
+            id: app.name.clone(),
+        }
+        .into());
+    }
     let secret_hash = gw.hasher.hash(&generated.secret).await?;
     gw.apps
         .insert(&StoredApp {
