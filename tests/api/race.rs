@@ -51,7 +51,7 @@ fn hammer(
 
 async fn introspector(gw: &TestApp) -> (String, String) {
     let (created, secret) = gw
-        .create_app(json!({"name": "introspector", "permissions": ["tokens:introspect"]}))
+        .create_app(json!({"name": format!("introspector {}", tessera::crypto::random::base62(8).unwrap()), "permissions": ["tokens:introspect"]}))
         .await;
     (created["id"].as_str().unwrap().to_owned(), secret)
 }
