@@ -44,7 +44,8 @@ pub struct PermissionList<'a> {
         (status = 201, description = "Created; the secret is in this response only", body = AppWithSecret,
             headers(("Location" = String, description = "The new application's URL"))),
         StandardErrors, JsonBodyErrors,
-        (status = 422, description = "A field breaks a rule the schema cannot say: a permission outside the catalogue, an unknown role or owner, an unparsable IP or CIDR, `expiresAt` not in the future, `tokenTtl` above the gateway's `token_ttl`, an audience reserved to live keys, or a public key holding a permission not marked public", body = ApiErrorBody)),
+        (status = 409, description = "Another application has this name (names are unique ignoring case); the message quotes it", body = ApiErrorBody),
+        (status = 422, description = "A field breaks a rule the schema cannot say: a name of the form of an application id (`app_` and 16 letters or digits), a permission outside the catalogue, an unknown role or owner, an unparsable IP or CIDR, `expiresAt` not in the future, `tokenTtl` above the gateway's `token_ttl`, an audience reserved to live keys, or a public key holding a permission not marked public", body = ApiErrorBody)),
     security(("bearer" = [])))]
 /// `POST /api/v1/apps`: 201 with the record and its secret, shown once.
 pub async fn create(
@@ -83,7 +84,7 @@ fn with_secret(
         (status = 200, description = "Changed", body = AppView),
         StandardErrors, JsonBodyErrors,
         (status = 404, description = "No such application", body = ApiErrorBody),
-        (status = 409, description = "The operator-configured admin application, which the API does not change", body = ApiErrorBody),
+        (status = 409, description = "The operator-configured admin application, which the API does not change; or the new name is another application's (names are unique ignoring case; the message quotes it)", body = ApiErrorBody),
         (status = 422, description = "A field breaks a rule the schema cannot say (see `create_app`); nothing changed", body = ApiErrorBody)),
     security(("bearer" = [])))]
 /// `PATCH /api/v1/apps/{id}`.

@@ -40,7 +40,8 @@ pub struct ApiTokenRequest {
     #[serde(rename = "refreshToken", alias = "refresh_token")]
     #[schema(value_type = Option<String>, max_length = 256)]
     refresh_token: Option<SecretString>,
-    /// The application id; optional with a generated secret, which embeds it.
+    /// The application id, or its name (ignoring case); optional with a
+    /// generated secret, which embeds the id.
     #[serde(rename = "AppId", alias = "appId", alias = "app_id")]
     app_id: Option<String>,
     /// The application secret (401 `missing_api_key` without it).
@@ -95,7 +96,8 @@ pub struct OAuthTokenRequest {
     refresh_token: Option<String>,
     /// Device grant: the device code from `/oauth/device_authorization`.
     device_code: Option<String>,
-    /// The AppId (or use HTTP Basic).
+    /// The AppId: the application's id or its name, ignoring case (or use
+    /// HTTP Basic, where it may be either too).
     client_id: Option<String>,
     /// The AppSecret (or use HTTP Basic; never both).
     client_secret: Option<String>,

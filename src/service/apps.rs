@@ -28,7 +28,9 @@ use serde_json::json;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schema(example = json!({"name": "billing", "description": "Billing service", "permissions": ["content:read"]}))]
 pub struct CreateApp {
-    /// Human name (required, at most 100 characters).
+    /// Human name (required, at most 100 characters), unique ignoring case
+    /// (409 otherwise) and not of the form of an id (`app_` and 16 letters
+    /// or digits). It may stand for the id as `AppId` or `client_id`.
     #[schema(
         max_length = 100,
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
@@ -354,7 +356,7 @@ pub async fn create(
 ) -> Result<CreatedApp, DomainError> {
     authz::require(gw, actor, API_KEYS_MANAGE, "app.create", "-").await?;
     let now = Utc::now();
-    validate_text("name", &req.name, 100, true)?;
+    check_name(&req.name)?;
     validate_text("description", &req.description, 1000, false)?;
     let permissions = parse_permissions(&req.permissions)?;
     let allowed_ips = parse_ips(&req.allowed_ips)?;
@@ -401,6 +403,15 @@ pub async fn create(
     super::people::clients::check_client(&app)?;
     let after = checked_holdings(gw, &app).await?;
     authz::guard_audited(gw, actor, "app.create", "-", None, Some(&after)).await?;
+    // A taken name is answered before argon2 runs; the store's insert
+    // stays the authority (two creates racing for one name meet there).
+    if gw.apps.find_by_name(&app.name).await?.is_some() {
+        return Err(crate::store::StoreError::Conflict {
+            what: crate::store::Entity::ApplicationName,
+            id: app.name.clone(),
+        }
+        .into());
+    }
     let secret_hash = gw.hasher.hash(&generated.secret).await?;
     gw.apps
         .insert(&StoredApp {
@@ -662,7 +673,8 @@ where
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PatchApp {
-    /// New name (at most 100 characters).
+    /// New name (at most 100 characters), unique ignoring case (409
+    /// otherwise) and not of the form of an id.
     #[schema(
         max_length = 100,
         pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\x00-\x1f\x7f-\x9f]*$"
@@ -717,6 +729,69 @@ async fn load(gw: &Gateway, id: &str) -> Result<StoredApp, DomainError> {
         .get(id)
         .await?
         .ok_or_else(|| DomainError::NotFound(not_found(id)))
+}
+
+/// Whether `s` has the form of a generated application id (`app_` and 16
+/// letters or digits): such a value names an application by id, anything
+/// else by name.
+pub fn is_generated_id(s: &str) -> bool {
+    s.strip_prefix(secret::APP_ID_PREFIX).is_some_and(|rest| {
+        rest.len() == secret::ID_PART_LEN && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+    })
+}
+
+/// Checks a new name: the text rules, and not the form of a generated id
+/// (the exchange would read it as an id, so the name could never be used).
+fn check_name(name: &str) -> Result<(), DomainError> {
+    validate_text("name", name, 100, true)?;
+    if is_generated_id(name.trim()) {
+        return Err(DomainError::Validation(format!(
+            "name must not have the form of an application id ({}, then {} letters or digits)",
+            secret::APP_ID_PREFIX,
+            secret::ID_PART_LEN
+        )));
+    }
+    Ok(())
+}
+
+/// Names are short: a longer value is no name, and is not looked up.
+const NAME_LOOKUP_MAX: usize = 400;
+
+/// Whether the `AppId` a client gave names application `id`, the one its
+/// generated secret embeds: its id, or its name ignoring case. Read through
+/// the application cache, which the exchange then reads again, so a name
+/// costs no store round trip more than the id does.
+pub async fn names_app(gw: &Gateway, given: &str, id: &str) -> Result<bool, DomainError> {
+    if given == id {
+        return Ok(true);
+    }
+    if given.len() > NAME_LOOKUP_MAX || is_generated_id(given) {
+        return Ok(false);
+    }
+    Ok(super::token::load_app(gw, id).await?.is_some_and(|snap| {
+        crate::store::name_key(&snap.stored.app.name) == crate::store::name_key(given)
+    }))
+}
+
+/// The application an `AppId` names when the secret does not embed one
+/// (an operator-chosen secret): a generated id or the configured admin's id
+/// as it is; otherwise the application of that name (ignoring case), or,
+/// when none has it, the value as an id. `None` when it can name nothing.
+pub async fn resolve_app_id(gw: &Gateway, given: &str) -> Result<Option<String>, DomainError> {
+    let as_id = crate::domain::application::validate_app_id(given).is_ok();
+    let configured = gw
+        .operator_admin
+        .as_ref()
+        .is_some_and(|(admin, _)| admin == given);
+    if is_generated_id(given) || configured {
+        return Ok(Some(given.to_owned()));
+    }
+    if given.len() <= NAME_LOOKUP_MAX
+        && let Some(id) = gw.apps.find_by_name(given).await?
+    {
+        return Ok(Some(id));
+    }
+    Ok(as_id.then(|| given.to_owned()))
 }
 
 /// "application <id>", naming the id only when it is a well-formed one:
@@ -798,7 +873,7 @@ pub async fn patch(
     let before = authz::app_holdings(gw, &old).await?;
     let app = &mut stored.app;
     if let Some(name) = req.name {
-        validate_text("name", &name, 100, true)?;
+        check_name(&name)?;
         app.name = name.trim().to_owned();
     }
     if let Some(d) = req.description {

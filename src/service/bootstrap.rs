@@ -38,8 +38,12 @@ impl std::fmt::Debug for Bootstrap {
     }
 }
 
+/// The name a bootstrap admin gets.
+const ADMIN_NAME: &str = "bootstrap admin";
+
 fn admin_record(
     id: String,
+    name: String,
     prefix: String,
     secret_hash: String,
     secret_hint: Option<String>,
@@ -48,7 +52,7 @@ fn admin_record(
     Ok(StoredApp {
         app: Application {
             id,
-            name: "bootstrap admin".into(),
+            name,
             description: "Created by the gateway on first start".into(),
             owner: GATEWAY_OWNER.into(),
             key_type: KeyType::Secret,
@@ -79,7 +83,8 @@ fn admin_record(
     })
 }
 
-/// Ensures the configured admin, or creates one when the store is empty.
+/// Ensures the configured admin, or creates one when the store is empty:
+/// once per store, however many gateways start on it at the same instant.
 pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
     ensure_admin_user(gw).await?;
     if let (Some(id), Some(secret)) = (&gw.policy.admin_app_id, &gw.policy.admin_app_secret) {
@@ -97,14 +102,24 @@ pub async fn run(gw: &Gateway) -> Result<Bootstrap, DomainError> {
     )
     .map_err(|e| DomainError::Internal(e.to_string()))?;
     let hash = gw.hasher.hash(&generated.secret).await?;
-    gw.apps
-        .insert(&admin_record(
+    // The count above only spares the hashing on a store in use. The claim
+    // is this insert: it writes only into a store holding no application,
+    // atomically, so of gateways starting at once on one empty store
+    // exactly one creates (and prints) an admin.
+    let claimed = gw
+        .apps
+        .insert_first(&admin_record(
             id.clone(),
+            ADMIN_NAME.into(),
             generated.prefix,
             hash,
             Some(generated.hint),
         )?)
         .await?;
+    if !claimed {
+        tracing::info!("another gateway created the bootstrap admin application");
+        return Ok(Bootstrap::Existing);
+    }
     tracing::info!(app_id = %id, "bootstrap admin application created");
     audit_bootstrap(gw, &id, "bootstrap.admin_created").await;
     Ok(Bootstrap::Created {
@@ -138,11 +153,23 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
             let hash = gw.hasher.hash(secret).await?;
             // An operator-chosen secret has no public head to show.
             let prefix = "(configured)".to_owned();
-            match gw
-                .apps
-                .insert(&admin_record(id.to_owned(), prefix, hash.clone(), None)?)
-                .await
-            {
+            // Names are unique: should an application hold the usual name
+            // (a generated admin, say), the configured one is told apart by
+            // its id.
+            let record =
+                admin_record(id.to_owned(), ADMIN_NAME.into(), prefix, hash.clone(), None)?;
+            let inserted = match gw.apps.insert(&record).await {
+                Err(crate::store::StoreError::Conflict {
+                    what: crate::store::Entity::ApplicationName,
+                    ..
+                }) => {
+                    let mut record = record;
+                    record.app.name = format!("{ADMIN_NAME} {id}");
+                    gw.apps.insert(&record).await
+                }
+                other => other,
+            };
+            match inserted {
                 Ok(()) => {
                     let _ = gw.operator_admin_hash.set(hash);
                     tracing::info!(app_id = %id, "configured admin application created");
@@ -150,7 +177,10 @@ async fn ensure(gw: &Gateway, id: &str, secret: &SecretString) -> Result<Bootstr
                 }
                 // Another gateway on the same store created it a moment ago:
                 // check it the way an existing one is checked.
-                Err(crate::store::StoreError::Conflict { .. }) => {
+                Err(crate::store::StoreError::Conflict {
+                    what: crate::store::Entity::Application,
+                    ..
+                }) => {
                     return Box::pin(ensure(gw, id, secret)).await;
                 }
                 Err(e) => return Err(e.into()),

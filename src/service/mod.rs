@@ -61,6 +61,15 @@ impl From<StoreError> for DomainError {
 fn named(what: Entity, id: &str) -> String {
     let well_formed = match what {
         Entity::Application => crate::domain::application::validate_app_id(id).is_ok(),
+        // Names reach the store validated (short, printable, not secret):
+        // quoted, so the clash is plain to whoever chose it.
+        Entity::ApplicationName => {
+            return if crate::domain::application::validate_text("name", id, 100, true).is_ok() {
+                format!("{what} {id:?}")
+            } else {
+                "application with that name".into()
+            };
+        }
         Entity::Role => crate::domain::role::validate_role_name(id).is_ok(),
         Entity::User => {
             id.len() <= 40

@@ -147,23 +147,28 @@ fn still_valid(app: &StoredApp, verified_hash: &str, now: chrono::DateTime<Utc>)
 }
 
 /// Which application the request names (`None` when it cannot name one),
-/// and the secret's hint.
-fn claimed_id(
+/// and the secret's hint. `AppId` may be the application's id or its name
+/// (ignoring case): see `apps::names_app` and `apps::resolve_app_id`. An
+/// unknown name is refused as an unknown id is.
+async fn claimed_id(
     gw: &Gateway,
     req: &ExchangeRequest,
 ) -> Result<(Option<String>, Option<String>), DomainError> {
     match secret::check(&gw.policy.key_prefix, &req.secret) {
         SecretCheck::Generated(parsed) => match &req.app_id {
-            Some(given) if *given != parsed.app_id => Ok((None, None)),
+            // The id form is compared as before: no lookup.
+            Some(given)
+                if *given != parsed.app_id
+                    && !super::apps::names_app(gw, given, &parsed.app_id).await? =>
+            {
+                Ok((None, None))
+            }
             _ => Ok((Some(parsed.app_id), Some(parsed.hint))),
         },
         // A mistyped generated key: refuse at once, no lookup, no hashing.
         SecretCheck::Corrupt => Err(DomainError::InvalidCredentials),
         SecretCheck::Opaque => match &req.app_id {
-            Some(id) if crate::domain::application::validate_app_id(id).is_ok() => {
-                Ok((Some(id.clone()), None))
-            }
-            Some(_) => Ok((None, None)),
+            Some(given) => Ok((super::apps::resolve_app_id(gw, given).await?, None)),
             None => Err(DomainError::InvalidCredentials),
         },
     }
@@ -182,7 +187,7 @@ async fn authenticate(
     req: &ExchangeRequest,
 ) -> Result<Arc<AppSnapshot>, DomainError> {
     let now = Utc::now();
-    let (id, hint) = match claimed_id(gw, req) {
+    let (id, hint) = match claimed_id(gw, req).await {
         Ok(found) => found,
         Err(e) => {
             gw.metrics.exchange_failure();

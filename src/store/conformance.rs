@@ -82,6 +82,8 @@ pub async fn run_all<
 >(
     store: &S,
 ) {
+    // First: it checks the bootstrap claim on the empty store.
+    names(store).await;
     crud(store).await;
     listing(store).await;
     usage(store).await;
@@ -1137,6 +1139,158 @@ async fn audit<S: AuditStore>(store: &S) {
         ["app_1", "app_0"]
     );
     assert!(next.is_none());
+}
+
+/// `sample_app` under another name.
+fn named_app(id: &str, n: i64, name: &str) -> StoredApp {
+    let mut a = sample_app(id, n);
+    a.app.name = name.to_owned();
+    a
+}
+
+/// Whether `r` is the name conflict for `name`.
+fn name_taken<T>(r: &Result<T, StoreError>, name: &str) -> bool {
+    matches!(r, Err(StoreError::Conflict { what: Entity::ApplicationName, id }) if id == name)
+}
+
+/// Names are unique ignoring case, on insert and rename, with racing
+/// writers; delete and rename free them; the bootstrap claim wins once.
+/// Starts on an empty store and leaves it empty.
+async fn names(store: &dyn AppStore) {
+    // Gateways bootstrapping one empty store at once: exactly one claim.
+    let admins: Vec<StoredApp> = (0..4)
+        .map(|i| named_app(&format!("app_first{i}"), 1, &format!("admin {i}")))
+        .collect();
+    let claims = futures_util::future::join_all(admins.iter().map(|a| store.insert_first(a))).await;
+    let won: Vec<usize> = claims
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| matches!(c, Ok(true)))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(won.len(), 1, "exactly one bootstrap claim wins: {claims:?}");
+    assert!(claims.iter().all(Result::is_ok), "{claims:?}");
+    assert_eq!(must(store.count().await, "count"), 1);
+    let late = named_app("app_first_late", 2, "late admin");
+    assert!(!must(
+        store.insert_first(&late).await,
+        "claim on a used store"
+    ));
+    assert_eq!(must(store.get("app_first_late").await, "get"), None);
+
+    // Racing creates of one name, spelt differently: exactly one wins.
+    let spellings = [
+        "billing",
+        "Billing",
+        "BILLING",
+        " billing ",
+        "BiLLinG",
+        "billinG",
+    ];
+    let racers: Vec<StoredApp> = spellings
+        .iter()
+        .enumerate()
+        .map(|(i, n)| named_app(&format!("app_race{i}"), 10, n))
+        .collect();
+    let results = futures_util::future::join_all(racers.iter().map(|a| store.insert(a))).await;
+    let winners: Vec<usize> = results
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.is_ok())
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one create wins: {results:?}");
+    let winner = winners[0];
+    for (i, r) in results.iter().enumerate() {
+        if i != winner {
+            assert!(name_taken(r, spellings[i].trim()), "{i}: {r:?}");
+            let id = format!("app_race{i}");
+            assert_eq!(must(store.get(&id).await, "loser absent"), None);
+        }
+    }
+    let billing = format!("app_race{winner}");
+    for q in ["billing", "BILLING", "  Billing"] {
+        assert_eq!(
+            must(store.find_by_name(q).await, "find"),
+            Some(billing.clone()),
+            "{q}"
+        );
+    }
+    assert_eq!(must(store.find_by_name("billin").await, "find"), None);
+
+    // A rename onto a taken name is refused whole; a change of case is not
+    // a clash with itself; a rename frees the old name.
+    let other = named_app("app_other", 11, "other");
+    must(store.insert(&other).await, "insert other");
+    let onto = named_app("app_other", 11, "Billing");
+    assert!(name_taken(
+        &store.update(&onto, other.app.updated_at).await,
+        "Billing"
+    ));
+    assert_eq!(
+        must(store.get("app_other").await, "get"),
+        Some(other.clone())
+    );
+    let recased = named_app("app_other", 11, "Other");
+    must(store.update(&recased, other.app.updated_at).await, "recase");
+    assert_eq!(
+        must(store.find_by_name("OTHER").await, "find"),
+        Some("app_other".into())
+    );
+    let moved = named_app("app_other", 11, "elsewhere");
+    must(store.update(&moved, other.app.updated_at).await, "rename");
+    assert_eq!(must(store.find_by_name("other").await, "find"), None);
+    assert_eq!(
+        must(store.find_by_name("Elsewhere").await, "find"),
+        Some("app_other".into())
+    );
+    let reuse = named_app("app_reuse", 12, "OTHER");
+    must(store.insert(&reuse).await, "a freed name is free");
+
+    // Racing renames onto one name: exactly one wins.
+    let renames: Vec<StoredApp> = ["app_other", "app_reuse"]
+        .iter()
+        .map(|id| named_app(id, if *id == "app_other" { 11 } else { 12 }, "Contested"))
+        .collect();
+    let results =
+        futures_util::future::join_all(renames.iter().map(|a| store.update(a, a.app.updated_at)))
+            .await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "exactly one rename wins: {results:?}"
+    );
+    assert!(results.iter().any(|r| name_taken(r, "Contested")));
+    let holder = must(store.find_by_name("contested").await, "find");
+    let holder = holder.unwrap_or_default();
+    let loser = if holder == "app_other" {
+        "app_reuse"
+    } else {
+        "app_other"
+    };
+    let kept = must(store.get(loser).await, "get").map(|a| a.app.name);
+    assert_ne!(
+        kept.as_deref(),
+        Some("Contested"),
+        "the loser kept its name"
+    );
+
+    // Delete frees the name.
+    assert!(must(store.delete(&billing).await, "delete"));
+    assert_eq!(must(store.find_by_name("billing").await, "find"), None);
+    let again = named_app("app_billing2", 13, "billing");
+    must(store.insert(&again).await, "the name is free after delete");
+
+    for id in [
+        format!("app_first{}", won[0]),
+        "app_other".into(),
+        "app_reuse".into(),
+        "app_billing2".into(),
+    ] {
+        assert!(must(store.delete(&id).await, "cleanup"), "{id}");
+    }
+    assert_eq!(must(store.count().await, "count"), 0, "left empty");
+    assert_eq!(must(store.find_by_name("admin 0").await, "find"), None);
 }
 
 async fn crud(store: &dyn AppStore) {

@@ -168,6 +168,8 @@ pub struct ListPage {
 pub enum Entity {
     /// An application, by id.
     Application,
+    /// An application, by name (unique ignoring case, see [`name_key`]).
+    ApplicationName,
     /// A role, by name.
     Role,
     /// A user, by id.
@@ -186,6 +188,7 @@ impl Entity {
     pub fn noun(self) -> &'static str {
         match self {
             Self::Application => "application",
+            Self::ApplicationName => "application named",
             Self::Role => "role",
             Self::User => "user",
             Self::UserEmail => "user with email",
@@ -242,16 +245,43 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+/// The key of an application's name in the name index: trimmed, then
+/// lower-cased (Unicode simple case folding is close enough for names
+/// people type), so `Billing` and `billing ` are one name.
+pub fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
 /// Applications and their secret hashes.
+///
+/// Names are unique ignoring case ([`name_key`]): every backend keeps a name
+/// index written in the same atomic write as the application, so of two
+/// writers racing for one name exactly one wins. A store written before the
+/// index existed is indexed when opened, oldest application first: a later
+/// duplicate stays unindexed (found by id only, and its name is free again
+/// once the indexed one is renamed or deleted) and is reported in the log.
 #[async_trait]
 pub trait AppStore: Send + Sync + 'static {
-    /// Stores a new application; `Conflict` if the id exists. Atomic: either
-    /// everything is written and durable when this returns, or nothing.
+    /// Stores a new application; `Conflict` if the id exists
+    /// ([`Entity::Application`]) or its name is taken
+    /// ([`Entity::ApplicationName`], naming the requested name). Atomic:
+    /// either everything is written and durable when this returns, or
+    /// nothing.
     async fn insert(&self, app: &StoredApp) -> Result<(), StoreError>;
+    /// Stores `app` as [`insert`](Self::insert) does, but only while the
+    /// store holds no application at all, decided in the same atomic write:
+    /// of gateways bootstrapping one empty store at once, exactly one gets
+    /// `true`; the others write nothing and get `false`.
+    async fn insert_first(&self, app: &StoredApp) -> Result<bool, StoreError>;
     /// Reads one application.
     async fn get(&self, id: &str) -> Result<Option<StoredApp>, StoreError>;
+    /// The id of the application indexed under this name, ignoring case.
+    async fn find_by_name(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Replaces an existing application; `NotFound` if it is absent. The
     /// usage figures are kept as stored: only `record_usage` changes them.
+    /// A new name is checked and indexed in the same write (`Conflict`
+    /// with [`Entity::ApplicationName`] when another application holds it);
+    /// the old one is freed.
     /// `read_at` is the `updatedAt` of the version the change was computed
     /// from: if the stored one differs, another call changed it in between
     /// and nothing is written (`Stale`), so a late write can never undo a
@@ -267,7 +297,8 @@ pub trait AppStore: Send + Sync + 'static {
     /// count), oldest first, only hours with exchanges. Empty for an
     /// unknown id.
     async fn hourly_usage(&self, id: &str, since_hour: i64) -> Result<Vec<(i64, u64)>, StoreError>;
-    /// Deletes an application, and its hourly usage; false if it was absent.
+    /// Deletes an application, its hourly usage and its name; false if it
+    /// was absent.
     async fn delete(&self, id: &str) -> Result<bool, StoreError>;
     /// A page of applications in creation order.
     async fn list(&self, query: &ListQuery) -> Result<ListPage, StoreError>;

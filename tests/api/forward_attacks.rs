@@ -40,7 +40,7 @@ async fn pair(redis: &RedisServer) -> (TestApp, TestApp) {
 /// revocation on `b` then reaches `a`'s edge within the timeout.
 async fn until_following(a: &TestApp, b: &TestApp) {
     let (created, secret) = b
-        .create_app(json!({"name": "probe", "permissions": ["content:read"]}))
+        .create_app(json!({"name": format!("probe {}", tessera::crypto::random::base62(8).unwrap()), "permissions": ["content:read"]}))
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let token = handed(&forward(a, "", &secret).await);

@@ -39,6 +39,7 @@ mod leaks;
 mod lifecycle;
 mod metrics;
 mod model;
+mod names;
 mod oidc_provider;
 mod people;
 mod people_attacks;

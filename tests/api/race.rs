@@ -51,7 +51,7 @@ fn hammer(
 
 async fn introspector(gw: &TestApp) -> (String, String) {
     let (created, secret) = gw
-        .create_app(json!({"name": "introspector", "permissions": ["tokens:introspect"]}))
+        .create_app(json!({"name": format!("introspector {}", tessera::crypto::random::base62(8).unwrap()), "permissions": ["tokens:introspect"]}))
         .await;
     (created["id"].as_str().unwrap().to_owned(), secret)
 }
@@ -107,7 +107,7 @@ enum Action {
 /// One trial: hammer, act, keep hammering a while, then check every token.
 async fn trial(gw: &TestApp, verifier: &Verifier, who: &(String, String), action: Action) {
     let (created, secret) = gw
-        .create_app(json!({"name": "raced", "permissions": ["content:read"]}))
+        .create_app(json!({"name": format!("raced {}", tessera::crypto::random::base62(8).unwrap()), "permissions": ["content:read"]}))
         .await;
     let id = created["id"].as_str().unwrap().to_owned();
     let first = gw.token_for(None, &secret).await;

@@ -24,7 +24,7 @@ fn budget(requests: u32, per: &str) -> RateLimit {
 
 /// Creates an application (with `rateLimit` when given); returns (id, key).
 async fn app_with(app: &TestApp, limit: Option<Value>) -> (String, String) {
-    let mut body = json!({"name": "edge", "permissions": ["content:read"]});
+    let mut body = json!({"name": format!("edge {}", tessera::crypto::random::base62(8).unwrap()), "permissions": ["content:read"]});
     if let Some(l) = limit {
         body["rateLimit"] = l;
     }

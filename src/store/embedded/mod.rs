@@ -6,7 +6,10 @@
 //! on tokio's blocking pool, never on an actix worker.
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    WriteTransaction,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -14,7 +17,8 @@ use super::common::{
     AppPager, Record, add_usage, decode, encode, keep_usage, kept_hours, order_key,
 };
 use super::{
-    AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta, oldest_kept_hour,
+    AppStore, Entity, ListPage, ListQuery, StoreError, StoredApp, UsageDelta, name_key,
+    oldest_kept_hour,
 };
 
 mod audit;
@@ -27,6 +31,8 @@ mod revocations;
 
 const APPS: TableDefinition<&str, &[u8]> = TableDefinition::new("apps");
 const BY_CREATED: TableDefinition<&str, &str> = TableDefinition::new("apps_by_created");
+/// Application name (`store::name_key`) → id: names are unique ignoring case.
+const APP_NAMES: TableDefinition<&str, &str> = TableDefinition::new("app_names");
 const ROLES: TableDefinition<&str, &[u8]> = TableDefinition::new("roles");
 const USERS: TableDefinition<&str, &[u8]> = TableDefinition::new("users");
 const USERS_BY_EMAIL: TableDefinition<&str, &str> = TableDefinition::new("users_by_email");
@@ -61,6 +67,90 @@ fn backend(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+/// Indexes the names of a store written before the name index existed
+/// (an empty index beside applications), oldest application first. A
+/// later application with a name already taken is left unindexed: it keeps
+/// working by id, and is reported so an operator can rename it.
+fn index_names(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let mut names = txn.open_table(APP_NAMES).map_err(backend)?;
+    let apps = txn.open_table(APPS).map_err(backend)?;
+    if !names.is_empty().map_err(backend)? || apps.is_empty().map_err(backend)? {
+        return Ok(());
+    }
+    let order = txn.open_table(BY_CREATED).map_err(backend)?;
+    let mut duplicates = Vec::new();
+    for entry in order.range::<&str>(..).map_err(backend)? {
+        let (_, id) = entry.map_err(backend)?;
+        let id = id.value();
+        let Some(v) = apps.get(id).map_err(backend)? else {
+            continue;
+        };
+        let key = name_key(&decode::<StoredApp>(v.value())?.app.name);
+        if names.get(key.as_str()).map_err(backend)?.is_some() {
+            duplicates.push(id.to_owned());
+        } else {
+            names.insert(key.as_str(), id).map_err(backend)?;
+        }
+    }
+    if !duplicates.is_empty() {
+        tracing::warn!(
+            app_ids = ?duplicates,
+            "applications share a name with an older one: they are found by id only until renamed"
+        );
+    }
+    Ok(())
+}
+
+/// Inserts an application with its ordering key and name, in `txn`.
+/// `Ok(false)` (nothing written) when `only_first` and applications exist.
+fn insert_app(
+    txn: &WriteTransaction,
+    app: &StoredApp,
+    bytes: &[u8],
+    only_first: bool,
+) -> Result<bool, StoreError> {
+    let id = app.app.id.as_str();
+    let mut apps = txn.open_table(APPS).map_err(backend)?;
+    if only_first && !apps.is_empty().map_err(backend)? {
+        return Ok(false);
+    }
+    if apps.get(id).map_err(backend)?.is_some() {
+        return Err(StoreError::Conflict {
+            what: Entity::Application,
+            id: id.to_owned(),
+        });
+    }
+    let mut names = txn.open_table(APP_NAMES).map_err(backend)?;
+    let key = name_key(&app.app.name);
+    if names.get(key.as_str()).map_err(backend)?.is_some() {
+        return Err(StoreError::Conflict {
+            what: Entity::ApplicationName,
+            id: app.app.name.trim().to_owned(),
+        });
+    }
+    names.insert(key.as_str(), id).map_err(backend)?;
+    apps.insert(id, bytes).map_err(backend)?;
+    let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
+    idx.insert(order_key(&app.app).as_str(), id)
+        .map_err(backend)?;
+    Ok(true)
+}
+
+/// Frees the name `old` held by application `id` (only if it is that
+/// application's: an unindexed duplicate frees nothing).
+fn free_name(txn: &WriteTransaction, old: &str, id: &str) -> Result<(), StoreError> {
+    let mut names = txn.open_table(APP_NAMES).map_err(backend)?;
+    let key = name_key(old);
+    let held = names
+        .get(key.as_str())
+        .map_err(backend)?
+        .is_some_and(|v| v.value() == id);
+    if held {
+        names.remove(key.as_str()).map_err(backend)?;
+    }
+    Ok(())
+}
+
 impl EmbeddedStore {
     /// Opens (or creates) `tessera.redb` in `dir`, creating `dir` (0700).
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -77,6 +167,7 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(backend)?;
         txn.open_table(APPS).map_err(backend)?;
         txn.open_table(BY_CREATED).map_err(backend)?;
+        index_names(&txn)?;
         txn.open_table(ROLES).map_err(backend)?;
         txn.open_table(USERS).map_err(backend)?;
         txn.open_table(USERS_BY_EMAIL).map_err(backend)?;
@@ -128,24 +219,38 @@ impl EmbeddedStore {
 impl AppStore for EmbeddedStore {
     async fn insert(&self, app: &StoredApp) -> Result<(), StoreError> {
         let bytes = encode(app)?;
-        let id = app.app.id.clone();
-        let order = order_key(&app.app);
+        let app = app.clone();
         self.blocking(move |db| {
             let txn = db.begin_write().map_err(backend)?;
-            {
-                let mut apps = txn.open_table(APPS).map_err(backend)?;
-                if apps.get(id.as_str()).map_err(backend)?.is_some() {
-                    return Err(StoreError::Conflict {
-                        what: Entity::Application,
-                        id,
-                    });
-                }
-                apps.insert(id.as_str(), bytes.as_bytes())
-                    .map_err(backend)?;
-                let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
-                idx.insert(order.as_str(), id.as_str()).map_err(backend)?;
-            }
+            insert_app(&txn, &app, bytes.as_bytes(), false)?;
             txn.commit().map_err(backend)
+        })
+        .await
+    }
+
+    async fn insert_first(&self, app: &StoredApp) -> Result<bool, StoreError> {
+        let bytes = encode(app)?;
+        let app = app.clone();
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(backend)?;
+            if !insert_app(&txn, &app, bytes.as_bytes(), true)? {
+                return Ok(false);
+            }
+            txn.commit().map_err(backend)?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn find_by_name(&self, name: &str) -> Result<Option<String>, StoreError> {
+        let key = name_key(name);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(backend)?;
+            let names = txn.open_table(APP_NAMES).map_err(backend)?;
+            Ok(names
+                .get(key.as_str())
+                .map_err(backend)?
+                .map(|v| v.value().to_owned()))
         })
         .await
     }
@@ -182,6 +287,21 @@ impl AppStore for EmbeddedStore {
                     });
                 }
                 keep_usage(&mut new, &old);
+                let (old_name, new_name) = (name_key(&old.app.name), name_key(&new.app.name));
+                if old_name != new_name {
+                    let mut names = txn.open_table(APP_NAMES).map_err(backend)?;
+                    if names.get(new_name.as_str()).map_err(backend)?.is_some() {
+                        return Err(StoreError::Conflict {
+                            what: Entity::ApplicationName,
+                            id: new.app.name.trim().to_owned(),
+                        });
+                    }
+                    names
+                        .insert(new_name.as_str(), id.as_str())
+                        .map_err(backend)?;
+                    drop(names);
+                    free_name(&txn, &old.app.name, &id)?;
+                }
                 let bytes = encode(&new)?;
                 apps.insert(id.as_str(), bytes.as_bytes())
                     .map_err(backend)?;
@@ -260,6 +380,7 @@ impl AppStore for EmbeddedStore {
                 if let Some(old) = &old {
                     let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
                     idx.remove(order_key(&old.app).as_str()).map_err(backend)?;
+                    free_name(&txn, &old.app.name, &id)?;
                 }
                 let mut hours = txn.open_table(USAGE_HOURS).map_err(backend)?;
                 let mut by_hour = txn.open_table(USAGE_BY_HOUR).map_err(backend)?;
@@ -443,6 +564,61 @@ mod tests {
         );
         assert!(store.delete("app_l").await.unwrap());
         assert_eq!(rows().await.unwrap(), (vec![], vec![]), "delete takes both");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_from_before_the_name_index_opens_and_is_indexed() {
+        use crate::store::conformance::sample_app;
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = EmbeddedStore::open(dir.path()).unwrap();
+            // Written as an older gateway did: two "Billing"s, no index.
+            let mut apps = vec![sample_app("app_new", 3), sample_app("app_old", 1)];
+            apps[0].app.name = "billing".into();
+            apps[1].app.name = "Billing".into();
+            apps.push(sample_app("app_solo", 2));
+            store
+                .blocking(move |db| {
+                    let txn = db.begin_write().map_err(backend)?;
+                    {
+                        let mut t = txn.open_table(APPS).map_err(backend)?;
+                        let mut idx = txn.open_table(BY_CREATED).map_err(backend)?;
+                        for a in &apps {
+                            let bytes = encode(a)?;
+                            t.insert(a.app.id.as_str(), bytes.as_bytes())
+                                .map_err(backend)?;
+                            idx.insert(order_key(&a.app).as_str(), a.app.id.as_str())
+                                .map_err(backend)?;
+                        }
+                    }
+                    txn.commit().map_err(backend)
+                })
+                .await
+                .unwrap();
+        }
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.find_by_name("BILLING").await.unwrap().as_deref(),
+            Some("app_old"),
+            "the oldest holder keeps the name"
+        );
+        assert_eq!(
+            store
+                .find_by_name("sample app_solo")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("app_solo")
+        );
+        assert!(store.get("app_new").await.unwrap().is_some(), "kept, by id");
+        assert_eq!(store.count().await.unwrap(), 3);
+        // Deleting the indexed one frees the name; the duplicate's delete
+        // frees nothing it did not hold.
+        assert!(store.delete("app_new").await.unwrap());
+        assert_eq!(
+            store.find_by_name("billing").await.unwrap().as_deref(),
+            Some("app_old")
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -12,6 +12,8 @@
 //! |---|---|---|
 //! | `app:{id}` | string | a `StoredApp` as JSON |
 //! | `apps:order` | sorted set, score 0 | `{created µs, 20 digits}:{id}` (`store::order_key`), for paging by creation |
+//! | `app_names` | hash | application name (`store::name_key`) → id: names are unique ignoring case |
+//! | `app_names:indexed` | string | set once the names of applications stored before the index existed were indexed |
 //! | `usage:{id}` | hash, expires `USAGE_KEPT_SECS` + 1 h after its last write | hour start (unix seconds) → exchanges in that hour; hours older than kept are deleted by the write that opens a new hour |
 //! | `role:{name}` | string | a `Role` as JSON |
 //! | `roles` | sorted set, score 0 | role names |
@@ -139,6 +141,13 @@ impl RedisStore {
         };
         super::AppStore::ping(&store).await?;
         store.init_feed_epoch().await?;
+        // Not bounded per call: indexing a large store takes longer than one
+        // call may, yet a Redis that stops answering must not hang startup.
+        tokio::time::timeout(Duration::from_secs(120), store.index_names())
+            .await
+            .map_err(|_| {
+                StoreError::Unavailable("indexing application names timed out".into())
+            })??;
         Ok(store)
     }
 
@@ -518,6 +527,47 @@ mod tests {
             let payload: String = msg.get_payload().unwrap();
             assert_eq!(ChangeEvent::parse(&payload), Some(want), "{payload}");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_from_before_the_name_index_is_indexed_once() {
+        let redis = RedisServer::start();
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        // Written as an older gateway did: two "Billing"s, no index.
+        let mut apps = vec![sample_app("app_new", 3), sample_app("app_old", 1)];
+        apps[0].app.name = "billing".into();
+        apps[1].app.name = "Billing".into();
+        apps.push(sample_app("app_solo", 2));
+        for a in &apps {
+            let body = crate::store::common::encode(a).unwrap();
+            let _: () = c.set(format!("old:app:{}", a.app.id), body).await.unwrap();
+            let _: () = c
+                .zadd("old:apps:order", crate::store::order_key(&a.app), 0)
+                .await
+                .unwrap();
+        }
+        let s = store(&redis, "old:").await;
+        assert_eq!(
+            s.find_by_name("BILLING").await.unwrap().as_deref(),
+            Some("app_old"),
+            "the oldest holder keeps the name"
+        );
+        assert_eq!(
+            s.find_by_name("sample app_solo").await.unwrap().as_deref(),
+            Some("app_solo")
+        );
+        assert!(s.get("app_new").await.unwrap().is_some(), "kept, by id");
+        // Once: an entry removed by hand stays removed on the next start.
+        let _: () = c.hdel("old:app_names", "sample app_solo").await.unwrap();
+        let s = store(&redis, "old:").await;
+        assert_eq!(s.find_by_name("sample app_solo").await.unwrap(), None);
+        assert!(s.delete("app_new").await.unwrap());
+        assert_eq!(
+            s.find_by_name("billing").await.unwrap().as_deref(),
+            Some("app_old"),
+            "a duplicate's delete frees nothing it did not hold"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
