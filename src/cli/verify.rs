@@ -37,8 +37,8 @@ pub struct VerifyArgs {
     /// The access token; `-` or nothing reads it from standard input
     /// (arguments are visible to other users of the machine).
     pub token: Option<String>,
-    /// The gateway: its discovery document gives the issuer and the JWKS
-    /// URL, and revocation is asked of it.
+    /// The gateway: its discovery document gives the issuer, its
+    /// `/.well-known/jwks.json` the keys, and revocation is asked of it.
     #[arg(
         long = "gateway",
         visible_alias = "url",
@@ -55,7 +55,8 @@ pub struct VerifyArgs {
     /// Required.
     #[arg(long, value_name = "AUD")]
     pub audience: Option<String>,
-    /// Where the public keys are (default: the gateway's `jwks_uri`).
+    /// Where the public keys are (default: the gateway's
+    /// `/.well-known/jwks.json`).
     #[arg(long, value_name = "URL")]
     pub jwks_url: Option<String>,
     /// Application id for the revocation check.
@@ -250,7 +251,7 @@ pub async fn verify(v: &VerifyArgs) -> Result<Verified, VerifyError> {
         .as_deref()
         .map(|g| g.trim_end_matches('/').to_owned());
     let discovery = match &gateway {
-        Some(g) if v.issuer.is_none() || v.jwks_url.is_none() => Some(
+        Some(g) if v.issuer.is_none() => Some(
             get_json(
                 &http,
                 &format!("{g}/.well-known/oauth-authorization-server"),
@@ -271,7 +272,14 @@ pub async fn verify(v: &VerifyArgs) -> Result<Verified, VerifyError> {
             "--issuer is required without a gateway: give --issuer, or --gateway URL (or TESSERA_URL) to read it from the gateway's discovery".into(),
         )
     })?;
-    let jwks_url = v.jwks_url.clone().or_else(|| from_discovery("jwks_uri")).ok_or_else(|| {
+    // The keys of the gateway given, at its own address: the discovery's
+    // `jwks_uri` is built on the public issuer, which a gateway behind a
+    // proxy may not be reachable at from here.
+    let jwks_url = v
+        .jwks_url
+        .clone()
+        .or_else(|| gateway.as_ref().map(|g| format!("{g}/.well-known/jwks.json")))
+        .ok_or_else(|| {
         usage(
             "--jwks-url is required without a gateway: give --jwks-url, or --gateway URL (or TESSERA_URL)".into(),
         )
