@@ -13,7 +13,7 @@ use super::values;
 pub enum AppsCommand {
     /// Create an application; prints its secret once.
     Create(CreateArgs),
-    /// List applications.
+    /// List applications, filtered; a page at a time.
     List(ListArgs),
     /// Show one application.
     Show {
@@ -22,11 +22,12 @@ pub enum AppsCommand {
     },
     /// Change an application: only the fields given change.
     Update(UpdateArgs),
-    /// Issue a new secret; prints it once.
+    /// Issue a new secret; prints it once. The old one stops at once, or
+    /// after `--grace`.
     Rotate {
         /// Application id.
         id: String,
-        /// Seconds the old secret keeps working (0 to 86400).
+        /// Seconds the old secret keeps working, 0 to 86400.
         #[arg(long, default_value_t = 0)]
         grace: u64,
     },
@@ -35,7 +36,7 @@ pub enum AppsCommand {
         /// Application id.
         id: String,
     },
-    /// Delete one or more applications.
+    /// Delete one or more applications (exit 1 when one was not found).
     Delete {
         /// Application ids.
         #[arg(required = true)]

@@ -119,14 +119,26 @@ pub enum Command {
 #[derive(Args)]
 pub struct Remote {
     /// Gateway base URL.
-    #[arg(long, env = "TESSERA_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
-    /// Application id.
-    #[arg(long, env = "TESSERA_APP_ID")]
+    /// Application id (`app_…`); may be left out with a generated secret,
+    /// which names its application. Without a secret, the stored login of
+    /// `tessera login` is used.
+    #[arg(long, global = true, env = "TESSERA_APP_ID")]
     pub app_id: Option<String>,
     /// Application secret (prefer the environment variable: arguments are
     /// visible to other users of the machine).
-    #[arg(long, env = "TESSERA_APP_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_APP_SECRET",
+        hide_env_values = true
+    )]
     pub app_secret: Option<String>,
 }
 
