@@ -6,13 +6,14 @@ use serde_json::{Value, json};
 
 use super::Remote;
 use super::client::AdminClient;
+use super::values;
 
 /// `tessera apps …`.
 #[derive(Debug, Subcommand)]
 pub enum AppsCommand {
     /// Create an application; prints its secret once.
     Create(CreateArgs),
-    /// List applications.
+    /// List applications, filtered; a page at a time.
     List(ListArgs),
     /// Show one application.
     Show {
@@ -21,11 +22,12 @@ pub enum AppsCommand {
     },
     /// Change an application: only the fields given change.
     Update(UpdateArgs),
-    /// Issue a new secret; prints it once.
+    /// Issue a new secret; prints it once. The old one stops at once, or
+    /// after `--grace`.
     Rotate {
         /// Application id.
         id: String,
-        /// Seconds the old secret keeps working (0 to 86400).
+        /// Seconds the old secret keeps working, 0 to 86400.
         #[arg(long, default_value_t = 0)]
         grace: u64,
     },
@@ -34,7 +36,7 @@ pub enum AppsCommand {
         /// Application id.
         id: String,
     },
-    /// Delete one or more applications.
+    /// Delete one or more applications (exit 1 when one was not found).
     Delete {
         /// Application ids.
         #[arg(required = true)]
@@ -44,99 +46,196 @@ pub enum AppsCommand {
 
 /// `tessera apps create`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  tessera apps create --name billing --permission content:read
+  tessera apps create --name cluster-bot --env test --audience cluster-api \\
+      --access-rule 'cluster:c1/project:*=content:read,reader' --expires-at 90d")]
 pub struct CreateArgs {
-    /// Name.
+    /// Name: 1 to 100 characters, unique on the gateway.
     #[arg(long)]
     pub name: String,
-    /// Description.
+    /// Free text, at most 1000 characters.
     #[arg(long, default_value = "")]
     pub description: String,
-    /// `secret` or `public`.
-    #[arg(long = "type", default_value = "secret")]
+    /// Key type: `secret` (a confidential service) or `public`.
+    #[arg(long = "type", default_value = "secret", value_name = "secret|public")]
     pub key_type: String,
-    /// `live` or `test`.
-    #[arg(long = "env", default_value = "live")]
+    /// Environment: `live` or `test` (the secret's prefix says which).
+    #[arg(long = "env", default_value = "live", value_name = "live|test")]
     pub environment: String,
-    /// A permission (repeat for several).
-    #[arg(long = "permission")]
+    /// A permission it holds everywhere, `resource:action` (repeat for
+    /// several; each must be in the gateway's catalogue).
+    #[arg(long = "permission", value_name = "PERM")]
     pub permissions: Vec<String>,
-    /// A role (repeat for several).
-    #[arg(long = "role")]
+    /// A role it holds everywhere (repeat for several; each must exist).
+    #[arg(long = "role", value_name = "ROLE")]
     pub roles: Vec<String>,
-    /// An allowed IP or CIDR (repeat for several).
-    #[arg(long = "allowed-ip")]
+    /// A grant limited to resources: `SCOPE=GRANT[,GRANT…]`, where SCOPE is
+    /// `type:name`, `type:*` or `*` segments joined by `/`, and each GRANT
+    /// is a permission (it has a colon) or a role name. Example:
+    /// `cluster:c1/project:*=content:read,reader` (repeat for several).
+    #[arg(long = "access-rule", value_name = "SCOPE=GRANTS")]
+    pub access_rules: Vec<String>,
+    /// An extra audience its tokens may ask for, besides the gateway's
+    /// default (repeat for several).
+    #[arg(long = "audience", value_name = "AUD")]
+    pub audiences: Vec<String>,
+    /// An IP address or CIDR allowed to exchange its secret (repeat; none:
+    /// anywhere).
+    #[arg(long = "allowed-ip", value_name = "IP|CIDR")]
     pub allowed_ips: Vec<String>,
-    /// Expiry, RFC 3339.
-    #[arg(long)]
+    /// When it stops working: an RFC 3339 instant (`2027-01-31T00:00:00Z`)
+    /// or a duration from now (`90d`, `12h`; units s, m, h, d, w).
+    #[arg(long, value_name = "WHEN")]
     pub expires_at: Option<String>,
-    /// Token lifetime in seconds.
-    #[arg(long)]
-    pub token_ttl: Option<u64>,
-    /// Owner: a user id or `gateway`.
+    /// Lifetime of its tokens: seconds or a duration (`900`, `15m`), from
+    /// 10 s up to the gateway's `token_ttl` (default: the gateway's).
+    #[arg(long, value_name = "SECONDS")]
+    pub token_ttl: Option<String>,
+    /// Owner: a user id (`usr_…`) or `gateway` (default: yours).
     #[arg(long)]
     pub owner: Option<String>,
-    /// Request budget at the edge, `requests/window`: `100/1m`, `10/30s`
-    /// (default: the gateway's).
-    #[arg(long)]
+    /// Request budget at `/auth/forward`, `requests/window`: `100/1m`,
+    /// `10/30s`; window at most `1d` (default: the gateway's).
+    #[arg(long, value_name = "N/WINDOW")]
     pub rate_limit: Option<String>,
+    /// A redirect URI for sign-in (it makes the application an OAuth
+    /// client): `https`, or `http` on loopback (repeat for several).
+    #[arg(long = "redirect-uri", value_name = "URL")]
+    pub redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send people back (repeat).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URL")]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// A grant it may use (repeat): client_credentials, authorization_code,
+    /// refresh_token, urn:ietf:params:oauth:grant-type:token-exchange,
+    /// urn:ietf:params:oauth:grant-type:device_code (default:
+    /// client_credentials, plus the code flow with `--redirect-uri`).
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    pub grant_types: Vec<String>,
+}
+
+impl CreateArgs {
+    /// The POST body, every value checked first: an error names the flag
+    /// and what it accepts, and nothing is sent.
+    pub fn body(&self) -> Result<Value, String> {
+        let mut body = json!({
+            "name": values::text("--name", &self.name, 100, true)?,
+            "description": values::text("--description", &self.description, 1000, false)?,
+            "type": values::one_of("--type", &self.key_type, &["secret", "public"])?,
+            "environment": values::one_of("--env", &self.environment, &["live", "test"])?,
+            "permissions": values::each("--permission", &self.permissions, values::permission)?,
+            "roles": values::each("--role", &self.roles, values::role)?,
+            "accessRules": values::each("--access-rule", &self.access_rules, values::access_rule)?,
+            "audiences": values::each("--audience", &self.audiences, values::audience)?,
+            "allowedIps": values::each("--allowed-ip", &self.allowed_ips, values::ip)?,
+            "redirectUris": values::each("--redirect-uri", &self.redirect_uris, values::redirect_uri)?,
+            "postLogoutRedirectUris": values::each(
+                "--post-logout-redirect-uri",
+                &self.post_logout_redirect_uris,
+                values::redirect_uri,
+            )?,
+            "grantTypes": values::each("--grant-type", &self.grant_types, values::grant_type)?,
+        });
+        if let Some(e) = &self.expires_at {
+            body["expiresAt"] = json!(values::expires_at("--expires-at", e)?);
+        }
+        if let Some(t) = &self.token_ttl {
+            body["tokenTtl"] = json!(values::token_ttl("--token-ttl", t)?);
+        }
+        if let Some(o) = &self.owner {
+            body["owner"] = json!(o);
+        }
+        if let Some(r) = &self.rate_limit {
+            body["rateLimit"] = values::rate_limit("--rate-limit", r)?;
+        }
+        Ok(body)
+    }
 }
 
 /// `100/1m` as the API's `rateLimit` object; `what` names the option in
-/// errors. The window itself is checked by the gateway (422).
+/// errors.
 pub fn rate_limit_body(what: &str, v: &str) -> Result<Value, String> {
-    let bad = || format!("{what} {v}: requests/window, like 100/1m");
-    let (n, per) = v.trim().split_once('/').ok_or_else(bad)?;
-    let requests: u32 = n.trim().parse().map_err(|_| bad())?;
-    let per = per.trim();
-    if per.is_empty() {
-        return Err(bad());
-    }
-    Ok(json!({"requests": requests, "per": per}))
+    values::rate_limit(what, v)
 }
+
+/// The lists `apps update --clear` can empty, as flags and as API keys.
+const CLEARABLE: &[(&str, &str)] = &[
+    ("permissions", "permissions"),
+    ("roles", "roles"),
+    ("access-rules", "accessRules"),
+    ("audiences", "audiences"),
+    ("allowed-ips", "allowedIps"),
+    ("redirect-uris", "redirectUris"),
+    ("post-logout-redirect-uris", "postLogoutRedirectUris"),
+    ("grant-types", "grantTypes"),
+];
 
 /// `tessera apps update`. A list option given at least once replaces that
 /// list; `--clear` empties one.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Only the options given change. A list option given at least once \
+replaces the whole list; `--clear LIST` empties one.
+
+Examples:
+  tessera apps update app_… --audience cluster-api --audience billing-api
+  tessera apps update app_… --access-rule 'cluster:c1=content:read' --token-ttl 15m
+  tessera apps update app_… --clear allowed-ips --expires-at never --rate-limit default"
+)]
 pub struct UpdateArgs {
     /// Application id.
     pub id: String,
-    /// New name.
+    /// New name: 1 to 100 characters, unique on the gateway.
     #[arg(long)]
     pub name: Option<String>,
-    /// New description.
+    /// New description, at most 1000 characters.
     #[arg(long)]
     pub description: Option<String>,
-    /// A permission (repeat for several; replaces the list).
-    #[arg(long = "permission")]
+    /// A permission, `resource:action` (repeat for several; replaces the
+    /// list).
+    #[arg(long = "permission", value_name = "PERM")]
     pub permissions: Option<Vec<String>>,
     /// A role (repeat for several; replaces the list).
-    #[arg(long = "role")]
+    #[arg(long = "role", value_name = "ROLE")]
     pub roles: Option<Vec<String>>,
-    /// An allowed IP or CIDR (repeat for several; replaces the list).
-    #[arg(long = "allowed-ip")]
-    pub allowed_ips: Option<Vec<String>>,
-    /// An audience (repeat for several; replaces the list).
-    #[arg(long = "audience")]
+    /// An access rule, `SCOPE=GRANT[,GRANT…]` as in `apps create` (repeat
+    /// for several; replaces the list).
+    #[arg(long = "access-rule", value_name = "SCOPE=GRANTS")]
+    pub access_rules: Option<Vec<String>>,
+    /// An extra audience (repeat for several; replaces the list).
+    #[arg(long = "audience", value_name = "AUD")]
     pub audiences: Option<Vec<String>>,
+    /// An allowed IP or CIDR (repeat for several; replaces the list).
+    #[arg(long = "allowed-ip", value_name = "IP|CIDR")]
+    pub allowed_ips: Option<Vec<String>>,
     /// A redirect URI, making it an OAuth client (repeat; replaces the list).
-    #[arg(long = "redirect-uri")]
+    #[arg(long = "redirect-uri", value_name = "URL")]
     pub redirect_uris: Option<Vec<String>>,
-    /// Owner: a user id or `gateway`.
+    /// A post-logout redirect URI (repeat; replaces the list).
+    #[arg(long = "post-logout-redirect-uri", value_name = "URL")]
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    /// A grant type, as in `apps create` (repeat; replaces the list).
+    #[arg(long = "grant-type", value_name = "GRANT")]
+    pub grant_types: Option<Vec<String>>,
+    /// Owner: a user id (`usr_…`) or `gateway`.
     #[arg(long)]
     pub owner: Option<String>,
-    /// Expiry, RFC 3339, or `never`.
-    #[arg(long)]
+    /// Expiry: an RFC 3339 instant, a duration from now (`90d`), or
+    /// `never`.
+    #[arg(long, value_name = "WHEN|never")]
     pub expires_at: Option<String>,
-    /// Token lifetime in seconds, or `default`.
-    #[arg(long)]
+    /// Token lifetime: seconds or a duration (10 s to the gateway's
+    /// `token_ttl`), or `default` for the gateway's.
+    #[arg(long, value_name = "SECONDS|default")]
     pub token_ttl: Option<String>,
     /// Request budget at the edge, `requests/window` (`100/1m`), or
     /// `default` for the gateway's.
-    #[arg(long)]
+    #[arg(long, value_name = "N/WINDOW|default")]
     pub rate_limit: Option<String>,
-    /// Empty a list: permissions, roles, allowed-ips, audiences,
-    /// redirect-uris (repeat for several).
-    #[arg(long, value_parser = ["permissions", "roles", "allowed-ips", "audiences", "redirect-uris"])]
+    /// Empty a list (repeat for several): permissions, roles, access-rules,
+    /// audiences, allowed-ips, redirect-uris, post-logout-redirect-uris,
+    /// grant-types.
+    #[arg(long, value_name = "LIST")]
     pub clear: Vec<String>,
 }
 
@@ -144,32 +243,73 @@ impl UpdateArgs {
     /// The PATCH body: only what was given. Refuses a value that cannot be
     /// sent before anything is sent, and an empty update.
     pub fn body(&self) -> Result<Value, String> {
+        let names: Vec<&str> = CLEARABLE.iter().map(|(f, _)| *f).collect();
+        for c in &self.clear {
+            values::one_of("--clear", c, &names)?;
+        }
         let mut body = serde_json::Map::new();
         let mut put = |k: &str, v: Value| {
             body.insert(k.to_owned(), v);
         };
         if let Some(v) = &self.name {
-            put("name", json!(v));
+            put("name", json!(values::text("--name", v, 100, true)?));
         }
         if let Some(v) = &self.description {
-            put("description", json!(v));
+            put(
+                "description",
+                json!(values::text("--description", v, 1000, false)?),
+            );
         }
         if let Some(v) = &self.owner {
             put("owner", json!(v));
         }
-        for (key, flag, given) in [
-            ("permissions", "permissions", &self.permissions),
-            ("roles", "roles", &self.roles),
-            ("allowedIps", "allowed-ips", &self.allowed_ips),
-            ("audiences", "audiences", &self.audiences),
-            ("redirectUris", "redirect-uris", &self.redirect_uris),
-        ] {
-            let cleared = self.clear.iter().any(|c| c == flag);
+        type Check = fn(&str, &str) -> Result<Value, String>;
+        let lists: [(&str, &str, &Option<Vec<String>>, Check); 8] = [
+            ("permissions", "--permission", &self.permissions, |f, v| {
+                values::permission(f, v).map(Value::from)
+            }),
+            ("roles", "--role", &self.roles, |f, v| {
+                values::role(f, v).map(Value::from)
+            }),
+            (
+                "access-rules",
+                "--access-rule",
+                &self.access_rules,
+                values::access_rule,
+            ),
+            ("audiences", "--audience", &self.audiences, |f, v| {
+                values::audience(f, v).map(Value::from)
+            }),
+            ("allowed-ips", "--allowed-ip", &self.allowed_ips, |f, v| {
+                values::ip(f, v).map(Value::from)
+            }),
+            (
+                "redirect-uris",
+                "--redirect-uri",
+                &self.redirect_uris,
+                |f, v| values::redirect_uri(f, v).map(Value::from),
+            ),
+            (
+                "post-logout-redirect-uris",
+                "--post-logout-redirect-uri",
+                &self.post_logout_redirect_uris,
+                |f, v| values::redirect_uri(f, v).map(Value::from),
+            ),
+            ("grant-types", "--grant-type", &self.grant_types, |f, v| {
+                values::grant_type(f, v).map(Value::from)
+            }),
+        ];
+        for (list, flag, given, check) in lists {
+            let key = CLEARABLE
+                .iter()
+                .find(|(f, _)| *f == list)
+                .map_or(list, |(_, k)| *k);
+            let cleared = self.clear.iter().any(|c| c == list);
             match (given, cleared) {
                 (Some(_), true) => {
-                    return Err(format!("--clear {flag} and a value for it: choose one"));
+                    return Err(format!("--clear {list} and {flag}: choose one"));
                 }
-                (Some(v), false) => put(key, json!(v)),
+                (Some(v), false) => put(key, Value::Array(values::each(flag, v, check)?)),
                 (None, true) => put(key, json!([])),
                 (None, false) => {}
             }
@@ -177,29 +317,29 @@ impl UpdateArgs {
         match self.expires_at.as_deref() {
             None => {}
             Some("never") => put("expiresAt", Value::Null),
-            Some(t) => {
-                chrono::DateTime::parse_from_rfc3339(t)
-                    .map_err(|e| format!("--expires-at {t}: not RFC 3339 ({e})"))?;
-                put("expiresAt", json!(t));
-            }
+            Some(t) => put(
+                "expiresAt",
+                json!(values::expires_at("--expires-at", t).map_err(|e| format!("{e}, or never"))?),
+            ),
         }
         match self.token_ttl.as_deref() {
             None => {}
             Some("default") => put("tokenTtl", Value::Null),
-            Some(t) => {
-                let n: u64 = t
-                    .parse()
-                    .map_err(|_| format!("--token-ttl {t}: seconds or `default`"))?;
-                put("tokenTtl", json!(n));
-            }
+            Some(t) => put(
+                "tokenTtl",
+                json!(values::token_ttl("--token-ttl", t).map_err(|e| format!("{e}, or default"))?),
+            ),
         }
         match self.rate_limit.as_deref() {
             None => {}
             Some("default") => put("rateLimit", Value::Null),
-            Some(r) => put("rateLimit", rate_limit_body("--rate-limit", r)?),
+            Some(r) => put(
+                "rateLimit",
+                values::rate_limit("--rate-limit", r).map_err(|e| format!("{e}, or default"))?,
+            ),
         }
         if body.is_empty() {
-            return Err("nothing to change: give at least one option".into());
+            return Err("nothing to change: give at least one option (see --help)".into());
         }
         Ok(Value::Object(body))
     }
@@ -208,24 +348,45 @@ impl UpdateArgs {
 /// `tessera apps list`.
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// Page size.
+    /// Page size, 1 to 200.
     #[arg(long)]
-    pub limit: Option<usize>,
-    /// Cursor from a previous page.
+    pub limit: Option<u32>,
+    /// Cursor from a previous page (`more: --cursor …`).
     #[arg(long)]
     pub cursor: Option<String>,
-    /// `live` or `test`.
-    #[arg(long = "env")]
+    /// Only this environment: `live` or `test`.
+    #[arg(long = "env", value_name = "live|test")]
     pub environment: Option<String>,
-    /// `secret` or `public`.
-    #[arg(long = "type")]
+    /// Only this key type: `secret` or `public`.
+    #[arg(long = "type", value_name = "secret|public")]
     pub key_type: Option<String>,
-    /// `active`, `revoked` or `expired`.
-    #[arg(long)]
+    /// Only this status: `active`, `revoked` or `expired`.
+    #[arg(long, value_name = "STATUS")]
     pub status: Option<String>,
-    /// Owner id.
+    /// Only applications of this owner (a user id or `gateway`).
     #[arg(long)]
     pub owner: Option<String>,
+}
+
+impl ListArgs {
+    /// Checks the filters before anything is sent.
+    fn check(&self) -> Result<(), String> {
+        if let Some(l) = self.limit
+            && !(1..=200).contains(&l)
+        {
+            return Err(values::bad("--limit", &l.to_string(), "expected 1 to 200"));
+        }
+        if let Some(e) = &self.environment {
+            values::one_of("--env", e, &["live", "test"])?;
+        }
+        if let Some(t) = &self.key_type {
+            values::one_of("--type", t, &["secret", "public"])?;
+        }
+        if let Some(st) = &self.status {
+            values::one_of("--status", st, &["active", "revoked", "expired"])?;
+        }
+        Ok(())
+    }
 }
 
 /// `tessera roles …`.
@@ -240,31 +401,52 @@ pub enum RolesCommand {
     },
     /// Create a role.
     Create {
-        /// Role name.
+        /// Role name: 1 to 64 of a-z, 0-9, `_`, `-`, `.`.
         name: String,
-        /// A permission (repeat for several).
-        #[arg(long = "permission")]
+        /// A permission it grants, `resource:action` (repeat for several;
+        /// each must be in the catalogue).
+        #[arg(long = "permission", value_name = "PERM")]
         permissions: Vec<String>,
-        /// Description.
+        /// Free text, at most 1000 characters.
         #[arg(long, default_value = "")]
         description: String,
     },
-    /// Replace a role's permissions.
+    /// Replace a role's permissions (holders' tokens minted before a
+    /// narrowing stop working).
     Update {
         /// Role name.
         name: String,
-        /// A permission (repeat for several).
-        #[arg(long = "permission")]
+        /// A permission (repeat for several; none empties the role).
+        #[arg(long = "permission", value_name = "PERM")]
         permissions: Vec<String>,
     },
-    /// Delete a role.
+    /// Delete a role. Refused while applications or users hold it, unless
+    /// `--detach`.
     Delete {
         /// Role name.
         name: String,
-        /// Remove it from every holder instead of refusing.
+        /// Remove it from every application and user holding it, then
+        /// delete it (instead of refusing).
         #[arg(long)]
         detach: bool,
     },
+}
+
+/// The gateway's conflict names the API's query parameter; a CLI user
+/// needs the flag instead.
+fn detach_advice(e: &str, name: &str) -> String {
+    if !e.contains("?detach=true") {
+        return e.to_owned();
+    }
+    let advice = format!(
+        "run `tessera roles delete {} --detach` to remove it from them and delete it",
+        super::credentials::printable(name)
+    );
+    e.replace(
+        "delete it with detach (API: ?detach=true) to remove it from them",
+        &advice,
+    )
+    .replace(" (API: ?detach=true)", &format!(" ({advice})"))
 }
 
 const SECRET_WARNING: &str =
@@ -422,40 +604,27 @@ pub(super) fn urlencode(v: &str) -> String {
 
 /// Runs `tessera apps …`.
 pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(), String> {
-    // A malformed update is refused before any credential is spent.
-    let update_body = match &cmd {
+    // A malformed value is refused before any credential is spent.
+    let body = match &cmd {
         AppsCommand::Update(u) => Some(u.body()?),
-        _ => None,
-    };
-    let create_rate = match &cmd {
-        AppsCommand::Create(a) => a
-            .rate_limit
-            .as_deref()
-            .map(|r| rate_limit_body("--rate-limit", r))
-            .transpose()?,
+        AppsCommand::Create(a) => Some(a.body()?),
+        AppsCommand::List(l) => {
+            l.check()?;
+            None
+        }
+        AppsCommand::Rotate { grace, .. } if *grace > 86_400 => {
+            return Err(values::bad(
+                "--grace",
+                &grace.to_string(),
+                "expected seconds from 0 to 86400",
+            ));
+        }
         _ => None,
     };
     let c = AdminClient::connect(remote).await?;
     match cmd {
-        AppsCommand::Create(a) => {
-            let mut body = json!({
-                "name": a.name, "description": a.description, "type": a.key_type,
-                "environment": a.environment, "permissions": a.permissions, "roles": a.roles,
-                "allowedIps": a.allowed_ips,
-            });
-            if let Some(e) = a.expires_at {
-                body["expiresAt"] = json!(e);
-            }
-            if let Some(t) = a.token_ttl {
-                body["tokenTtl"] = json!(t);
-            }
-            if let Some(o) = a.owner {
-                body["owner"] = json!(o);
-            }
-            if let Some(r) = create_rate {
-                body["rateLimit"] = r;
-            }
-            let v = c.call(Method::POST, "/api/v1/apps", Some(&body)).await?;
+        AppsCommand::Create(_) => {
+            let v = c.call(Method::POST, "/api/v1/apps", body.as_ref()).await?;
             with_secret(&v, json_out);
         }
         AppsCommand::List(args) => {
@@ -487,7 +656,7 @@ pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(
         }
         AppsCommand::Update(u) => {
             let path = format!("/api/v1/apps/{}", urlencode(&u.id));
-            let v = c.call(Method::PATCH, &path, update_body.as_ref()).await?;
+            let v = c.call(Method::PATCH, &path, body.as_ref()).await?;
             if json_out {
                 println!("{v}");
             } else {
@@ -539,6 +708,22 @@ pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(
 
 /// Runs `tessera roles …`.
 pub async fn roles(remote: &Remote, cmd: RolesCommand, json_out: bool) -> Result<(), String> {
+    // Names and permissions are checked before any credential is spent.
+    match &cmd {
+        RolesCommand::Create {
+            name,
+            permissions,
+            description,
+        } => {
+            values::role("NAME", name)?;
+            values::each("--permission", permissions, values::permission)?;
+            values::text("--description", description, 1000, false)?;
+        }
+        RolesCommand::Update { permissions, .. } => {
+            values::each("--permission", permissions, values::permission)?;
+        }
+        _ => {}
+    }
     let c = AdminClient::connect(remote).await?;
     let role_rows = |roles: &[Value]| {
         let rows: Vec<Vec<String>> = roles
@@ -580,7 +765,9 @@ pub async fn roles(remote: &Remote, cmd: RolesCommand, json_out: bool) -> Result
         }
         RolesCommand::Delete { name, detach } => {
             let path = format!("/api/v1/roles/{}?detach={detach}", urlencode(&name));
-            c.call(Method::DELETE, &path, None).await?;
+            c.call(Method::DELETE, &path, None)
+                .await
+                .map_err(|e| detach_advice(&e, &name))?;
             if json_out {
                 println!("{}", json!({"deleted": name}));
             } else {

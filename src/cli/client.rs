@@ -13,8 +13,8 @@ pub struct AdminClient {
     token: String,
 }
 
-/// Turns an error response into one line: status, code and message.
-fn describe(status: reqwest::StatusCode, body: &Value) -> String {
+/// Turns an error response into one line: status, message and code.
+pub fn describe(status: reqwest::StatusCode, body: &Value) -> String {
     super::credentials::printable(&describe_raw(status, body))
 }
 
@@ -89,6 +89,32 @@ impl AdminClient {
             req = req.json(b);
         }
         let res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+        let status = res.status();
+        let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?
+        };
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(describe(status, &body))
+        }
+    }
+
+    /// Posts a form to an `/oauth/*` endpoint with the bearer token; success
+    /// gives the JSON body (`Null` when empty). Errors are RFC 6749 shaped.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Result<Value, String> {
+        let url = format!("{}{path}", self.base);
+        let res = self
+            .http
+            .post(&url)
+            .bearer_auth(&self.token)
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
         let status = res.status();
         let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
         let body: Value = if text.is_empty() {

@@ -1,12 +1,15 @@
-//! The command line: `serve`, `keys`, `token`, `verify`, `apps`, `roles`,
-//! `users`, `audit`, `login`, `logout`, `whoami`.
+//! The command line: `serve`, `keys`, `token`, `tokens`, `verify`, `apps`,
+//! `roles`, `users`, `audit`, `login`, `logout`, `whoami`.
 
 pub mod admin;
 pub mod client;
 pub mod credentials;
 pub mod keys;
 pub mod login;
+pub mod tokens;
 pub mod users;
+pub mod values;
+pub mod verify;
 
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
@@ -15,7 +18,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::config::Settings;
-use crate::crypto::{SigningAlg, jwt};
+use crate::crypto::SigningAlg;
 use crate::service::bootstrap::Bootstrap;
 use crate::startup::Application;
 
@@ -49,10 +52,22 @@ pub enum Command {
         #[command(subcommand)]
         command: keys::KeysCommand,
     },
-    /// Exchange application credentials for an access token and print it.
+    /// Exchange application credentials (or the stored login) for an
+    /// access token and print it; `--json` prints the gateway's whole
+    /// answer, as `/api/v1/token` gives it.
     Token(TokenArgs),
-    /// Check a token against a JWKS URL and print its claims.
-    Verify(VerifyArgs),
+    /// Ask the gateway about an access token (introspect) or revoke it.
+    Tokens {
+        /// Gateway and credentials.
+        #[command(flatten)]
+        remote: Remote,
+        /// What to do.
+        #[command(subcommand)]
+        command: tokens::TokensCommand,
+    },
+    /// Check a token as a downstream service would: signature, issuer,
+    /// audience, expiry, and revocation when credentials allow asking.
+    Verify(verify::VerifyArgs),
     /// Print the OpenAPI 3.1 document of this build.
     Openapi,
     /// Manage applications on a running gateway.
@@ -62,7 +77,7 @@ pub enum Command {
         remote: Remote,
         /// What to do.
         #[command(subcommand)]
-        command: admin::AppsCommand,
+        command: Box<admin::AppsCommand>,
     },
     /// Manage roles on a running gateway.
     Roles {
@@ -104,14 +119,26 @@ pub enum Command {
 #[derive(Args)]
 pub struct Remote {
     /// Gateway base URL.
-    #[arg(long, env = "TESSERA_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub url: String,
-    /// Application id.
-    #[arg(long, env = "TESSERA_APP_ID")]
+    /// Application id (`app_…`); may be left out with a generated secret,
+    /// which names its application. Without a secret, the stored login of
+    /// `tessera login` is used.
+    #[arg(long, global = true, env = "TESSERA_APP_ID")]
     pub app_id: Option<String>,
     /// Application secret (prefer the environment variable: arguments are
     /// visible to other users of the machine).
-    #[arg(long, env = "TESSERA_APP_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_APP_SECRET",
+        hide_env_values = true
+    )]
     pub app_secret: Option<String>,
 }
 
@@ -127,33 +154,19 @@ impl std::fmt::Debug for Remote {
 
 /// `tessera token`.
 #[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  TOKEN=$(tessera token)
+  tessera token --scope 'content:read' --audience billing-api --json")]
 pub struct TokenArgs {
     /// Gateway and credentials.
     #[command(flatten)]
     pub remote: Remote,
-    /// Space-separated permissions to narrow the token to.
+    /// Space-separated permissions to narrow the token to (each held by
+    /// the application).
     #[arg(long)]
     pub scope: Option<String>,
-    /// Audience to request.
-    #[arg(long)]
-    pub audience: Option<String>,
-}
-
-/// `tessera verify`.
-#[derive(Debug, Args)]
-pub struct VerifyArgs {
-    /// The token.
-    pub token: String,
-    /// JWKS URL (default: `<TESSERA_URL>/.well-known/jwks.json`).
-    #[arg(long)]
-    pub jwks_url: Option<String>,
-    /// Gateway base URL, used when `--jwks-url` is not given.
-    #[arg(long, env = "TESSERA_URL", default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    /// Required issuer.
-    #[arg(long)]
-    pub issuer: Option<String>,
-    /// Required audience.
+    /// Audience to request: the gateway's default, or one of the
+    /// application's audiences.
     #[arg(long)]
     pub audience: Option<String>,
 }
@@ -193,17 +206,24 @@ pub async fn run() -> ExitCode {
                 if json_out {
                     println!("{v}");
                 } else {
-                    println!("{}", v["access_token"].as_str().unwrap_or_default());
+                    println!("{}", v["accessToken"].as_str().unwrap_or_default());
                 }
                 ExitCode::SUCCESS
             }
             Err(e) => fail(json_out, &e),
         },
+        Command::Tokens { remote, command } => {
+            match tokens::tokens(&remote, command, json_out).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => fail(json_out, &e),
+            }
+        }
         Command::Openapi => {
             println!("{}", crate::http::openapi::document());
             ExitCode::SUCCESS
         }
-        Command::Apps { remote, command } => match admin::apps(&remote, command, json_out).await {
+        Command::Apps { remote, command } => match admin::apps(&remote, *command, json_out).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(json_out, &e),
         },
@@ -222,20 +242,50 @@ pub async fn run() -> ExitCode {
         Command::Login(a) => done(login::login(&a, json_out).await, json_out),
         Command::Logout(a) => done(login::logout(&a, json_out).await, json_out),
         Command::Whoami(a) => done(login::whoami(&a, json_out).await, json_out),
-        Command::Verify(v) => match verify_cmd(v).await {
-            Ok(claims) => {
-                if json_out {
-                    println!("{}", json!({"ok": true, "claims": claims}));
-                } else {
-                    println!(
-                        "valid\n{}",
-                        serde_json::to_string_pretty(&claims).unwrap_or_default()
-                    );
-                }
-                ExitCode::SUCCESS
+        Command::Verify(v) => verify_out(verify::verify(&v).await, json_out),
+    }
+}
+
+/// Prints `verify`'s verdict: what was checked, and plainly whether
+/// revocation was.
+fn verify_out(r: Result<verify::Verified, verify::VerifyError>, json_out: bool) -> ExitCode {
+    match r {
+        Ok(v) => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({
+                        "ok": true, "valid": true, "issuer": v.issuer, "audience": v.audience,
+                        "revocationChecked": v.revocation_checked,
+                        "revocation": v.revocation_note, "claims": v.claims,
+                    })
+                );
+            } else {
+                println!(
+                    "valid: signature, issuer {}, audience {}, not expired",
+                    credentials::printable(&v.issuer),
+                    credentials::printable(&v.audience)
+                );
+                println!("{}", v.revocation_note);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&v.claims).unwrap_or_default()
+                );
             }
-            Err(e) => fail(json_out, &format!("invalid token: {e}")),
-        },
+            ExitCode::SUCCESS
+        }
+        Err(verify::VerifyError::Invalid(e)) => {
+            if json_out {
+                println!("{}", json!({"ok": false, "valid": false, "error": e}));
+            } else {
+                eprintln!("invalid token: {e}");
+            }
+            ExitCode::FAILURE
+        }
+        Err(verify::VerifyError::Usage(e)) => {
+            fail(json_out, &e);
+            ExitCode::from(2)
+        }
     }
 }
 
@@ -284,63 +334,45 @@ async fn token_cmd(t: TokenArgs) -> Result<Value, String> {
         // A person's stored login (`tessera login`), refreshed if needed.
         let url = credentials::normalise_url(&t.remote.url)?;
         let token = credentials::access_token(&reqwest::Client::new(), &url).await?;
-        return Ok(json!({"access_token": token.expose_secret()}));
+        return Ok(json!({"accessToken": token.expose_secret(), "tokenType": "Bearer"}));
     };
+    if let Some(a) = &t.audience {
+        values::audience("--audience", a)?;
+    }
+    if let Some(sc) = &t.scope {
+        for p in sc.split_whitespace() {
+            values::permission("--scope", p)?;
+        }
+    }
     let secret = SecretString::from(secret);
-    let mut form: Vec<(&str, String)> = vec![
-        ("grant_type", "client_credentials".into()),
-        ("client_secret", secret.expose_secret().to_owned()),
-    ];
+    // The JSON endpoint, so that `--json` prints what `/api/v1/token`
+    // answers (camelCase keys).
+    let mut body = json!({"AppSecret": secret.expose_secret()});
     if let Some(id) = t.remote.app_id {
-        form.push(("client_id", id));
+        body["AppId"] = json!(id);
     }
     if let Some(s) = t.scope {
-        form.push(("scope", s));
+        body["scope"] = json!(s);
     }
     if let Some(a) = t.audience {
-        form.push(("audience", a));
+        body["audience"] = json!(a);
     }
-    let url = format!("{}/oauth/token", t.remote.url.trim_end_matches('/'));
+    let url = format!("{}/api/v1/token", t.remote.url.trim_end_matches('/'));
     let res = reqwest::Client::new()
         .post(&url)
-        .form(&form)
+        .json(&body)
         .send()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     let status = res.status();
-    let body: Value = res
+    let answer: Value = res
         .json()
         .await
         .map_err(|e| format!("{url}: unreadable answer: {e}"))?;
     if !status.is_success() {
-        return Err(format!(
-            "{status}: {} {}",
-            body["error"].as_str().unwrap_or("error"),
-            body["error_description"].as_str().unwrap_or_default()
-        ));
+        return Err(client::describe(status, &answer));
     }
-    Ok(body)
-}
-
-async fn verify_cmd(v: VerifyArgs) -> Result<Value, String> {
-    let url = v
-        .jwks_url
-        .unwrap_or_else(|| format!("{}/.well-known/jwks.json", v.url.trim_end_matches('/')));
-    let res = reqwest::get(&url)
-        .await
-        .map_err(|e| format!("{url}: {e}"))?;
-    if !res.status().is_success() {
-        return Err(format!("{url}: HTTP {}", res.status()));
-    }
-    let jwks = res.text().await.map_err(|e| format!("{url}: {e}"))?;
-    jwt::verify_with_jwks(
-        &jwks,
-        v.token.trim(),
-        v.issuer.as_deref(),
-        v.audience.as_deref(),
-        30,
-    )
-    .map_err(|e| e.to_string())
+    Ok(answer)
 }
 
 #[cfg(test)]

@@ -10,16 +10,17 @@ use zeroize::Zeroizing;
 use super::Remote;
 use super::admin::{print_table, s, urlencode};
 use super::client::AdminClient;
+use super::values;
 
 /// `tessera users …`.
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
-    /// List users.
+    /// List users, by id.
     List {
-        /// Page size.
+        /// Page size, 1 to 200.
         #[arg(long)]
         limit: Option<usize>,
-        /// Cursor from a previous page.
+        /// Cursor from a previous page (`more: --cursor …`).
         #[arg(long)]
         cursor: Option<String>,
     },
@@ -28,7 +29,11 @@ pub enum UsersCommand {
         /// User id (`usr_…`).
         id: String,
     },
-    /// Create a user.
+    /// Create a user (a person who signs in with a password, an upstream
+    /// identity provider, or the device flow).
+    #[command(after_help = "Example:
+  printf '%s\\n' \"$PASSWORD\" | tessera users create --email ada@example.com --name Ada \\
+      --role reader --password-stdin")]
     Create(UserArgs),
     /// Change a user: only the fields given change.
     Update {
@@ -37,11 +42,12 @@ pub enum UsersCommand {
         /// What to change.
         #[command(flatten)]
         fields: UserArgs,
-        /// `active` or `disabled` (disabling ends every session at once).
-        #[arg(long, value_parser = ["active", "disabled"])]
+        /// `active` or `disabled` (disabling ends every session and token
+        /// of the user at once).
+        #[arg(long, value_name = "active|disabled")]
         status: Option<String>,
     },
-    /// Delete a user.
+    /// Delete a user: their sessions and tokens end at once.
     Delete {
         /// User id (`usr_…`).
         id: String,
@@ -51,20 +57,24 @@ pub enum UsersCommand {
 /// The fields of a user, for create and update.
 #[derive(Debug, Args)]
 pub struct UserArgs {
-    /// Email address (required to create).
+    /// Email address, unique (compared case-insensitively); required to
+    /// create.
     #[arg(long)]
     pub email: Option<String>,
-    /// Display name.
+    /// Display name, at most 100 characters.
     #[arg(long)]
     pub name: Option<String>,
-    /// A role (repeat for several; replaces the list on update).
-    #[arg(long = "role")]
+    /// A role (repeat for several; replaces the list on update; each must
+    /// exist).
+    #[arg(long = "role", value_name = "ROLE")]
     pub roles: Option<Vec<String>>,
-    /// A permission (repeat for several; replaces the list on update).
-    #[arg(long = "permission")]
+    /// A permission held directly, `resource:action` (repeat for several;
+    /// replaces the list on update).
+    #[arg(long = "permission", value_name = "PERM")]
     pub permissions: Option<Vec<String>>,
-    /// Read a password from the first line of standard input (never from
-    /// an argument, which other users of the machine can see).
+    /// Read a password (12 to 128 characters) from the first line of
+    /// standard input (never from an argument, which other users of the
+    /// machine can see). On update, a reset: every session ends.
     #[arg(long)]
     pub password_stdin: bool,
 }
@@ -72,26 +82,28 @@ pub struct UserArgs {
 /// `tessera audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
-    /// Page size (1 to 200).
+    /// Page size, 1 to 200 (default 50).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Cursor from a previous page.
+    /// Cursor from a previous page (`more: --cursor …`).
     #[arg(long)]
     pub cursor: Option<String>,
-    /// Only this actor, exactly.
+    /// Only this actor (an application or user id), exactly.
     #[arg(long)]
     pub actor: Option<String>,
-    /// Only this action; ending with `.` or `*`, a prefix (`app.*`).
+    /// Only this action (`app.create`); ending with `.` or `*`, every
+    /// action starting with it (`app.*`).
     #[arg(long)]
     pub action: Option<String>,
-    /// Only this target, exactly.
+    /// Only this target (an id or a role name), exactly.
     #[arg(long)]
     pub target: Option<String>,
-    /// Only records at or after this instant (RFC 3339).
-    #[arg(long)]
+    /// Only records at or after this instant: RFC 3339
+    /// (`2027-01-31T00:00:00Z`) or a duration ago (`1h`, `7d`).
+    #[arg(long, value_name = "WHEN")]
     pub since: Option<String>,
-    /// Only records before this instant (RFC 3339).
-    #[arg(long)]
+    /// Only records before this instant: RFC 3339 or a duration ago.
+    #[arg(long, value_name = "WHEN")]
     pub until: Option<String>,
     /// Print the page as CSV, as the gateway sends it.
     #[arg(long)]
@@ -110,6 +122,13 @@ fn password_from_stdin() -> Result<Zeroizing<String>, String> {
     if trimmed.is_empty() {
         return Err("--password-stdin: standard input held no password".into());
     }
+    let n = trimmed.chars().count();
+    if !(12..=128).contains(&n) {
+        // The password itself is never repeated.
+        return Err(format!(
+            "--password-stdin: the password has {n} characters, expected 12 to 128"
+        ));
+    }
     Ok(trimmed)
 }
 
@@ -118,16 +137,34 @@ fn password_from_stdin() -> Result<Zeroizing<String>, String> {
 fn user_body(a: &UserArgs) -> Result<serde_json::Map<String, Value>, String> {
     let mut body = serde_json::Map::new();
     if let Some(v) = &a.email {
+        let ok = v.len() <= 254
+            && v.split_once('@').is_some_and(|(l, d)| {
+                !l.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.')
+            })
+            && !v.chars().any(|c| c.is_whitespace() || c.is_control());
+        if !ok {
+            return Err(values::bad(
+                "--email",
+                v,
+                "expected an email address like ada@example.com",
+            ));
+        }
         body.insert("email".into(), json!(v));
     }
     if let Some(v) = &a.name {
-        body.insert("name".into(), json!(v));
+        body.insert("name".into(), json!(values::text("--name", v, 100, false)?));
     }
     if let Some(v) = &a.roles {
-        body.insert("roles".into(), json!(v));
+        body.insert(
+            "roles".into(),
+            json!(values::each("--role", v, values::role)?),
+        );
     }
     if let Some(v) = &a.permissions {
-        body.insert("permissions".into(), json!(v));
+        body.insert(
+            "permissions".into(),
+            json!(values::each("--permission", v, values::permission)?),
+        );
     }
     if a.password_stdin {
         let p = password_from_stdin()?;
@@ -213,6 +250,9 @@ pub async fn users(remote: &Remote, cmd: UsersCommand, json_out: bool) -> Result
     // Bodies (and a password on standard input) are read before connecting,
     // so a refused option spends no credential.
     let body = match &cmd {
+        UsersCommand::List { limit: Some(l), .. } if !(1..=200).contains(l) => {
+            return Err(values::bad("--limit", &l.to_string(), "expected 1 to 200"));
+        }
         UsersCommand::Create(a) => {
             if a.email.is_none() {
                 return Err("--email is required to create a user".into());
@@ -222,7 +262,10 @@ pub async fn users(remote: &Remote, cmd: UsersCommand, json_out: bool) -> Result
         UsersCommand::Update { fields, status, .. } => {
             let mut b = user_body(fields)?;
             if let Some(st) = status {
-                b.insert("status".into(), json!(st));
+                b.insert(
+                    "status".into(),
+                    json!(values::one_of("--status", st, &["active", "disabled"])?),
+                );
             }
             if b.is_empty() {
                 return Err("nothing to change: give at least one option".into());
@@ -275,11 +318,36 @@ pub async fn users(remote: &Remote, cmd: UsersCommand, json_out: bool) -> Result
 
 /// Runs `tessera audit`: one page of the audit log, newest first.
 pub async fn audit(remote: &Remote, args: AuditArgs, json_out: bool) -> Result<(), String> {
-    for (name, v) in [("--since", &args.since), ("--until", &args.until)] {
+    // Every filter is checked before any credential is spent.
+    if let Some(l) = args.limit
+        && !(1..=200).contains(&l)
+    {
+        return Err(values::bad("--limit", &l.to_string(), "expected 1 to 200"));
+    }
+    let since = args
+        .since
+        .as_deref()
+        .map(|v| values::instant_or_ago("--since", v))
+        .transpose()?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|v| values::instant_or_ago("--until", v))
+        .transpose()?;
+    if let (Some(a), Some(b)) = (&since, &until)
+        && a >= b
+    {
+        return Err("--since must be before --until".into());
+    }
+    for (flag, v) in [
+        ("--actor", &args.actor),
+        ("--action", &args.action),
+        ("--target", &args.target),
+    ] {
         if let Some(v) = v
-            && chrono::DateTime::parse_from_rfc3339(v).is_err()
+            && (v.is_empty() || v.len() > 256)
         {
-            return Err(format!("{name}: not an RFC 3339 time: {v}"));
+            return Err(values::bad(flag, v, "expected 1 to 256 characters"));
         }
     }
     let c = AdminClient::connect(remote).await?;
@@ -288,8 +356,8 @@ pub async fn audit(remote: &Remote, args: AuditArgs, json_out: bool) -> Result<(
         ("actor", &args.actor),
         ("action", &args.action),
         ("target", &args.target),
-        ("since", &args.since),
-        ("until", &args.until),
+        ("since", &since),
+        ("until", &until),
     ];
     for (name, v) in filters {
         if let Some(v) = v {

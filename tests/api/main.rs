@@ -12,6 +12,7 @@ mod browser_console_people;
 mod browser_device;
 mod browser_people;
 mod browser_sso;
+mod cli_cover;
 mod cli_login;
 mod console;
 mod console_apps;
