@@ -40,6 +40,7 @@ mod lifecycle;
 mod metrics;
 mod model;
 mod oidc_provider;
+mod ops16;
 mod people;
 mod people_attacks;
 mod process;
