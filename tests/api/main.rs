@@ -50,6 +50,7 @@ mod ratelimit;
 mod redis;
 mod redis_server;
 mod revocation;
+mod shutdown;
 mod sso_hostile;
 mod sso_real;
 mod token;
