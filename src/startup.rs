@@ -214,6 +214,42 @@ async fn open_store(settings: &Settings) -> Result<(Stores, Option<RedisStore>),
     Ok((Stores::all(store), None))
 }
 
+/// Refuses to start when `keys_dir` does not exist and signing keys would
+/// be generated afresh on a store that already holds data.
+///
+/// Keys live in the store; `keys_dir` is read only while the store holds no
+/// key, to import the files in it. A store with keys never reads it (and the
+/// files may be deleted once imported), and an empty store (a first start)
+/// gets fresh keys when there is nothing to import. But a store holding
+/// applications and no key (one kept before keys moved into the store) with
+/// a mistyped directory would silently get a new key ring, and every token
+/// and verifier cache would break: that needs `--init-keys`.
+async fn check_keys_dir(settings: &Settings, store: &Stores) -> Result<(), StartupError> {
+    if settings.init_keys || settings.keys_dir.exists() {
+        return Ok(());
+    }
+    let unavailable = |e: crate::store::StoreError| StartupError(format!("signing keys: {e}"));
+    if !store
+        .keys
+        .load_keys()
+        .await
+        .map_err(unavailable)?
+        .keys
+        .is_empty()
+    {
+        return Ok(());
+    }
+    if store.apps.count().await.map_err(unavailable)? == 0 {
+        return Ok(());
+    }
+    Err(StartupError(format!(
+        "keys_dir (TESSERA_KEYS_DIR): {} does not exist, and the store holds applications but no \
+         signing key: name the directory holding the keys to import, or start once with \
+         `tessera serve --init-keys` to generate new ones (tokens signed before will no longer verify)",
+        settings.keys_dir.display()
+    )))
+}
+
 impl Application {
     /// Loads keys, opens the store, bootstraps the admin, and binds the
     /// listener (`port 0` picks a free port: tests rely on it).
@@ -256,6 +292,7 @@ impl Application {
             );
         }
         let (store, redis) = open_store(&settings).await?;
+        check_keys_dir(&settings, &store).await?;
         let keys = KeyRingCell::open(KeyPolicy::from(&settings), store.keys.clone(), kek)
             .await
             .map_err(|e| StartupError(e.to_string()))?;
@@ -455,6 +492,52 @@ impl Application {
         &self.gateway
     }
 
+    /// Prints on standard output what the operator must read at start-up:
+    /// the admin created on first start (its secret, shown only this once),
+    /// or the configured admin ensured, then the address served. Plain lines
+    /// for `pretty`; for `json`, one JSON object per line and nothing else,
+    /// each with an `event` (`admin_created`, `admin_ensured`, `listening`)
+    /// and a `message`. Never logged: the secret goes to standard output only.
+    pub fn announce(&mut self, format: crate::config::LogFormat) {
+        let url = format!("http://{}", self.listen);
+        let lines: Vec<(serde_json::Value, Vec<String>)> = match self.take_bootstrap() {
+            Bootstrap::Created { app_id, secret } => vec![(
+                serde_json::json!({
+                    "event": "admin_created",
+                    "appId": app_id,
+                    "appSecret": secret.expose_secret(),
+                    "message": "Tessera created an admin application on first start. The secret is shown only this once and is stored only as a hash.",
+                }),
+                vec![
+                    "Tessera created an admin application on first start.".into(),
+                    format!("  AppId:     {app_id}"),
+                    format!("  AppSecret: {}", secret.expose_secret()),
+                    "The secret is shown only this once and is stored only as a hash.".into(),
+                ],
+            )],
+            Bootstrap::Ensured { app_id } => {
+                let message =
+                    format!("Admin application {app_id} ensured from TESSERA_ADMIN_APP_ID.");
+                vec![(
+                    serde_json::json!({"event": "admin_ensured", "appId": app_id, "message": message}),
+                    vec![message],
+                )]
+            }
+            Bootstrap::Existing => vec![],
+        };
+        let listening = format!("tessera listening on {url}");
+        let lines = lines.into_iter().chain([(
+            serde_json::json!({"event": "listening", "url": url, "message": listening}),
+            vec![listening.clone()],
+        )]);
+        for (json, plain) in lines {
+            match format {
+                crate::config::LogFormat::Json => println!("{json}"),
+                crate::config::LogFormat::Pretty => plain.iter().for_each(|l| println!("{l}")),
+            }
+        }
+    }
+
     /// What bootstrap did (once; later calls return `Existing`).
     pub fn take_bootstrap(&mut self) -> Bootstrap {
         self.bootstrap.take().unwrap_or(Bootstrap::Existing)
@@ -511,4 +594,23 @@ impl Application {
         tracing::info!("gateway stopped");
         res
     }
+}
+
+/// Reports why the gateway could not start or stopped with an error, on
+/// standard error: `error: …`, or in JSON mode a JSON line like the logs'
+/// (a log collector then reads every line). Returns the failure exit code.
+pub fn failed(format: crate::config::LogFormat, message: &str) -> std::process::ExitCode {
+    match format {
+        crate::config::LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "ERROR",
+                "fields": {"message": message},
+                "target": "tessera",
+            })
+        ),
+        crate::config::LogFormat::Pretty => eprintln!("error: {message}"),
+    }
+    std::process::ExitCode::FAILURE
 }
