@@ -340,3 +340,105 @@ async fn a_missing_keys_dir_is_refused_when_keys_would_be_replaced() {
     assert!(gw.listening(), "{}", gw.stderr.lock().unwrap());
     gw.stop();
 }
+
+// ---------------------------------------------------------------------------
+// The example services.
+
+fn example(name: &str) -> std::path::PathBuf {
+    let bin = Path::new(BIN).parent().unwrap().join("examples").join(name);
+    assert!(
+        bin.exists(),
+        "{}: `cargo test` builds the examples",
+        bin.display()
+    );
+    bin
+}
+
+#[test]
+fn the_example_services_print_their_usage_with_help() {
+    for name in ["cluster_api", "admin_api"] {
+        let out = Command::new(example(name)).arg("--help").output().unwrap();
+        assert!(out.status.success(), "{name} --help: {}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        for needle in [
+            format!("Usage: {name}").as_str(),
+            "--listen",
+            "--gateway",
+            "--audience",
+        ] {
+            assert!(text.contains(needle), "{name}: {needle} not in {text}");
+        }
+        let out = Command::new(example(name))
+            .arg("--nonsense")
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--help"));
+    }
+}
+
+/// `cluster_api` logs each refused token at info with its reason, and never
+/// the token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_service_logs_a_refused_token_with_its_reason() {
+    let app = spawn_app().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(example("cluster_api"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--gateway", &app.address, "--audience", "cluster-api"])
+        .env("TESSERA_APP_ID", ADMIN_ID)
+        .env("TESSERA_APP_SECRET", ADMIN_SECRET)
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = collect(child.stderr.take().unwrap());
+    let url = format!("http://127.0.0.1:{port}/api/v1/clusters/c1/workloads");
+    let client = reqwest::Client::new();
+    // The admin's token is for the gateway's audience, not cluster-api's.
+    let wrong_audience = app.admin_token().await;
+    let garbage = "not-a-token-5d1f0c";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(res) = client.get(&url).bearer_auth(&wrong_audience).send().await {
+            assert_eq!(res.status(), 401);
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster_api did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let res = client.get(&url).bearer_auth(garbage).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let res = client.get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 401);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = stderr.lock().unwrap().clone();
+        if log.matches("token refused").count() >= 3 {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "refusals not logged: {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    let refused: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("token refused"))
+        .collect();
+    assert!(refused.iter().all(|l| l.contains("INFO")), "{log}");
+    assert!(refused[0].contains("reason=invalid"), "{log}");
+    assert!(refused[1].contains("reason=malformed"), "{log}");
+    assert!(refused[2].contains("reason=missing"), "{log}");
+    assert!(!log.contains(garbage), "the token was logged: {log}");
+    assert!(
+        !log.contains(&wrong_audience),
+        "the token was logged: {log}"
+    );
+    assert!(!log.contains('\u{1b}'), "colour off a terminal: {log}");
+}
