@@ -155,8 +155,9 @@ impl ResponseError for ApiError {
 pub struct OAuthErrorBody {
     /// The RFC 6749 / 6750 / 7009 error code.
     pub error: OAuthErrorCode,
-    /// What happened, for people. Never repeats a secret or the caller's
-    /// input.
+    /// What happened, for people. A value the caller sent is repeated only
+    /// when short, printable and not shaped like a credential
+    /// (`domain::error::quotable`).
     pub error_description: String,
 }
 
