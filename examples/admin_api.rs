@@ -9,12 +9,19 @@ use actix_web::{App, HttpServer, web};
 
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = common::parse_args()?;
+    let usage = common::usage(
+        "admin_api",
+        "A control-plane admin API that accepts Tessera tokens on its own: GET /api/v1/admin/summary (api_keys:read).",
+        "admin-api",
+    );
+    let args = common::parse_args(&usage)?;
+    common::init_logging();
     let verifier = common::verifier(&args).await?;
     println!("admin_api listening on http://{}", args.listen);
     HttpServer::new(move || {
         App::new()
             .app_data(web::Data::from(verifier.clone()))
+            .wrap(actix_web::middleware::from_fn(common::log_refusals))
             .configure(common::admin_routes)
     })
     .bind(&args.listen)?

@@ -90,6 +90,12 @@ pub struct Settings {
     pub metrics: bool,
     /// HTTP worker threads. Default: the number of CPUs.
     pub workers: Option<usize>,
+    /// `tessera serve --init-keys`: signing keys may be generated afresh
+    /// although `keys_dir` does not exist and the store, holding data
+    /// already, holds no key. Only on the command line, for one start: a
+    /// setting that stayed would defeat the check. Default `false`.
+    #[serde(skip)]
+    pub init_keys: bool,
     /// Ensured bootstrap admin id (`TESSERA_ADMIN_APP_ID`).
     pub admin_app_id: Option<String>,
     /// Ensured bootstrap admin secret (`TESSERA_ADMIN_APP_SECRET`).
@@ -423,6 +429,7 @@ impl Default for Settings {
             metrics_listen: None,
             metrics: true,
             workers: None,
+            init_keys: false,
             admin_app_id: None,
             admin_app_secret: None,
             leeway: 30,

@@ -38,6 +38,112 @@ pub struct Application {
     listener: Option<tokio::task::JoinHandle<()>>,
     /// Keeps the signing-key ring in step with the store.
     key_follower: tokio::task::JoinHandle<()>,
+    /// Requests in flight, and whether the gateway is stopping.
+    drain: Drain,
+    /// SIGTERM and SIGINT, registered before serving.
+    signals: Signals,
+}
+
+/// How long in-flight requests may take to finish once the gateway is
+/// asked to stop; past it, they are cut.
+const SHUTDOWN_CAP: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Requests in flight and whether the gateway is stopping.
+///
+/// actix-web's own graceful stop waits for every connection to close, and a
+/// client that keeps a connection alive (the verifiers polling the
+/// revocation feed) holds it open up to the 30 s cap. Here the stop waits
+/// for requests instead: once none is in flight, the remaining connections
+/// are idle and are closed at once; responses given while stopping say
+/// `Connection: close`.
+#[derive(Clone, Default)]
+struct Drain {
+    stopping: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// One request counted in flight until dropped.
+struct InFlight(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+impl Drain {
+    fn enter(&self) -> InFlight {
+        self.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        InFlight(self.in_flight.clone())
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn idle(&self) -> bool {
+        self.in_flight.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    /// Stops the server: no new connections, requests in flight finish
+    /// (up to [`SHUTDOWN_CAP`]), then idle connections are closed.
+    async fn stop(&self, server: actix_web::dev::ServerHandle) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        server.pause().await;
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_CAP;
+        let step = std::time::Duration::from_millis(20);
+        loop {
+            // Idle twice, a moment apart: the last answers are written out
+            // (they close their connections themselves).
+            if self.idle() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if self.idle() {
+                    break;
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("requests still in flight after 30 s; stopping anyway");
+                break;
+            }
+            tokio::time::sleep(step).await;
+        }
+        server.stop(false).await;
+    }
+}
+
+/// The stop signals the gateway answers: SIGTERM and SIGINT (Ctrl-C).
+struct Signals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn register() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Applies a change made by another gateway to this one's caches.
@@ -108,6 +214,42 @@ async fn open_store(settings: &Settings) -> Result<(Stores, Option<RedisStore>),
     Ok((Stores::all(store), None))
 }
 
+/// Refuses to start when `keys_dir` does not exist and signing keys would
+/// be generated afresh on a store that already holds data.
+///
+/// Keys live in the store; `keys_dir` is read only while the store holds no
+/// key, to import the files in it. A store with keys never reads it (and the
+/// files may be deleted once imported), and an empty store (a first start)
+/// gets fresh keys when there is nothing to import. But a store holding
+/// applications and no key (one kept before keys moved into the store) with
+/// a mistyped directory would silently get a new key ring, and every token
+/// and verifier cache would break: that needs `--init-keys`.
+async fn check_keys_dir(settings: &Settings, store: &Stores) -> Result<(), StartupError> {
+    if settings.init_keys || settings.keys_dir.exists() {
+        return Ok(());
+    }
+    let unavailable = |e: crate::store::StoreError| StartupError(format!("signing keys: {e}"));
+    if !store
+        .keys
+        .load_keys()
+        .await
+        .map_err(unavailable)?
+        .keys
+        .is_empty()
+    {
+        return Ok(());
+    }
+    if store.apps.count().await.map_err(unavailable)? == 0 {
+        return Ok(());
+    }
+    Err(StartupError(format!(
+        "keys_dir (TESSERA_KEYS_DIR): {} does not exist, and the store holds applications but no \
+         signing key: name the directory holding the keys to import, or start once with \
+         `tessera serve --init-keys` to generate new ones (tokens signed before will no longer verify)",
+        settings.keys_dir.display()
+    )))
+}
+
 impl Application {
     /// Loads keys, opens the store, bootstraps the admin, and binds the
     /// listener (`port 0` picks a free port: tests rely on it).
@@ -150,6 +292,7 @@ impl Application {
             );
         }
         let (store, redis) = open_store(&settings).await?;
+        check_keys_dir(&settings, &store).await?;
         let keys = KeyRingCell::open(KeyPolicy::from(&settings), store.keys.clone(), kek)
             .await
             .map_err(|e| StartupError(e.to_string()))?;
@@ -258,13 +401,35 @@ impl Application {
             })
         });
         let data = gateway.clone();
+        let drain = Drain::default();
+        let counted = drain.clone();
         let server = HttpServer::new(move || {
+            let counted = counted.clone();
             App::new()
                 .app_data(data.clone())
                 // Request id, span, deadline, metrics and access log.
                 .wrap(http::access::Observe::new(request_timeout))
+                // Outermost: counts every request in flight for the stop,
+                // and closes each connection after its answer once stopping.
+                .wrap_fn(move |req, srv| {
+                    let guard = counted.enter();
+                    let counted = counted.clone();
+                    let fut = actix_web::dev::Service::call(srv, req);
+                    async move {
+                        let mut res = fut.await?;
+                        if counted.stopping() {
+                            res.response_mut()
+                                .head_mut()
+                                .set_connection_type(actix_web::http::ConnectionType::Close);
+                        }
+                        drop(guard);
+                        Ok(res)
+                    }
+                })
                 .configure(http::routes(max_body))
         })
+        // Stopping is ours (see `Drain`): actix's waits on idle connections.
+        .disable_signals()
         .workers(workers)
         .max_connections(max_connections)
         .client_request_timeout(std::time::Duration::from_secs(5))
@@ -283,6 +448,7 @@ impl Application {
                             .route("/metrics", web::get().to(http::health::metrics_open))
                     })
                     .workers(1)
+                    .disable_signals()
                     .max_connections(64)
                     .shutdown_timeout(1)
                     .listen(l)
@@ -292,6 +458,9 @@ impl Application {
             }
             None => None,
         };
+        // Registered now, so that a failure stops start-up rather than
+        // leaving a gateway that a signal cannot stop.
+        let signals = Signals::register().map_err(|e| StartupError(format!("signals: {e}")))?;
         Ok(Self {
             port,
             server,
@@ -303,6 +472,8 @@ impl Application {
             stop_flusher,
             listener: changes,
             key_follower,
+            drain,
+            signals,
         })
     }
 
@@ -319,6 +490,52 @@ impl Application {
     /// The shared state.
     pub fn gateway(&self) -> &Gateway {
         &self.gateway
+    }
+
+    /// Prints on standard output what the operator must read at start-up:
+    /// the admin created on first start (its secret, shown only this once),
+    /// or the configured admin ensured, then the address served. Plain lines
+    /// for `pretty`; for `json`, one JSON object per line and nothing else,
+    /// each with an `event` (`admin_created`, `admin_ensured`, `listening`)
+    /// and a `message`. Never logged: the secret goes to standard output only.
+    pub fn announce(&mut self, format: crate::config::LogFormat) {
+        let url = format!("http://{}", self.listen);
+        let lines: Vec<(serde_json::Value, Vec<String>)> = match self.take_bootstrap() {
+            Bootstrap::Created { app_id, secret } => vec![(
+                serde_json::json!({
+                    "event": "admin_created",
+                    "appId": app_id,
+                    "appSecret": secret.expose_secret(),
+                    "message": "Tessera created an admin application on first start. The secret is shown only this once and is stored only as a hash.",
+                }),
+                vec![
+                    "Tessera created an admin application on first start.".into(),
+                    format!("  AppId:     {app_id}"),
+                    format!("  AppSecret: {}", secret.expose_secret()),
+                    "The secret is shown only this once and is stored only as a hash.".into(),
+                ],
+            )],
+            Bootstrap::Ensured { app_id } => {
+                let message =
+                    format!("Admin application {app_id} ensured from TESSERA_ADMIN_APP_ID.");
+                vec![(
+                    serde_json::json!({"event": "admin_ensured", "appId": app_id, "message": message}),
+                    vec![message],
+                )]
+            }
+            Bootstrap::Existing => vec![],
+        };
+        let listening = format!("tessera listening on {url}");
+        let lines = lines.into_iter().chain([(
+            serde_json::json!({"event": "listening", "url": url, "message": listening}),
+            vec![listening.clone()],
+        )]);
+        for (json, plain) in lines {
+            match format {
+                crate::config::LogFormat::Json => println!("{json}"),
+                crate::config::LogFormat::Pretty => plain.iter().for_each(|l| println!("{l}")),
+            }
+        }
     }
 
     /// What bootstrap did (once; later calls return `Existing`).
@@ -342,13 +559,25 @@ impl Application {
             stop_flusher,
             listener,
             key_follower,
+            drain,
+            signals,
             ..
         } = self;
+        let stop_on_signal = {
+            let handle = server.handle();
+            let mut signals = signals;
+            tokio::spawn(async move {
+                signals.recv().await;
+                tracing::info!("stopping: finishing the requests in flight");
+                drain.stop(handle).await;
+            })
+        };
         let metrics = metrics_server.map(|m| {
             let handle = m.handle();
             (tokio::spawn(m), handle)
         });
         let res = server.await;
+        stop_on_signal.abort();
         if let Some((task, handle)) = metrics {
             handle.stop(false).await;
             let _ = task.await;
@@ -365,4 +594,23 @@ impl Application {
         tracing::info!("gateway stopped");
         res
     }
+}
+
+/// Reports why the gateway could not start or stopped with an error, on
+/// standard error: `error: …`, or in JSON mode a JSON line like the logs'
+/// (a log collector then reads every line). Returns the failure exit code.
+pub fn failed(format: crate::config::LogFormat, message: &str) -> std::process::ExitCode {
+    match format {
+        crate::config::LogFormat::Json => eprintln!(
+            "{}",
+            serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "ERROR",
+                "fields": {"message": message},
+                "target": "tessera",
+            })
+        ),
+        crate::config::LogFormat::Pretty => eprintln!("error: {message}"),
+    }
+    std::process::ExitCode::FAILURE
 }

@@ -19,31 +19,113 @@ pub struct Args {
     pub redis_prefix: String,
 }
 
-pub fn parse_args() -> Result<Args, String> {
+/// The usage of `program` (`cluster_api`, `admin_api`), for `--help`.
+pub fn usage(program: &str, about: &str, example_audience: &str) -> String {
+    format!(
+        "{about}
+
+Usage: {program} --listen ADDR --gateway URL --audience AUD [--redis URL] [--redis-prefix P]
+
+Options:
+  --listen ADDR         address to serve on, e.g. 127.0.0.1:9001
+  --gateway URL         the Tessera gateway (its metadata, JWKS and revocation feed)
+  --audience AUD        the audience tokens must carry, e.g. {example_audience}
+  --redis URL           read revocations from the gateway's Redis instead of the feed
+  --redis-prefix P      the gateway's Redis prefix (default tessera:)
+  -h, --help            print this help
+
+Environment:
+  TESSERA_APP_ID, TESSERA_APP_SECRET
+                        an application holding tokens:introspect, to read the
+                        revocation feed (required without --redis)
+  RUST_LOG              log filter (default info); refused tokens are logged
+                        at info with their reason, never the token
+"
+    )
+}
+
+/// Reads the command line; `--help` prints `usage` and exits with 0.
+pub fn parse_args(usage: &str) -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let (mut listen, mut gateway, mut audience, mut redis) = (None, None, None, None);
     let mut redis_prefix = "tessera:".to_owned();
     while let Some(flag) = args.next() {
-        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        let mut value = || {
+            args.next()
+                .ok_or(format!("{flag} needs a value (see --help)"))
+        };
         match flag.as_str() {
+            "-h" | "--help" => {
+                print!("{usage}");
+                std::process::exit(0);
+            }
             "--listen" => listen = Some(value()?),
             "--gateway" => gateway = Some(value()?),
             "--audience" => audience = Some(value()?),
             "--redis" => redis = Some(value()?),
             "--redis-prefix" => redis_prefix = value()?,
-            other => return Err(format!("unknown argument {other}")),
+            // The argument is the caller's own, shown back to them.
+            other => return Err(format!("unknown argument {other} (see --help)")),
         }
     }
     Ok(Args {
-        listen: listen.ok_or("--listen is required")?,
+        listen: listen.ok_or("--listen is required (see --help)")?,
         gateway: gateway
-            .ok_or("--gateway is required")?
+            .ok_or("--gateway is required (see --help)")?
             .trim_end_matches('/')
             .to_owned(),
-        audience: audience.ok_or("--audience is required")?,
+        audience: audience.ok_or("--audience is required (see --help)")?,
         redis,
         redis_prefix,
     })
+}
+
+/// Logs to standard error at `RUST_LOG` (default `info`), coloured only on
+/// a terminal.
+pub fn init_logging() {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+/// Middleware logging every refused request at info with its reason (the
+/// verifier's refusal label, and for a missing permission which one): the
+/// token itself, the query string and the headers are never logged.
+pub async fn log_refusals(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let method = req.method().clone();
+    let path = req.path().to_owned();
+    let res = next.call(req).await?;
+    if let Some(e) = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<VerifyError>())
+    {
+        let reason = tessera::verifier::metrics::refusal_reason(e);
+        // Our own words only: a missing permission names it; the jose
+        // detail says which check failed (expiry, issuer, audience...).
+        let detail = match e {
+            VerifyError::Forbidden(d) => d.clone(),
+            VerifyError::Invalid(tessera::crypto::jose::JoseError::Invalid(d)) => d.clone(),
+            _ => String::new(),
+        };
+        tracing::info!(
+            %reason,
+            %detail,
+            status = res.status().as_u16(),
+            %method,
+            %path,
+            "token refused"
+        );
+    }
+    Ok(res)
 }
 
 /// The verifier for these arguments: the issuer comes from the gateway's

@@ -19,7 +19,6 @@ use std::process::ExitCode;
 
 use crate::config::Settings;
 use crate::crypto::SigningAlg;
-use crate::service::bootstrap::Bootstrap;
 use crate::startup::Application;
 
 /// Tessera: application secrets in, short-lived signed JWTs out.
@@ -41,7 +40,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the gateway.
-    Serve,
+    Serve {
+        /// Generate new signing keys when the store holds data but no key
+        /// and `keys_dir` does not exist (otherwise an error: a mistyped
+        /// directory must not silently replace the keys).
+        #[arg(long)]
+        init_keys: bool,
+    },
     /// The signing keys of a running gateway: list, rotate, revoke (and,
     /// locally, a key file to import or a key-encryption key).
     Keys {
@@ -185,7 +190,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let json_out = cli.json;
     match cli.command {
-        Command::Serve => serve(cli.config).await,
+        Command::Serve { init_keys } => serve(cli.config, init_keys).await,
         Command::Keys { remote, command } => {
             // Only `generate` reads the configuration (the keys directory
             // and algorithm); the others talk to the gateway.
@@ -296,36 +301,25 @@ fn done(r: Result<(), String>, json_out: bool) -> ExitCode {
     }
 }
 
-async fn serve(config: Option<PathBuf>) -> ExitCode {
+async fn serve(config: Option<PathBuf>, init_keys: bool) -> ExitCode {
     let settings = match Settings::load(config.as_deref()) {
-        Ok(s) => s,
+        Ok(s) => Settings { init_keys, ..s },
         Err(e) => return fail(false, &e.to_string()),
     };
     if let Err(e) = crate::telemetry::init(&settings.log, settings.log_format) {
         return fail(false, &e.to_string());
     }
+    let format = settings.log_format;
     let mut app = match Application::build(settings).await {
         Ok(a) => a,
-        Err(e) => return fail(false, &e.to_string()),
+        Err(e) => return crate::startup::failed(format, &e.to_string()),
     };
-    match app.take_bootstrap() {
-        Bootstrap::Created { app_id, secret } => {
-            // Shown once, on standard output only; never logged.
-            println!("Tessera created an admin application on first start.");
-            println!("  AppId:     {app_id}");
-            println!("  AppSecret: {}", secret.expose_secret());
-            println!("The secret is shown only this once and is stored only as a hash.");
-        }
-        Bootstrap::Ensured { app_id } => {
-            println!("Admin application {app_id} ensured from TESSERA_ADMIN_APP_ID.");
-        }
-        Bootstrap::Existing => {}
-    }
-    println!("tessera listening on http://{}", app.listen());
+    // Shown once, on standard output only; never logged.
+    app.announce(format);
     tracing::info!(listen = %app.listen(), issuer = %app.gateway().issuer, "serving");
     match app.run_until_stopped().await {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => fail(false, &e.to_string()),
+        Err(e) => crate::startup::failed(format, &e.to_string()),
     }
 }
 

@@ -68,13 +68,67 @@ pub enum DomainError {
     Internal(String),
 }
 
-/// A caller's value fit to repeat in an error message: quoted when it is
-/// short printable ASCII, otherwise only its length. Error messages name the
-/// field and the rule; they never carry arbitrary input back (SPEC §6).
+/// A caller's value fit to repeat in an error message: quoted when
+/// [`quotable`], otherwise only its length. Error messages name the field
+/// and the rule; they never carry arbitrary input back (SPEC §6).
 pub fn shown(s: &str) -> String {
-    if s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
+    if quotable(s) {
         format!("{s:?}")
     } else {
         format!("(a value of {} bytes)", s.len())
+    }
+}
+
+/// Whether a caller's value may be repeated in an error message: short (at
+/// most 64 bytes), printable ASCII, and not shaped like a credential (see
+/// [`credential_shaped`]). A secret pasted into the wrong field is then
+/// never sent back, nor logged with the message.
+pub fn quotable(s: &str) -> bool {
+    s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') && !credential_shaped(s)
+}
+
+/// Whether `s` holds what a secret, key or token looks like: a run of at
+/// least 20 base64url characters mixing upper case, lower case and digits
+/// (the gateway's secrets, tokens and JWT segments all are), or a JWT's
+/// `eyJ` header. Names, permissions, scopes, e-mail addresses and URIs
+/// people write rarely are; the rare one that is shows as its length.
+pub fn credential_shaped(s: &str) -> bool {
+    if s.contains("eyJ") {
+        return true;
+    }
+    s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+        .any(|run| {
+            run.len() >= 20
+                && run.bytes().any(|b| b.is_ascii_uppercase())
+                && run.bytes().any(|b| b.is_ascii_lowercase())
+                && run.bytes().any(|b| b.is_ascii_digit())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_plain_values_are_quoted_and_credentials_never() {
+        for ok in [
+            "reader",
+            "workloads:read",
+            "cluster:c1/project:*",
+            "ana@example.com",
+            "https://app.example.com/callback",
+            "post_logout_redirect_uris_and_more",
+        ] {
+            assert_eq!(shown(ok), format!("{ok:?}"), "{ok}");
+        }
+        for secret in [
+            "tsr_sk_live_Q2x9vP0aZ4mLr7TtYb1cWd3eFg5hJk8nMp6sRu0vXy",
+            "xK3mP9qL2vN8rT5wY7zB4cD6", // a bare random string
+            "eyJhbGciOiJFUzI1NiJ9",     // a JWT header
+            "a\nb",
+        ] {
+            assert!(shown(secret).starts_with("(a value of"), "{secret}");
+        }
+        assert!(shown(&"a".repeat(65)).starts_with("(a value of"));
     }
 }

@@ -19,8 +19,10 @@ pub struct ApiErrorBody {
 pub struct ApiErrorDetail {
     /// Stable machine-readable code.
     pub code: ErrorCode,
-    /// What happened, for people. Never repeats a secret or the caller's
-    /// input; it names the field instead.
+    /// What happened, for people: the field at fault and what it accepts.
+    /// A value the caller sent is repeated only when short, printable and
+    /// not shaped like a credential (`domain::error::quotable`); otherwise
+    /// only its length.
     pub message: String,
     /// The family of the code.
     #[serde(rename = "type")]

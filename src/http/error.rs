@@ -155,8 +155,9 @@ impl ResponseError for ApiError {
 pub struct OAuthErrorBody {
     /// The RFC 6749 / 6750 / 7009 error code.
     pub error: OAuthErrorCode,
-    /// What happened, for people. Never repeats a secret or the caller's
-    /// input.
+    /// What happened, for people. A value the caller sent is repeated only
+    /// when short, printable and not shaped like a credential
+    /// (`domain::error::quotable`).
     pub error_description: String,
 }
 
@@ -336,7 +337,8 @@ impl ResponseError for OAuthError {
 }
 
 /// A description of a JSON body error that never repeats input values:
-/// serde quotes offending strings, which could be secrets.
+/// serde quotes offending strings, which could be secrets. The field is not
+/// known here (see [`describe_at`] for errors whose path is known).
 pub fn describe_json_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
@@ -345,10 +347,153 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
             e.line(),
             e.column()
         ),
-        Category::Data => {
-            let out = scrub(&e.to_string());
-            format!("the request body does not fit this endpoint: {out}")
+        Category::Data => describe_at("", &explain_data_error(&e.to_string())),
+    }
+}
+
+/// What serde's message about a value that does not fit says, in the API's
+/// words: what the field accepts, never what was sent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DataError {
+    /// The value has the wrong type or form; what is accepted (`one of
+    /// live, test`, `an array`, `an RFC 3339 instant ...`).
+    Expected(String),
+    /// A field the object does not have; the names it does have, when
+    /// serde listed them.
+    UnknownField(Option<String>),
+    /// A required field is absent: its name.
+    Missing(String),
+    /// A field appears twice: its name.
+    Duplicate(String),
+    /// Any other message, with whatever it quoted removed.
+    Other(String),
+}
+
+/// The messages chrono gives for a string that is not an RFC 3339 instant.
+const CHRONO_PARSE_ERRORS: [&str; 7] = [
+    "input is out of range",
+    "no possible date and time matching input",
+    "input is not enough for unique date and time",
+    "input contains invalid characters",
+    "premature end of input",
+    "trailing input",
+    "bad or unsupported format string",
+];
+
+const RFC3339: &str = "an RFC 3339 instant, e.g. 2030-01-31T00:00:00Z";
+
+/// Reads serde's message (see `serde::de::Error`'s provided methods) into a
+/// [`DataError`]. What serde quotes of the input (the unexpected value, an
+/// unknown field or variant) is dropped; what it expects comes from our
+/// types and is kept, said plainly.
+pub fn explain_data_error(msg: &str) -> DataError {
+    // serde_json adds the position when reading text.
+    let msg = msg
+        .rsplit_once(" at line ")
+        .filter(|(_, tail)| {
+            tail.split_once(" column ").is_some_and(|(l, c)| {
+                l.bytes().all(|b| b.is_ascii_digit()) && c.bytes().all(|b| b.is_ascii_digit())
+            })
+        })
+        .map_or(msg, |(head, _)| head);
+    // The quoted name is the caller's; only serde's list after it is ours.
+    let expected_tail = || {
+        msg.rsplit_once(", expected ")
+            .map(|(_, tail)| tail)
+            .filter(|t| t.len() <= 2000 && t.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+    };
+    if msg.starts_with("unknown variant") {
+        return match expected_tail() {
+            Some(t) => DataError::Expected(plain_expected(t)),
+            None => DataError::Expected("none of the values given".into()),
+        };
+    }
+    if msg.starts_with("unknown field") {
+        return DataError::UnknownField(expected_tail().map(names_of));
+    }
+    for (prefix, make) in [
+        (
+            "missing field `",
+            DataError::Missing as fn(String) -> DataError,
+        ),
+        ("duplicate field `", DataError::Duplicate),
+    ] {
+        if let Some(name) = msg.strip_prefix(prefix).and_then(|r| r.strip_suffix('`')) {
+            // The name is a field of ours, not input.
+            return make(name.to_owned());
         }
+    }
+    if ["invalid type: ", "invalid value: ", "invalid length "]
+        .iter()
+        .any(|p| msg.starts_with(p))
+    {
+        if let Some(t) = expected_tail() {
+            return DataError::Expected(plain_expected(t));
+        }
+    }
+    if CHRONO_PARSE_ERRORS.contains(&msg) {
+        return DataError::Expected(RFC3339.into());
+    }
+    DataError::Other(scrub(msg))
+}
+
+/// `` `a`, `b` `` or `` one of `a`, `b` `` as `a, b`.
+fn names_of(list: &str) -> String {
+    let list = list.strip_prefix("one of ").unwrap_or(list);
+    list.replace(" or ", ", ").replace('`', "")
+}
+
+/// What serde or a visitor says it expects, in the API's (JSON's) terms.
+fn plain_expected(what: &str) -> String {
+    if what.contains('`') {
+        let names = names_of(what);
+        return if names.contains(", ") {
+            format!("one of {names}")
+        } else {
+            names
+        };
+    }
+    let plain = match what {
+        "a sequence" => "an array",
+        "a map" => "an object",
+        "a boolean" | "a string" => what,
+        "u8" => "an integer from 0 to 255",
+        "u16" => "an integer from 0 to 65535",
+        "u32" => "an integer from 0 to 4294967295",
+        "u64" | "usize" => "a non-negative integer",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "an integer",
+        "f32" | "f64" => "a number",
+        _ if what.starts_with("struct ") => "an object",
+        _ if what.contains("RFC 3339") => RFC3339,
+        _ => what,
+    };
+    plain.to_owned()
+}
+
+/// The message for a [`DataError`] at `path` (`roles[2]`, `expiresAt`; empty
+/// for the body itself).
+pub fn describe_at(path: &str, e: &DataError) -> String {
+    let at = if path.is_empty() {
+        "the request body".to_owned()
+    } else {
+        path.to_owned()
+    };
+    let field = |name: &str| {
+        if path.is_empty() {
+            name.to_owned()
+        } else {
+            format!("{path}.{name}")
+        }
+    };
+    match e {
+        DataError::Expected(what) => format!("{at}: expected {what}"),
+        DataError::UnknownField(Some(names)) => {
+            format!("{at}: unknown field; the fields are {names}")
+        }
+        DataError::UnknownField(None) => format!("{at}: unknown field"),
+        DataError::Missing(name) => format!("{}: required", field(name)),
+        DataError::Duplicate(name) => format!("{}: given more than once", field(name)),
+        DataError::Other(m) => format!("{at}: {m}"),
     }
 }
 
@@ -735,6 +880,39 @@ mod tests {
         let e = serde_json::from_str::<T>(r#"{"n": "tsr_sk_live_secret"}"#).unwrap_err();
         let d = describe_json_error(&e);
         assert!(!d.contains("secret"), "{d}");
-        assert!(d.contains("invalid type"), "{d}");
+        assert_eq!(d, "the request body: expected a non-negative integer");
+    }
+
+    #[test]
+    fn serde_messages_said_plainly() {
+        use DataError as D;
+        let cases = [
+            (
+                "unknown variant `x`, expected `live` or `test`",
+                D::Expected("one of live, test".into()),
+            ),
+            (
+                "unknown variant `a`, expected `b`, expected one of `c`, `d`",
+                D::Expected("one of c, d".into()),
+            ),
+            (
+                "unknown field `k`, expected one of `a`, `b` at line 1 column 9",
+                D::UnknownField(Some("a, b".into())),
+            ),
+            ("missing field `name`", D::Missing("name".into())),
+            ("duplicate field `name`", D::Duplicate("name".into())),
+            (
+                "invalid type: string \"x, expected y\", expected a sequence",
+                D::Expected("an array".into()),
+            ),
+            ("premature end of input", D::Expected(RFC3339.into())),
+            (
+                "something about \"a secret\"",
+                D::Other("something about \"…\"".into()),
+            ),
+        ];
+        for (msg, want) in cases {
+            assert_eq!(explain_data_error(msg), want, "{msg}");
+        }
     }
 }

@@ -8,8 +8,9 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::ApiError;
-use super::error::describe_json_error;
+use super::error::{DataError, describe_at, explain_data_error};
 use crate::domain::DomainError;
+use serde_path_to_error::Segment;
 
 /// A JSON body that must be an object, read into `T`.
 ///
@@ -43,7 +44,125 @@ pub fn from_object<T: DeserializeOwned>(mut value: Value) -> Result<T, DomainErr
         ));
     }
     integral(&mut value);
-    serde_json::from_value(value).map_err(|e| DomainError::InvalidRequest(describe_json_error(&e)))
+    read(&value)
+}
+
+/// Reads `T` from a parsed body; a value that does not fit is a 400 naming
+/// the field and what it accepts (`environment: expected one of live,
+/// test`), never the value sent.
+pub fn read<T: DeserializeOwned>(value: &Value) -> Result<T, DomainError> {
+    let (path, error) = match attempt::<T>(value) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    let error = sharpen::<T>(value, &path, error);
+    Err(DomainError::InvalidRequest(describe_at(
+        &render(&path),
+        &error,
+    )))
+}
+
+/// One deserialization, with the path of the failing value on error.
+fn attempt<T: DeserializeOwned>(value: &Value) -> Result<T, (Vec<Segment>, DataError)> {
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let mut path: Vec<Segment> = e.path().iter().cloned().collect();
+        let error = explain_data_error(&e.inner().to_string());
+        // The key of an unknown field is the caller's: name its object only.
+        if matches!(error, DataError::UnknownField(_)) {
+            path.pop();
+        }
+        (path, error)
+    })
+}
+
+/// Two answers serde gives say little: an enum given a non-string ("string
+/// or map") does not list its values, and an array given something else
+/// does not say of what. Both are learnt by reading `T` again with a probe
+/// in the field's place: an empty string names the enum's values, `[true]`
+/// the items' type.
+fn sharpen<T: DeserializeOwned>(root: &Value, path: &[Segment], error: DataError) -> DataError {
+    let DataError::Expected(what) = &error else {
+        return error;
+    };
+    let (probe, inner) = match what.as_str() {
+        "string or map" => (Value::String(String::new()), false),
+        "an array" => (Value::Array(vec![Value::Bool(true)]), true),
+        _ => return error,
+    };
+    let mut copy = root.clone();
+    if !replace_at(&mut copy, path, probe) {
+        return error;
+    }
+    let Err((probe_path, DataError::Expected(found))) = attempt::<T>(&copy) else {
+        return error;
+    };
+    let expected_path = if inner {
+        let mut p = path.to_vec();
+        p.push(Segment::Seq { index: 0 });
+        p
+    } else {
+        path.to_vec()
+    };
+    if render(&probe_path) != render(&expected_path) {
+        return error;
+    }
+    // The items may be enums or arrays themselves: ask them too. Each
+    // round goes one level deeper into `T`, so this ends.
+    let found = match sharpen::<T>(&copy, &probe_path, DataError::Expected(found.clone())) {
+        DataError::Expected(f) => f,
+        _ => found,
+    };
+    DataError::Expected(if !inner {
+        found
+    } else {
+        match found.as_str() {
+            "a string" => "an array of strings".into(),
+            "an object" => "an array of objects".into(),
+            other => format!("an array, each item {other}"),
+        }
+    })
+}
+
+/// Puts `with` where `path` leads in `value`; false when it leads nowhere.
+fn replace_at(value: &mut Value, path: &[Segment], with: Value) -> bool {
+    let mut at = value;
+    for seg in path {
+        let next = match (seg, at) {
+            (Segment::Seq { index }, Value::Array(items)) => items.get_mut(*index),
+            (Segment::Map { key }, Value::Object(fields)) => fields.get_mut(key),
+            _ => None,
+        };
+        match next {
+            Some(v) => at = v,
+            None => return false,
+        }
+    }
+    *at = with;
+    true
+}
+
+/// `accessRules[0].scope`. The keys on the way are the fields of our types
+/// (an unknown one is never on a path, see [`attempt`]); a key that does not
+/// look like one is not repeated.
+fn render(path: &[Segment]) -> String {
+    let mut out = String::new();
+    for seg in path {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                let plain = crate::domain::error::quotable(key)
+                    && key
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                out.push_str(if plain { key } else { "…" });
+            }
+            Segment::Unknown => out.push('?'),
+        }
+    }
+    out
 }
 
 /// 2^64 and -2^63 as floats: the bounds of the integer types serde reads.
@@ -92,5 +211,112 @@ mod tests {
         assert!(from_object::<T>(json!({"n": 1.5})).is_err());
         assert!(from_object::<T>(json!({"n": 1e30})).is_err());
         assert!(from_object::<T>(json!({"x": 1})).is_err());
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(rename_all = "lowercase")]
+    enum Env {
+        Live,
+        Test,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Rule {
+        scope: String,
+        roles: Vec<String>,
+    }
+
+    #[derive(serde::Deserialize, Debug)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    #[allow(dead_code)]
+    struct Body {
+        name: String,
+        #[serde(default)]
+        environment: Option<Env>,
+        #[serde(default)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+        #[serde(default)]
+        roles: Vec<String>,
+        #[serde(default)]
+        access_rules: Vec<Rule>,
+        #[serde(default)]
+        envs: Vec<Env>,
+        #[serde(default)]
+        ttl: Option<u32>,
+    }
+
+    fn message(v: serde_json::Value) -> String {
+        match from_object::<Body>(v) {
+            Err(DomainError::InvalidRequest(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    const SECRET: &str = "tsr_sk_live_Q2x9vP0aZ4mLr7TtYb1cWd3eFg5hJk8nMp6sRu0vXy";
+
+    #[test]
+    fn errors_name_the_field_and_what_it_accepts_never_the_value() {
+        let cases = [
+            (
+                json!({"name": "a", "environment": SECRET}),
+                "environment: expected one of live, test",
+            ),
+            (
+                json!({"name": "a", "environment": 5}),
+                "environment: expected one of live, test",
+            ),
+            (
+                json!({"name": "a", "expiresAt": SECRET}),
+                "expiresAt: expected an RFC 3339 instant, e.g. 2030-01-31T00:00:00Z",
+            ),
+            (
+                json!({"name": "a", "expiresAt": 5}),
+                "expiresAt: expected an RFC 3339 instant, e.g. 2030-01-31T00:00:00Z",
+            ),
+            (
+                json!({"name": "a", "roles": SECRET}),
+                "roles: expected an array of strings",
+            ),
+            (
+                json!({"name": "a", "roles": ["x", 5]}),
+                "roles[1]: expected a string",
+            ),
+            (
+                json!({"name": "a", "accessRules": [{"scope": "s"}]}),
+                "accessRules[0].roles: required",
+            ),
+            (
+                json!({"name": "a", "accessRules": {"scope": "s"}}),
+                "accessRules: expected an array of objects",
+            ),
+            (
+                json!({"name": "a", "envs": [SECRET]}),
+                "envs[0]: expected one of live, test",
+            ),
+            (
+                json!({"name": "a", "envs": "live"}),
+                "envs: expected an array, each item one of live, test",
+            ),
+            (
+                json!({"name": "a", "ttl": 1e12}),
+                "ttl: expected an integer from 0 to 4294967295",
+            ),
+            (json!({}), "name: required"),
+            (
+                json!({"name": "a", SECRET: 1}),
+                "the request body: unknown field; the fields are name, environment, expiresAt, roles, accessRules, envs, ttl",
+            ),
+            (
+                json!({"name": "a", "accessRules": [{"scope": "s", "roles": [], SECRET: 1}]}),
+                "accessRules[0]: unknown field; the fields are scope, roles",
+            ),
+        ];
+        for (body, want) in cases {
+            let got = message(body.clone());
+            assert_eq!(got, want, "{body}");
+            assert!(!got.contains("tsr_"), "{got}");
+        }
     }
 }

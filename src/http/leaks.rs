@@ -33,8 +33,7 @@ pub async fn report(
             DomainError::InvalidRequest("the request body must be a JSON array".into()).into(),
         );
     }
-    let entries: LeakReport = serde_json::from_value(body)
-        .map_err(|e| DomainError::InvalidRequest(super::error::describe_json_error(&e)))?;
+    let entries: LeakReport = super::json::read(&body)?;
     let verdicts = leaks::report(&gw, &caller, entries).await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))

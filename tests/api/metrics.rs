@@ -443,11 +443,16 @@ fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> Binary {
     let stderr = collect(child.stderr.take().unwrap());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let found = stdout
-            .lock()
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("tessera listening on ").map(str::to_owned));
+        let found = stdout.lock().unwrap().lines().find_map(|l| {
+            // A plain line, or in JSON mode the `listening` object.
+            l.strip_prefix("tessera listening on ")
+                .map(str::to_owned)
+                .or_else(|| {
+                    serde_json::from_str::<Value>(l).ok()?["url"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+        });
         if let Some(address) = found {
             return Binary {
                 child,

@@ -51,11 +51,16 @@ fn start(dir: &Path, extra: &[(&str, &str)]) -> Proc {
     pump(child.stderr.take().unwrap(), stderr.clone());
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let found = stdout
-            .lock()
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("tessera listening on ").map(str::to_owned));
+        let found = stdout.lock().unwrap().lines().find_map(|l| {
+            // A plain line, or in JSON mode the `listening` object.
+            l.strip_prefix("tessera listening on ")
+                .map(str::to_owned)
+                .or_else(|| {
+                    serde_json::from_str::<Value>(l).ok()?["url"]
+                        .as_str()
+                        .map(str::to_owned)
+                })
+        });
         if let Some(addr) = found {
             return Proc {
                 child,
@@ -79,6 +84,15 @@ fn start(dir: &Path, extra: &[(&str, &str)]) -> Proc {
 impl Proc {
     fn bootstrap_credentials(&self) -> (String, String) {
         let out = self.stdout.lock().unwrap();
+        // In JSON mode, the `admin_created` object.
+        if let Some(v) = out
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["event"] == "admin_created")
+        {
+            let get = |k: &str| v[k].as_str().unwrap().to_owned();
+            return (get("appId"), get("appSecret"));
+        }
         let get = |label: &str| {
             out.lines()
                 .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
