@@ -146,15 +146,15 @@ def main():
         where = open(state, encoding="utf-8").read().strip() if os.path.exists(state) else ""
         ran = sum(1 for b in found if not b[2])
         if status == 0 and where == "done":
-            print(output.replace("@@readme-block ", "--- README.md:"))
-            print(f"README: {ran} blocks ran in order in one session ({len(found) - ran} skipped), "
+            print(output.replace("@@readme-block ", f"--- {readme}:"))
+            print(f"{readme}: {ran} blocks ran in order in one session ({len(found) - ran} skipped), "
                   f"{time.monotonic() - started:.1f} s")
             return 0
         # The failing block, its text, and what it printed.
         text = next((t for line, t, _ in found if str(line) == where), "")
         part = output.rsplit(f"@@readme-block {where}\n", 1)[-1] if where else output
         reason = "timed out" if status is None else f"exit status {status}"
-        print(f"README.md:{where or '?'}: this block failed ({reason})", file=sys.stderr)
+        print(f"{readme}:{where or '?'}: this block failed ({reason})", file=sys.stderr)
         print("```sh\n" + text + "\n```", file=sys.stderr)
         print("its output:\n" + part, file=sys.stderr)
         for name in ("serve.log", "cluster_api.log"):
