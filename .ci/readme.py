@@ -12,6 +12,10 @@ another (CLUSTER_API), no TESSERA_* setting inherited, and its own
 XDG_CONFIG_HOME. Every process the blocks leave running is stopped at the
 end (the session is its own process group).
 
+Before that, every relative link of README.md and docs/*.md must name a
+file of the repository (and a heading, when it has an anchor), and none of
+them may point outside it (`../shared`, "SPEC §").
+
 A block is skipped only when the line before its fence is
 `<!-- readme: skip -->` (the test command itself, the install step whose
 result BUILD_DIR stands in for). A block that fails stops the run: its line
@@ -59,6 +63,44 @@ def blocks(path):
     return found
 
 
+def slug(heading):
+    """GitHub's anchor for a heading."""
+    h = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return h.replace(" ", "-")
+
+
+def check_links(readme):
+    """Problems with the links of README.md and docs/*.md: missing files or
+    headings, references outside the repository."""
+    root = os.path.dirname(os.path.abspath(readme))
+    docs = os.path.join(root, "docs")
+    pages = [os.path.abspath(readme)] + sorted(
+        os.path.join(docs, f) for f in os.listdir(docs) if f.endswith(".md")
+    ) if os.path.isdir(docs) else [os.path.abspath(readme)]
+    problems = []
+    for page in pages:
+        text = open(page, encoding="utf-8").read()
+        name = os.path.relpath(page, root)
+        for bad in ("../shared", "SPEC §", "SPEC.md"):
+            if bad in text:
+                problems.append(f"{name}: refers outside the repository ({bad!r})")
+        for m in re.finditer(r"\]\(([^)\s]+)\)", text):
+            link = m.group(1)
+            if re.match(r"^[a-z]+:", link):
+                continue
+            path, _, anchor = link.partition("#")
+            target = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            if not target.startswith(root + os.sep) and target != root:
+                problems.append(f"{name}: {link} points outside the repository")
+            elif not os.path.exists(target):
+                problems.append(f"{name}: {link} names a file that does not exist")
+            elif anchor and target.endswith(".md"):
+                heads = re.findall(r"^#+ (.*)$", open(target, encoding="utf-8").read(), re.M)
+                if anchor not in {slug(h) for h in heads}:
+                    problems.append(f"{name}: {link} names a heading that does not exist")
+    return problems
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -98,6 +140,10 @@ def main():
     if len(sys.argv) != 3:
         raise SystemExit(__doc__)
     readme, build = sys.argv[1], os.path.abspath(sys.argv[2])
+    problems = check_links(readme)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        return 1
     found = blocks(readme)
     if not found:
         raise SystemExit(f"{readme} has no sh or bash block")
