@@ -260,10 +260,10 @@ fn user_agent(req: &HttpRequest) -> String {
 /// `POST /api/v1/token`.
 pub async fn api_token(
     req: HttpRequest,
-    body: web::Json<ApiTokenRequest>,
+    body: super::json::FastJsonObject<ApiTokenRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let gw = gateway(&req)?;
-    let body = body.into_inner();
+    let body = body.0;
     match body.grant_type.as_deref() {
         None | Some("app_token") => {}
         Some("password") => {
