@@ -17,7 +17,7 @@ COPY Cargo.toml Cargo.lock askama.toml ./
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
-RUN cargo build --release --locked --bin tessera
+RUN cargo build --profile production --locked --bin tessera
 
 FROM debian:bookworm-slim
 # curl serves the HEALTHCHECK only. Debian's point releases replace
@@ -30,7 +30,7 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/tessera --no-create-home tessera \
  && mkdir -p /var/lib/tessera/data /etc/tessera/keys \
  && chown -R 10001:10001 /var/lib/tessera /etc/tessera/keys
-COPY --from=build /src/target/release/tessera /usr/local/bin/tessera
+COPY --from=build /src/target/production/tessera /usr/local/bin/tessera
 USER 10001:10001
 # The embedded store's default place (used when TESSERA_REDIS_URL is
 # unset); mount a volume there to keep it.

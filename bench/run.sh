@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark: builds release binaries, starts on loopback the held-key
+# Load benchmark: builds the production binaries, starts on loopback the held-key
 # limit, the jsonwebtoken ceiling and gateways (embedded store and Redis),
 # and measures them with wrk (64 connections by default) in alternating
 # rounds, so that every figure of a round shares the machine's state.
@@ -20,15 +20,17 @@ if ! command -v wrk >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq && apt-get install -y -qq wrk >/dev/null
 fi
-cargo build --release --bin tessera --example sign_ceiling --example held_key \
+# The production profile (fat LTO), as the container image ships; the limit
+# and the ceiling are built the same way.
+cargo build --profile production --bin tessera --example sign_ceiling --example held_key \
   --example revocation_latency --example propagation --example cluster_api
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release/tessera
-CEIL=$TARGET/release/examples/sign_ceiling
-HELD=$TARGET/release/examples/held_key
-LAT=$TARGET/release/examples/revocation_latency
-PROP=$TARGET/release/examples/propagation
-CLUSTER=$TARGET/release/examples/cluster_api
+BIN=$TARGET/production/tessera
+CEIL=$TARGET/production/examples/sign_ceiling
+HELD=$TARGET/production/examples/held_key
+LAT=$TARGET/production/examples/revocation_latency
+PROP=$TARGET/production/examples/propagation
+CLUSTER=$TARGET/production/examples/cluster_api
 command -v redis-server >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteractive; apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
