@@ -569,3 +569,48 @@ async fn first_exchanges_of_distinct_applications_at_once_each_get_their_own_tok
         "one argon2 run per application"
     );
 }
+
+/// `/api/v1/token` reads its body straight into its request type for speed;
+/// a body that does not fit still gets an answer naming the field, as
+/// every other endpoint's does, and repeated keys are still refused.
+#[tokio::test]
+async fn a_token_request_that_does_not_fit_names_the_field() {
+    let app = spawn_app().await;
+    for (body, field, what) in [
+        (r#"{"AppSecret": 5}"#, "AppSecret", "string"),
+        (
+            r#"{"AppSecret": "tsr_one", "AppSecret": "tsr_two"}"#,
+            "AppSecret",
+            "more than once",
+        ),
+        (r#"["tsr_one"]"#, "JSON object", "must be"),
+        (r#"{"AppSecret": "tsr_one""#, "not valid JSON", ""),
+    ] {
+        let res = app
+            .client
+            .post(app.url("/api/v1/token"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 400, "{body}");
+        let v: Value = res.json().await.unwrap();
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains(field) && message.contains(what),
+            "{body}: {message}"
+        );
+        assert!(!message.contains("tsr_"), "{body}: echoed {message}");
+    }
+    // The fast path still takes what fits.
+    let (_, secret) = app.create_app(json!({"name": "fits"})).await;
+    let res = app
+        .client
+        .post(app.url("/api/v1/token"))
+        .json(&json!({"grantType": "app_token", "AppSecret": secret}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+}
