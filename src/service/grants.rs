@@ -114,6 +114,12 @@ pub async fn effective(gw: &Gateway, app: &Application) -> Result<Arc<Grants>, D
         return Ok(g);
     }
     gw.metrics.cache(super::metrics::Cache::Grants, false);
+    // Boxed so that a hit does not carry the store reads' futures.
+    Box::pin(read_grants(gw, app)).await
+}
+
+/// [`effective`] on a miss: expands from the store and fills the cache.
+async fn read_grants(gw: &Gateway, app: &Application) -> Result<Arc<Grants>, DomainError> {
     let epoch = gw.grants_cache.epoch();
     let mut g = expand(gw, app).await?;
     if let Some(bound) = owner_bound(gw, &app.owner).await? {

@@ -79,6 +79,12 @@ pub async fn load_app(gw: &Gateway, id: &str) -> Result<Option<Arc<AppSnapshot>>
         return Ok(Some(snap));
     }
     gw.metrics.cache(Cache::App, false);
+    // Boxed so that a hit does not carry the store read's future.
+    Box::pin(read_app(gw, id)).await
+}
+
+/// [`load_app`] on a miss: reads the store and fills the cache.
+async fn read_app(gw: &Gateway, id: &str) -> Result<Option<Arc<AppSnapshot>>, DomainError> {
     let epoch = gw.app_cache.epoch();
     let as_of_ms = Utc::now().timestamp_millis();
     match gw.apps.get(id).await? {
@@ -159,7 +165,7 @@ async fn claimed_id(
             // The id form is compared as before: no lookup.
             Some(given)
                 if *given != parsed.app_id
-                    && !super::apps::names_app(gw, given, &parsed.app_id).await? =>
+                    && !Box::pin(super::apps::names_app(gw, given, &parsed.app_id)).await? =>
             {
                 Ok((None, None))
             }
@@ -168,7 +174,12 @@ async fn claimed_id(
         // A mistyped generated key: refuse at once, no lookup, no hashing.
         SecretCheck::Corrupt => Err(DomainError::InvalidCredentials),
         SecretCheck::Opaque => match &req.app_id {
-            Some(given) => Ok((super::apps::resolve_app_id(gw, given).await?, None)),
+            // Boxed, as the name lookup's future would otherwise ride along
+            // in every exchange's.
+            Some(given) => Ok((
+                Box::pin(super::apps::resolve_app_id(gw, given)).await?,
+                None,
+            )),
             None => Err(DomainError::InvalidCredentials),
         },
     }
@@ -206,7 +217,21 @@ async fn authenticate(
         return Ok(snap);
     }
     gw.metrics.cache(Cache::Secret, false);
+    // Boxed: the argon2 path's future is large, and inlined it would make
+    // every warm exchange allocate and copy it too.
+    Box::pin(authenticate_cold(gw, req, id, hint, digest, now)).await
+}
 
+/// The rest of [`authenticate`] when the secret is not in the cache: the
+/// limiter, then argon2 (shared by identical concurrent requests).
+async fn authenticate_cold(
+    gw: &Gateway,
+    req: &ExchangeRequest,
+    id: Option<String>,
+    hint: Option<String>,
+    digest: [u8; 32],
+    now: chrono::DateTime<Utc>,
+) -> Result<Arc<AppSnapshot>, DomainError> {
     let reservation = match gw.limiter.reserve(req.client_ip) {
         Ok(r) => r,
         Err(retry_after) => {
