@@ -1,6 +1,23 @@
 //! The command line: `serve`, `keys`, `token`, `tokens`, `verify`, `apps`,
 //! `roles`, `users`, `audit`, `login`, `logout`, `whoami`.
 
+// The CLI's own `println!` and `print!`, in scope for every module below: a
+// reader that closes the pipe early (`tessera audit --csv | head`) ends the
+// command quietly, where `std`'s macros would panic on the broken pipe.
+macro_rules! println {
+    () => {
+        $crate::cli::write_stdout(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::cli::write_stdout(format_args!($($arg)*))
+    };
+}
+
 pub mod admin;
 pub mod client;
 pub mod credentials;
@@ -20,6 +37,20 @@ use std::process::ExitCode;
 use crate::config::Settings;
 use crate::crypto::SigningAlg;
 use crate::startup::Application;
+
+/// Writes the CLI's output. A closed pipe ends the process with status 0,
+/// as the reader wanted no more; any other write error is reported once.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: writing the output failed: {e}");
+        std::process::exit(1);
+    }
+}
 
 /// Tessera: application secrets in, short-lived signed JWTs out.
 #[derive(Debug, Parser)]

@@ -752,3 +752,33 @@ async fn cli_cover_refuses_bad_values_before_sending_anything() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(seen.load(Ordering::SeqCst) > 0);
 }
+
+/// `tessera openapi | head -c 16`: the reader closes the pipe after a few
+/// bytes of a document far larger than a pipe holds. The command ends with
+/// status 0 and says nothing, where it used to panic on the broken pipe.
+#[test]
+fn cli_cover_a_reader_closing_the_pipe_early_ends_the_command_quietly() {
+    use std::io::Read;
+    let mut child = Command::new(BIN)
+        .arg("openapi")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut head = [0u8; 16];
+    child.stdout.take().unwrap().read_exact(&mut head).unwrap();
+    // The read end is closed here, as `head` closes it.
+    let out = child.wait_with_output().unwrap();
+    assert!(head.starts_with(b"{"), "{}", String::from_utf8_lossy(&head));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
