@@ -98,6 +98,29 @@ def check_links(readme):
                 heads = re.findall(r"^#+ (.*)$", open(target, encoding="utf-8").read(), re.M)
                 if anchor not in {slug(h) for h in heads}:
                     problems.append(f"{name}: {link} names a heading that does not exist")
+    problems += outside_references(root)
+    return problems
+
+
+def outside_references(root):
+    """Tracked files (code, comments, deploy files) that cite a document
+    the repository does not hold. Skipped outside a git checkout."""
+    try:
+        files = subprocess.run(["git", "-C", root, "ls-files"], capture_output=True,
+                               text=True, check=True).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return []
+    problems = []
+    for f in files:
+        if f == ".ci/readme.py":
+            continue
+        try:
+            text = open(os.path.join(root, f), encoding="utf-8").read()
+        except (UnicodeDecodeError, OSError):
+            continue
+        for bad in ("../shared", "SPEC §", "SPEC.md"):
+            if bad in text:
+                problems.append(f"{f}: refers outside the repository ({bad!r})")
     return problems
 
 

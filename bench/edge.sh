@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Edge benchmark (SPEC §13, issue 13): builds release binaries once, starts
+# Edge benchmark (docs/api.md, "At the edge", issue 13): builds release binaries once, starts
 # on loopback a bare actix-web echo (examples/edge_echo, bench/echo.rs), a
 # gateway on its embedded store with default settings, and nginx in front
 # of both, then measures with wrk (64 connections by default):

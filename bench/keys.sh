@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Signing-key propagation between two gateways on one Redis (SPEC §14): 50
+# Signing-key propagation between two gateways on one Redis (docs/api.md, "Signing keys over time"): 50
 # rotations on gateway A, each timed until gateway B's JWKS publishes the new
 # keys, then revoked on A and timed until B withdraws them. Prints figures
 # only; nothing here passes or fails on a time.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# People's figures (SPEC §9): sign-in latency (argon2-bound), the refresh
+# People's figures (docs/api.md, "People"): sign-in latency (argon2-bound), the refresh
 # grant against the warm client_credentials exchange in the same run, and
 # what sessions and refresh families cost in each store. Prints figures
 # only; nothing here passes or fails on a time.

@@ -1,4 +1,4 @@
-//! A control-plane admin API that accepts Tessera tokens on its own (SPEC §7).
+//! A control-plane admin API that accepts Tessera tokens on its own (docs/api.md, "Verifying tokens").
 //!
 //! `cargo run --release --example admin_api -- --listen 127.0.0.1:9002 --gateway http://127.0.0.1:8080 --audience admin-api [--redis redis://127.0.0.1:6379/]`
 

@@ -1,4 +1,4 @@
-//! A per-cluster API that accepts Tessera tokens on its own (SPEC §7).
+//! A per-cluster API that accepts Tessera tokens on its own (docs/api.md, "Verifying tokens").
 //!
 //! `cargo run --release --example cluster_api -- --listen 127.0.0.1:9001 --gateway http://127.0.0.1:8080 --audience cluster-api [--redis redis://127.0.0.1:6379/]`
 //!

@@ -1,4 +1,4 @@
-//! The console's applications page with many applications (SPEC §12):
+//! The console's applications page with many applications (docs/api.md, "The console"):
 //! server time of the first page, a search, and a filter, at p50 and p99.
 //!
 //! Seeds N applications (default 10,000) straight into a fresh embedded

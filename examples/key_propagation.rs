@@ -1,4 +1,4 @@
-//! Signing-key propagation between gateways sharing one store (SPEC §14):
+//! Signing-key propagation between gateways sharing one store (docs/api.md, "Signing keys over time"):
 //! N times, adds a `next` key on gateway A (`POST /api/v1/keys/rotate`) and
 //! times from sending that request until gateway B's JWKS publishes it, then
 //! revokes it on A and times from the revocation request until B's JWKS no

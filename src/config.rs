@@ -115,23 +115,23 @@ pub struct Settings {
     pub leeway: u64,
     /// The permission catalogue (`[[permissions]]`).
     pub permissions: Vec<PermissionDef>,
-    /// People: sessions, refresh tokens, sign-in throttling (SPEC §9).
+    /// People: sessions, refresh tokens, sign-in throttling (docs/api.md, "People").
     pub people: PeopleSettings,
     /// Ensured admin user's email (`TESSERA_ADMIN_EMAIL`).
     pub admin_email: Option<String>,
     /// Ensured admin user's password (`TESSERA_ADMIN_PASSWORD`).
     #[serde(skip)]
     pub admin_password: Option<SecretString>,
-    /// Upstream OpenID Connect providers (`[[idp]]`, SPEC §10). Default:
+    /// Upstream OpenID Connect providers (`[[idp]]`, docs/api.md, "Single sign-on"). Default:
     /// none.
     pub idp: Vec<IdpSettings>,
     /// The request budget of an application without its own, at the edge
     /// (`[rate_limit] requests = 100, per = "1m"`, or `TESSERA_RATE_LIMIT=100/1m`;
-    /// SPEC §13). Default: none, no limit.
+    /// docs/api.md, "At the edge"). Default: none, no limit.
     pub rate_limit: Option<crate::domain::RateLimit>,
     /// The key-encryption key (`TESSERA_KEK`, environment only): 32 bytes
     /// in base64, sealing the private signing keys kept in the store
-    /// (SPEC §14). Required with Redis; optional with the embedded store.
+    /// (docs/api.md, "Signing keys over time"). Required with Redis; optional with the embedded store.
     #[serde(skip)]
     pub kek: Option<SecretString>,
     /// A file holding the key-encryption key instead (`TESSERA_KEK_FILE`).
@@ -182,7 +182,7 @@ pub fn parse_duration_secs(v: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("{v:?} is too long"))
 }
 
-/// One upstream OpenID Connect provider (`[[idp]]`, SPEC §10).
+/// One upstream OpenID Connect provider (`[[idp]]`, docs/api.md, "Single sign-on").
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdpSettings {
@@ -217,7 +217,7 @@ pub struct IdpSettings {
     /// the provider says `email_verified`. Default false.
     #[serde(default)]
     pub link_by_verified_email: bool,
-    /// Accept this provider's ID tokens in token exchange (SPEC §11).
+    /// Accept this provider's ID tokens in token exchange (docs/api.md, "The device grant").
     /// Default false.
     #[serde(default)]
     pub token_exchange: bool,

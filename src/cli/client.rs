@@ -130,7 +130,7 @@ impl AdminClient {
     }
 
     /// Sends a GET whose success body is not JSON (a CSV export); gives the
-    /// body and the response headers. Errors are still SPEC-shaped JSON.
+    /// body and the response headers. Errors are still JSON in the shape of docs/errors.md.
     pub async fn get_text(
         &self,
         path: &str,

@@ -1,4 +1,4 @@
-//! Stored logins of `tessera login` (SPEC §11): one entry per gateway URL
+//! Stored logins of `tessera login` (docs/api.md, "The device grant"): one entry per gateway URL
 //! in `$XDG_CONFIG_HOME/tessera/credentials.json` (else
 //! `~/.config/tessera/credentials.json`).
 //!

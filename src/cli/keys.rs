@@ -1,4 +1,4 @@
-//! `tessera keys …`: the signing keys of a running gateway (SPEC §14), plus
+//! `tessera keys …`: the signing keys of a running gateway (docs/api.md, "Signing keys over time"), plus
 //! two local helpers: a PEM file for `keys/` and a key-encryption key.
 
 use clap::Subcommand;

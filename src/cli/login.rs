@@ -1,4 +1,4 @@
-//! `tessera login`, `tessera logout`, `tessera whoami` (SPEC §11).
+//! `tessera login`, `tessera logout`, `tessera whoami` (docs/api.md, "The device grant").
 //!
 //! Login is the authorization code flow with PKCE on a loopback redirect
 //! (RFC 8252 §7.3: `http://127.0.0.1:{port}/callback`, port chosen by the

@@ -1,6 +1,6 @@
 //! The key-encryption key: 32 random bytes, given as base64 in `TESSERA_KEK`
 //! or a file, that seal private signing keys at rest in a shared store
-//! (SPEC §14) with AES-256-GCM. Whoever reads the store without it learns
+//! (docs/api.md, "Signing keys over time") with AES-256-GCM. Whoever reads the store without it learns
 //! the public keys only.
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};

@@ -399,7 +399,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<SigningKey>, KeyError> {
     Ok(keys)
 }
 
-/// Where a published key is in its life (SPEC §14).
+/// Where a published key is in its life (docs/api.md, "Signing keys over time").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyState {
     /// Published, not signing yet: verifiers learn it before its first token.

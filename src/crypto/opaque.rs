@@ -23,7 +23,7 @@ pub fn random_value() -> Result<SecretString, RandomError> {
 }
 
 /// A new refresh token: `{prefix}_rt_{random}{checksum}`, so secret
-/// scanners can recognise and check one (SPEC §9).
+/// scanners can recognise and check one (docs/api.md, "People").
 pub fn new_refresh_token(prefix: &str) -> Result<SecretString, RandomError> {
     let body = format!("{prefix}_rt_{}", random::base62(RANDOM_LEN)?);
     Ok(SecretString::from(super::secret::seal(&body)))

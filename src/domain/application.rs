@@ -153,7 +153,7 @@ pub struct Application {
     #[serde(default)]
     pub grant_types: Vec<String>,
     /// Its request budget at the edge (`/auth/forward`); none: the
-    /// gateway's default budget, if one is configured (SPEC §13).
+    /// gateway's default budget, if one is configured (docs/api.md, "At the edge").
     #[serde(default)]
     pub rate_limit: Option<super::RateLimit>,
     /// When it was revoked, if it was.
@@ -162,7 +162,7 @@ pub struct Application {
     /// When a secret scanner's report (`POST /api/v1/leaks`) revoked it
     /// because its current secret was found in public. Set only together
     /// with `revokedAt`; such an application comes back only through a
-    /// rotation, which issues a new secret and clears both (SPEC §13).
+    /// rotation, which issues a new secret and clears both (docs/api.md, "At the edge").
     #[serde(default)]
     pub leaked_at: Option<DateTime<Utc>>,
     /// Creation time.

@@ -46,7 +46,7 @@ pub enum ChangeEvent {
         entry: Revocation,
     },
     /// The signing-key ring changed (a key added, revoked or forgotten):
-    /// gateways read it again (SPEC §14).
+    /// gateways read it again (docs/api.md, "Signing keys over time").
     Keys,
 }
 

@@ -49,7 +49,7 @@ pub struct AccessClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_cidrs: Option<Vec<String>>,
     /// The person's session (`ses_…`), on tokens minted for a signed-in
-    /// user (SPEC §9): ending the session revokes every token carrying it
+    /// user (docs/api.md, "People"): ending the session revokes every token carrying it
     /// (`RevocationKind::Session`). Absent on application tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
@@ -58,7 +58,7 @@ pub struct AccessClaims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amr: Option<Vec<String>>,
     /// The upstream identity provider's configured name, when the person
-    /// signed in through one (SPEC §10).
+    /// signed in through one (docs/api.md, "Single sign-on").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idp: Option<String>,
     /// The party acting for the subject (RFC 8693 §4.1), on tokens from a

@@ -70,7 +70,7 @@ pub enum DomainError {
 
 /// A caller's value fit to repeat in an error message: quoted when
 /// [`quotable`], otherwise only its length. Error messages name the field
-/// and the rule; they never carry arbitrary input back (SPEC §6).
+/// and the rule; they never carry arbitrary input back (docs/errors.md).
 pub fn shown(s: &str) -> String {
     if quotable(s) {
         format!("{s:?}")

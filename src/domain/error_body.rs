@@ -1,10 +1,10 @@
-//! The SPEC §6 error body, on the wire: built in one place for the gateway
+//! The docs/errors.md error body, on the wire: built in one place for the gateway
 //! (`http::error`) and the downstream verifier (`verifier::actix`) alike.
 //! It knows codes and types, not HTTP statuses.
 
 use serde::Serialize;
 
-/// The SPEC §6 error body: the one type every `/api/*` error is serialized
+/// The docs/errors.md error body: the one type every `/api/*` error is serialized
 /// from, and the schema the OpenAPI document shows for it.
 #[derive(Debug, Serialize)]
 #[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
@@ -29,7 +29,7 @@ pub struct ApiErrorDetail {
     pub kind: ErrorType,
 }
 
-/// The SPEC §6 codes.
+/// The docs/errors.md codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[cfg_attr(feature = "gateway", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
@@ -82,7 +82,7 @@ pub enum ErrorType {
 }
 
 impl ErrorCode {
-    /// The type SPEC §6 pairs with the code: one code, one type.
+    /// The type docs/errors.md pairs with the code: one code, one type.
     pub fn kind(self) -> ErrorType {
         use ErrorCode as C;
         match self {

@@ -148,7 +148,7 @@ pub mod builtin {
     pub const TOKENS_IMPERSONATE: &str = "tokens:impersonate";
     /// Report leaked keys and tokens (`POST /api/v1/leaks`).
     pub const LEAKS_REPORT: &str = "leaks:report";
-    /// List, rotate and revoke the gateway's signing keys (SPEC §14).
+    /// List, rotate and revoke the gateway's signing keys (docs/api.md, "Signing keys over time").
     pub const KEYS_MANAGE: &str = "keys:manage";
 }
 

@@ -1,4 +1,4 @@
-//! A request budget: `{"requests": 100, "per": "1m"}` (SPEC §13).
+//! A request budget: `{"requests": 100, "per": "1m"}` (docs/api.md, "At the edge").
 //!
 //! The window is written as a whole number and one unit (`s`, `m`, `h`,
 //! `d`) so that what an operator types is what the API shows back.

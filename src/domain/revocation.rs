@@ -33,7 +33,7 @@ pub enum RevocationKind {
         /// The session id (`ses_…`).
         sid: String,
     },
-    /// Every token signed by a withdrawn signing key (SPEC §14), whenever
+    /// Every token signed by a withdrawn signing key (docs/api.md, "Signing keys over time"), whenever
     /// it was issued. The key is named in the token's header, not its
     /// claims, so [`Revocation::covers`] never matches it: verifiers check
     /// the header's `kid` with [`Revocation::revokes_key`].

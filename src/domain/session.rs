@@ -1,5 +1,5 @@
 //! People's sessions, authorization codes and refresh-token families: the
-//! records behind sign-in (SPEC §9). Their secrets (the cookie's secret, the
+//! records behind sign-in (docs/api.md, "People"). Their secrets (the cookie's secret, the
 //! code, the refresh token) are random and high-entropy: the store keeps
 //! only their SHA-256, never the values.
 

@@ -1,4 +1,4 @@
-//! Every error response is shaped here, and only here: SPEC §6 for `/api/*`
+//! Every error response is shaped here, and only here: docs/errors.md for `/api/*`
 //! (and everything else that is not OAuth), RFC 6749 §5.2 for `/oauth/*`.
 
 use actix_web::http::header::{self, HeaderValue};
@@ -104,7 +104,7 @@ pub(crate) fn parts_of(e: &DomainError) -> (StatusCode, ErrorCode, String) {
     }
 }
 
-/// The SPEC §6 body with the headers that go with its status.
+/// The docs/errors.md body with the headers that go with its status.
 pub fn api_error_response(status: StatusCode, code: ErrorCode, message: &str) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.insert_header((header::CACHE_CONTROL, "no-store"));
@@ -549,7 +549,7 @@ fn too_large(limit: usize) -> String {
     format!("the request body exceeds the limit of {limit} bytes")
 }
 
-/// JSON extractor settings: size limit and SPEC-shaped errors.
+/// JSON extractor settings: size limit and errors in the docs/errors.md shape.
 pub fn json_config(limit: usize) -> web::JsonConfig {
     web::JsonConfig::default()
         .limit(limit)
@@ -597,7 +597,7 @@ pub fn form_config(limit: usize) -> web::FormConfig {
         })
 }
 
-/// Query-string extractor settings: SPEC-shaped 400s.
+/// Query-string extractor settings: 400s in the docs/errors.md shape.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
         let message = format!("invalid query parameters: {}", scrub(&err.to_string()));
@@ -606,7 +606,7 @@ pub fn query_config() -> web::QueryConfig {
     })
 }
 
-/// Path extractor settings: SPEC-shaped 404s.
+/// Path extractor settings: 404s in the docs/errors.md shape.
 pub fn path_config() -> web::PathConfig {
     web::PathConfig::default().error_handler(|err, req: &HttpRequest| {
         let res = path_not_found(req.path().starts_with("/oauth/"));

@@ -1,9 +1,9 @@
-//! `/auth/forward` (SPEC §13): the answer a reverse proxy asks for before
+//! `/auth/forward` (docs/api.md, "At the edge"): the answer a reverse proxy asks for before
 //! it passes a request on: nginx `auth_request`, Traefik `forwardAuth`,
 //! Envoy `ext_authz` over HTTP.
 //!
 //! 200 carries the token to hand on in `Authorization`; a refusal carries
-//! the §6 body, and the same body in `X-Tessera-Error` as well, because
+//! the error body (docs/errors.md), and the same body in `X-Tessera-Error` as well, because
 //! nginx drops the body of an `auth_request` answer and can only pass
 //! headers on.
 

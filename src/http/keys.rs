@@ -1,4 +1,4 @@
-//! `/api/v1/keys`: the gateway's signing keys (SPEC §14), with `keys:manage`.
+//! `/api/v1/keys`: the gateway's signing keys (docs/api.md, "Signing keys over time"), with `keys:manage`.
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};

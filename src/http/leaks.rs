@@ -1,4 +1,4 @@
-//! `POST /api/v1/leaks` (SPEC §13).
+//! `POST /api/v1/leaks` (docs/api.md, "At the edge").
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};

@@ -32,7 +32,7 @@ impl Modify for Security {
 #[openapi(
     info(
         title = "Tessera",
-        description = "Token-exchange auth gateway: application secrets in, short-lived signed JWTs out.\n\nEvery error on `/api/*` is the SPEC §6 body (`ApiErrorBody`); `/oauth/*` answers RFC 6749 §5.2 bodies (`OAuthErrorBody`). A method a documented path does not have answers 405 with `Allow` naming those it has; an unknown path answers 404; a request that does not arrive within the gateway's `request_timeout` answers 408 and the connection is closed."
+        description = "Token-exchange auth gateway: application secrets in, short-lived signed JWTs out.\n\nEvery error on `/api/*` has one JSON shape (`ApiErrorBody`, described in the repository's docs/errors.md); `/oauth/*` answers RFC 6749 §5.2 bodies (`OAuthErrorBody`). A method a documented path does not have answers 405 with `Allow` naming those it has; an unknown path answers 404; a request that does not arrive within the gateway's `request_timeout` answers 408 and the connection is closed."
     ),
     paths(
         super::health::healthz,

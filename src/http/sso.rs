@@ -1,4 +1,4 @@
-//! Single sign-on through upstream providers (SPEC §10): `GET
+//! Single sign-on through upstream providers (docs/api.md, "Single sign-on"): `GET
 //! /sso/{name}/login` sends the browser to the provider, `GET
 //! /sso/{name}/callback` takes its answer. Both answer browsers, so every
 //! refusal is an HTML page (never JSON).

@@ -22,7 +22,7 @@ use crate::service::people::{device, oauth};
 use crate::service::token::{ExchangeRequest, exchange};
 use secrecy::ExposeSecret;
 
-/// The JSON token request (SPEC §2.1). Fields of other grants are accepted
+/// The JSON token request (docs/api.md, "Getting a token"). Fields of other grants are accepted
 /// and ignored here so that those grants can be refused by name.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ApiTokenRequest {

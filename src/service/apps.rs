@@ -92,7 +92,7 @@ pub struct CreateApp {
     #[serde(default)]
     #[schema(max_items = 5)]
     pub grant_types: Vec<String>,
-    /// Its request budget at `/auth/forward` (SPEC §13); absent: the
+    /// Its request budget at `/auth/forward` (docs/api.md, "At the edge"); absent: the
     /// gateway's default, if one is configured.
     #[serde(default)]
     pub rate_limit: Option<RateLimitInput>,
@@ -612,7 +612,7 @@ const LEAK_WRITE_TRIES: usize = 8;
 /// (verified by the caller against a presented secret): the current
 /// secret revokes the application as [`revoke`] does and marks it leaked;
 /// the rotated-out one ends its grace period. No reach rule applies:
-/// holding a genuine secret is the authority to kill it (SPEC §13). A
+/// holding a genuine secret is the authority to kill it (docs/api.md, "At the edge"). A
 /// change that lands between the read and the write is re-read and the
 /// decision taken again, so the leaked secret is dead when this returns.
 pub async fn kill_leaked_secret(
@@ -818,7 +818,7 @@ fn net_covers(new: &IpNet, old: &IpNet) -> bool {
 }
 
 /// Whether a change takes anything away from what the application's tokens
-/// allow: then the tokens minted before it must stop working (SPEC §5).
+/// allow: then the tokens minted before it must stop working (docs/api.md, "Revocation").
 fn narrows(before: &Application, after: &Application, held: (&Holdings, &Holdings)) -> bool {
     let (held_before, held_after) = held;
     let ips_narrowed = !after.allowed_ips.is_empty()

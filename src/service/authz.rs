@@ -1,5 +1,5 @@
 //! The one authorization rule for every change to an application, a role or
-//! a user (SPEC §4, "nobody widens their own reach"):
+//! a user (docs/api.md, "Applications", "nobody widens their own reach"):
 //!
 //! the target's holdings before and after the call, roles expanded, must lie
 //! within what the caller holds; otherwise 403 `insufficient_permissions`.

@@ -1,4 +1,4 @@
-//! Forward authentication for reverse proxies (SPEC §13): a raw API key or
+//! Forward authentication for reverse proxies (docs/api.md, "At the edge"): a raw API key or
 //! an access token in, an access token for the service behind the proxy
 //! out, with the route's requirements checked on the way.
 //!
@@ -120,7 +120,7 @@ impl std::fmt::Debug for Admitted {
 /// The request may not pass, and why.
 #[derive(Debug)]
 pub struct Refused {
-    /// The reason, as the §6 error.
+    /// The reason, as the error of docs/errors.md.
     pub error: DomainError,
     /// The budget, when the refusal is the rate limit.
     pub rate: Option<Decision>,

@@ -1,4 +1,4 @@
-//! The signing-key lifecycle (SPEC §14): keys move through `next`
+//! The signing-key lifecycle (docs/api.md, "Signing keys over time"): keys move through `next`
 //! (published, not signing), `active` (signing) and `retired` (published
 //! until the last token it signed has expired), then are gone; a revoked key
 //! leaves the JWKS at once and verifiers refuse its tokens.
@@ -1068,7 +1068,7 @@ pub async fn list(gw: &Gateway, actor: &Principal) -> Result<Vec<KeyView>, Domai
 }
 
 /// Adds a `next` key of each configured algorithm: published at once,
-/// signing after `key_publish_ahead` (SPEC §14).
+/// signing after `key_publish_ahead` (docs/api.md, "Signing keys over time").
 ///
 /// # Errors
 /// `InsufficientPermissions` without `keys:manage`; `Unavailable` when the

@@ -1,4 +1,4 @@
-//! Leaked keys and tokens reported by secret scanners (SPEC §13).
+//! Leaked keys and tokens reported by secret scanners (docs/api.md, "At the edge").
 //!
 //! Modelled on GitHub's secret-scanning partner program: a scanner finds
 //! strings that look like our credentials in public places and asks which

@@ -57,7 +57,7 @@ impl From<StoreError> for DomainError {
 }
 
 /// "application app_x": names the id only when it is well-formed for its
-/// kind, so an error never carries arbitrary input back (SPEC §6).
+/// kind, so an error never carries arbitrary input back (docs/errors.md).
 fn named(what: Entity, id: &str) -> String {
     let well_formed = match what {
         Entity::Application => crate::domain::application::validate_app_id(id).is_ok(),

@@ -1,4 +1,4 @@
-//! Per-application request budgets at the edge (SPEC §13): GCRA, shared
+//! Per-application request budgets at the edge (docs/api.md, "At the edge"): GCRA, shared
 //! through Redis by every gateway on it, in process on the embedded store.
 //!
 //! A budget of `requests` per window lets a whole budget through at once

@@ -127,7 +127,7 @@ pub async fn revoke_subject(gw: &Gateway, sub: &str) -> Result<Revocation, Domai
 const MAX_SID_LEN: usize = 128;
 
 /// Revokes every access token of the session `sid` at once (logout, a
-/// session deleted, a user disabled, a refresh token reused: SPEC §9). The
+/// session deleted, a user disabled, a refresh token reused: docs/api.md, "People"). The
 /// entry lives as long as a subject entry: however late a token of the
 /// session was minted, it has expired, leeway included, when the entry is
 /// forgotten. Revoking the same session again appends nothing.

@@ -75,7 +75,7 @@ pub struct Gateway {
     pub revocation_limiter: super::revocation::RevocationLimiter,
     /// Wrong device user codes and device starts (per account, per address).
     pub device_throttle: super::people::device::DeviceThrottle,
-    /// Upstream OpenID Connect providers (SPEC §10).
+    /// Upstream OpenID Connect providers (docs/api.md, "Single sign-on").
     pub sso: super::sso::Providers,
     /// The console's access tokens, held server-side per session.
     pub console_tokens: super::people::console::ConsoleTokens,
@@ -121,7 +121,7 @@ pub struct Policy {
     pub admin_email: Option<String>,
     /// The ensured admin user's password.
     pub admin_password: Option<secrecy::SecretString>,
-    /// The budget of an application without its own (SPEC §13); `None`:
+    /// The budget of an application without its own (docs/api.md, "At the edge"); `None`:
     /// no limit.
     pub rate_limit: Option<crate::domain::RateLimit>,
 }

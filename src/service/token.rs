@@ -352,7 +352,7 @@ pub async fn authenticate_client(
 /// The instant a token minted from `snap` and `grants` speaks for: the
 /// older of the two reads. A subject revocation written after a change
 /// covers every token minted from state read before it, however late that
-/// token is minted (SPEC §5).
+/// token is minted (docs/api.md, "Revocation").
 fn state_instant(
     gw: &Gateway,
     snap: &AppSnapshot,

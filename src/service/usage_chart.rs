@@ -1,4 +1,4 @@
-//! The console's chart of exchanges per hour (SPEC §12): inline SVG, built
+//! The console's chart of exchanges per hour (docs/api.md, "The console"): inline SVG, built
 //! on the server from [`super::usage::hourly`]'s figures.
 //!
 //! The console's `Content-Security-Policy` allows no script and no inline

@@ -99,7 +99,7 @@ pub async fn run_all<
     signing_keys(store).await;
 }
 
-/// GCRA budgets (SPEC §13): a whole budget passes, the next request is
+/// GCRA budgets (docs/api.md, "At the edge"): a whole budget passes, the next request is
 /// refused with a wait of at most one interval, the budget refills with
 /// time, and buckets do not share.
 async fn rate_limits<S: super::RateLimitStore>(store: &S) {
@@ -589,7 +589,7 @@ async fn feed_paging<S: RevocationStore>(store: &S) {
     }
 }
 
-/// Withdrawn signing keys (SPEC §14): stored, carried by the feed once each,
+/// Withdrawn signing keys (docs/api.md, "Signing keys over time"): stored, carried by the feed once each,
 /// never repeated, covering no token by its other fields, and forgotten
 /// once expired, index included.
 async fn key_revocations<S: RevocationStore>(store: &S) {
@@ -703,7 +703,7 @@ async fn sorted_ring<S: KeyStore>(store: &S) -> StoredRing {
     ring
 }
 
-/// The signing-key ring (SPEC §14): versioned compare-and-swap of upserts
+/// The signing-key ring (docs/api.md, "Signing keys over time"): versioned compare-and-swap of upserts
 /// and removals, all or nothing, one winner among racing writers, and the
 /// version always read with the keys it belongs to.
 async fn signing_keys<S: KeyStore>(store: &S) {
@@ -1543,7 +1543,7 @@ async fn hourly_usage(store: &dyn AppStore) {
 }
 
 // People: sessions, authorization codes and refresh-token families
-// (`SessionStore`, SPEC §9). Kept in one block, apart from the other suites.
+// (`SessionStore`, docs/api.md, "People"). Kept in one block, apart from the other suites.
 
 /// A session of `user` that authenticated at `auth_time`, retained until
 /// `retain`. Instants keep their nanoseconds: both stores must give them

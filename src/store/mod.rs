@@ -438,7 +438,7 @@ impl std::fmt::Debug for SsoLogin {
 }
 
 /// People's sessions, authorization codes and refresh-token families
-/// (SPEC §9). Every key here is an id or the SHA-256 (hex) of a random
+/// (docs/api.md, "People"). Every key here is an id or the SHA-256 (hex) of a random
 /// secret, never the secret. Records are forgotten on their own after they
 /// lapse (Redis key expiry; the embedded store purges in `purge_people`,
 /// and never returns a lapsed record before that). Every such store keeps
@@ -701,7 +701,7 @@ pub fn already_covered(existing: &Revocation, kind: &RevocationKind, expires_at:
         }
 }
 
-/// A signing key as stored (SPEC §14). Its state is not stored: it follows
+/// A signing key as stored (docs/api.md, "Signing keys over time"). Its state is not stored: it follows
 /// from these instants and the other keys of its algorithm at the time of
 /// asking (`service::keyring`), so every gateway sharing the store derives
 /// the same ring without a coordinator.
@@ -919,7 +919,7 @@ pub enum DevicePoll {
     },
 }
 
-/// One GCRA budget, as the stores apply it (SPEC §13): `requests` per
+/// One GCRA budget, as the stores apply it (docs/api.md, "At the edge"): `requests` per
 /// window, one request every [`Gcra::interval_us`], bursts of up to
 /// `requests`. Computed once here so both backends agree to the microsecond.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -983,7 +983,7 @@ pub struct RateVerdict {
     pub retry_after_us: u64,
 }
 
-/// Request budgets (SPEC §13), by bucket: an application id or a user id.
+/// Request budgets (docs/api.md, "At the edge"), by bucket: an application id or a user id.
 /// The store keeps the clock too, so gateways sharing a store share one
 /// budget and one notion of now.
 #[async_trait]

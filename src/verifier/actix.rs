@@ -1,5 +1,5 @@
 //! actix-web integration: an extractor for verified tokens and errors in the
-//! gateway's JSON shape (SPEC §6).
+//! gateway's JSON shape (docs/errors.md).
 //!
 //! ```text
 //! App::new()

@@ -219,7 +219,7 @@ impl RevocationMirror {
         jti_hit || subject_hit(token.sub) || token.client.is_some_and(subject_hit) || session_hit()
     }
 
-    /// Whether the signing key `kid` was withdrawn (SPEC §14): every token
+    /// Whether the signing key `kid` was withdrawn (docs/api.md, "Signing keys over time"): every token
     /// whose header names it is refused, whatever its claims.
     pub fn is_key_revoked(&self, kid: &str) -> bool {
         let now = chrono::Utc::now().timestamp();

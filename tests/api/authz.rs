@@ -1,4 +1,4 @@
-//! "Nobody widens their own reach" (SPEC §4): the permission matrix over
+//! "Nobody widens their own reach" (docs/api.md, "Applications"): the permission matrix over
 //! every admin route, the escalations a red team found, and the operator
 //! admin that the API may not touch.
 //!
@@ -608,7 +608,7 @@ const TABLE: &[(&str, &str, &str, [Want; 13])] = &[
             "403",
         ],
     ),
-    // The signing keys (SPEC §14) need `keys:manage`, which no actor here
+    // The signing keys (docs/api.md, "Signing keys over time") need `keys:manage`, which no actor here
     // holds: listing, adding and withdrawing a key are all refused.
     (
         "GET",

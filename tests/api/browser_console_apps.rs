@@ -1,5 +1,5 @@
-//! The console's Applications section in a real headless Chromium (SPEC
-//! §12): create and see the secret once, exchange it, edit, rotate with a
+//! The console's Applications section in a real headless Chromium
+//! (docs/api.md, "The console"): create and see the secret once, exchange it, edit, rotate with a
 //! grace period, revoke (and watch the `cluster_api` example refuse a token
 //! minted before), bulk delete behind a confirmation, a read-only view, and
 //! a form without its CSRF token refused. Every page visited passes

@@ -1,5 +1,5 @@
 //! The audit log, signing keys, identity providers and 404 pages of the
-//! console (SPEC §12) in a real headless Chromium: something done through
+//! console (docs/api.md, "The console") in a real headless Chromium: something done through
 //! the API is found by filtering the log with the keyboard, a refused
 //! filter is shown beside its field, and every page visited passes
 //! `Chrome::check_page` (axe-core, CSP, same origin only, 375 px).

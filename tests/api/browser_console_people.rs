@@ -1,5 +1,5 @@
 //! The console's Users and Roles sections in a real headless Chromium
-//! (SPEC §12): create a user (a refused password shown beside its field,
+//! (docs/api.md, "The console"): create a user (a refused password shown beside its field,
 //! the rest kept), disable them behind a confirmation, reset a password,
 //! end a session, create, edit and delete a role; and, with JavaScript off,
 //! a refused role form shown again with the error beside the field. Every

@@ -1,4 +1,4 @@
-//! The device pages (RFC 8628, SPEC §11) in a real headless Chromium,
+//! The device pages (RFC 8628, docs/api.md, "The device grant") in a real headless Chromium,
 //! keyboard only: a client starts a device authorization over HTTP, the
 //! browser opens the address it was given, signs in, enters the code and
 //! answers; the client's poll sees the answer. Every page visited with

@@ -1,4 +1,4 @@
-//! The people pages (SPEC §9) in a real headless Chromium: signing in with
+//! The people pages (docs/api.md, "People") in a real headless Chromium: signing in with
 //! the keyboard alone through `/oauth/authorize`, a wrong password with
 //! JavaScript on and off, the logout confirmation and signing out, and the
 //! error pages. Every page visited passes `Chrome::check_page` (axe-core,

@@ -1,4 +1,4 @@
-//! Single sign-on's pages (SPEC §10) in a real headless Chromium: the
+//! Single sign-on's pages (docs/api.md, "Single sign-on") in a real headless Chromium: the
 //! sign-in page's provider link, reached and followed with the keyboard,
 //! and the refusal pages (the provider declined, a forged state, an
 //! unknown provider). The provider is a minimal one the test runs: its

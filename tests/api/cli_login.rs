@@ -1,4 +1,4 @@
-//! `tessera login|logout|whoami` end to end (SPEC §11): the real binary
+//! `tessera login|logout|whoami` end to end (docs/api.md, "The device grant"): the real binary
 //! against a real gateway on loopback, a cookie-keeping HTTP client as the
 //! browser, and a private configuration directory per test.
 

@@ -1,4 +1,4 @@
-//! The console's sign-in, CSRF and header rules over plain HTTP (SPEC §12):
+//! The console's sign-in, CSRF and header rules over plain HTTP (docs/api.md, "The console"):
 //! a browser-like client (cookies kept, redirects followed by hand) signs
 //! in through `/oauth/authorize` as `tessera-console`. Also the helpers the
 //! other console tests use.

@@ -1,4 +1,4 @@
-//! The console's Applications section over plain HTTP (SPEC §12): create
+//! The console's Applications section over plain HTTP (docs/api.md, "The console"): create
 //! with the secret shown once, field errors, rotate, revoke, edit, bulk
 //! actions behind a confirmation, search, filters and paging, and the
 //! permission matrix of every route (what is not held is not offered, and

@@ -1,5 +1,5 @@
 //! A hostile look at the console's sign-in, session and request-safety
-//! layer (SPEC §12, §9): return paths that break the redirect, forged
+//! layer (docs/api.md, "The console", "People"): return paths that break the redirect, forged
 //! posts of every shape, powers that must follow the person's grants at
 //! once, sessions ended elsewhere, headers on every answer, markup in
 //! names, and formulas in the audit export.

@@ -1,5 +1,5 @@
 //! The console's audit log, signing keys and identity providers pages, and
-//! its 404/405 pages (SPEC §12), over HTTP: filters narrow the table as
+//! its 404/405 pages (docs/api.md, "The console"), over HTTP: filters narrow the table as
 //! they narrow `GET /api/v1/audit`, refused filters are shown beside their
 //! field with what was typed, downloads carry the filtered rows, no page
 //! holds a secret, and every route is held to its permission.

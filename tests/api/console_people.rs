@@ -1,5 +1,5 @@
-//! The console's Users and Roles sections over plain HTTP (SPEC §12, §9,
-//! §4): a user created in the console signs in with their password;
+//! The console's Users and Roles sections over plain HTTP (docs/api.md, "The console",
+//! "People", "Applications"): a user created in the console signs in with their password;
 //! disabling, a password reset and ending a session take effect at once;
 //! roles are created, edited and deleted; "nobody widens their own reach"
 //! and a public key holding a role show as the API's refusals; and every

@@ -1,5 +1,5 @@
-//! Hostile review of the console's Users and Roles sections (SPEC §12, §9,
-//! §4): what a person may not change is not offered, names that a browser
+//! Hostile review of the console's Users and Roles sections (docs/api.md, "The console",
+//! "People", "Applications"): what a person may not change is not offered, names that a browser
 //! rewrites in a path, odd input, and secrets never echoed.
 
 use serde_json::Value;

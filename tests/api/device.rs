@@ -1,4 +1,4 @@
-//! The device authorization grant (RFC 8628, SPEC §11) over HTTP: codes,
+//! The device authorization grant (RFC 8628, docs/api.md, "The device grant") over HTTP: codes,
 //! polling (pending, slow_down, expiry, denial, single use), and the
 //! `/device` pages a signed-in person answers on, with wrong codes
 //! throttled.

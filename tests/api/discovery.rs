@@ -109,7 +109,7 @@ async fn get_json(app: &TestApp, path: &str) -> Value {
 }
 
 /// Every member authlib's `OpenIDProviderMetadata.validate()` requires or
-/// type-checks (OpenID Connect Discovery 1.0 §3), with the values SPEC §9
+/// type-checks (OpenID Connect Discovery 1.0 §3), with the values docs/api.md, "People"
 /// promises; `tests/rp/metadata_check.py` runs authlib itself.
 #[tokio::test]
 async fn openid_configuration_satisfies_authlib_and_claims_nothing_false() {
@@ -516,8 +516,8 @@ fn documented_response<'a>(doc: &'a Value, op: &'a Value, status: &str) -> Optio
 /// reads: a bearer token (400 for an unusable forwarding header, 401, 403,
 /// 408, 503), a JSON body (400, 413, 415), a form (400, 413), query
 /// parameters (400), a path parameter (404). Each documented error shows
-/// the body the gateway really sends there: SPEC §6 on `/api/*`, RFC 6749
-/// on `/oauth/*` (the 408 of the request deadline is SPEC §6 everywhere).
+/// the body the gateway really sends there: docs/errors.md on `/api/*`, RFC 6749
+/// on `/oauth/*` (the 408 of the request deadline is docs/errors.md everywhere).
 #[tokio::test]
 async fn openapi_documents_every_error_an_operation_can_answer() {
     let app = spawn_app().await;

@@ -1,4 +1,4 @@
-//! Attacks on the edge (SPEC §13): leaked-key reports, rate limits and the
+//! Attacks on the edge (docs/api.md, "At the edge"): leaked-key reports, rate limits and the
 //! shipped nginx config. Each test is a hole that was found, kept so it
 //! stays closed.
 

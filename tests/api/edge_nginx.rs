@@ -1,4 +1,4 @@
-//! The edge through a real Debian nginx in front of `cluster_api` (SPEC §13).
+//! The edge through a real Debian nginx in front of `cluster_api` (docs/api.md, "At the edge").
 //!
 //! nginx runs `deploy/nginx/tessera.conf` itself, its placeholders replaced
 //! by this test's ports: what ships is what is tested. The gateways run on
@@ -486,7 +486,7 @@ async fn a_raw_key_reaches_cluster_api_which_sees_a_valid_jwt() {
         1,
         "{headers:?}"
     );
-    // A key that is not one: 401 invalid_api_key, the §6 body.
+    // A key that is not one: 401 invalid_api_key, the docs/errors.md body.
     let (status, _, body) = parts(
         client
             .get(edge.workloads("c1"))
@@ -526,7 +526,7 @@ async fn a_key_without_the_permission_is_refused_and_never_reaches_cluster_api()
             "message": "this call needs the permission workloads:write on cluster:c1",
             "type": "authorization_error"
         }}),
-        "the gateway's §6 body, through nginx"
+        "the gateway's error body, through nginx"
     );
     assert_eq!(header(&headers, "content-type"), Some("application/json"));
     assert!(

@@ -1,4 +1,4 @@
-//! Malformed input: every case gets a SPEC §6 body and changes nothing.
+//! Malformed input: every case gets a docs/errors.md body and changes nothing.
 
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};

@@ -1,4 +1,4 @@
-//! `/auth/forward` spoken to directly (SPEC §13); through a real nginx in
+//! `/auth/forward` spoken to directly (docs/api.md, "At the edge"); through a real nginx in
 //! `edge_nginx`. What a proxy would see: the status, the token it is to
 //! hand on, and the refusal's headers.
 
@@ -40,7 +40,7 @@ async fn handed_on(app: &TestApp, res: reqwest::Response, aud: &str) -> (String,
     (token, claims)
 }
 
-/// A refusal: status, §6 code, and the headers a proxy relies on.
+/// A refusal: status, error code, and the headers a proxy relies on.
 async fn refused(res: reqwest::Response) -> (u16, String, reqwest::header::HeaderMap) {
     let headers = res.headers().clone();
     let (status, code, body) = error_code(res).await;

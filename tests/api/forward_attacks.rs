@@ -1,4 +1,4 @@
-//! Attacks on `/auth/forward` (SPEC §13) and on the gateway's revocation
+//! Attacks on `/auth/forward` (docs/api.md, "At the edge") and on the gateway's revocation
 //! mirror: what a client behind the proxy controls (headers, method, the
 //! path under `/auth/forward/…`), what a careless proxy configuration
 //! sends (empty or repeated requirements), and what a Redis outage does to
@@ -430,7 +430,7 @@ async fn many_audiences_for_one_key_stay_bounded() {
 
 /// A person's access token at the edge: refused once its session is
 /// ended, once the person loses the permission, once the person is
-/// disabled (SPEC §9).
+/// disabled (docs/api.md, "People").
 #[tokio::test]
 async fn a_person_s_token_dies_at_the_edge_with_the_session_the_grant_or_the_person() {
     use crate::people::{PASSWORD, create_user};

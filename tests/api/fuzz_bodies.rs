@@ -8,7 +8,7 @@
 //! every paged list, on both stores. The properties:
 //!
 //! - never a 5xx;
-//! - every error in the SPEC §6 shape (`/api/*`: code, message and type,
+//! - every error in the docs/errors.md shape (`/api/*`: code, message and type,
 //!   paired as the table says, `WWW-Authenticate` on 401) or RFC 6749's
 //!   (`/oauth/*`);
 //! - no error echoes a long input string (over 64 bytes: `shown` quotes
@@ -31,7 +31,7 @@ const CASES: u32 = 64;
 const SECRET: &str = "$SECRET";
 const APP: &str = "$APP";
 
-/// SPEC §6: each code, its type and the statuses it may come with
+/// docs/errors.md: each code, its type and the statuses it may come with
 /// (`invalid_request` also covers 405, 408, 413 and 415).
 const API_ERRORS: &[(&str, &str, &[u16])] = &[
     ("missing_api_key", "authentication_error", &[401]),
@@ -447,7 +447,7 @@ fn fill_json(ctx: &Ctx, v: &Value) -> Value {
 
 /// What a request carried that its error must not repeat: strings over
 /// 64 bytes, except valid permission names (a 422 names a permission
-/// outside the catalogue on purpose, SPEC §4).
+/// outside the catalogue on purpose, docs/api.md, "Applications").
 #[derive(Default)]
 struct Inputs(Vec<String>);
 
@@ -566,7 +566,7 @@ fn check(ctx: &Ctx, a: &Answer, shape: Shape, inputs: &Inputs) -> Result<(), Tes
             let known = API_ERRORS
                 .iter()
                 .any(|(c, t, s)| Some(*c) == code && Some(*t) == kind && s.contains(&a.status));
-            prop_assert!(known, "not a SPEC §6 error: {}", said());
+            prop_assert!(known, "not a docs/errors.md error: {}", said());
             if a.status == 401 {
                 prop_assert!(
                     a.www_authenticate
@@ -917,7 +917,7 @@ fn arbitrary_bodies_on_wrong_methods_get_clean_answers() {
     );
 }
 
-/// SPEC §6: "`/oauth/*` errors use RFC 6749's shape". A wrong method or an
+/// docs/errors.md: "`/oauth/*` errors use RFC 6749's shape". A wrong method or an
 /// unknown path under `/oauth/` answers in the `/api` shape instead
 /// (minimal input: `GET /oauth/token` with no body gives 405
 /// `{"error":{"code":"invalid_request",…}}`).

@@ -281,7 +281,7 @@ pub fn assert_absent_under(dir: &Path, needle: &str) {
     }
 }
 
-/// The SPEC §6 error code of a response body.
+/// The docs/errors.md error code of a response body.
 pub async fn error_code(res: reqwest::Response) -> (u16, String, Value) {
     let status = res.status().as_u16();
     let body: Value = res.json().await.unwrap();

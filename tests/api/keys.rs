@@ -1,4 +1,4 @@
-//! Signing keys over time (SPEC §14): a ring shared by every gateway on one
+//! Signing keys over time (docs/api.md, "Signing keys over time"): a ring shared by every gateway on one
 //! store, keys that turn active by themselves, revocation that reaches
 //! verifiers, keys sealed with a key-encryption key.
 

@@ -1,4 +1,4 @@
-//! A hostile review of the signing-key lifecycle (SPEC §14): races between
+//! A hostile review of the signing-key lifecycle (docs/api.md, "Signing keys over time"): races between
 //! gateways, records written into the store by hand, the key-encryption
 //! key, the lifetime of a key revocation, and what one caller holding
 //! `keys:manage` can make every gateway do. Each test states what must hold;

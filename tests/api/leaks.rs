@@ -1,4 +1,4 @@
-//! `POST /api/v1/leaks` (SPEC §13): what a secret scanner reports is
+//! `POST /api/v1/leaks` (docs/api.md, "At the edge"): what a secret scanner reports is
 //! labelled, and every genuine credential dies at once.
 
 use reqwest::Method;
@@ -659,7 +659,7 @@ async fn the_operator_admins_secret_is_genuine_but_stays_configuration() {
     )
     .await;
     assert_eq!(got, ["true_positive", "false_positive"]);
-    // The API never revokes the operator's admin (SPEC §4): the operator
+    // The API never revokes the operator's admin (docs/api.md, "Applications"): the operator
     // must change TESSERA_ADMIN_APP_SECRET; the audit log says so.
     assert_eq!(
         app.exchange(Some(ADMIN_ID), ADMIN_SECRET).await.status(),

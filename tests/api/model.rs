@@ -1,4 +1,4 @@
-//! Model-based property test of SPEC §4, "nobody widens their own reach",
+//! Model-based property test of docs/api.md, "Applications", "nobody widens their own reach",
 //! on both stores.
 //!
 //! For each generated case the admin seeds a small world (roles with `*` and
@@ -17,8 +17,8 @@
 //!    reach at the start);
 //! 3. no response holds a secret other than the one a create or rotate
 //!    returns, and a refused change leaves its target application as it was;
-//! 4. the actor's own token stops working once the actor is demoted (SPEC
-//!    §5), is never ended by a call that was refused, and the token it
+//! 4. the actor's own token stops working once the actor is demoted (docs/api.md,
+//!    "Revocation"), is never ended by a call that was refused, and the token it
 //!    mints next works.
 //!
 //! proptest is synchronous: each store's test is a plain `#[test]` that
@@ -73,7 +73,7 @@ const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
 /// Fields of an application that change without anyone changing it.
 const USAGE_FIELDS: &[&str] = &["lastUsedAt", "lastUsedIp", "useCount"];
 
-/// Whether holding `grant` grants `wanted` (SPEC §4 wildcards), written
+/// Whether holding `grant` grants `wanted` (docs/api.md, "Applications" wildcards), written
 /// independently of the gateway's own code.
 fn covers(grant: &str, wanted: &str) -> bool {
     grant == "*"

@@ -37,7 +37,7 @@ async fn created(app: &TestApp, name: &str) -> (String, String) {
     )
 }
 
-/// Asserts a 409 `conflict` in the SPEC §6 shape whose message quotes `name`.
+/// Asserts a 409 `conflict` in the docs/errors.md shape whose message quotes `name`.
 async fn assert_name_clash(res: reqwest::Response, name: &str) {
     let (status, code, body) = error_code(res).await;
     assert_eq!((status, code.as_str()), (409, "conflict"), "{body}");

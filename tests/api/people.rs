@@ -1,4 +1,4 @@
-//! People signing in (SPEC §9): the sign-in page, the authorization code
+//! People signing in (docs/api.md, "People"): the sign-in page, the authorization code
 //! flow with PKCE, ID tokens, userinfo, refresh rotation and reuse,
 //! sessions, logout, throttling, and the refusals a hostile client tries.
 //! A browser is played by a cookie-keeping HTTP client that never follows

@@ -1,4 +1,4 @@
-//! Attacks on the people feature (SPEC §9) that currently succeed. Each
+//! Attacks on the people feature (docs/api.md, "People") that currently succeed. Each
 //! test plays the attacker through real HTTP (or, for the throttle's table,
 //! the real limiter type) and asserts the outcome a fix must give: they
 //! fail until the hole is closed.
@@ -107,8 +107,8 @@ async fn password_login(app: &TestApp, email: &str) -> Value {
 }
 
 /// Finding 1a. Revoking a client application must end the person tokens
-/// it obtained (SPEC §4: "every token already minted from it is rejected";
-/// §5's guarantee). Today a person token carries `sub` = the user and
+/// it obtained (docs/api.md, "Applications": "every token already minted from it is rejected";
+/// the guarantee of docs/api.md, "Revocation"). Today a person token carries `sub` = the user and
 /// `client_id` = the app: the app's subject revocation does not cover it,
 /// and the gateway's person path never looks at the client again.
 #[tokio::test]
@@ -324,7 +324,7 @@ async fn revoking_a_refresh_token_at_the_revocation_endpoint_ends_it() {
 /// for successes. A flood of failures from many addresses (an IPv6 /48 is
 /// 65 536 keys; per-account keys are (email, address), 50 per address)
 /// fills it, and then nobody new can sign in for the window: exactly the
-/// lockout SPEC §9 rules out. Driven on the limiter type the gateway uses
+/// lockout docs/api.md, "People" rules out. Driven on the limiter type the gateway uses
 /// (`SignInThrottle::per_account`), since 200 000 HTTP sign-ins do not fit
 /// in a test.
 #[test]
@@ -361,8 +361,8 @@ fn a_full_throttle_table_never_refuses_the_owner() {
 /// disables them mints its token afterwards, from the stale read, with an
 /// issue time later than the user's subject revocation and a fresh session
 /// that `end_all` never saw: the token is live at every verifier (and at
-/// introspection) after the disable call has answered, breaking SPEC §5's
-/// guarantee. Many sign-ins race one disable; every token they got must
+/// introspection) after the disable call has answered, breaking the
+/// guarantee of docs/api.md, "Revocation". Many sign-ins race one disable; every token they got must
 /// be dead once it answered.
 #[tokio::test]
 async fn no_token_minted_across_a_disable_outlives_it() {

@@ -381,7 +381,7 @@ async fn the_cli_fetches_verifies_and_lists_keys() {
             .success()
     );
 
-    // The signing keys, from the running gateway (SPEC §14).
+    // The signing keys, from the running gateway (docs/api.md, "Signing keys over time").
     let list = |cli: &dyn Fn(&[&str]) -> std::process::Output| {
         let out = cli(&["keys", "list", "--json"]);
         assert!(

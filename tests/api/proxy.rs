@@ -1,4 +1,4 @@
-//! Behind a reverse proxy (SPEC §1): which forwarding header counts, and
+//! Behind a reverse proxy (docs/operations.md): which forwarding header counts, and
 //! what a user sees when a request's proxy chain is forged or unreadable.
 //!
 //! Every request here comes from 127.0.0.1, the configured trusted proxy,
@@ -64,7 +64,7 @@ async fn behind(mode: ForwardedHeader, trusted: &str) -> Behind {
 }
 
 /// `POST /api/v1/token` with exactly `headers` (repeated names are separate
-/// header lines): status, SPEC §6 code, body.
+/// header lines): status, docs/errors.md code, body.
 async fn exchange(app: &TestApp, secret: &str, headers: &[(&str, &str)]) -> (u16, String, Value) {
     let mut req = reqwest::Client::new()
         .post(app.url("/api/v1/token"))
@@ -332,7 +332,7 @@ async fn refusals_on_the_oauth_and_admin_endpoints() {
         .unwrap();
     assert_eq!(res.status(), 200);
 
-    // The admin API (the `Caller` extractor): SPEC §6 shape.
+    // The admin API (the `Caller` extractor): docs/errors.md shape.
     let admin = b.app.admin_token().await;
     let list = |xff: Option<&'static str>| {
         let mut req = client.get(b.app.url("/api/v1/apps")).bearer_auth(&admin);

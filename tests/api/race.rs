@@ -1,4 +1,4 @@
-//! Revocation that cannot be raced (SPEC §5): while clients hammer the
+//! Revocation that cannot be raced (docs/api.md, "Revocation"): while clients hammer the
 //! exchange, an application is revoked, deleted or rotated; afterwards no
 //! token collected from the hammering may be accepted, by introspection or by
 //! a verifier that is not stale. Warm and cold paths, both stores.

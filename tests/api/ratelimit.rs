@@ -1,4 +1,4 @@
-//! Per-application rate limits at the edge (SPEC §13), spoken to
+//! Per-application rate limits at the edge (docs/api.md, "At the edge"), spoken to
 //! `/auth/forward` directly with a raw generated key: the headers of
 //! draft-ietf-httpapi-ratelimit-headers, 429 beyond the budget, refill,
 //! the gateway's default, one budget shared by gateways on one Redis, the

@@ -812,7 +812,7 @@ async fn resources_built_from_path_segments_stay_one_segment() {
     assert_eq!(res.status(), 400);
 }
 
-/// SPEC §9 "Ending access": logout, a deleted session, a disabled user and
+/// docs/api.md, "People" "Ending access": logout, a deleted session, a disabled user and
 /// a refresh-token reuse each reach the `cluster_api` service's verifier,
 /// by Redis and by the feed, without a call to the gateway per token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,4 +1,4 @@
-//! Applications (SPEC §12): the table with search, filters, paging and
+//! Applications (docs/api.md, "The console"): the table with search, filters, paging and
 //! bulk actions; create; details with edit, effective permissions and
 //! usage; rotate, revoke, delete. Every read and change goes through
 //! `service::apps` with the signed-in person as the caller.
@@ -61,7 +61,7 @@ async fn need_manage(ctx: &Ctx, action: &str, target: &str) -> Result<(), Refusa
 }
 
 /// Whether the person may change `app`: `api_keys:manage`, and everything
-/// the application holds is within what they hold (SPEC §4), and it is not
+/// the application holds is within what they hold (docs/api.md, "Applications"), and it is not
 /// the operator-configured admin. What is out of reach is shown, never
 /// offered for change; the services refuse it anyway.
 async fn in_reach(ctx: &Ctx, app: &Application) -> Result<bool, Refusal> {
@@ -647,7 +647,7 @@ async fn choices(ctx: &Ctx, form: &AppForm) -> Result<Choices, Refusal> {
     let mut groups: Vec<PermGroup> = Vec::new();
     for def in ctx.gw.catalogue.entries() {
         let name = def.name.as_str().to_owned();
-        // Only what the person may grant (SPEC §4), and what the form
+        // Only what the person may grant (docs/api.md, "Applications"), and what the form
         // already holds (so nothing is silently dropped on a save).
         if !Permission::any_covers(&ctx.principal.permissions, &def.name)
             && !form.permissions.contains(&name)

@@ -1,4 +1,4 @@
-//! The audit log (SPEC §12): filters by actor, action, target and time,
+//! The audit log (docs/api.md, "The console"): filters by actor, action, target and time,
 //! paging with the service's cursor, and CSV or JSON downloads of what the
 //! filters select. Every read is `service::audit::list`, as for
 //! `GET /api/v1/audit`, behind the same `audit:read` check.

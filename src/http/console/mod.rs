@@ -1,9 +1,9 @@
-//! The console (SPEC §12): server-rendered pages at `/console` for
+//! The console (docs/api.md, "The console"): server-rendered pages at `/console` for
 //! operators, from askama templates under `templates/`, with every asset
 //! embedded in the binary.
 //!
 //! Three rules hold for every page, in one place each:
-//! - who: [`Ctx`] accepts only a live session of SPEC §9 and acts through
+//! - who: [`Ctx`] accepts only a live session of docs/api.md, "People" and acts through
 //!   the console's server-held token (`service::people::console`), so each
 //!   page calls the same services, with the same permission checks, as the
 //!   API;

@@ -1,4 +1,4 @@
-//! Users and roles (SPEC §12, §9, §4): tables, create, edit, disable and
+//! Users and roles (docs/api.md, "The console", "People", "Applications"): tables, create, edit, disable and
 //! enable, password reset, sessions, delete. Every read and change goes
 //! through `service::users` and `service::roles` with the person's
 //! principal, so the API's permission checks and "nobody widens their own
@@ -249,7 +249,7 @@ fn perm_names(u: &User) -> Vec<String> {
         .collect()
 }
 
-/// Whether the person may change a target holding `held` (SPEC §4: nobody
+/// Whether the person may change a target holding `held` (docs/api.md, "Applications": nobody
 /// widens their reach): what they may not change is not offered, and its
 /// confirmation pages are the API's 403, as the post would be.
 fn within_reach(ctx: &Ctx, held: &authz::Holdings) -> Result<(), DomainError> {

@@ -1,4 +1,4 @@
-//! Signing keys and identity providers, read only (SPEC §12), and the
+//! Signing keys and identity providers, read only (docs/api.md, "The console"), and the
 //! console's own 404 and 405 pages.
 //!
 //! Neither page ever holds a secret: keys are shown by their public

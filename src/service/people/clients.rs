@@ -12,9 +12,9 @@ use crate::domain::{AppStatus, Application, DomainError, KeyType, Permission};
 use crate::service::Gateway;
 use crate::service::cache::AppSnapshot;
 
-/// The console's client id (SPEC §12).
+/// The console's client id (docs/api.md, "The console").
 pub const CONSOLE: &str = "tessera-console";
-/// The command line's client id (SPEC §11).
+/// The command line's client id (docs/api.md, "The device grant").
 pub const CLI: &str = "tessera-cli";
 
 /// Whether `client_id` is one of the gateway's own clients.

@@ -1,7 +1,7 @@
-//! The console as a backend-for-frontend (SPEC §12): it signs people in
+//! The console as a backend-for-frontend (docs/api.md, "The console"): it signs people in
 //! through `/oauth/authorize` as the `tessera-console` client and keeps the
 //! access tokens it obtains here, on the server. The browser holds only the
-//! session cookie of SPEC §9.
+//! session cookie of docs/api.md, "People".
 //!
 //! Every console request acts as the person through one of those tokens,
 //! checked by the same [`authenticate_bearer`] as the API: revocation,
@@ -96,7 +96,7 @@ impl ConsoleTokens {
     /// Whether this is the first time this gateway redeems `code`. The
     /// same answer loaded twice at once (a double click, a restored tab)
     /// must not redeem it twice: a second redemption is a replay, and a
-    /// replay ends the session (SPEC §9).
+    /// replay ends the session (docs/api.md, "People").
     pub fn first_redemption(&self, code: &str) -> bool {
         let now = Utc::now().timestamp();
         let mut map = self.redeemed.lock().unwrap_or_else(|e| e.into_inner());

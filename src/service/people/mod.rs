@@ -1,5 +1,5 @@
 //! People: sessions, sign-in, and Tessera as the OAuth 2.0 / OpenID Connect
-//! provider for its own users (SPEC §9).
+//! provider for its own users (docs/api.md, "People").
 
 pub mod clients;
 pub mod console;

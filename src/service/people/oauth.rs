@@ -1,6 +1,6 @@
 //! Tessera as the OAuth 2.0 / OpenID Connect provider for its own people:
 //! the authorization request, codes with PKCE, the token grants for people,
-//! userinfo and RP-initiated logout (SPEC §9).
+//! userinfo and RP-initiated logout (docs/api.md, "People").
 
 use std::net::IpAddr;
 
@@ -348,7 +348,7 @@ pub async fn exchange_code(
     .await
 }
 
-/// The JSON endpoint's `password` grant (SPEC §2.1), for the built-in
+/// The JSON endpoint's `password` grant (docs/api.md, "Getting a token"), for the built-in
 /// command-line client: a session is started (amr `pwd`) and a refresh
 /// token is always issued.
 pub async fn password_grant(

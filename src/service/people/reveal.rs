@@ -1,4 +1,4 @@
-//! One-time slots for the console (SPEC §12): a new secret, or the outcome
+//! One-time slots for the console (docs/api.md, "The console"): a new secret, or the outcome
 //! of a bulk action, kept in memory for a few minutes so that the page after
 //! a post (Post/Redirect/Get) can show it once. A slot is bound to the
 //! session that filled it and to the application it is about; taking it

@@ -1,4 +1,4 @@
-//! Upstream OpenID Connect providers (SPEC §10): the registry of configured
+//! Upstream OpenID Connect providers (docs/api.md, "Single sign-on"): the registry of configured
 //! providers, their discovery documents and key sets, and checking their ID
 //! tokens. The browser flow (`flow`) and token exchange build on it.
 //!

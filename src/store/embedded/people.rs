@@ -1,5 +1,5 @@
 //! People's sessions, authorization codes and refresh-token families in the
-//! embedded store (SPEC §9).
+//! embedded store (docs/api.md, "People").
 //!
 //! Tables: `sessions` (id → [`StoredSession`]), `user_sessions`
 //! (`{user}\0{session}` → session id, range-scanned by the `{user}\0`

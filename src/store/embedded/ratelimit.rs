@@ -1,4 +1,4 @@
-//! Request budgets (SPEC §13) on the embedded store: in this process only
+//! Request budgets (docs/api.md, "At the edge") on the embedded store: in this process only
 //! (one gateway owns an embedded store), in a bounded map behind a mutex.
 //! Nothing is written to disk: a restart gives every budget back, which is
 //! what a bucket past its window would hold anyway.

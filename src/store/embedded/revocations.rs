@@ -16,7 +16,7 @@ pub(super) const REV_SUBJECT: TableDefinition<&str, u64> =
     TableDefinition::new("revocations_by_subject");
 pub(super) const REV_SESSION: TableDefinition<&str, u64> =
     TableDefinition::new("revocations_by_session");
-/// Withdrawn signing keys, by `kid` (SPEC §14).
+/// Withdrawn signing keys, by `kid` (docs/api.md, "Signing keys over time").
 pub(super) const REV_KID: TableDefinition<&str, u64> = TableDefinition::new("revocations_by_kid");
 pub(super) const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 

@@ -1,5 +1,5 @@
 //! People's sessions, authorization codes and refresh-token families in the
-//! Redis store (SPEC §9); the key layout is in the parent module.
+//! Redis store (docs/api.md, "People"); the key layout is in the parent module.
 //!
 //! Each record is a hash: the JSON written at insert (`rec`) beside the few
 //! fields that change later, as text (what the record reports) and as

@@ -1,4 +1,4 @@
-//! Request budgets (SPEC §13) in the Redis store: `rl:{bucket}` holds the
+//! Request budgets (docs/api.md, "At the edge") in the Redis store: `rl:{bucket}` holds the
 //! bucket's theoretical arrival time (µs since the epoch, Redis's clock)
 //! and expires when the budget is whole again. One script does the whole
 //! GCRA step, reading the clock with `TIME` itself, so every gateway on
