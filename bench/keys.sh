@@ -16,7 +16,14 @@ command -v redis-server >/dev/null 2>&1 || { export DEBIAN_FRONTEND=noninteracti
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TMP=$(mktemp -d)
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
+# Gateways start inside $(...), a subshell: they leave their pid in
+# $TMP/<name>/pid, since PIDS there would be lost (and they would outlive us).
+cleanup() {
+  local p
+  for p in "${PIDS[@]}" $(cat "$TMP"/*/pid 2>/dev/null); do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP"
+}
 trap cleanup EXIT
 
 RPORT=$(free_port)
@@ -36,6 +43,7 @@ start_gateway() { # name
   TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET TESSERA_LOG=warn \
     "$BIN" serve > "$TMP/$name/out.log" 2>&1 &
   PIDS+=($!)
+  echo $! > "$TMP/$name/pid"
   for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.05; done
   echo "http://127.0.0.1:$port"
 }
