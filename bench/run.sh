@@ -7,6 +7,7 @@
 #   bash bench/run.sh
 #   DUR=10s CONNS=64 THREADS=2 ROUNDS=3 bash bench/run.sh
 #   SECTIONS="exchange cold" bash bench/run.sh   (any of: exchange cold flood revocation micro)
+#   PIN=1 bash bench/run.sh   (servers on the last core, wrk on the others)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${DUR:-10s}
@@ -14,6 +15,17 @@ CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-3}
 SECTIONS=${SECTIONS:-exchange cold flood revocation micro}
+# PIN=1: the servers (and Redis) run on the last core and the load
+# generator on the others, so the two do not preempt each other: the
+# ratios then compare CPU per request, and p99 is the server's own.
+SRV=()
+LOAD=()
+if [[ ${PIN:-0} == 1 ]]; then
+  LAST=$(( $(nproc) - 1 ))
+  (( LAST >= 1 )) || { echo "PIN=1 needs at least 2 cores" >&2; exit 2; }
+  SRV=(taskset -c "$LAST")
+  LOAD=(taskset -c "0-$(( LAST - 1 ))")
+fi
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 
 if ! command -v wrk >/dev/null 2>&1; then
@@ -56,7 +68,7 @@ start_gateway() { # name, extra config toml, [redis url]
   printf '%s\n' "$2" > "$TMP/$name/config.toml"
   TESSERA_REDIS_URL=${3:-} TESSERA_KEK=$KEK TESSERA_LISTEN=127.0.0.1:$port TESSERA_DATA_DIR=$TMP/$name/data TESSERA_KEYS_DIR=$TMP/$name/keys \
   TESSERA_ADMIN_APP_ID=$ADMIN_ID TESSERA_ADMIN_APP_SECRET=$ADMIN_SECRET TESSERA_LOG=warn \
-    "$BIN" serve --config "$TMP/$name/config.toml" > "$TMP/$name/out.log" 2>&1 &
+    "${SRV[@]}" "$BIN" serve --config "$TMP/$name/config.toml" > "$TMP/$name/out.log" 2>&1 &
   PIDS+=($!)
   echo $! > "$TMP/$name/pid"
   for _ in $(seq 1 200); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
@@ -74,7 +86,7 @@ new_app() { # url [permissions json] -> "id secret"
 run_wrk() { # label url path body ctype [conns]
   # One request first, so "warm" means the secret is already verified.
   curl -s -o /dev/null -XPOST "$2$3" -H "content-type: $5" --data-binary "$4" || true
-  local out; out=$(BODY=$4 CTYPE=$5 wrk -t"$THREADS" -c"${6:-$CONNS}" -d"$DUR" --latency -s bench/post.lua "$2$3")
+  local out; out=$(BODY=$4 CTYPE=$5 "${LOAD[@]}" wrk -t"$THREADS" -c"${6:-$CONNS}" -d"$DUR" --latency -s bench/post.lua "$2$3")
   local rps p50 p99 non2xx
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
@@ -84,12 +96,16 @@ run_wrk() { # label url path body ctype [conns]
   printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$rps" "$p50" "$p99" "${non2xx:-0}" >> "$TMP/rounds.tsv"
 }
 
-echo "== machine: $(nproc) cores; wrk -t$THREADS -c$CONNS -d$DUR on loopback (load generator shares the cores)"
+if [[ ${PIN:-0} == 1 ]]; then
+  echo "== machine: $(nproc) cores; servers pinned to core $LAST, wrk -t$THREADS -c$CONNS -d$DUR pinned to cores 0-$(( LAST - 1 )), on loopback"
+else
+  echo "== machine: $(nproc) cores; wrk -t$THREADS -c$CONNS -d$DUR on loopback (load generator shares the cores)"
+fi
 HPORT=$(free_port)
-"$HELD" "127.0.0.1:$HPORT" > "$TMP/held.log" 2>&1 &
+"${SRV[@]}" "$HELD" "127.0.0.1:$HPORT" > "$TMP/held.log" 2>&1 &
 PIDS+=($!)
 CPORT=$(free_port)
-"$CEIL" "127.0.0.1:$CPORT" > "$TMP/ceiling.log" 2>&1 &
+"${SRV[@]}" "$CEIL" "127.0.0.1:$CPORT" > "$TMP/ceiling.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do curl -sf -XPOST "http://127.0.0.1:$CPORT/token" >/dev/null && break; sleep 0.05; done
 for _ in $(seq 1 200); do curl -sf -XPOST "http://127.0.0.1:$HPORT/api/v1/token" -H 'content-type: application/json' -d '{"AppSecret":"x"}' >/dev/null && break; sleep 0.05; done
@@ -102,7 +118,7 @@ OPEN=$(start_gateway open "max_failures_per_ip = 1000000000")
 read -r OID OSECRET <<< "$(new_app "$OPEN")"
 RPORT=$(free_port)
 mkdir -p "$TMP/redis"
-redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly yes --save "" > "$TMP/redis/log" 2>&1 &
+"${SRV[@]}" redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$TMP/redis" --appendonly yes --save "" > "$TMP/redis/log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 100); do redis-cli -p "$RPORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
 REDIS_URL=redis://127.0.0.1:$RPORT/
