@@ -89,13 +89,7 @@ impl AdminClient {
             req = req.json(b);
         }
         let res = req.send().await.map_err(|e| format!("{url}: {e}"))?;
-        let status = res.status();
-        let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
-        let body: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?
-        };
+        let (status, body) = read_json(&url, res).await?;
         if status.is_success() {
             Ok(body)
         } else {
@@ -115,13 +109,7 @@ impl AdminClient {
             .send()
             .await
             .map_err(|e| format!("{url}: {e}"))?;
-        let status = res.status();
-        let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
-        let body: Value = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?
-        };
+        let (status, body) = read_json(&url, res).await?;
         if status.is_success() {
             Ok(body)
         } else {
@@ -130,7 +118,8 @@ impl AdminClient {
     }
 
     /// Sends a GET whose success body is not JSON (a CSV export); gives the
-    /// body and the response headers. Errors are still JSON in the shape of docs/errors.md.
+    /// body and the response headers. Errors are still JSON, in the shape
+    /// of docs/errors.md.
     pub async fn get_text(
         &self,
         path: &str,
@@ -151,4 +140,20 @@ impl AdminClient {
         let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
         Err(describe(status, &body))
     }
+}
+
+/// Reads an answer's status and JSON body (`Null` when empty); `url` names
+/// the request in errors.
+pub(crate) async fn read_json(
+    url: &str,
+    res: reqwest::Response,
+) -> Result<(reqwest::StatusCode, Value), String> {
+    let status = res.status();
+    let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?
+    };
+    Ok((status, body))
 }

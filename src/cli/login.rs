@@ -66,15 +66,8 @@ async fn post_form(
         .send()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
-    let status = res.status();
-    let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
-    // Revocation answers 200 with no body (RFC 7009 §2.2).
-    let body: Value = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?
-    };
-    Ok((status, body))
+    // Revocation answers 200 with no body (RFC 7009 §2.2): `Null`.
+    super::client::read_json(url, res).await
 }
 
 /// Signs in and stores the tokens; prints who signed in.
