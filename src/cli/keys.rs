@@ -23,7 +23,9 @@ pub enum KeysCommand {
     /// Withdraw a compromised key at once: out of the JWKS, its tokens
     /// refused by every verifier; an active key is replaced.
     Revoke {
-        /// The key id (`tessera keys list`).
+        /// The key id (`tessera keys list`). A key id is a base64url
+        /// thumbprint and may begin with `-`: taken as the id, not a flag.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
     /// Write a new private key file into the keys directory (local; it is

@@ -418,4 +418,18 @@ mod tests {
         assert!(!shown.contains("very_secret"), "{shown}");
         assert!(shown.contains("<hidden>"), "{shown}");
     }
+
+    /// One thumbprint in 64 begins with `-`: `keys revoke` must still take
+    /// it as the key id.
+    #[test]
+    fn a_key_id_beginning_with_a_dash_is_an_id() {
+        let cli = Cli::try_parse_from(["tessera", "keys", "revoke", "-Xb9kq2"]).unwrap();
+        match cli.command {
+            Command::Keys {
+                command: keys::KeysCommand::Revoke { kid },
+                ..
+            } => assert_eq!(kid, "-Xb9kq2"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
