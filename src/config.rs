@@ -217,7 +217,7 @@ pub struct IdpSettings {
     /// the provider says `email_verified`. Default false.
     #[serde(default)]
     pub link_by_verified_email: bool,
-    /// Accept this provider's ID tokens in token exchange (docs/api.md, "The device grant").
+    /// Accept this provider's ID tokens in token exchange (docs/api.md, "Single sign-on").
     /// Default false.
     #[serde(default)]
     pub token_exchange: bool,

@@ -1,9 +1,10 @@
 //! The command line: `serve`, `keys`, `token`, `tokens`, `verify`, `apps`,
 //! `roles`, `users`, `audit`, `login`, `logout`, `whoami`.
 
-// The CLI's own `println!` and `print!`, in scope for every module below: a
-// reader that closes the pipe early (`tessera audit --csv | head`) ends the
-// command quietly, where `std`'s macros would panic on the broken pipe.
+// The CLI's own `println!` and `print!`, in scope for every module declared
+// below them (keep them first): a reader that closes the pipe early
+// (`tessera audit --csv | head`) does not panic the command, as `std`'s
+// macros would on the broken pipe.
 macro_rules! println {
     () => {
         $crate::cli::write_stdout(format_args!("\n"))
@@ -38,14 +39,23 @@ use crate::config::Settings;
 use crate::crypto::SigningAlg;
 use crate::startup::Application;
 
-/// Writes the CLI's output. A closed pipe ends the process with status 0,
-/// as the reader wanted no more; any other write error is reported once.
+/// Set once the reader of standard output has gone.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Writes the CLI's output. Once the reader has closed the pipe, output is
+/// dropped and the command runs on to its own exit status (a failure still
+/// fails a pipeline under `pipefail`); any other write error ends it.
 pub fn write_stdout(args: std::fmt::Arguments<'_>) {
     use std::io::Write;
+    use std::sync::atomic::Ordering;
+    if STDOUT_CLOSED.load(Ordering::Relaxed) {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_fmt(args).and_then(|()| out.flush()) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+            return;
         }
         eprintln!("error: writing the output failed: {e}");
         std::process::exit(1);

@@ -1,4 +1,4 @@
-//! Token exchange (RFC 8693, docs/api.md, "The device grant") for subject tokens of this gateway:
+//! Token exchange (RFC 8693, docs/api.md, "People") for subject tokens of this gateway:
 //! an authenticated confidential client presents a Tessera access token and
 //! gets another for a narrower `scope` or another `audience`, or, with an
 //! `actor_token`, a delegated one carrying `act`.
@@ -428,7 +428,7 @@ async fn recorded(
 }
 
 /// Exchanges an upstream provider's ID token for an access token of the
-/// user it is linked to (docs/api.md, "The device grant", first bullet).
+/// user it is linked to (docs/api.md, "Single sign-on").
 async fn exchange_id_token(
     gw: &Gateway,
     client_snap: &std::sync::Arc<crate::service::cache::AppSnapshot>,

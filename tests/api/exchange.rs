@@ -1,4 +1,4 @@
-//! Token exchange (RFC 8693, docs/api.md, "The device grant") at `POST /oauth/token`: Tessera
+//! Token exchange (RFC 8693, docs/api.md, "People") at `POST /oauth/token`: Tessera
 //! access tokens exchanged for a narrower scope, another audience, or a
 //! delegated token carrying `act`; and every refusal.
 

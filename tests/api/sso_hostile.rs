@@ -1,4 +1,4 @@
-//! Single sign-on against a provider the test controls (docs/api.md, "Single sign-on", "The device grant"): a
+//! Single sign-on against a provider the test controls (docs/api.md, "Single sign-on", "People"): a
 //! small HTTP server serving discovery, a JWKS and a token endpoint that
 //! hands out whatever ID token the test crafted for a code. The whole chain
 //! runs over HTTP, redirects followed by hand. Every way a hostile provider

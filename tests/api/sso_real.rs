@@ -1,4 +1,4 @@
-//! Single sign-on (docs/api.md, "Single sign-on", "The device grant") against a real OpenID Connect provider:
+//! Single sign-on (docs/api.md, "Single sign-on", "People") against a real OpenID Connect provider:
 //! oidc-provider on Node.js (tests/oidc), driven over HTTP through the
 //! whole redirect chain by a browser played by hand.
 
@@ -450,7 +450,7 @@ async fn a_group_gone_at_the_provider_drops_its_role_and_an_admin_grant_stays() 
 }
 
 // ---------------------------------------------------------------------------
-// Token exchange (docs/api.md, "The device grant") of the provider's own ID tokens.
+// Token exchange (docs/api.md, "Single sign-on") of the provider's own ID tokens.
 
 /// A confidential client at the gateway allowed the token-exchange grant.
 async fn broker(app: &TestApp) -> (String, String) {

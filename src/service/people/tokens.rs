@@ -214,7 +214,7 @@ pub async fn issue(gw: &Gateway, i: Issue<'_>) -> Result<PersonTokens, DomainErr
 }
 
 /// A person's access token obtained without a session here (token
-/// exchange of an upstream provider's ID token, docs/api.md, "The device grant"): no `sid`, no
+/// exchange of an upstream provider's ID token, docs/api.md, "Single sign-on"): no `sid`, no
 /// refresh token, no ID token. Bounded by the client like every
 /// third-party client's tokens, narrowed by the permission words of
 /// `scope` (OIDC words other than `offline_access` are kept), for
