@@ -228,7 +228,7 @@ where
             // Outside the span: the access line names the id itself, and a
             // JSON line without the span list is cheaper to write.
             async move {
-                let outcome = match served.await {
+                let mut outcome = match served.await {
                     Ok(Ok(mut res)) => {
                         res.headers_mut().insert(REQUEST_ID, id.clone());
                         Ok(res)
@@ -248,6 +248,16 @@ where
                     Ok(res) => res.status(),
                     Err((status, _, _)) => *status,
                 };
+                // A body refused as too large was never read, so the
+                // connection cannot carry another request: say so, or a
+                // client reusing it races the close.
+                if status == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    let close = actix_web::http::ConnectionType::Close;
+                    match &mut outcome {
+                        Ok(res) => res.response_mut().head_mut().set_connection_type(close),
+                        Err((_, _, res)) => res.head_mut().set_connection_type(close),
+                    }
+                }
                 if let Some(seen) = seen {
                     let elapsed = started.elapsed();
                     if let Some(gw) = &gw {

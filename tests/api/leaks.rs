@@ -548,6 +548,8 @@ async fn out_of_bounds_reports_are_refused_whole_in_the_error_shape() {
         .collect();
     let res = report(&app, &scanner, &json!(huge)).await;
     assert_eq!(res.status(), 413);
+    // Its body was never read: the connection is closed, and says so.
+    assert_eq!(res.headers()["connection"], "close", "{:?}", res.headers());
     // Nothing was revoked by any of them.
     assert_eq!(get_app(&app, id).await["status"], "active");
     assert_eq!(app.exchange(None, &secret).await.status(), 200);
