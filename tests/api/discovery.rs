@@ -371,15 +371,7 @@ async fn health_readiness_and_metrics() {
 #[tokio::test]
 async fn openapi_describes_every_route_the_server_has() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     assert_eq!(doc["openapi"], "3.1.0");
     let routes = [
         ("get", "/healthz"),
@@ -521,15 +513,7 @@ fn documented_response<'a>(doc: &'a Value, op: &'a Value, status: &str) -> Optio
 #[tokio::test]
 async fn openapi_documents_every_error_an_operation_can_answer() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {

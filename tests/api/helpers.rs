@@ -213,6 +213,18 @@ impl TestApp {
         (v, secret)
     }
 
+    /// `GET path` without credentials: the JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn jwks(&self) -> String {
         self.client
             .get(self.url("/.well-known/jwks.json"))

@@ -745,58 +745,14 @@ async fn key_api_refusals_are_audited_and_kids_are_never_echoed() {
 /// log no private key, no sealed blob and no KEK. (Expected to hold.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_logs_carry_no_key_material() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_LISTEN", "127.0.0.1:0")
-        .env("TESSERA_DATA_DIR", dir.path().join("data"))
-        .env("TESSERA_KEYS_DIR", dir.path().join("keys"))
-        .env("TESSERA_WORKERS", "2")
-        .env("TESSERA_LOG", "debug")
+    let mut cmd = crate::serve::command(dir.path(), 2);
+    cmd.env("TESSERA_LOG", "debug")
         .env("TESSERA_KEK", TEST_KEK)
         .env("TESSERA_ADMIN_APP_ID", ADMIN_ID)
-        .env("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let out = Arc::new(Mutex::new(String::new()));
-    for r in [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ] {
-        let out = out.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(r).lines().map_while(Result::ok) {
-                let mut s = out.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let address = loop {
-        let found = out
-            .lock()
-            .unwrap()
-            .lines()
-            .find_map(|l| l.split("tessera listening on ").nth(1).map(str::to_owned));
-        if let Some(a) = found {
-            let a = a.trim();
-            break if a.starts_with("http") {
-                a.to_owned()
-            } else {
-                format!("http://{a}")
-            };
-        }
-        assert!(Instant::now() < deadline, "{}", out.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        .env("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET);
+    let mut gw = crate::serve::spawn(cmd);
+    let address = gw.address();
     let client = reqwest::Client::new();
     let token: Value = client
         .post(format!("{address}/api/v1/token"))
@@ -832,9 +788,9 @@ async fn debug_logs_carry_no_key_material() {
         assert!(res.status().as_u16() < 500, "{path}");
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let _ = child.kill();
-    let _ = child.wait();
-    let logs = out.lock().unwrap().clone();
+    let _ = gw.child.kill();
+    gw.wait_exit(Duration::from_secs(10));
+    let logs = format!("{}{}", gw.stdout(), gw.stderr());
     assert!(logs.contains("DEBUG") || logs.contains("debug"), "debug on");
     for needle in [
         "PRIVATE KEY",

@@ -52,6 +52,7 @@ mod ratelimit;
 mod redis;
 mod redis_server;
 mod revocation;
+mod serve;
 mod shutdown;
 mod sso_hostile;
 mod sso_real;

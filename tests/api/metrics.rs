@@ -3,14 +3,12 @@
 
 use actix_web::{App, HttpServer, web};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tessera::verifier::{RevocationSource, Verifier, VerifierConfig};
 
 use crate::helpers::*;
 use crate::redis_server::RedisServer;
+use crate::serve::Served;
 use crate::verifier::downstream;
 
 /// The samples of a scrape, `name{labels}` → value.
@@ -397,77 +395,15 @@ async fn the_request_deadline_answers_408_with_the_request_id_and_is_counted() {
     );
 }
 
-/// The binary, serving with `env`; its standard error is collected.
-struct Binary {
-    child: Child,
-    address: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let into = Arc::new(Mutex::new(String::new()));
-    let out = into.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            let mut s = out.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    into
-}
-
-fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> Binary {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tessera"));
-    cmd.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_LISTEN", "127.0.0.1:0")
-        .env("TESSERA_DATA_DIR", dir.join("data"))
-        .env("TESSERA_KEYS_DIR", dir.join("keys"))
-        .env("TESSERA_WORKERS", "1")
-        .env("TESSERA_ADMIN_APP_ID", ADMIN_ID)
+/// The binary, serving with `env` and the admin configured; its address.
+fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> (Served, String) {
+    let mut cmd = crate::serve::command(dir, 1);
+    cmd.env("TESSERA_ADMIN_APP_ID", ADMIN_ID)
         .env("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET)
-        .envs(env.iter().copied())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("the binary starts");
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = stdout.lock().unwrap().lines().find_map(|l| {
-            // A plain line, or in JSON mode the `listening` object.
-            l.strip_prefix("tessera listening on ")
-                .map(str::to_owned)
-                .or_else(|| {
-                    serde_json::from_str::<Value>(l).ok()?["url"]
-                        .as_str()
-                        .map(str::to_owned)
-                })
-        });
-        if let Some(address) = found {
-            return Binary {
-                child,
-                address,
-                stderr,
-            };
-        }
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the gateway exited: {}",
-            stderr.lock().unwrap()
-        );
-        assert!(Instant::now() < deadline, "the gateway did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        .envs(env.iter().copied());
+    let mut gw = crate::serve::spawn(cmd);
+    let address = gw.address();
+    (gw, address)
 }
 
 /// The JSON lines of `log` that carry `request_id` (as a field or in a span).
@@ -485,7 +421,7 @@ async fn the_access_log_is_one_json_line_per_request_with_nothing_secret() {
     let dir = tempfile::tempdir().unwrap();
     // The service's debug line shows that lines logged while serving the
     // request carry its id too.
-    let gw = serve(
+    let (gw, address) = serve(
         dir.path(),
         &[
             ("TESSERA_LOG_FORMAT", "json"),
@@ -495,7 +431,7 @@ async fn the_access_log_is_one_json_line_per_request_with_nothing_secret() {
     let client = reqwest::Client::new();
     let query_secret = "qs-4f9a1c0b7e";
     let res = client
-        .post(format!("{}/api/v1/token?hint={query_secret}", gw.address))
+        .post(format!("{address}/api/v1/token?hint={query_secret}"))
         .header("X-Request-Id", "req-access-1")
         .header("Authorization", "Bearer header-secret-77e1")
         .header("Cookie", "session=cookie-secret-9d2c")
@@ -510,7 +446,7 @@ async fn the_access_log_is_one_json_line_per_request_with_nothing_secret() {
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let (access, log) = loop {
-        let log = gw.stderr.lock().unwrap().clone();
+        let log = gw.stderr();
         let access: Vec<Value> = lines_of(&log, "req-access-1")
             .into_iter()
             .filter(|v| v["target"] == "tessera::access")

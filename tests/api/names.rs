@@ -7,15 +7,13 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
     TEST_KEK, TestApp, call, claims_of, error_code, ok, spawn_app, spawn_on_redis, spawn_with,
 };
 use crate::redis_server::RedisServer;
+use crate::serve::Served;
 
 /// Creates an application named `name` as the admin: the raw response.
 async fn create(app: &TestApp, name: &str) -> reqwest::Response {
@@ -304,95 +302,24 @@ async fn unknown_name_unknown_id_wrong_secret_and_revoked_look_alike() {
     app.token_for(Some("PAYMENTS"), &secret).await;
 }
 
-/// A `tessera serve` process on a shared Redis, its output collected.
+/// A `tessera serve` process on a shared Redis, with its data directory.
 struct Gateway {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+    served: Served,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn collect(from: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(from).lines().map_while(Result::ok) {
-            let mut s = into.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
 }
 
 /// Starts `tessera serve` on the Redis at `url` under `prefix`, with no
 /// configured admin and a fresh data directory of its own.
 fn serve(url: &str, prefix: &str) -> Gateway {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_LISTEN", "127.0.0.1:0")
-        .env("TESSERA_ISSUER", "http://once.test")
-        .env("TESSERA_DATA_DIR", dir.path().join("data"))
-        .env("TESSERA_KEYS_DIR", dir.path().join("keys"))
-        .env("TESSERA_WORKERS", "1")
+    let mut cmd = crate::serve::command(dir.path(), 1);
+    cmd.env("TESSERA_ISSUER", "http://once.test")
         .env("TESSERA_REDIS_URL", url)
         .env("TESSERA_REDIS_PREFIX", prefix)
-        .env("TESSERA_KEK", TEST_KEK)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the binary starts");
-    let (stdout, stderr) = (Arc::default(), Arc::default());
-    collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
-    collect(child.stderr.take().unwrap(), Arc::clone(&stderr));
+        .env("TESSERA_KEK", TEST_KEK);
     Gateway {
-        child,
-        stdout,
-        stderr,
+        served: crate::serve::spawn(cmd),
         _dir: dir,
-    }
-}
-
-impl Gateway {
-    /// Waits until it listens: its address.
-    fn address(&mut self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let found = self
-                .stdout
-                .lock()
-                .unwrap()
-                .lines()
-                .find_map(|l| l.strip_prefix("tessera listening on ").map(str::to_owned));
-            if let Some(a) = found {
-                return a;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("exited with {status}: {}", self.stderr.lock().unwrap());
-            }
-            assert!(
-                Instant::now() < deadline,
-                "did not start: {}",
-                self.stderr.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// What it printed after a label (`AppId:`, `AppSecret:`).
-    fn printed(&self, label: &str) -> Option<String> {
-        self.stdout
-            .lock()
-            .unwrap()
-            .lines()
-            .find_map(|l| l.trim().strip_prefix(label).map(|v| v.trim().to_owned()))
     }
 }
 
@@ -402,10 +329,10 @@ async fn gateways_starting_together_on_an_empty_redis_bootstrap_once() {
     let prefix = format!("once{}:", tessera::crypto::random::base62(8).unwrap());
     // Started at the same instant, before any has answered.
     let mut gateways: Vec<Gateway> = (0..3).map(|_| serve(&redis.url(), &prefix)).collect();
-    let addresses: Vec<String> = gateways.iter_mut().map(Gateway::address).collect();
+    let addresses: Vec<String> = gateways.iter_mut().map(|g| g.served.address()).collect();
     let printed: Vec<(String, String)> = gateways
         .iter()
-        .filter_map(|g| Some((g.printed("AppId:")?, g.printed("AppSecret:")?)))
+        .filter_map(|g| Some((g.served.printed("AppId:")?, g.served.printed("AppSecret:")?)))
         .collect();
     assert_eq!(
         printed.len(),
@@ -413,7 +340,7 @@ async fn gateways_starting_together_on_an_empty_redis_bootstrap_once() {
         "exactly one gateway printed an admin: {:?}",
         gateways
             .iter()
-            .map(|g| g.stdout.lock().unwrap().clone())
+            .map(|g| g.served.stdout())
             .collect::<Vec<_>>()
     );
     let (admin_id, admin_secret) = &printed[0];
@@ -445,22 +372,14 @@ async fn gateways_starting_together_on_an_empty_redis_bootstrap_once() {
     }
     // A restart on the store creates nothing more.
     let mut again = serve(&redis.url(), &prefix);
-    again.address();
-    assert_eq!(again.printed("AppSecret:"), None);
+    again.served.address();
+    assert_eq!(again.served.printed("AppSecret:"), None);
 }
 
 #[tokio::test]
 async fn the_openapi_document_says_names_are_unique_and_stand_for_ids() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     for (path, method) in [("/api/v1/apps", "post"), ("/api/v1/apps/{id}", "patch")] {
         let clash = doc["paths"][path][method]["responses"]["409"]["description"]
             .as_str()

@@ -114,105 +114,30 @@ async fn rule_errors_quote_plain_names_and_never_a_credential() {
 // ---------------------------------------------------------------------------
 // The real binary: what it prints, and when it refuses to start.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+use crate::serve::{BIN, Served};
 
-/// The binary with its standard output and error collected; killed on drop.
-struct Binary {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
+/// `tessera serve ARGS` on `dir` with `env`, one worker.
+fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Served {
+    let mut cmd = crate::serve::command(dir, 1);
+    cmd.args(args).envs(env.iter().copied());
+    crate::serve::spawn(cmd)
 }
 
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Waits until it listens (`true`) or exits (`false`).
+fn listens(gw: &mut Served) -> bool {
+    gw.try_address().is_some()
 }
 
-fn collect(r: impl std::io::Read + Send + 'static) -> Arc<Mutex<String>> {
-    let into = Arc::new(Mutex::new(String::new()));
-    let out = into.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            let mut s = out.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
-    into
-}
-
-fn spawn(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Binary {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_LISTEN", "127.0.0.1:0")
-        .env("TESSERA_DATA_DIR", dir.join("data"))
-        .env("TESSERA_KEYS_DIR", dir.join("keys"))
-        .env("TESSERA_WORKERS", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("binary starts");
-    let stdout = collect(child.stdout.take().unwrap());
-    let stderr = collect(child.stderr.take().unwrap());
-    Binary {
-        child,
-        stdout,
-        stderr,
-    }
-}
-
-impl Binary {
-    /// Waits until it listens (`true`) or exits (`false`).
-    fn listening(&mut self) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.stdout.lock().unwrap().contains("listening") {
-                return true;
-            }
-            if self.child.try_wait().unwrap().is_some() {
-                // Let the pumps finish reading.
-                std::thread::sleep(Duration::from_millis(200));
-                return false;
-            }
-            assert!(Instant::now() < deadline, "{}", self.stderr.lock().unwrap());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// SIGTERM, then waits for the exit; returns (stdout, stderr).
-    fn stop(mut self) -> (String, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(
-            status.success(),
-            "{status}: {}",
-            self.stderr.lock().unwrap()
-        );
-        let out = self.stdout.lock().unwrap().clone();
-        let err = self.stderr.lock().unwrap().clone();
-        (out, err)
-    }
+/// SIGTERM, then waits for a successful exit; returns (stdout, stderr).
+fn stop(mut gw: Served) -> (String, String) {
+    gw.terminate();
+    let status = gw.wait_exit(Duration::from_secs(40));
+    assert!(status.success(), "{status}: {}", gw.stderr());
+    (gw.stdout(), gw.stderr())
 }
 
 /// In JSON mode every line on standard output and standard error is a JSON
@@ -222,8 +147,8 @@ impl Binary {
 fn json_mode_prints_only_json_and_shows_the_first_admin_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut gw = spawn(dir.path(), &[], &[("TESSERA_LOG_FORMAT", "json")]);
-    assert!(gw.listening(), "{}", gw.stderr.lock().unwrap());
-    let (out, err) = gw.stop();
+    assert!(listens(&mut gw), "{}", gw.stderr());
+    let (out, err) = stop(gw);
     let lines: Vec<Value> = out
         .lines()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON on stdout: {l}")))
@@ -251,8 +176,8 @@ fn json_mode_prints_only_json_and_shows_the_first_admin_once() {
 
     // The second start shows no admin: only the address.
     let mut gw = spawn(dir.path(), &[], &[("TESSERA_LOG_FORMAT", "json")]);
-    assert!(gw.listening());
-    let (out, _) = gw.stop();
+    assert!(listens(&mut gw));
+    let (out, _) = stop(gw);
     assert!(!out.contains("appSecret"), "{out}");
     assert_eq!(out.lines().count(), 1, "{out}");
 }
@@ -262,8 +187,8 @@ fn json_mode_prints_only_json_and_shows_the_first_admin_once() {
 fn pretty_logs_off_a_terminal_have_no_colour() {
     let dir = tempfile::tempdir().unwrap();
     let mut gw = spawn(dir.path(), &[], &[("TESSERA_LOG", "debug")]);
-    assert!(gw.listening(), "{}", gw.stderr.lock().unwrap());
-    let (out, err) = gw.stop();
+    assert!(listens(&mut gw), "{}", gw.stderr());
+    let (out, err) = stop(gw);
     assert!(out.contains("tessera listening on http://"), "{out}");
     assert!(out.contains("AppSecret:"), "{out}");
     assert!(err.contains("gateway stopped"), "{err}");
@@ -279,8 +204,8 @@ async fn a_missing_keys_dir_is_refused_when_keys_would_be_replaced() {
     let dir = tempfile::tempdir().unwrap();
     // A first start on an empty data directory makes its own keys.
     let mut gw = spawn(dir.path(), &[], &[]);
-    assert!(gw.listening(), "{}", gw.stderr.lock().unwrap());
-    gw.stop();
+    assert!(listens(&mut gw), "{}", gw.stderr());
+    stop(gw);
     // The store's keys are removed, as if kept in files only.
     {
         let store =
@@ -302,9 +227,9 @@ async fn a_missing_keys_dir_is_refused_when_keys_would_be_replaced() {
             &[],
             &[("TESSERA_KEYS_DIR", typo_s), ("TESSERA_LOG_FORMAT", format)],
         );
-        assert!(!gw.listening(), "started with a mistyped keys_dir");
+        assert!(!listens(&mut gw), "started with a mistyped keys_dir");
         assert!(!gw.child.wait().unwrap().success());
-        let err = gw.stderr.lock().unwrap().clone();
+        let err = gw.stderr();
         for needle in [typo_s, "TESSERA_KEYS_DIR", "--init-keys"] {
             assert!(err.contains(needle), "{format}: {needle} not in {err}");
         }
@@ -317,8 +242,8 @@ async fn a_missing_keys_dir_is_refused_when_keys_would_be_replaced() {
     }
     // The right directory: its keys are imported.
     let mut gw = spawn(dir.path(), &[], &[]);
-    assert!(gw.listening(), "{}", gw.stderr.lock().unwrap());
-    let (_, err) = gw.stop();
+    assert!(listens(&mut gw), "{}", gw.stderr());
+    let (_, err) = stop(gw);
     assert!(err.contains("signing key imported into the store"), "{err}");
     // Or, deliberately, new keys.
     {
@@ -337,8 +262,8 @@ async fn a_missing_keys_dir_is_refused_when_keys_would_be_replaced() {
         &["--init-keys"],
         &[("TESSERA_KEYS_DIR", typo_s)],
     );
-    assert!(gw.listening(), "{}", gw.stderr.lock().unwrap());
-    gw.stop();
+    assert!(listens(&mut gw), "{}", gw.stderr());
+    stop(gw);
 }
 
 // ---------------------------------------------------------------------------
@@ -397,7 +322,7 @@ async fn the_example_service_logs_a_refused_token_with_its_reason() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let stderr = collect(child.stderr.take().unwrap());
+    let stderr = crate::serve::collect(child.stderr.take().unwrap());
     let url = format!("http://127.0.0.1:{port}/api/v1/clusters/c1/workloads");
     let client = reqwest::Client::new();
     // The admin's token is for the gateway's audience, not cluster-api's.

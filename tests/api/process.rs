@@ -1,89 +1,33 @@
 //! The real `tessera` binary: first start, restart, kill -9, logs, CLI.
 
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use crate::helpers::*;
+use crate::serve::{BIN, Served};
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 const ISSUER: &str = "http://tessera.test";
 
+/// The binary with its address.
 struct Proc {
-    child: Child,
+    served: Served,
     address: String,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-fn pump(r: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(r).lines().map_while(Result::ok) {
-            let mut s = into.lock().unwrap();
-            s.push_str(&line);
-            s.push('\n');
-        }
-    });
 }
 
 fn start(dir: &Path, extra: &[(&str, &str)]) -> Proc {
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_LISTEN", "127.0.0.1:0")
-        .env("TESSERA_ISSUER", ISSUER)
-        .env("TESSERA_DATA_DIR", dir.join("data"))
-        .env("TESSERA_KEYS_DIR", dir.join("keys"))
-        .env("TESSERA_WORKERS", "2")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in extra {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("binary starts");
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let stderr = Arc::new(Mutex::new(String::new()));
-    pump(child.stdout.take().unwrap(), stdout.clone());
-    pump(child.stderr.take().unwrap(), stderr.clone());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = stdout.lock().unwrap().lines().find_map(|l| {
-            // A plain line, or in JSON mode the `listening` object.
-            l.strip_prefix("tessera listening on ")
-                .map(str::to_owned)
-                .or_else(|| {
-                    serde_json::from_str::<Value>(l).ok()?["url"]
-                        .as_str()
-                        .map(str::to_owned)
-                })
-        });
-        if let Some(addr) = found {
-            return Proc {
-                child,
-                address: addr,
-                stdout,
-                stderr,
-            };
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("gateway exited with {status}: {}", stderr.lock().unwrap());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gateway did not start: {}",
-            stderr.lock().unwrap()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut cmd = crate::serve::command(dir, 2);
+    cmd.env("TESSERA_ISSUER", ISSUER)
+        .envs(extra.iter().copied());
+    let mut served = crate::serve::spawn(cmd);
+    let address = served.address();
+    Proc { served, address }
 }
 
 impl Proc {
     fn bootstrap_credentials(&self) -> (String, String) {
-        let out = self.stdout.lock().unwrap();
+        let out = self.served.stdout.lock().unwrap();
         // In JSON mode, the `admin_created` object.
         if let Some(v) = out
             .lines()
@@ -102,31 +46,9 @@ impl Proc {
     }
 
     fn sigterm(mut self) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                std::thread::sleep(Duration::from_millis(100));
-                let log = self.stderr.lock().unwrap().clone();
-                return (status, log);
-            }
-            assert!(Instant::now() < deadline, "no exit after SIGTERM");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.served.terminate();
+        let status = self.served.wait_exit(Duration::from_secs(40));
+        (status, self.served.stderr())
     }
 }
 
@@ -232,7 +154,7 @@ async fn first_start_bootstraps_then_restart_keeps_everything() {
 
     let gw = start(dir.path(), &[]);
     assert!(
-        !gw.stdout.lock().unwrap().contains("AppSecret"),
+        !gw.served.stdout.lock().unwrap().contains("AppSecret"),
         "bootstrap ran twice"
     );
     let jwks_after = client
@@ -269,13 +191,13 @@ async fn kill_9_right_after_an_acknowledged_create_loses_nothing() {
     ];
     let mut gw = start(dir.path(), &env);
     assert!(
-        !gw.stdout.lock().unwrap().contains(ADMIN_SECRET),
+        !gw.served.stdout.lock().unwrap().contains(ADMIN_SECRET),
         "configured secret printed"
     );
     let admin = access_token(&client, &gw.address, Some(ADMIN_ID), ADMIN_SECRET).await;
     let (app_id, app_secret) = create(&client, &gw.address, &admin).await;
-    gw.child.kill().unwrap(); // SIGKILL, no chance to flush anything
-    gw.child.wait().unwrap();
+    gw.served.child.kill().unwrap(); // SIGKILL, no chance to flush anything
+    gw.served.child.wait().unwrap();
     drop(gw);
 
     let gw = start(dir.path(), &env);

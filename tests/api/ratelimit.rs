@@ -389,15 +389,7 @@ async fn the_api_sets_shows_clears_and_validates_rate_limit() {
     assert_eq!(status, 400);
 
     // The OpenAPI document describes the field as the API reads it.
-    let doc: Value = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc = app.get_json("/openapi.json").await;
     let input = &doc["components"]["schemas"]["RateLimitInput"];
     assert_eq!(input["properties"]["requests"]["minimum"], 1);
     assert_eq!(input["properties"]["requests"]["maximum"], 1_000_000);

@@ -3,76 +3,30 @@
 //! finish, and exits well within the 30 s cap.
 
 use serde_json::json;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::helpers::{ADMIN_ID, ADMIN_SECRET};
+use crate::serve::Served;
 
-const BIN: &str = env!("CARGO_BIN_EXE_tessera");
-
-/// The binary, killed on drop if the test fails before it exits.
+/// The binary with its address; killed on drop if the test fails before
+/// it exits.
 struct Gateway {
-    child: Child,
+    served: Served,
     address: String,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn start(dir: &std::path::Path) -> Gateway {
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("TESSERA_LISTEN", "127.0.0.1:0")
-        .env("TESSERA_DATA_DIR", dir.join("data"))
-        .env("TESSERA_KEYS_DIR", dir.join("keys"))
-        .env("TESSERA_WORKERS", "2")
-        .env("TESSERA_ADMIN_APP_ID", ADMIN_ID)
+    let mut cmd = crate::serve::command(dir, 2);
+    cmd.env("TESSERA_ADMIN_APP_ID", ADMIN_ID)
         .env("TESSERA_ADMIN_APP_SECRET", ADMIN_SECRET)
-        .env("TESSERA_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("binary starts");
-    let stderr = Arc::new(Mutex::new(String::new()));
-    {
-        let stderr = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = stderr.lock().unwrap();
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-    }
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    let address = loop {
-        line.clear();
-        let n = out.read_line(&mut line).unwrap();
-        assert!(n > 0, "exited before listening: {}", stderr.lock().unwrap());
-        if let Some(a) = line.trim().strip_prefix("tessera listening on ") {
-            break a.to_owned();
-        }
-    };
-    // Keep draining stdout so the gateway never blocks on it.
-    std::thread::spawn(move || for _ in out.lines().map_while(Result::ok) {});
-    Gateway {
-        child,
-        address,
-        stderr,
-    }
+        .env("TESSERA_LOG", "info");
+    let mut served = crate::serve::spawn(cmd);
+    let address = served.address();
+    Gateway { served, address }
 }
 
 fn host_port(address: &str) -> &str {
@@ -171,13 +125,7 @@ async fn sigterm_closes_idle_and_polling_connections_and_finishes_requests_in_fl
 
     let signalled = Instant::now();
     let polls_before = answers.lock().unwrap().len();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &gw.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
+    gw.served.terminate();
 
     // The idle connection is closed by the gateway, not left to time out.
     let idle_closed = std::thread::spawn(move || {
@@ -198,13 +146,13 @@ async fn sigterm_closes_idle_and_polling_connections_and_finishes_requests_in_fl
 
     let mut gw = gw;
     let status = loop {
-        if let Some(status) = gw.child.try_wait().unwrap() {
+        if let Some(status) = gw.served.child.try_wait().unwrap() {
             break status;
         }
         assert!(
             signalled.elapsed() < Duration::from_secs(30),
             "no exit after SIGTERM: {}",
-            gw.stderr.lock().unwrap()
+            gw.served.stderr()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
@@ -212,7 +160,7 @@ async fn sigterm_closes_idle_and_polling_connections_and_finishes_requests_in_fl
     stop_polling.store(true, Ordering::Relaxed);
     let _ = poller.await;
     let (closed, closed_after) = idle_closed.join().unwrap();
-    let log = gw.stderr.lock().unwrap().clone();
+    let log = gw.served.stderr();
     eprintln!("exit {took:?} after SIGTERM; idle connection closed after {closed_after:?}");
     assert!(status.success(), "{status}: {log}");
     assert!(log.contains("gateway stopped"), "{log}");
