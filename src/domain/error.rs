@@ -87,21 +87,26 @@ pub fn quotable(s: &str) -> bool {
     s.len() <= 64 && s.bytes().all(|b| b.is_ascii_graphic() || b == b' ') && !credential_shaped(s)
 }
 
-/// Whether `s` holds what a secret, key or token looks like: a run of at
-/// least 20 base64url characters mixing upper case, lower case and digits
-/// (the gateway's secrets, tokens and JWT segments all are), or a JWT's
-/// `eyJ` header. Names, permissions, scopes, e-mail addresses and URIs
-/// people write rarely are; the rare one that is shows as its length.
+/// Whether `s` looks like a secret, key or token: one of the gateway's own
+/// (`tsr_` prefix, a JWT's `eyJ` header), a run of at least 20 base64url
+/// characters mixing two of upper case, lower case and digits (random
+/// secrets and tokens, JWT segments), or 32 letters and digits in a row.
+/// Names, permissions, scopes, e-mail addresses and URIs people write rarely
+/// are; the rare one that is shows as its length. A password someone chose
+/// cannot be told from a name: no password field's value is quoted at all.
 pub fn credential_shaped(s: &str) -> bool {
-    if s.contains("eyJ") {
+    if s.contains("eyJ") || s.contains("tsr_") {
         return true;
     }
     s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .any(|run| {
-            run.len() >= 20
-                && run.bytes().any(|b| b.is_ascii_uppercase())
-                && run.bytes().any(|b| b.is_ascii_lowercase())
-                && run.bytes().any(|b| b.is_ascii_digit())
+            let kinds = [
+                run.bytes().any(|b| b.is_ascii_uppercase()),
+                run.bytes().any(|b| b.is_ascii_lowercase()),
+                run.bytes().any(|b| b.is_ascii_digit()),
+            ];
+            (run.len() >= 20 && kinds.iter().filter(|k| **k).count() >= 2)
+                || run.split(['-', '_']).any(|part| part.len() >= 32)
         })
 }
 
@@ -125,6 +130,9 @@ mod tests {
             "tsr_sk_live_Q2x9vP0aZ4mLr7TtYb1cWd3eFg5hJk8nMp6sRu0vXy",
             "xK3mP9qL2vN8rT5wY7zB4cD6", // a bare random string
             "eyJhbGciOiJFUzI1NiJ9",     // a JWT header
+            "tsr_rt_QxvPaZmLrTtYbcWdeFghJknMpsRuvXyQxvPaZmLrTtYbc",
+            "k3mp9ql2vn8rt5wy7zb4cd6x",
+            "qxvpazmlrttybcwdefghjknmpsruvxyq",
             "a\nb",
         ] {
             assert!(shown(secret).starts_with("(a value of"), "{secret}");

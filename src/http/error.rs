@@ -235,6 +235,16 @@ impl OAuthError {
         }
     }
 
+    /// The 413 for a body over `limit` bytes.
+    pub fn too_large(limit: usize) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            error: OAuthErrorCode::InvalidRequest,
+            description: too_large(limit),
+            retry_after: None,
+        }
+    }
+
     /// `invalid_request` with a description.
     pub fn invalid_request(description: impl Into<String>) -> Self {
         Self {
@@ -402,14 +412,18 @@ pub fn explain_data_error(msg: &str) -> DataError {
             .map(|(_, tail)| tail)
             .filter(|t| t.len() <= 2000 && t.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
     };
+    // For an unknown field or variant the name before the tail is the
+    // caller's and may itself hold ", expected ": the tail is trusted only
+    // in the shape serde writes its list in.
+    let list_tail = || expected_tail().filter(|t| is_serde_list(t));
     if msg.starts_with("unknown variant") {
-        return match expected_tail() {
+        return match list_tail() {
             Some(t) => DataError::Expected(plain_expected(t)),
             None => DataError::Expected("none of the values given".into()),
         };
     }
     if msg.starts_with("unknown field") {
-        return DataError::UnknownField(expected_tail().map(names_of));
+        return DataError::UnknownField(list_tail().map(names_of));
     }
     for (prefix, make) in [
         (
@@ -435,6 +449,38 @@ pub fn explain_data_error(msg: &str) -> DataError {
         return DataError::Expected(RFC3339.into());
     }
     DataError::Other(scrub(msg))
+}
+
+/// Whether `tail` is serde's list of expected names: `` `a` ``,
+/// `` `a` or `b` `` or `` one of `a`, `b`, `c` ``, each name an identifier.
+fn is_serde_list(tail: &str) -> bool {
+    let list = tail.strip_prefix("one of ").unwrap_or(tail);
+    let mut rest = list;
+    loop {
+        let Some(after) = rest.strip_prefix('`') else {
+            return false;
+        };
+        let Some((name, after)) = after.split_once('`') else {
+            return false;
+        };
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+        {
+            return false;
+        }
+        if after.is_empty() {
+            return true;
+        }
+        match after
+            .strip_prefix(", ")
+            .or_else(|| after.strip_prefix(" or "))
+        {
+            Some(next) => rest = next,
+            None => return false,
+        }
+    }
 }
 
 /// `` `a`, `b` `` or `` one of `a`, `b` `` as `a, b`.
@@ -499,28 +545,11 @@ pub fn describe_at(path: &str, e: &DataError) -> String {
 
 /// Replaces whatever serde quoted (`"…"` or `` `…` ``) with an ellipsis.
 ///
-/// serde names an unknown field or variant between backticks without
-/// escaping it, so a name holding a backtick would end the quote early: for
-/// those messages only serde's own list of expected names (which comes last
-/// and is made of our identifiers) is kept. Inside `"…"` (Rust's escaped
+/// Only for messages [`explain_data_error`] did not recognise: the unknown
+/// field or variant messages, whose backtick-quoted name is not escaped and
+/// so could hold a backtick, never reach it. Inside `"…"` (Rust's escaped
 /// `Debug` form) a backslash escapes the next character.
 pub fn scrub(msg: &str) -> String {
-    for what in ["unknown field", "unknown variant"] {
-        if msg.starts_with(what) {
-            let expected = msg
-                .rsplit_once(", expected ")
-                .map(|(_, tail)| tail.rsplit_once(" at line ").map_or(tail, |(t, _)| t))
-                .filter(|tail| {
-                    tail.bytes().all(|b| {
-                        b.is_ascii_alphanumeric() || matches!(b, b'_' | b'`' | b',' | b' ')
-                    })
-                });
-            return match expected {
-                Some(tail) => format!("{what} …, expected {tail}"),
-                None => format!("{what} …"),
-            };
-        }
-    }
     let mut out = String::with_capacity(msg.len());
     let mut quote: Option<char> = None;
     let mut escaped = false;
@@ -545,7 +574,8 @@ pub fn scrub(msg: &str) -> String {
     out
 }
 
-fn too_large(limit: usize) -> String {
+/// The message of a 413.
+pub fn too_large(limit: usize) -> String {
     format!("the request body exceeds the limit of {limit} bytes")
 }
 
@@ -581,12 +611,7 @@ pub fn form_config(limit: usize) -> web::FormConfig {
         .error_handler(move |err, _req| {
             use actix_web::error::UrlencodedError as U;
             let e = match &err {
-                U::Overflow { .. } => OAuthError {
-                    status: StatusCode::PAYLOAD_TOO_LARGE,
-                    error: OAuthErrorCode::InvalidRequest,
-                    description: too_large(limit),
-                    retry_after: None,
-                },
+                U::Overflow { .. } => OAuthError::too_large(limit),
                 U::ContentType => OAuthError::invalid_request(
                     "the request body must be application/x-www-form-urlencoded",
                 ),
@@ -600,10 +625,33 @@ pub fn form_config(limit: usize) -> web::FormConfig {
 /// Query-string extractor settings: 400s in the docs/errors.md shape.
 pub fn query_config() -> web::QueryConfig {
     web::QueryConfig::default().error_handler(|err, _req| {
-        let message = format!("invalid query parameters: {}", scrub(&err.to_string()));
+        // The parameter's name and value are the caller's: only what serde
+        // expected (our names) is said, never the string it was given.
+        let detail = match &err {
+            actix_web::error::QueryPayloadError::Deserialize(e) => {
+                describe_query(&explain_data_error(&e.to_string()))
+            }
+            _ => "the query string could not be read".to_owned(),
+        };
+        let message = format!("invalid query parameters: {detail}");
         let res = api_error_response(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, &message);
         actix_web::error::InternalError::from_response(err, res).into()
     })
+}
+
+/// A query string's [`DataError`] in words: serde_urlencoded does not say
+/// which parameter failed, so only what was expected is named.
+fn describe_query(e: &DataError) -> String {
+    match e {
+        DataError::Expected(what) => format!("expected {what}"),
+        DataError::UnknownField(Some(names)) => {
+            format!("unknown parameter; the parameters are {names}")
+        }
+        DataError::UnknownField(None) => "unknown parameter".to_owned(),
+        DataError::Missing(name) => format!("{name}: required"),
+        DataError::Duplicate(name) => format!("{name}: given more than once"),
+        DataError::Other(m) => m.clone(),
+    }
 }
 
 /// Path extractor settings: 404s in the docs/errors.md shape.
@@ -906,6 +954,14 @@ mod tests {
                 D::Expected("an array".into()),
             ),
             ("premature end of input", D::Expected(RFC3339.into())),
+            (
+                "unknown variant `x, expected `SECRET`, there are no variants",
+                D::Expected("none of the values given".into()),
+            ),
+            (
+                "unknown field `x, expected `SECRET`, there are no fields",
+                D::UnknownField(None),
+            ),
             (
                 "something about \"a secret\"",
                 D::Other("something about \"…\"".into()),

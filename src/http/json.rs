@@ -1,15 +1,20 @@
 //! JSON request bodies, read the way the OpenAPI document describes them.
 
 use actix_web::dev::Payload;
-use actix_web::{FromRequest, HttpRequest, web};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use serde::de::DeserializeOwned;
 use serde_json::{Number, Value};
 use std::future::Future;
 use std::pin::Pin;
 
 use super::ApiError;
-use super::error::{DataError, describe_at, explain_data_error};
+use super::body::BodyError;
+use super::error::{
+    DataError, ErrorCode, api_error_response, describe_at, describe_json_error, explain_data_error,
+    too_large,
+};
 use crate::domain::DomainError;
+use actix_web::http::StatusCode;
 use serde_path_to_error::Segment;
 
 /// A JSON body that must be an object, read into `T`.
@@ -36,10 +41,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonObject<T> {
 }
 
 /// [`JsonObject`] for the hottest endpoint (`POST /api/v1/token`): the
-/// body is read straight into `T`, with no `Value` in between; only a body
-/// that does not fit is read again as a `Value`, so that its error names
-/// the field exactly as `JsonObject`'s would (and a number written with a
-/// fraction is still read as an integer).
+/// body is read by [`super::body::read`] and straight into `T`, with no
+/// `Value` in between; only a body that does not fit is read again as a
+/// `Value`, so that its error names the field exactly as `JsonObject`'s
+/// would (and a number written with a fraction is still read as an
+/// integer). Its errors are `error::json_config`'s.
 pub struct FastJsonObject<T>(pub T);
 
 impl<T: DeserializeOwned + 'static> FromRequest for FastJsonObject<T> {
@@ -47,16 +53,40 @@ impl<T: DeserializeOwned + 'static> FromRequest for FastJsonObject<T> {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let body = web::Json::<Box<serde_json::value::RawValue>>::from_request(req, payload);
+        // As `web::Json` decides: `application/json` or any `+json` type.
+        let json = matches!(req.mime_type(), Ok(Some(m))
+            if m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON));
+        if !json {
+            return Box::pin(async {
+                Err(refused(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "the request body must be application/json".into(),
+                ))
+            });
+        }
+        let body = super::body::read(req, payload);
         Box::pin(async move {
-            let web::Json(raw) = body.await?;
-            let text = raw.get();
-            if text.starts_with('{') {
-                match serde_json::from_str::<T>(text) {
+            let body = body.await.map_err(|e| match e {
+                BodyError::TooLarge(limit) => {
+                    refused(StatusCode::PAYLOAD_TOO_LARGE, too_large(limit))
+                }
+                BodyError::Unreadable => refused(
+                    StatusCode::BAD_REQUEST,
+                    "the request body could not be read".into(),
+                ),
+            })?;
+            // Anything but an object goes the long way, which refuses it
+            // (serde would read a struct from an array).
+            let object = body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .is_some_and(|b| *b == b'{');
+            if object {
+                match serde_json::from_slice::<T>(&body) {
                     Ok(t) => return Ok(FastJsonObject(t)),
-                    // A `Value` keeps the last of repeated keys; the direct
-                    // read refuses them, and so must the answer.
-                    Err(e) => {
+                    Err(e) if e.is_data() => {
+                        // A `Value` keeps the last of repeated keys; the
+                        // direct read refuses them, and so must the answer.
                         let explained = explain_data_error(&e.to_string());
                         if matches!(explained, DataError::Duplicate(_)) {
                             return Err(ApiError::from(DomainError::InvalidRequest(describe_at(
@@ -65,16 +95,22 @@ impl<T: DeserializeOwned + 'static> FromRequest for FastJsonObject<T> {
                             .into());
                         }
                     }
+                    Err(e) => {
+                        return Err(refused(StatusCode::BAD_REQUEST, describe_json_error(&e)));
+                    }
                 }
             }
-            let value: Value = serde_json::from_str(text).map_err(|_| {
-                ApiError::from(DomainError::InvalidRequest(
-                    "the request body could not be read".into(),
-                ))
-            })?;
+            let value: Value = serde_json::from_slice(&body)
+                .map_err(|e| refused(StatusCode::BAD_REQUEST, describe_json_error(&e)))?;
             Ok(FastJsonObject(from_object(value).map_err(ApiError::from)?))
         })
     }
+}
+
+/// A body refused before it was read as `T`, in the docs/errors.md shape.
+fn refused(status: StatusCode, message: String) -> actix_web::Error {
+    let res = api_error_response(status, ErrorCode::InvalidRequest, &message);
+    actix_web::error::InternalError::from_response(message, res).into()
 }
 
 /// Reads `T` from a parsed body that must be a JSON object (400 otherwise,
@@ -97,7 +133,7 @@ pub fn read<T: DeserializeOwned>(value: &Value) -> Result<T, DomainError> {
         Ok(t) => return Ok(t),
         Err(e) => e,
     };
-    let error = sharpen::<T>(value, &path, error);
+    let error = sharpen::<T>(value, &path, error, SHARPEN_DEPTH);
     Err(DomainError::InvalidRequest(describe_at(
         &render(&path),
         &error,
@@ -117,15 +153,26 @@ fn attempt<T: DeserializeOwned>(value: &Value) -> Result<T, (Vec<Segment>, DataE
     })
 }
 
+/// How many levels of nested arrays [`sharpen`] looks into.
+const SHARPEN_DEPTH: u8 = 4;
+
 /// Two answers serde gives say little: an enum given a non-string ("string
 /// or map") does not list its values, and an array given something else
 /// does not say of what. Both are learnt by reading `T` again with a probe
 /// in the field's place: an empty string names the enum's values, `[true]`
 /// the items' type.
-fn sharpen<T: DeserializeOwned>(root: &Value, path: &[Segment], error: DataError) -> DataError {
+fn sharpen<T: DeserializeOwned>(
+    root: &Value,
+    path: &[Segment],
+    error: DataError,
+    depth: u8,
+) -> DataError {
     let DataError::Expected(what) = &error else {
         return error;
     };
+    if depth == 0 {
+        return error;
+    }
     let (probe, inner) = match what.as_str() {
         "string or map" => (Value::String(String::new()), false),
         "an array" => (Value::Array(vec![Value::Bool(true)]), true),
@@ -148,9 +195,14 @@ fn sharpen<T: DeserializeOwned>(root: &Value, path: &[Segment], error: DataError
     if render(&probe_path) != render(&expected_path) {
         return error;
     }
-    // The items may be enums or arrays themselves: ask them too. Each
-    // round goes one level deeper into `T`, so this ends.
-    let found = match sharpen::<T>(&copy, &probe_path, DataError::Expected(found.clone())) {
+    // The items may be enums or arrays themselves: ask them too, a few
+    // levels deep at most (each round reads `T` again).
+    let found = match sharpen::<T>(
+        &copy,
+        &probe_path,
+        DataError::Expected(found.clone()),
+        depth - 1,
+    ) {
         DataError::Expected(f) => f,
         _ => found,
     };

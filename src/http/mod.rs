@@ -4,6 +4,7 @@
 pub mod access;
 pub mod admin;
 pub mod apps;
+pub mod body;
 pub mod console;
 pub mod discovery;
 pub mod error;
@@ -51,6 +52,7 @@ pub fn routes(max_body: usize) -> impl FnOnce(&mut web::ServiceConfig) {
             .app_data(error::query_config())
             .app_data(error::path_config())
             .app_data(web::PayloadConfig::new(max_body))
+            .app_data(body::BodyLimit(max_body))
             // First: it sits in front of every API call behind the proxy,
             // and actix tries routes in order (the bench measured the
             // parameterised routes ahead of it costing a tenth).

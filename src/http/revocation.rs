@@ -101,7 +101,7 @@ async fn oauth_caller(
 /// [`revocation::REVOCATIONS_PER_WINDOW`] entries per minute; beyond, 429.
 pub async fn revoke(
     req: HttpRequest,
-    form: web::Form<Vec<(String, SecretString)>>,
+    form: super::body::OAuthForm,
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
     let mut params = OAuthParams::new(form.into_inner())?;
@@ -194,7 +194,7 @@ async fn revoke_refresh(
 /// `POST /oauth/introspect`: for callers holding `tokens:introspect`.
 pub async fn introspect(
     req: HttpRequest,
-    form: web::Form<Vec<(String, SecretString)>>,
+    form: super::body::OAuthForm,
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
     let mut params = OAuthParams::new(form.into_inner())?;

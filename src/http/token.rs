@@ -1,7 +1,7 @@
 //! `POST /api/v1/token` (JSON) and `POST /oauth/token` (RFC 6749 form).
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use secrecy::SecretString;
@@ -158,6 +158,22 @@ impl OAuthTokenResponse {
             issued_token_type: None,
         }
     }
+
+    /// An application's token; `issued_token_type` for token exchange.
+    fn issued(
+        issued: crate::service::token::IssuedToken,
+        issued_token_type: Option<&'static str>,
+    ) -> Self {
+        Self {
+            access_token: issued.access_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: issued.scope,
+            refresh_token: None,
+            id_token: None,
+            issued_token_type,
+        }
+    }
 }
 
 fn no_store(res: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
@@ -213,15 +229,8 @@ fn issued_response(camel: bool, issued: crate::service::token::IssuedToken) -> H
             });
         }
         _ => {
-            return no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse {
-                access_token: issued.access_token,
-                token_type: "Bearer",
-                expires_in: issued.expires_in,
-                scope: issued.scope,
-                refresh_token: None,
-                id_token: None,
-                issued_token_type: None,
-            });
+            return no_store(&mut HttpResponse::Ok())
+                .json(OAuthTokenResponse::issued(issued, None));
         }
     };
     no_store(&mut HttpResponse::Ok())
@@ -488,7 +497,7 @@ impl OAuthParams {
 /// `POST /oauth/token`.
 pub async fn oauth_token(
     req: HttpRequest,
-    form: web::Form<Vec<(String, SecretString)>>,
+    form: super::body::OAuthForm,
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
     let mut params = OAuthParams::new(form.into_inner())?;
@@ -601,15 +610,12 @@ async fn token_exchange(
         },
     )
     .await?;
-    Ok(no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse {
-        access_token: issued.access_token,
-        token_type: "Bearer",
-        expires_in: issued.expires_in,
-        scope: issued.scope,
-        refresh_token: None,
-        id_token: None,
-        issued_token_type: Some(exchange::ACCESS_TOKEN_TYPE),
-    }))
+    Ok(
+        no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::issued(
+            issued,
+            Some(exchange::ACCESS_TOKEN_TYPE),
+        )),
+    )
 }
 
 /// RFC 8628 §3.5's answers while the person has not approved.
@@ -734,7 +740,7 @@ mod tests {
     #[test]
     fn the_exchange_handlers_futures_stay_small() {
         let req = actix_web::test::TestRequest::default().to_http_request();
-        let oauth = super::oauth_token(req.clone(), actix_web::web::Form(vec![]));
+        let oauth = super::oauth_token(req.clone(), super::super::body::OAuthForm(vec![]));
         let body: super::ApiTokenRequest = serde_json::from_str("{}").unwrap();
         let api = super::api_token(req, super::super::json::FastJsonObject(body));
         assert!(

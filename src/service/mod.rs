@@ -64,7 +64,10 @@ fn named(what: Entity, id: &str) -> String {
         // Names reach the store validated (short, printable, not secret):
         // quoted, so the clash is plain to whoever chose it.
         Entity::ApplicationName => {
-            return if crate::domain::application::validate_text("name", id, 100, true).is_ok() {
+            // A name may still look like a credential pasted by mistake.
+            return if crate::domain::application::validate_text("name", id, 100, true).is_ok()
+                && crate::domain::error::quotable(id)
+            {
                 format!("{what} {id:?}")
             } else {
                 "application with that name".into()

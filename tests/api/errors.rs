@@ -53,6 +53,81 @@ async fn an_oversized_body_is_413_with_json() {
     );
 }
 
+/// Sends `body` to `path` with chunked framing, one chunk per piece with a
+/// pause between (so they arrive apart), and returns the raw answer.
+fn send_chunked(url: &str, path: &str, content_type: &str, pieces: &[Vec<u8>]) -> String {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    stream.set_nodelay(true).unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    // The server may refuse and close before the last piece: what it
+    // answered is still there to read.
+    for piece in pieces {
+        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(piece);
+        chunk.extend_from_slice(b"\r\n");
+        if stream
+            .write_all(&chunk)
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let _ = stream.write_all(b"0\r\n\r\n");
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn bodies_sent_in_pieces_are_read_whole_and_bounded() {
+    let app = spawn_app().await;
+    let url = app.url("");
+    let json = format!(r#"{{"AppId": "{ADMIN_ID}", "AppSecret": "{ADMIN_SECRET}"}}"#).into_bytes();
+    let form =
+        format!("grant_type=client_credentials&client_id={ADMIN_ID}&client_secret={ADMIN_SECRET}")
+            .into_bytes();
+    let thirds =
+        |b: &[u8]| -> Vec<Vec<u8>> { b.chunks(b.len() / 3 + 1).map(<[u8]>::to_vec).collect() };
+    let cases = [
+        ("/api/v1/token", "application/json", json),
+        ("/oauth/token", "application/x-www-form-urlencoded", form),
+    ];
+    for (path, content_type, body) in cases {
+        let pieces = thirds(&body);
+        assert_eq!(pieces.len(), 3);
+        let (url, path, ct) = (url.clone(), path.to_owned(), content_type.to_owned());
+        let answer = tokio::task::spawn_blocking(move || send_chunked(&url, &path, &ct, &pieces))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(
+            answer.contains("ccess_token") || answer.contains("accessToken"),
+            "{answer}"
+        );
+    }
+    // No length declared: the limit (32768) holds as the pieces arrive.
+    for (path, content_type) in [
+        ("/api/v1/token", "application/json"),
+        ("/oauth/token", "application/x-www-form-urlencoded"),
+    ] {
+        let pieces = vec![vec![b' '; 4096]; 10];
+        let (url, path, ct) = (url.clone(), path.to_owned(), content_type.to_owned());
+        let answer = tokio::task::spawn_blocking(move || send_chunked(&url, &path, &ct, &pieces))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("32768"), "{answer}");
+        assert!(answer.contains("invalid_request"), "{answer}");
+    }
+}
+
 #[tokio::test]
 async fn malformed_json_wrong_types_and_bad_utf8_are_400() {
     let app = spawn_app().await;
@@ -111,6 +186,39 @@ async fn a_type_error_never_echoes_the_value() {
     assert_eq!(res.status(), 400);
     let text = res.text().await.unwrap();
     assert!(!text.contains("pretend_secret"), "{text}");
+}
+
+#[tokio::test]
+async fn a_bad_query_string_never_echoes_what_was_sent() {
+    let app = spawn_app().await;
+    // serde quotes an unknown variant or parameter between backticks
+    // without escaping it: a backtick in the value must not open a way out.
+    let cases = [
+        (
+            "/api/v1/apps?environment=a%60tsr_sk_live_PRETENDsecret9%60b",
+            "invalid query parameters: expected one of live, test",
+        ),
+        (
+            "/api/v1/apps?x%60tsr_sk_live_PRETENDsecret9%60y=1",
+            "invalid query parameters: unknown parameter; the parameters are limit, cursor, environment, type, status, owner, q",
+        ),
+        (
+            "/api/v1/apps?limit=tsr_sk_live_PRETENDsecret9",
+            "invalid query parameters: invalid digit found in string",
+        ),
+    ];
+    for (path, want) in cases {
+        let (status, code, body) =
+            error_code(call(&app, reqwest::Method::GET, path, None).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_request"),
+            "{path}: {body}"
+        );
+        let text = body.to_string();
+        assert!(!text.contains("PRETEND"), "{path}: {text}");
+        assert_eq!(body["error"]["message"], want, "{path}");
+    }
 }
 
 #[tokio::test]

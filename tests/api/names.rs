@@ -123,6 +123,16 @@ async fn names_are_unique_ignoring_case_on_the_embedded_store() {
         body.to_string().contains("form of an application id"),
         "{body}"
     );
+    // A name that looks like a secret pasted by mistake is not repeated.
+    let pasted = "Q2x9vP0aZ4mLr7TtYb1cWd3eFg5h";
+    created(&app, pasted).await;
+    let (status, code, body) = error_code(create(&app, pasted).await).await;
+    assert_eq!((status, code.as_str()), (409, "conflict"), "{body}");
+    assert!(!body.to_string().contains("Q2x9"), "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "application with that name already exists"
+    );
 }
 
 #[tokio::test]

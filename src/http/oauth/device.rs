@@ -11,7 +11,7 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use super::pages;
@@ -84,7 +84,7 @@ pub struct DeviceAuthorizationResponse {
 /// `POST /oauth/device_authorization`.
 pub async fn device_authorization(
     req: HttpRequest,
-    form: web::Form<Vec<(String, SecretString)>>,
+    form: crate::http::body::OAuthForm,
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
     let mut params = OAuthParams::new(form.into_inner())?;
