@@ -23,6 +23,7 @@ use actix_web::{Error, web};
 use std::future::{Future, Ready, ready};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -135,6 +136,21 @@ fn logged_path(path: &str) -> &str {
     path.get(..end).unwrap_or("")
 }
 
+/// `fut`'s output, or `Elapsed` at `deadline`. A request done at its first
+/// poll (the warm exchange on the embedded store) never registers a timer
+/// in the runtime's wheel, nor removes one.
+async fn within<F: Future>(
+    deadline: tokio::time::Instant,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    let mut fut = std::pin::pin!(fut);
+    let first = std::future::poll_fn(|cx| Poll::Ready(fut.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(out) => Ok(out),
+        Poll::Pending => tokio::time::timeout_at(deadline, fut).await,
+    }
+}
+
 /// The middleware: `App::new().wrap(access::Observe::new(request_timeout))`.
 #[derive(Debug, Clone, Copy)]
 pub struct Observe {
@@ -223,7 +239,8 @@ where
         // trickling its body cannot hold a connection (and a file
         // descriptor) for ever. The request is gone by then, so the 408
         // travels as an error carrying its response.
-        let served = tokio::time::timeout(self.timeout, fut).instrument(span);
+        let deadline = tokio::time::Instant::from_std(started) + self.timeout;
+        let served = within(deadline, fut).instrument(span);
         Box::pin(
             // Outside the span: the access line names the id itself, and a
             // JSON line without the span list is cheaper to write.

@@ -400,7 +400,10 @@ pub fn audience_for(
 }
 
 /// Exchanges application credentials for an access token.
-pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
+///
+/// `req` is borrowed: an argument moved down a chain of async fns is kept
+/// once per fn in the future, and actix boxes that future per request.
+pub async fn exchange(gw: &Gateway, req: &ExchangeRequest) -> Result<IssuedToken, DomainError> {
     let started = gw.metrics.start();
     let result = exchange_timed(gw, req).await;
     gw.metrics.exchange(
@@ -411,8 +414,8 @@ pub async fn exchange(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken,
     result
 }
 
-async fn exchange_timed(gw: &Gateway, req: ExchangeRequest) -> Result<IssuedToken, DomainError> {
-    let (snap, grants) = authenticate_client(gw, &req).await?;
+async fn exchange_timed(gw: &Gateway, req: &ExchangeRequest) -> Result<IssuedToken, DomainError> {
+    let (snap, grants) = authenticate_client(gw, req).await?;
     let (issued, _) = mint(
         gw,
         &snap,
