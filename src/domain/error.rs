@@ -89,24 +89,33 @@ pub fn quotable(s: &str) -> bool {
 
 /// Whether `s` looks like a secret, key or token: one of the gateway's own
 /// (`tsr_` prefix, a JWT's `eyJ` header), a run of at least 20 base64url
-/// characters mixing two of upper case, lower case and digits (random
-/// secrets and tokens, JWT segments), or 32 letters and digits in a row.
-/// Names, permissions, scopes, e-mail addresses and URIs people write rarely
-/// are; the rare one that is shows as its length. A password someone chose
-/// cannot be told from a name: no password field's value is quoted at all.
+/// characters mixing upper case, lower case and digits (random secrets and
+/// tokens, JWT segments), a word of 28 mixing two of those kinds, or 32
+/// letters and digits in a row (words split at `-` and `_`, so UUIDs and
+/// hyphenated names stay quoted). Names, permissions, scopes, e-mail
+/// addresses and URIs people write rarely are; the rare one that is shows
+/// as its length. A password someone chose cannot be told from a name: no
+/// password field's value is quoted at all.
 pub fn credential_shaped(s: &str) -> bool {
     if s.contains("eyJ") || s.contains("tsr_") {
         return true;
     }
+    let kinds = |run: &str| {
+        [
+            run.bytes().any(|b| b.is_ascii_uppercase()),
+            run.bytes().any(|b| b.is_ascii_lowercase()),
+            run.bytes().any(|b| b.is_ascii_digit()),
+        ]
+        .iter()
+        .filter(|k| **k)
+        .count()
+    };
     s.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
         .any(|run| {
-            let kinds = [
-                run.bytes().any(|b| b.is_ascii_uppercase()),
-                run.bytes().any(|b| b.is_ascii_lowercase()),
-                run.bytes().any(|b| b.is_ascii_digit()),
-            ];
-            (run.len() >= 20 && kinds.iter().filter(|k| **k).count() >= 2)
-                || run.split(['-', '_']).any(|part| part.len() >= 32)
+            (run.len() >= 20 && kinds(run) == 3)
+                || run
+                    .split(['-', '_'])
+                    .any(|word| word.len() >= 32 || (word.len() >= 28 && kinds(word) >= 2))
         })
 }
 
@@ -123,6 +132,9 @@ mod tests {
             "ana@example.com",
             "https://app.example.com/callback",
             "post_logout_redirect_uris_and_more",
+            "1b4e28ba-2fa1-11d2-883f-0016d3cca427",
+            "CustomerPortalProduction",
+            "billing-service-v2-prod",
         ] {
             assert_eq!(shown(ok), format!("{ok:?}"), "{ok}");
         }
@@ -131,7 +143,7 @@ mod tests {
             "xK3mP9qL2vN8rT5wY7zB4cD6", // a bare random string
             "eyJhbGciOiJFUzI1NiJ9",     // a JWT header
             "tsr_rt_QxvPaZmLrTtYbcWdeFghJknMpsRuvXyQxvPaZmLrTtYbc",
-            "k3mp9ql2vn8rt5wy7zb4cd6x",
+            "k3mp9ql2vn8rt5wy7zb4cd6xq2v8n3",
             "qxvpazmlrttybcwdefghjknmpsruvxyq",
             "a\nb",
         ] {

@@ -137,8 +137,9 @@ fn logged_path(path: &str) -> &str {
 }
 
 /// `fut`'s output, or `Elapsed` at `deadline`. A request done at its first
-/// poll (the warm exchange on the embedded store) never registers a timer
-/// in the runtime's wheel, nor removes one.
+/// poll (the warm exchange on the embedded store) never builds tokio's
+/// timer entry, whose drop takes the timer driver's lock even when it was
+/// never registered.
 async fn within<F: Future>(
     deadline: tokio::time::Instant,
     fut: F,

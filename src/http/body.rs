@@ -66,7 +66,10 @@ pub fn read(
                 Some(buf) => buf.extend_from_slice(&chunk),
                 None if whole.is_empty() => whole = chunk,
                 None => {
-                    let mut buf = Vec::with_capacity(declared.unwrap_or(total).clamp(total, limit));
+                    // Sized by what arrived, not by the declared length: a
+                    // client declaring the limit and trickling bytes must not
+                    // hold the limit's worth of memory per connection.
+                    let mut buf = Vec::with_capacity((total * 2).min(limit));
                     buf.extend_from_slice(&whole);
                     buf.extend_from_slice(&chunk);
                     joined = Some(buf);

@@ -445,6 +445,10 @@ pub fn explain_data_error(msg: &str) -> DataError {
             return DataError::Expected(plain_expected(t));
         }
     }
+    // serde's own words for a bool read from text (query strings).
+    if msg == "provided string was not `true` or `false`" {
+        return DataError::Expected("true or false".into());
+    }
     if CHRONO_PARSE_ERRORS.contains(&msg) {
         return DataError::Expected(RFC3339.into());
     }
@@ -954,6 +958,10 @@ mod tests {
                 D::Expected("an array".into()),
             ),
             ("premature end of input", D::Expected(RFC3339.into())),
+            (
+                "provided string was not `true` or `false`",
+                D::Expected("true or false".into()),
+            ),
             (
                 "unknown variant `x, expected `SECRET`, there are no variants",
                 D::Expected("none of the values given".into()),

@@ -66,14 +66,17 @@ fn named(what: Entity, id: &str) -> String {
         Entity::ApplicationName => {
             // A name may still look like a credential pasted by mistake.
             return if crate::domain::application::validate_text("name", id, 100, true).is_ok()
-                && crate::domain::error::quotable(id)
+                && !crate::domain::error::credential_shaped(id)
             {
                 format!("{what} {id:?}")
             } else {
                 "application with that name".into()
             };
         }
-        Entity::Role => crate::domain::role::validate_role_name(id).is_ok(),
+        Entity::Role => {
+            crate::domain::role::validate_role_name(id).is_ok()
+                && !crate::domain::error::credential_shaped(id)
+        }
         Entity::User => {
             id.len() <= 40
                 && id

@@ -53,23 +53,43 @@ async fn an_oversized_body_is_413_with_json() {
     );
 }
 
-/// Sends `body` to `path` with chunked framing, one chunk per piece with a
-/// pause between (so they arrive apart), and returns the raw answer.
-fn send_chunked(url: &str, path: &str, content_type: &str, pieces: &[Vec<u8>]) -> String {
+/// Sends `pieces` to `path` with a pause between (so they arrive apart):
+/// as chunks when `chunked`, otherwise under a Content-Length declaring
+/// them all. Returns the raw answer.
+fn send_pieces(
+    url: &str,
+    path: &str,
+    content_type: &str,
+    pieces: &[Vec<u8>],
+    chunked: bool,
+) -> String {
     use std::io::{Read, Write};
     let address = url.trim_start_matches("http://").trim_end_matches('/');
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     stream.set_nodelay(true).unwrap();
+    let framing = if chunked {
+        "Transfer-Encoding: chunked".to_owned()
+    } else {
+        format!(
+            "Content-Length: {}",
+            pieces.iter().map(Vec::len).sum::<usize>()
+        )
+    };
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\n{framing}\r\nConnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).unwrap();
     // The server may refuse and close before the last piece: what it
     // answered is still there to read.
     for piece in pieces {
-        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        let mut chunk = Vec::new();
+        if chunked {
+            chunk.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+        }
         chunk.extend_from_slice(piece);
-        chunk.extend_from_slice(b"\r\n");
+        if chunked {
+            chunk.extend_from_slice(b"\r\n");
+        }
         if stream
             .write_all(&chunk)
             .and_then(|()| stream.flush())
@@ -79,7 +99,9 @@ fn send_chunked(url: &str, path: &str, content_type: &str, pieces: &[Vec<u8>]) -
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    let _ = stream.write_all(b"0\r\n\r\n");
+    if chunked {
+        let _ = stream.write_all(b"0\r\n\r\n");
+    }
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     String::from_utf8_lossy(&answer).into_owned()
@@ -99,14 +121,21 @@ async fn bodies_sent_in_pieces_are_read_whole_and_bounded() {
         ("/api/v1/token", "application/json", json),
         ("/oauth/token", "application/x-www-form-urlencoded", form),
     ];
-    for (path, content_type, body) in cases {
+    for ((path, content_type, body), chunked) in cases
+        .iter()
+        .flat_map(|case| [(case.clone(), true), (case.clone(), false)])
+    {
         let pieces = thirds(&body);
         assert_eq!(pieces.len(), 3);
         let (url, path, ct) = (url.clone(), path.to_owned(), content_type.to_owned());
-        let answer = tokio::task::spawn_blocking(move || send_chunked(&url, &path, &ct, &pieces))
-            .await
-            .unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let answer =
+            tokio::task::spawn_blocking(move || send_pieces(&url, &path, &ct, &pieces, chunked))
+                .await
+                .unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "chunked {chunked}: {answer}"
+        );
         assert!(
             answer.contains("ccess_token") || answer.contains("accessToken"),
             "{answer}"
@@ -119,12 +148,67 @@ async fn bodies_sent_in_pieces_are_read_whole_and_bounded() {
     ] {
         let pieces = vec![vec![b' '; 4096]; 10];
         let (url, path, ct) = (url.clone(), path.to_owned(), content_type.to_owned());
-        let answer = tokio::task::spawn_blocking(move || send_chunked(&url, &path, &ct, &pieces))
-            .await
-            .unwrap();
+        let answer =
+            tokio::task::spawn_blocking(move || send_pieces(&url, &path, &ct, &pieces, true))
+                .await
+                .unwrap();
         assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
         assert!(answer.contains("32768"), "{answer}");
         assert!(answer.contains("invalid_request"), "{answer}");
+    }
+}
+
+/// The token endpoints take the media types they always took, with or
+/// without a charset, and refuse a body without one as before.
+#[tokio::test]
+async fn token_bodies_are_read_by_their_media_type() {
+    let app = spawn_app().await;
+    let json = json!({"AppId": ADMIN_ID, "AppSecret": ADMIN_SECRET}).to_string();
+    let form =
+        format!("grant_type=client_credentials&client_id={ADMIN_ID}&client_secret={ADMIN_SECRET}");
+    let cases: [(&str, Option<&str>, &String, u16); 7] = [
+        ("/api/v1/token", Some("application/json"), &json, 200),
+        (
+            "/api/v1/token",
+            Some("application/json; charset=utf-8"),
+            &json,
+            200,
+        ),
+        ("/api/v1/token", Some("application/jwt+json"), &json, 200),
+        ("/api/v1/token", None, &json, 415),
+        (
+            "/oauth/token",
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            &form,
+            200,
+        ),
+        (
+            "/oauth/token",
+            Some("application/x-www-form-urlencoded; charset=iso-8859-1"),
+            &form,
+            200,
+        ),
+        ("/oauth/token", None, &form, 400),
+    ];
+    for (path, content_type, body, want) in cases {
+        let mut req = app.client.post(app.url(path)).body(body.clone());
+        if let Some(ct) = content_type {
+            req = req.header(CONTENT_TYPE, ct);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let answer: Value = res.json().await.unwrap();
+        assert_eq!(status, want, "{path} {content_type:?}: {answer}");
+        if want == 200 {
+            let token = answer["accessToken"]
+                .as_str()
+                .or(answer["access_token"].as_str());
+            assert!(token.is_some(), "{answer}");
+        } else if path == "/oauth/token" {
+            assert_eq!(answer["error"], "invalid_request", "{answer}");
+        } else {
+            assert_eq!(answer["error"]["code"], "invalid_request", "{answer}");
+        }
     }
 }
 
@@ -219,6 +303,21 @@ async fn a_bad_query_string_never_echoes_what_was_sent() {
         assert!(!text.contains("PRETEND"), "{path}: {text}");
         assert_eq!(body["error"]["message"], want, "{path}");
     }
+    let (status, _, body) = error_code(
+        call(
+            &app,
+            reqwest::Method::DELETE,
+            "/api/v1/roles/nobody?detach=tsr_sk_live_PRETENDsecret9",
+            None,
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error"]["message"],
+        "invalid query parameters: expected true or false"
+    );
 }
 
 #[tokio::test]
