@@ -250,6 +250,32 @@ async fn check_keys_dir(settings: &Settings, store: &Stores) -> Result<(), Start
     )))
 }
 
+/// Settings that work but expose more than an operator likely meant: said
+/// at start, once, so that nobody runs them unknowingly.
+fn warn_if_exposed(settings: &Settings) {
+    for net in settings.trusted_proxies.iter().filter(|n| !n.is_private()) {
+        tracing::warn!(
+            network = %net,
+            "trusted_proxies holds a network that is not private: any client inside it can name any address in its forwarding header, past IP allow-lists and the per-address failure limit"
+        );
+    }
+    if let Some(addr) = settings.metrics_listen.as_deref().filter(|a| reachable(a)) {
+        tracing::warn!(
+            metrics_listen = addr,
+            "metrics_listen serves /metrics without a token on an address that is not loopback or private: whoever reaches it reads the gateway's traffic counts"
+        );
+    }
+}
+
+/// Whether a listening address may be reached from outside private
+/// networks: a wildcard or a public address (a name is taken as reachable).
+fn reachable(listen: &str) -> bool {
+    let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
+        return true;
+    };
+    !crate::domain::IpNet::parse(&addr.ip().to_string()).is_ok_and(|n| n.is_private())
+}
+
 impl Application {
     /// Loads keys, opens the store, bootstraps the admin, and binds the
     /// listener (`port 0` picks a free port: tests rely on it).
@@ -291,6 +317,7 @@ impl Application {
                 "key_publish_ahead is shorter than the JWKS cache lifetime (300 s): a verifier may meet a new key's token before it has fetched the key"
             );
         }
+        warn_if_exposed(&settings);
         let (store, redis) = open_store(&settings).await?;
         check_keys_dir(&settings, &store).await?;
         let keys = KeyRingCell::open(KeyPolicy::from(&settings), store.keys.clone(), kek)
@@ -613,4 +640,27 @@ pub fn failed(format: crate::config::LogFormat, message: &str) -> std::process::
         crate::config::LogFormat::Pretty => eprintln!("error: {message}"),
     }
     std::process::ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn metrics_addresses_reachable_from_outside_are_told() {
+        for outside in [
+            "0.0.0.0:9100",
+            "[::]:9100",
+            "203.0.113.7:9100",
+            "metrics.example.com:9100",
+        ] {
+            assert!(super::reachable(outside), "{outside}");
+        }
+        for inside in [
+            "127.0.0.1:9100",
+            "10.0.0.5:9100",
+            "[::1]:9100",
+            "[fd00::5]:9100",
+        ] {
+            assert!(!super::reachable(inside), "{inside}");
+        }
+    }
 }

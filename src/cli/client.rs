@@ -26,8 +26,10 @@ fn describe_raw(status: reqwest::StatusCode, body: &Value) -> String {
             e["message"].as_str().unwrap_or_default(),
             code.as_str().unwrap_or_default()
         ),
+        // `/oauth/*` (RFC 6749 §5.2): the same shape, the description as
+        // the message and the error as the code.
         (None, Some(oauth)) => format!(
-            "{status}: {oauth} {}",
+            "{status}: {} ({oauth})",
             body["error_description"].as_str().unwrap_or_default()
         ),
         _ => format!("{status}"),

@@ -262,12 +262,13 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
-/// One line for an `/oauth/*` error answer.
+/// One line for an `/oauth/*` error answer, in the shape of every other
+/// server error: `<status>: <message> (<code>)`.
 pub fn oauth_error(status: reqwest::StatusCode, body: &Value) -> String {
     format!(
-        "{status}: {} {}",
-        printable(body["error"].as_str().unwrap_or("error")),
-        printable(body["error_description"].as_str().unwrap_or_default())
+        "{status}: {} ({})",
+        printable(body["error_description"].as_str().unwrap_or_default()),
+        printable(body["error"].as_str().unwrap_or("error"))
     )
 }
 

@@ -208,11 +208,11 @@ pub struct TokenArgs {
     #[command(flatten)]
     pub remote: Remote,
     /// Space-separated permissions to narrow the token to (each held by
-    /// the application).
+    /// the application; needs an application's secret).
     #[arg(long)]
     pub scope: Option<String>,
     /// Audience to request: the gateway's default, or one of the
-    /// application's audiences.
+    /// application's audiences (needs an application's secret).
     #[arg(long)]
     pub audience: Option<String>,
 }
@@ -367,6 +367,14 @@ async fn serve(config: Option<PathBuf>, init_keys: bool) -> ExitCode {
 async fn token_cmd(t: TokenArgs) -> Result<Value, String> {
     let Some(secret) = t.remote.app_secret else {
         // A person's stored login (`tessera login`), refreshed if needed.
+        // It is the login's token as it is: asking it for less or for
+        // another audience would silently print more than was asked for.
+        if t.scope.is_some() || t.audience.is_some() {
+            return Err(
+                "--scope and --audience need an application's credentials (TESSERA_APP_SECRET, with TESSERA_APP_ID for a non-generated secret); a person's login token is printed as it is"
+                    .into(),
+            );
+        }
         let url = credentials::normalise_url(&t.remote.url)?;
         let token = credentials::access_token(&reqwest::Client::new(), &url).await?;
         return Ok(json!({"accessToken": token.expose_secret(), "tokenType": "Bearer"}));

@@ -24,9 +24,11 @@ const LEEWAY_SECS: u64 = 30;
 `typ` at+jwt, the issuer, the audience, `exp` and `nbf` (30 s of leeway). Revocation is checked \
 only by asking the gateway (RFC 7662 introspection), which needs credentials holding \
 tokens:introspect: TESSERA_APP_ID and TESSERA_APP_SECRET, or a `tessera login` to that \
-gateway. Without them the output says that revocation was NOT checked.
+gateway. Without them the output says that revocation was NOT checked. With them, an \
+introspection the gateway refuses (a wrong secret, a missing permission, an error) exits 2: \
+whether the token was revoked is then unknown.
 
-Exit status: 0 valid, 1 invalid (or revoked), 2 bad usage.
+Exit status: 0 valid, 1 invalid (or revoked), 2 bad usage or revocation unknown.
 
 Examples:
   tessera verify \"$TOKEN\" --gateway https://auth.example.com --audience billing-api
@@ -356,9 +358,10 @@ async fn revocation(
         Ok(_) => Err(VerifyError::Invalid(
             "the gateway says the token is not active: it was revoked (or its application or person was)".into(),
         )),
-        Err(e) => Ok((
-            false,
-            format!("revocation NOT checked: the gateway's introspection refused ({e})"),
-        )),
+        // Credentials were given, so the caller asked for the check: a
+        // failed one must not read as a pass.
+        Err(e) => Err(VerifyError::Usage(format!(
+            "revocation could not be checked: the gateway's introspection refused ({e}); the signature, issuer, audience and expiry are good, but whether the token was revoked is unknown"
+        ))),
     }
 }

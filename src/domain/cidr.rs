@@ -91,6 +91,27 @@ impl IpNet {
         value & mask(width, self.prefix) == net
     }
 
+    /// Whether the whole network lies in a range not routed on the
+    /// internet: private (RFC 1918, RFC 4193), shared (RFC 6598), loopback
+    /// or link-local.
+    pub fn is_private(&self) -> bool {
+        const RANGES: [&str; 9] = [
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "100.64.0.0/10",
+            "127.0.0.0/8",
+            "169.254.0.0/16",
+            "fc00::/7",
+            "fe80::/10",
+            "::1/128",
+        ];
+        RANGES
+            .iter()
+            .filter_map(|r| Self::parse(r).ok())
+            .any(|r| r.prefix <= self.prefix && r.contains(self.addr))
+    }
+
     /// Whether any of `nets` contains `ip`.
     pub fn any_contains(nets: &[IpNet], ip: IpAddr) -> bool {
         nets.iter().any(|n| n.contains(ip))
@@ -406,6 +427,30 @@ pub fn client_ip<V: AsRef<[u8]>>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn private_networks_are_told_from_the_internet() {
+        for private in [
+            "10.0.0.0/8",
+            "10.1.2.0/24",
+            "192.168.1.1",
+            "fd00::/8",
+            "::1",
+            "127.0.0.1",
+        ] {
+            assert!(IpNet::parse(private).unwrap().is_private(), "{private}");
+        }
+        for wide in [
+            "0.0.0.0/0",
+            "8.8.8.0/24",
+            "10.0.0.0/7",
+            "::/0",
+            "::ffff:0:0/96",
+            "2001:db8::/32",
+        ] {
+            assert!(!IpNet::parse(wide).unwrap().is_private(), "{wide}");
+        }
+    }
+
     use super::*;
 
     fn net(s: &str) -> IpNet {

@@ -279,6 +279,38 @@ async fn cli_cover_verify_checks_issuer_audience_and_says_whether_revocation_was
     let issuer = app.issuer_hint();
     let token = admin(&app, &["token"]).await.ok().out.trim().to_owned();
 
+    // An /oauth/* refusal prints as every server error does:
+    // `<status>: <message> (<code>)`.
+    let wrong = run(
+        &app.address,
+        &[
+            ("TESSERA_APP_ID", ADMIN_ID),
+            ("TESSERA_APP_SECRET", "not-the-admin-secret-0123456789"),
+        ],
+        &["apps", "list"],
+        "",
+    )
+    .await;
+    assert_ne!(wrong.code, 0);
+    let line = wrong.err.trim();
+    assert!(
+        line.contains("401 Unauthorized: ") && line.ends_with("(invalid_client)"),
+        "{line}"
+    );
+
+    // A person's login token is printed as it is: asking it for a scope or
+    // an audience is refused, not ignored.
+    for flag in ["--scope", "--audience"] {
+        let asked = run(&app.address, &[], &["token", flag, "content:read"], "").await;
+        assert_ne!(asked.code, 0, "{flag}: {}", asked.out);
+        assert!(asked.out.trim().is_empty(), "{flag}: {}", asked.out);
+        assert!(
+            asked.err.contains("need an application's credentials"),
+            "{flag}: {}",
+            asked.err
+        );
+    }
+
     // No credentials: valid, and it says plainly that it did not ask.
     let plain = run(
         &app.address,
@@ -343,6 +375,25 @@ async fn cli_cover_verify_checks_issuer_audience_and_says_whether_revocation_was
     .await;
     assert_eq!(unasked.code, 0);
     assert!(unasked.out.contains("NOT checked"), "{}", unasked.out);
+    // Credentials that the gateway refuses: the check was asked for and
+    // failed, which is not a pass.
+    let refused = run(
+        &app.address,
+        &[
+            ("TESSERA_APP_ID", ADMIN_ID),
+            ("TESSERA_APP_SECRET", "not-the-admin-secret-0123456789"),
+        ],
+        &["verify", &token, "--audience", "tessera"],
+        "",
+    )
+    .await;
+    assert_eq!(refused.code, 2, "{} {}", refused.out, refused.err);
+    assert!(!refused.out.contains("valid: "), "{}", refused.out);
+    assert!(
+        refused.err.contains("revocation could not be checked"),
+        "{}",
+        refused.err
+    );
 
     // Errors are sentences naming what the token holds and what was wanted.
     let token = admin(&app, &["token"]).await.ok().out.trim().to_owned();

@@ -416,6 +416,46 @@ fn lines_of(log: &str, request_id: &str) -> Vec<Value> {
         .collect()
 }
 
+/// A trusted proxy network that is not private works, and is said at start
+/// (once per such network); private ones and a loopback metrics listener
+/// are not.
+#[tokio::test]
+async fn settings_that_expose_the_gateway_are_warned_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, address) = serve(
+        dir.path(),
+        &[
+            ("TESSERA_LOG_FORMAT", "json"),
+            (
+                "TESSERA_TRUSTED_PROXIES",
+                "0.0.0.0/0, 10.0.0.0/8, 2001:db8::/32",
+            ),
+            ("TESSERA_METRICS_LISTEN", "127.0.0.1:0"),
+        ],
+    );
+    let health = reqwest::get(format!("{address}/healthz")).await.unwrap();
+    assert_eq!(health.status(), 200);
+    let log = gw.stderr();
+    let warned: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["level"] == "WARN"
+                && v["fields"]["message"].as_str().is_some_and(|m| {
+                    m.starts_with("trusted_proxies holds a network that is not private")
+                })
+        })
+        .map(|v| {
+            v["fields"]["network"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(warned, ["0.0.0.0/0", "2001:db8::/32"], "{log}");
+    assert!(!log.contains("metrics_listen serves"), "{log}");
+}
+
 #[tokio::test]
 async fn the_access_log_is_one_json_line_per_request_with_nothing_secret() {
     let dir = tempfile::tempdir().unwrap();
