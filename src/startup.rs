@@ -273,7 +273,7 @@ fn reachable(listen: &str) -> bool {
     let Ok(addr) = listen.parse::<std::net::SocketAddr>() else {
         return true;
     };
-    !crate::domain::IpNet::parse(&addr.ip().to_string()).is_ok_and(|n| n.is_private())
+    !crate::domain::IpNet::host(addr.ip()).is_private()
 }
 
 impl Application {

@@ -112,6 +112,13 @@ impl IpNet {
             .any(|r| r.prefix <= self.prefix && r.contains(self.addr))
     }
 
+    /// The network of one address (a /32 or /128).
+    pub fn host(ip: IpAddr) -> Self {
+        let ip = canonical(ip);
+        let prefix = if ip.is_ipv4() { 32 } else { 128 };
+        Self { addr: ip, prefix }
+    }
+
     /// Whether any of `nets` contains `ip`.
     pub fn any_contains(nets: &[IpNet], ip: IpAddr) -> bool {
         nets.iter().any(|n| n.contains(ip))
@@ -427,6 +434,12 @@ pub fn client_ip<V: AsRef<[u8]>>(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn net(s: &str) -> IpNet {
+        IpNet::parse(s).unwrap()
+    }
+
     #[test]
     fn private_networks_are_told_from_the_internet() {
         for private in [
@@ -449,13 +462,12 @@ mod tests {
         ] {
             assert!(!IpNet::parse(wide).unwrap().is_private(), "{wide}");
         }
+        // One address: an IPv4-mapped one is its IPv4 address.
+        assert!(IpNet::host(ip("::ffff:10.0.0.1")).is_private());
+        assert_eq!(IpNet::host(ip("192.168.0.9")), net("192.168.0.9/32"));
+        assert!(!IpNet::host(ip("203.0.113.7")).is_private());
     }
 
-    use super::*;
-
-    fn net(s: &str) -> IpNet {
-        IpNet::parse(s).unwrap()
-    }
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }

@@ -16,6 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use super::OAuthError;
+use super::error::{NOT_A_FORM, NOT_FORM_TYPE};
 
 /// The largest request body the gateway reads, in bytes (`max_body`),
 /// registered with the routes.
@@ -108,12 +109,7 @@ impl FromRequest for OAuthForm {
             .content_type()
             .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         {
-            return Box::pin(async {
-                Err(OAuthError::invalid_request(
-                    "the request body must be application/x-www-form-urlencoded",
-                )
-                .into())
-            });
+            return Box::pin(async { Err(OAuthError::invalid_request(NOT_FORM_TYPE).into()) });
         }
         let body = read(req, payload);
         Box::pin(async move {
@@ -128,5 +124,5 @@ impl FromRequest for OAuthForm {
 }
 
 fn not_a_form() -> OAuthError {
-    OAuthError::invalid_request("the request body is not a valid form")
+    OAuthError::invalid_request(NOT_A_FORM)
 }

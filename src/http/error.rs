@@ -578,6 +578,15 @@ pub fn scrub(msg: &str) -> String {
     out
 }
 
+/// The 415 of a JSON endpoint given another media type.
+pub const NOT_JSON: &str = "the request body must be application/json";
+/// The 400 of a body the connection could not deliver.
+pub const UNREADABLE: &str = "the request body could not be read";
+/// The 400 of an `/oauth/*` body of another media type.
+pub const NOT_FORM_TYPE: &str = "the request body must be application/x-www-form-urlencoded";
+/// The 400 of an `/oauth/*` body that is not a form.
+pub const NOT_A_FORM: &str = "the request body is not a valid form";
+
 /// The message of a 413.
 pub fn too_large(limit: usize) -> String {
     format!("the request body exceeds the limit of {limit} bytes")
@@ -593,15 +602,9 @@ pub fn json_config(limit: usize) -> web::JsonConfig {
                 J::OverflowKnownLength { .. } | J::Overflow { .. } => {
                     (StatusCode::PAYLOAD_TOO_LARGE, too_large(limit))
                 }
-                J::ContentType => (
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "the request body must be application/json".to_owned(),
-                ),
+                J::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_JSON.to_owned()),
                 J::Deserialize(e) => (StatusCode::BAD_REQUEST, describe_json_error(e)),
-                _ => (
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read".to_owned(),
-                ),
+                _ => (StatusCode::BAD_REQUEST, UNREADABLE.to_owned()),
             };
             let res = api_error_response(status, ErrorCode::InvalidRequest, &message);
             actix_web::error::InternalError::from_response(err, res).into()
@@ -616,10 +619,8 @@ pub fn form_config(limit: usize) -> web::FormConfig {
             use actix_web::error::UrlencodedError as U;
             let e = match &err {
                 U::Overflow { .. } => OAuthError::too_large(limit),
-                U::ContentType => OAuthError::invalid_request(
-                    "the request body must be application/x-www-form-urlencoded",
-                ),
-                _ => OAuthError::invalid_request("the request body is not a valid form"),
+                U::ContentType => OAuthError::invalid_request(NOT_FORM_TYPE),
+                _ => OAuthError::invalid_request(NOT_A_FORM),
             };
             let res = e.error_response();
             actix_web::error::InternalError::from_response(err, res).into()

@@ -10,8 +10,8 @@ use std::pin::Pin;
 use super::ApiError;
 use super::body::BodyError;
 use super::error::{
-    DataError, ErrorCode, api_error_response, describe_at, describe_json_error, explain_data_error,
-    too_large,
+    DataError, ErrorCode, NOT_JSON, UNREADABLE, api_error_response, describe_at,
+    describe_json_error, explain_data_error, too_large,
 };
 use crate::domain::DomainError;
 use actix_web::http::StatusCode;
@@ -58,10 +58,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for FastJsonObject<T> {
             if m.subtype() == actix_web::mime::JSON || m.suffix() == Some(actix_web::mime::JSON));
         if !json {
             return Box::pin(async {
-                Err(refused(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "the request body must be application/json".into(),
-                ))
+                Err(refused(StatusCode::UNSUPPORTED_MEDIA_TYPE, NOT_JSON.into()))
             });
         }
         let body = super::body::read(req, payload);
@@ -70,10 +67,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for FastJsonObject<T> {
                 BodyError::TooLarge(limit) => {
                     refused(StatusCode::PAYLOAD_TOO_LARGE, too_large(limit))
                 }
-                BodyError::Unreadable => refused(
-                    StatusCode::BAD_REQUEST,
-                    "the request body could not be read".into(),
-                ),
+                BodyError::Unreadable => refused(StatusCode::BAD_REQUEST, UNREADABLE.into()),
             })?;
             // Anything but an object goes the long way, which refuses it
             // (serde would read a struct from an array).

@@ -406,10 +406,15 @@ fn serve(dir: &std::path::Path, env: &[(&str, &str)]) -> (Served, String) {
     (gw, address)
 }
 
-/// The JSON lines of `log` that carry `request_id` (as a field or in a span).
-fn lines_of(log: &str, request_id: &str) -> Vec<Value> {
+/// The lines of `log` that are JSON.
+fn json_lines(log: &str) -> impl Iterator<Item = Value> + '_ {
     log.lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+}
+
+/// The JSON lines of `log` that carry `request_id` (as a field or in a span).
+fn lines_of(log: &str, request_id: &str) -> Vec<Value> {
+    json_lines(log)
         .filter(|v| {
             v["fields"]["request_id"] == request_id || v["span"]["request_id"] == request_id
         })
@@ -436,9 +441,7 @@ async fn settings_that_expose_the_gateway_are_warned_at_start() {
     let health = reqwest::get(format!("{address}/healthz")).await.unwrap();
     assert_eq!(health.status(), 200);
     let log = gw.stderr();
-    let warned: Vec<String> = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+    let warned: Vec<String> = json_lines(&log)
         .filter(|v| {
             v["level"] == "WARN"
                 && v["fields"]["message"].as_str().is_some_and(|m| {
