@@ -294,15 +294,7 @@ async fn metadata_describes_the_token_endpoint() {
         "/.well-known/oauth-authorization-server",
         "/.well-known/openid-configuration",
     ] {
-        let m: Value = app
-            .client
-            .get(app.url(path))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let m = app.get_json(path).await;
         assert_eq!(m["issuer"], app.address);
         assert_eq!(m["token_endpoint"], format!("{}/oauth/token", app.address));
         assert_eq!(
