@@ -79,6 +79,26 @@ pub fn shown(s: &str) -> String {
     }
 }
 
+/// A list of names (permissions, roles, ids) for an error message, joined
+/// with `, `: each as written when [`quotable`], otherwise only its length.
+/// Permission and role grammar has no spaces or commas, so the list stays
+/// unambiguous unquoted; a 128-byte permission that is a pasted secret
+/// still never comes back.
+pub fn listed<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = String::new();
+    for (i, n) in names.into_iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        if quotable(n) {
+            out.push_str(n);
+        } else {
+            out.push_str(&format!("(a value of {} bytes)", n.len()));
+        }
+    }
+    out
+}
+
 /// Whether a caller's value may be repeated in an error message: short (at
 /// most 64 bytes), printable ASCII, and not shaped like a credential (see
 /// [`credential_shaped`]). A secret pasted into the wrong field is then
@@ -150,5 +170,15 @@ mod tests {
             assert!(shown(secret).starts_with("(a value of"), "{secret}");
         }
         assert!(shown(&"a".repeat(65)).starts_with("(a value of"));
+    }
+
+    #[test]
+    fn lists_keep_names_and_hide_credentials() {
+        let long = format!("x:{}", "q".repeat(40));
+        assert_eq!(
+            listed(["content:read", long.as_str(), "*"]),
+            "content:read, (a value of 42 bytes), *"
+        );
+        assert_eq!(listed([]), "");
     }
 }

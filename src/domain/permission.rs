@@ -255,7 +255,7 @@ impl Catalogue {
         } else {
             Err(DomainError::Validation(format!(
                 "unknown permission(s), not in the catalogue: {}",
-                unknown.join(", ")
+                super::error::listed(unknown)
             )))
         }
     }

@@ -231,7 +231,7 @@ async fn checked_holdings(gw: &Gateway, app: &Application) -> Result<Holdings, D
         if !not_public.is_empty() {
             return Err(DomainError::Validation(format!(
                 "a public key may hold only permissions marked public, not: {}",
-                not_public.join(", ")
+                crate::domain::error::listed(not_public)
             )));
         }
     }

@@ -125,7 +125,7 @@ pub fn guard(
     beyond.dedup();
     Err(DomainError::InsufficientPermissions(format!(
         "the target holds more than you do: {}",
-        beyond.join(", ")
+        crate::domain::error::listed(beyond)
     )))
 }
 

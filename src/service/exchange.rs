@@ -183,7 +183,7 @@ fn requested_scope(
     if !missing.is_empty() {
         return Err(DomainError::InvalidScope(format!(
             "the subject token does not hold: {}",
-            missing.join(", ")
+            crate::domain::error::listed(missing.iter().map(String::as_str))
         )));
     }
     Ok((granted_oidc(oidc), Some(perms)))

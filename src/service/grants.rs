@@ -219,7 +219,7 @@ fn narrow_to(
     if !unknown.is_empty() {
         return Err(DomainError::InvalidScope(format!(
             "not in the permission catalogue: {}",
-            unknown.join(", ")
+            crate::domain::error::listed(unknown)
         )));
     }
     let everywhere = intersect(&wanted, &grants.permissions);
@@ -246,7 +246,7 @@ fn narrow_to(
     if !missing.is_empty() {
         return Err(DomainError::InvalidScope(format!(
             "the application does not hold: {}",
-            missing.join(", ")
+            crate::domain::error::listed(missing)
         )));
     }
     Ok((everywhere, scoped))
