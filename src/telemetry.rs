@@ -2,9 +2,23 @@
 //! Standard output is kept for what the operator must read (the bootstrap
 //! credentials, the listening address): plain lines, or in JSON mode one
 //! JSON object per line (see `startup::Application::announce`).
+//!
+//! Every line logged while a request is served carries its id as a span
+//! `request{request_id=…}` (in JSON under `span` and `spans`), exactly as a
+//! tracing span would write it. No tracing span is built per request: the
+//! id rides in a task-local ([`in_request`]) and the formatters below write
+//! it. A real span cost every request its registration, field formatting,
+//! filter lock and enter/exit bookkeeping, all for lines that the warm
+//! exchange never writes; the task-local costs a copy.
 
+use std::future::Future;
 use std::io::IsTerminal;
+use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::FmtContext;
+use tracing_subscriber::fmt::format::{FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::config::{ConfigError, LogFormat};
 
@@ -21,8 +35,19 @@ pub fn init(filter: &str, format: LogFormat) -> Result<(), ConfigError> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let result = match format {
-        LogFormat::Json => builder.json().with_ansi(false).try_init(),
-        LogFormat::Pretty => builder.with_ansi(colour()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .with_ansi(false)
+            .event_format(JsonLines(tracing_subscriber::fmt::format().json()))
+            .try_init(),
+        LogFormat::Pretty => builder
+            .with_ansi(colour())
+            .event_format(PrettyLines(
+                tracing_subscriber::fmt::format()
+                    .without_time()
+                    .with_level(false),
+            ))
+            .try_init(),
     };
     // A second init (tests) keeps the first subscriber; that is fine.
     let _ = result;
@@ -33,4 +58,177 @@ pub fn init(filter: &str, format: LogFormat) -> Result<(), ConfigError> {
 /// otherwise (<https://no-color.org>: any non-empty value).
 fn colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// Longest request id held (the access middleware keeps no longer one).
+const MAX_ID: usize = 128;
+
+/// A request id as the log writes it, held inline so that entering a
+/// request allocates nothing.
+#[derive(Clone, Copy)]
+pub struct RequestId {
+    len: u8,
+    bytes: [u8; MAX_ID],
+}
+
+impl RequestId {
+    /// The id, when it is 1 to 128 bytes of `[A-Za-z0-9._:-]` (what the
+    /// access middleware keeps or makes); such an id needs no escaping in
+    /// either format.
+    pub fn new(id: &[u8]) -> Option<Self> {
+        let plain = id
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        if id.is_empty() || id.len() > MAX_ID || !plain {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_ID];
+        bytes[..id.len()].copy_from_slice(id);
+        Some(Self {
+            len: u8::try_from(id.len()).ok()?,
+            bytes,
+        })
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
+impl std::fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+tokio::task_local! {
+    static REQUEST: RequestId;
+}
+
+/// Runs `fut` as the request `id`: every line it logs carries the id.
+pub fn in_request<F: Future>(id: RequestId, fut: F) -> impl Future<Output = F::Output> {
+    REQUEST.scope(id, fut)
+}
+
+/// Runs `f` as the request `id` (the synchronous part of a request).
+pub fn in_request_sync<R>(id: RequestId, f: impl FnOnce() -> R) -> R {
+    REQUEST.sync_scope(id, f)
+}
+
+/// The request being served on this task, if any.
+pub fn current_request() -> Option<RequestId> {
+    REQUEST.try_with(|r| *r).ok()
+}
+
+/// JSON lines: tracing-subscriber's JSON, with the request's span first in
+/// `spans` (and as `span` when no other span is open).
+struct JsonLines<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for JsonLines<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let Some(id) = current_request() else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        let Ok(mut v) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line)
+        else {
+            return writer.write_str(&line);
+        };
+        let span = serde_json::json!({"request_id": id.as_str(), "name": "request"});
+        let mut spans = vec![span.clone()];
+        if let Some(serde_json::Value::Array(open)) = v.remove("spans") {
+            spans.extend(open);
+        }
+        v.entry("span").or_insert(span);
+        v.insert("spans".into(), serde_json::Value::Array(spans));
+        let out = serde_json::to_string(&v).map_err(|_| std::fmt::Error)?;
+        writeln!(writer, "{out}")
+    }
+}
+
+/// Pretty lines, as tracing-subscriber's full format writes them (time,
+/// level, spans, target, fields), with the request's span first.
+struct PrettyLines<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for PrettyLines<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let ansi = writer.has_ansi_escapes();
+        let paint = |w: &mut Writer<'_>, code: &str, text: &str| {
+            if ansi {
+                write!(w, "\x1b[{code}m{text}\x1b[0m")
+            } else {
+                w.write_str(text)
+            }
+        };
+        let mut time = String::new();
+        SystemTime.format_time(&mut Writer::new(&mut time))?;
+        paint(&mut writer, "2", &time)?;
+        let (label, colour) = match *event.metadata().level() {
+            Level::TRACE => ("TRACE", "35"),
+            Level::DEBUG => ("DEBUG", "34"),
+            Level::INFO => (" INFO", "32"),
+            Level::WARN => (" WARN", "33"),
+            Level::ERROR => ("ERROR", "31"),
+        };
+        writer.write_char(' ')?;
+        paint(&mut writer, colour, label)?;
+        writer.write_char(' ')?;
+        if let Some(id) = current_request() {
+            paint(&mut writer, "1", "request{")?;
+            write!(writer, "request_id={}", id.as_str())?;
+            paint(&mut writer, "1", "}")?;
+            paint(&mut writer, "2", ":")?;
+            // The inner format separates its own spans from the target.
+            if ctx.event_scope().is_none() {
+                writer.write_char(' ')?;
+            }
+        }
+        self.0.format_event(ctx, writer, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_held_only_when_plain() {
+        assert_eq!(
+            RequestId::new(b"abc-1.2:3_x")
+                .map(|r| r.as_str().to_owned())
+                .as_deref(),
+            Some("abc-1.2:3_x")
+        );
+        assert!(RequestId::new(&[b'a'; 128]).is_some());
+        assert!(RequestId::new(&[b'a'; 129]).is_none());
+        assert!(RequestId::new(b"").is_none());
+        assert!(RequestId::new(b"a\"b").is_none());
+        assert!(current_request().is_none());
+        let id = RequestId::new(b"r-1");
+        let seen =
+            id.map(|id| in_request_sync(id, || current_request().map(|r| r.as_str().to_owned())));
+        assert_eq!(seen.flatten().as_deref(), Some("r-1"));
+    }
 }

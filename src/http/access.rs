@@ -6,8 +6,9 @@
 //!   128 characters of `[A-Za-z0-9._:-]` (what proxies and tracing systems
 //!   generate), else a fresh random one replaces it. It is echoed on every
 //!   response, errors and timeouts included.
-//! - **Span.** The request is served inside a span `request{request_id=…}`,
-//!   so every line logged while serving it carries the id.
+//! - **Span.** Every line logged while serving the request carries the id
+//!   as a span `request{request_id=…}` (see `telemetry`: the id rides in a
+//!   task-local, so no tracing span is built per request).
 //! - **Access log.** One line per request at INFO, target `tessera::access`:
 //!   `request_id`, `method`, `route` (the matched pattern, or `unmatched`),
 //!   `path` (never the query string), `status`, `duration_ms`, `peer` (the
@@ -25,7 +26,6 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 use crate::service::Gateway;
 
@@ -230,18 +230,25 @@ where
                 (logged_path(req.path()).to_owned(), peer)
             }),
         });
-        // ERROR level: the span is enabled whenever any logging is, so every
-        // line of the request carries its id, whatever the filter.
-        // Display, not Debug: the id is plain (checked above), and Debug
-        // would escape it character by character.
-        let span = tracing::error_span!("request", request_id = %id.to_str().unwrap_or(""));
-        let fut = span.in_scope(|| self.service.call(req));
+        // Every line of the request carries its id, whatever the filter
+        // (see `telemetry`: a task-local, not a span built per request).
+        let rid = crate::telemetry::RequestId::new(id.as_bytes());
+        let fut = match rid {
+            Some(rid) => crate::telemetry::in_request_sync(rid, || self.service.call(req)),
+            None => self.service.call(req),
+        };
         // A deadline over the whole request, body included: a client
         // trickling its body cannot hold a connection (and a file
         // descriptor) for ever. The request is gone by then, so the 408
         // travels as an error carrying its response.
         let deadline = tokio::time::Instant::from_std(started) + self.timeout;
-        let served = within(deadline, fut).instrument(span);
+        let served = within(deadline, fut);
+        let served = async move {
+            match rid {
+                Some(rid) => crate::telemetry::in_request(rid, served).await,
+                None => served.await,
+            }
+        };
         Box::pin(
             // Outside the span: the access line names the id itself, and a
             // JSON line without the span list is cheaper to write.

@@ -518,6 +518,18 @@ async fn the_access_log_is_one_json_line_per_request_with_nothing_secret() {
             .any(|v| v["target"] != "tessera::access" && v["span"]["request_id"] == "req-access-1"),
         "{log}"
     );
+    // As a tracing span is written: first in the list, named `request`;
+    // the access line itself is outside it.
+    assert!(
+        lines_of(&log, "req-access-1")
+            .iter()
+            .any(|v| v["target"] != "tessera::access"
+                && v["spans"][0]["request_id"] == "req-access-1"
+                && v["spans"][0]["name"] == "request"
+                && v["span"]["name"] == "request"),
+        "{log}"
+    );
+    assert!(access[0].get("span").is_none(), "{log}");
     for secret in [
         ADMIN_SECRET,
         query_secret,
@@ -532,6 +544,51 @@ async fn the_access_log_is_one_json_line_per_request_with_nothing_secret() {
     for l in log.lines() {
         assert!(serde_json::from_str::<Value>(l).is_ok(), "not JSON: {l}");
     }
+}
+
+/// In the pretty format, a line logged while serving a request names its
+/// id as a span, before the target; a line outside any request does not.
+#[tokio::test]
+async fn pretty_lines_of_a_request_carry_its_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gw, address) = serve(
+        dir.path(),
+        &[
+            ("TESSERA_LOG_FORMAT", "pretty"),
+            ("TESSERA_LOG", "info,tessera::service::token=debug"),
+        ],
+    );
+    let res = reqwest::Client::new()
+        .post(format!("{address}/api/v1/token"))
+        .header("X-Request-Id", "req-pretty-1")
+        .json(&json!({"AppId": ADMIN_ID, "AppSecret": ADMIN_SECRET}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = gw.stderr();
+        if log.contains("tessera::access") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "no access line in {log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let issued = log
+        .lines()
+        .find(|l| l.contains("token issued"))
+        .unwrap_or_else(|| panic!("no debug line in {log}"));
+    assert!(
+        issued.contains(" DEBUG request{request_id=req-pretty-1}: tessera::service::token: "),
+        "{issued}"
+    );
+    let access = log.lines().find(|l| l.contains("tessera::access")).unwrap();
+    assert!(access.contains(" INFO tessera::access: "), "{access}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour in a log that is not a terminal: {log}"
+    );
 }
 
 #[tokio::test]
