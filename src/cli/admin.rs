@@ -602,8 +602,9 @@ pub(super) fn urlencode(v: &str) -> String {
         .collect()
 }
 
-/// Runs `tessera apps …`.
-pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(), String> {
+/// Runs `tessera apps …`; `Ok(false)` when it printed its answer but must
+/// exit 1 (a bulk delete naming ids not found).
+pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<bool, String> {
     // A malformed value is refused before any credential is spent.
     let body = match &cmd {
         AppsCommand::Update(u) => Some(u.body()?),
@@ -699,11 +700,15 @@ pub async fn apps(remote: &Remote, cmd: AppsCommand, json_out: bool) -> Result<(
                 .as_array()
                 .is_some_and(|r| r.iter().any(|x| x["result"] != "deleted"));
             if missing {
-                return Err("some applications were not found".into());
+                // In JSON the results already say which; one document only.
+                if !json_out {
+                    eprintln!("error: some applications were not found");
+                }
+                return Ok(false);
             }
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Runs `tessera roles …`.

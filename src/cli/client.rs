@@ -66,8 +66,7 @@ impl AdminClient {
             .send()
             .await
             .map_err(|e| format!("{url}: {e}"))?;
-        let status = res.status();
-        let body: Value = res.json().await.map_err(|e| format!("{url}: {e}"))?;
+        let (status, body) = read_json(&url, res).await?;
         if !status.is_success() {
             return Err(describe(status, &body));
         }
@@ -145,17 +144,21 @@ impl AdminClient {
 }
 
 /// Reads an answer's status and JSON body (`Null` when empty); `url` names
-/// the request in errors.
+/// the request in errors. An error answer that is not JSON (a proxy's HTML
+/// 502) gives `Null`, so that the caller still reports its status; a
+/// success that is not JSON is an error naming the status.
 pub(crate) async fn read_json(
     url: &str,
     res: reqwest::Response,
 ) -> Result<(reqwest::StatusCode, Value), String> {
     let status = res.status();
     let text = res.text().await.map_err(|e| format!("{url}: {e}"))?;
-    let body = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).map_err(|e| format!("{url}: unreadable answer: {e}"))?
-    };
-    Ok((status, body))
+    if text.is_empty() {
+        return Ok((status, Value::Null));
+    }
+    match serde_json::from_str(&text) {
+        Ok(body) => Ok((status, body)),
+        Err(_) if !status.is_success() => Ok((status, Value::Null)),
+        Err(e) => Err(format!("{url}: unreadable answer ({status}): {e}")),
+    }
 }

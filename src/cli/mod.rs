@@ -270,7 +270,9 @@ pub async fn run() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Apps { remote, command } => match admin::apps(&remote, *command, json_out).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::SUCCESS,
+            // Printed already (a bulk delete with ids not found).
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => fail(json_out, &e),
         },
         Command::Roles { remote, command } => {
@@ -407,13 +409,14 @@ async fn token_cmd(t: TokenArgs) -> Result<Value, String> {
         .send()
         .await
         .map_err(|e| format!("{url}: {e}"))?;
-    let status = res.status();
-    let answer: Value = res
-        .json()
-        .await
-        .map_err(|e| format!("{url}: unreadable answer: {e}"))?;
+    let (status, answer) = client::read_json(&url, res).await?;
     if !status.is_success() {
         return Err(client::describe(status, &answer));
+    }
+    if !answer["accessToken"].is_string() {
+        return Err(format!(
+            "{url}: the gateway answered {status} without an accessToken"
+        ));
     }
     Ok(answer)
 }

@@ -836,3 +836,108 @@ fn cli_cover_a_reader_closing_the_pipe_early_ends_the_command_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `apps delete --json` naming an id that does not exist prints one JSON
+/// document (the per-id results) and exits 1; without `--json` the table
+/// and a sentence on standard error.
+#[tokio::test]
+async fn cli_cover_a_bulk_delete_with_a_missing_id_prints_one_answer() {
+    let app = spawn_app().await;
+    let (created, _) = app.create_app(json!({"name": "to-go"})).await;
+    let id = created["id"].as_str().unwrap();
+    let out = admin(&app, &["apps", "delete", id, "app_missing", "--json"]).await;
+    assert_eq!(out.code, 1, "{}\n{}", out.out, out.err);
+    let v = out.json();
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "{v}");
+    assert!(
+        results
+            .iter()
+            .any(|r| r["id"] == id && r["result"] == "deleted")
+    );
+    assert!(out.err.is_empty(), "{}", out.err);
+    let (created, _) = app.create_app(json!({"name": "to-go-too"})).await;
+    let other = created["id"].as_str().unwrap();
+    let out = admin(&app, &["apps", "delete", other, "app_missing"]).await;
+    assert_eq!(out.code, 1);
+    assert!(out.out.contains(other), "{}", out.out);
+    assert!(
+        out.err.contains("some applications were not found"),
+        "{}",
+        out.err
+    );
+}
+
+/// A peer that answers every request with `status` and `body` (a proxy in
+/// front of a gateway that is down, or a broken gateway).
+async fn answers(status: &'static str, ctype: &'static str, body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let mut got = Vec::new();
+                // Up to the end of the headers and the (small) body.
+                while let Ok(n) = conn.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    got.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&got);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let len = text
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if got.len() >= end + 4 + len {
+                            break;
+                        }
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// An error answer that is not JSON (a proxy's HTML page) is reported by
+/// its status; a success without a token is an error, never an empty line.
+#[tokio::test]
+async fn cli_cover_answers_that_are_not_the_gateways_are_reported_plainly() {
+    let html = answers(
+        "502 Bad Gateway",
+        "text/html",
+        "<html><body>502 Bad Gateway</body></html>",
+    )
+    .await;
+    for args in [&["token"][..], &["apps", "list"][..]] {
+        let out = run(&html, &ADMIN, args, "").await;
+        assert_eq!(out.code, 1, "{args:?}: {}", out.out);
+        assert!(out.err.contains("502 Bad Gateway"), "{args:?}: {}", out.err);
+        assert!(!out.err.contains("unreadable"), "{args:?}: {}", out.err);
+    }
+    let empty = answers("200 OK", "application/json", "{}").await;
+    let out = run(&empty, &ADMIN, &["token"], "").await;
+    assert_eq!(out.code, 1, "{}", out.out);
+    assert!(out.out.trim().is_empty(), "{}", out.out);
+    assert!(out.err.contains("without an accessToken"), "{}", out.err);
+    let garbled = answers("200 OK", "application/json", "not json").await;
+    let out = run(&garbled, &ADMIN, &["token"], "").await;
+    assert_eq!(out.code, 1, "{}", out.out);
+    assert!(
+        out.err.contains("unreadable answer (200 OK)"),
+        "{}",
+        out.err
+    );
+}
