@@ -280,6 +280,12 @@ impl Application {
     /// Loads keys, opens the store, bootstraps the admin, and binds the
     /// listener (`port 0` picks a free port: tests rely on it).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // Settings built in code (an embedding program, the tests) pass the
+        // same rules as loaded ones: `workers = Some(0)` would otherwise
+        // panic inside actix rather than be refused with its name.
+        settings
+            .validate()
+            .map_err(|e| StartupError(e.to_string()))?;
         let kek = match (&settings.kek, &settings.kek_file) {
             (Some(text), _) => Some(
                 Kek::parse(text.expose_secret())
@@ -298,17 +304,7 @@ impl Application {
                         .map_err(|e| StartupError(format!("kek_file (TESSERA_KEK_FILE): {e}")))?,
                 )
             }
-            // Settings built in code skip `Settings::validate`: the rule
-            // that a shared store never holds a private key in the clear is
-            // checked here too.
-            (None, None) if settings.redis_url.is_some() => {
-                return Err(StartupError(
-                    "kek (TESSERA_KEK or TESSERA_KEK_FILE): required with a Redis store: the \
-                     private signing keys are kept in Redis, encrypted with it (make one with \
-                     `tessera keys kek`)"
-                        .into(),
-                ));
-            }
+            // With Redis, `validate` above has required one of the two.
             (None, None) => None,
         };
         if settings.key_publish_ahead < 300 {

@@ -750,3 +750,28 @@ fn base64_url_decode(s: &str) -> Vec<u8> {
         .decode(s)
         .unwrap()
 }
+
+/// Settings built in code pass the rules loaded ones do: a bad one is
+/// refused by `Application::build`, naming it, rather than panicking later.
+#[tokio::test]
+async fn settings_built_in_code_are_checked_at_build() {
+    let dir = tempfile::tempdir().unwrap();
+    for (tweak, named) in [
+        (
+            (|s: &mut tessera::config::Settings| s.workers = Some(0))
+                as fn(&mut tessera::config::Settings),
+            "workers (TESSERA_WORKERS)",
+        ),
+        (|s| s.max_body_bytes = 10, "max_body_bytes"),
+        (|s| s.listen = "nowhere".into(), "listen"),
+    ] {
+        let mut settings = crate::helpers::base_settings(dir.path());
+        tweak(&mut settings);
+        match tessera::startup::Application::build(settings).await {
+            Ok(_) => panic!("{named}: built"),
+            Err(e) => assert!(e.to_string().contains(named), "{named}: {e}"),
+        }
+    }
+    // Nothing was written for a refused start.
+    assert!(!dir.path().join("data").exists());
+}
