@@ -11,7 +11,7 @@
 //!   task-local, so no tracing span is built per request).
 //! - **Access log.** One line per request at INFO, target `tessera::access`:
 //!   `request_id`, `method`, `route` (the matched pattern, or `unmatched`),
-//!   `path` (never the query string), `status`, `duration_ms`, `peer` (the
+//!   `path` (never the query string; escaped to printable ASCII), `status`, `duration_ms`, `peer` (the
 //!   client address as the gateway resolves it behind trusted proxies, else
 //!   the socket peer). Nothing of the headers, cookies, query or body.
 //! - **Metrics.** `tessera_http_request_duration_seconds{route,method,status}`
@@ -124,16 +124,29 @@ fn method_label(m: &actix_web::http::Method) -> &'static str {
     }
 }
 
-/// `path` cut to at most [`MAX_LOGGED_PATH`] bytes, on a character boundary.
-fn logged_path(path: &str) -> &str {
-    if path.len() <= MAX_LOGGED_PATH {
-        return path;
-    }
-    let mut end = MAX_LOGGED_PATH;
+/// `path` as the access line writes it: cut to at most [`MAX_LOGGED_PATH`]
+/// bytes on a character boundary, and every byte that is not printable
+/// ASCII written `%XX`. A path is client input: a raw non-ASCII space or a
+/// control character could otherwise make one pretty line read as two, or
+/// forge a `status=` after the real one.
+fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let mut end = path.len().min(MAX_LOGGED_PATH);
     while !path.is_char_boundary(end) {
         end -= 1;
     }
-    path.get(..end).unwrap_or("")
+    let cut = path.get(..end).unwrap_or("");
+    if cut.bytes().all(|b| b.is_ascii_graphic()) {
+        return std::borrow::Cow::Borrowed(cut);
+    }
+    let mut out = String::with_capacity(cut.len() * 3);
+    for b in cut.bytes() {
+        if b.is_ascii_graphic() {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    std::borrow::Cow::Owned(out)
 }
 
 /// `fut`'s output, or `Elapsed` at `deadline`. A request done at its first
@@ -227,7 +240,7 @@ where
                     .ok()
                     .or_else(|| req.peer_addr().map(|a| a.ip()))
                     .map_or_else(String::new, |ip| ip.to_string());
-                (logged_path(req.path()).to_owned(), peer)
+                (logged_path(req.path()).into_owned(), peer)
             }),
         });
         // Every line of the request carries its id, whatever the filter
@@ -331,7 +344,19 @@ mod tests {
     fn long_paths_are_cut_on_a_character_boundary() {
         let p = format!("/{}", "é".repeat(400));
         let cut = logged_path(&p);
-        assert!(cut.len() <= MAX_LOGGED_PATH && p.starts_with(cut));
+        // Cut before escaping: at most 512 bytes of the path, each é %C3%A9.
+        assert_eq!(cut.len(), 1 + 255 * 6, "{cut}");
+        assert!(cut.starts_with("/%C3%A9%C3%A9"));
         assert_eq!(logged_path("/healthz"), "/healthz");
+    }
+
+    #[test]
+    fn paths_are_logged_as_printable_ascii() {
+        assert_eq!(
+            logged_path("/api/v1/apps/x\u{2003}status=200"),
+            "/api/v1/apps/x%E2%80%83status=200"
+        );
+        assert_eq!(logged_path("/a b\tc\nd"), "/a%20b%09c%0Ad");
+        assert_eq!(logged_path("/a%20b"), "/a%20b");
     }
 }
