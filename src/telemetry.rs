@@ -122,7 +122,8 @@ pub fn current_request() -> Option<RequestId> {
 }
 
 /// JSON lines: tracing-subscriber's JSON, with the request's span first in
-/// `spans` (and as `span` when no other span is open).
+/// `spans` (and as `span` when no other span is open), as the JSON format
+/// writes a span: `{"request_id":…,"name":"request"}`.
 struct JsonLines<F>(F);
 
 impl<S, N, F> FormatEvent<S, N> for JsonLines<F>
@@ -142,19 +143,31 @@ where
         };
         let mut line = String::new();
         self.0.format_event(ctx, Writer::new(&mut line), event)?;
-        let Ok(mut v) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&line)
-        else {
-            return writer.write_str(&line);
-        };
-        let span = serde_json::json!({"request_id": id.as_str(), "name": "request"});
-        let mut spans = vec![span.clone()];
-        if let Some(serde_json::Value::Array(open)) = v.remove("spans") {
-            spans.extend(open);
-        }
-        v.entry("span").or_insert(span);
-        v.insert("spans".into(), serde_json::Value::Array(spans));
-        let out = serde_json::to_string(&v).map_err(|_| std::fmt::Error)?;
-        writeln!(writer, "{out}")
+        let spliced = with_request_span(&line, id.as_str());
+        writeln!(writer, "{}", spliced.trim_end())
+    }
+}
+
+/// `line` (one JSON object) with the request span added: first in `spans`,
+/// and as `span` when no other span is open. Spliced into the text, not
+/// parsed and written again, so keys keep their order and numbers their
+/// digits. `id` needs no escaping (see `RequestId::new`), and `"spans":[`
+/// can only be the top-level key: a quote inside a JSON string is escaped.
+fn with_request_span(line: &str, id: &str) -> String {
+    let span = format!(r#"{{"request_id":"{id}","name":"request"}}"#);
+    let key = r#""spans":["#;
+    match line.rfind(key) {
+        Some(at) => match line.split_at_checked(at + key.len()) {
+            Some((head, tail)) => {
+                let more = if tail.starts_with(']') { "" } else { "," };
+                format!("{head}{span}{more}{tail}")
+            }
+            None => line.to_owned(),
+        },
+        None => match line.trim_end().strip_suffix('}') {
+            Some(head) => format!(r#"{head},"span":{span},"spans":[{span}]}}"#),
+            None => line.to_owned(),
+        },
     }
 }
 
@@ -196,8 +209,12 @@ where
         paint(&mut writer, colour, label)?;
         writer.write_char(' ')?;
         if let Some(id) = current_request() {
+            // As tracing-subscriber paints a span: bold name and braces,
+            // italic field name, dimmed `=`.
             paint(&mut writer, "1", "request{")?;
-            write!(writer, "request_id={}", id.as_str())?;
+            paint(&mut writer, "3", "request_id")?;
+            paint(&mut writer, "2", "=")?;
+            writer.write_str(id.as_str())?;
             paint(&mut writer, "1", "}")?;
             paint(&mut writer, "2", ":")?;
             // The inner format separates its own spans from the target.
@@ -212,6 +229,26 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_request_span_is_spliced_in_order() {
+        let plain = r#"{"timestamp":"t","level":"WARN","fields":{"message":"m \"spans\":[x"},"target":"x"}"#;
+        let out = with_request_span(&format!("{plain}\n"), "r-1");
+        assert_eq!(
+            out,
+            r#"{"timestamp":"t","level":"WARN","fields":{"message":"m \"spans\":[x"},"target":"x","span":{"request_id":"r-1","name":"request"},"spans":[{"request_id":"r-1","name":"request"}]}"#
+        );
+        let open = r#"{"level":"DEBUG","span":{"name":"lib"},"spans":[{"name":"lib"}]}"#;
+        let out = with_request_span(open, "r-2");
+        assert_eq!(
+            out,
+            r#"{"level":"DEBUG","span":{"name":"lib"},"spans":[{"request_id":"r-2","name":"request"},{"name":"lib"}]}"#
+        );
+        for l in [plain, open] {
+            let v: serde_json::Value = serde_json::from_str(&with_request_span(l, "r")).unwrap();
+            assert_eq!(v["spans"][0]["request_id"], "r");
+        }
+    }
 
     #[test]
     fn request_ids_are_held_only_when_plain() {

@@ -295,11 +295,7 @@ pub async fn refresh(
         .send()
         .await
         .map_err(|e| format!("{endpoint}: {e}"))?;
-    let status = res.status();
-    let body: Value = res
-        .json()
-        .await
-        .map_err(|e| format!("{endpoint}: unreadable answer: {e}"))?;
+    let (status, body) = super::client::read_json(&endpoint, res).await?;
     if status == reqwest::StatusCode::BAD_REQUEST && body["error"] == "invalid_grant" {
         return Err(format!(
             "the login for {url} has ended: run `tessera login --url {url}`"

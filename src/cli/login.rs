@@ -353,11 +353,7 @@ async fn me(http: &reqwest::Client, url: &str, token: &str) -> Result<Value, Str
         .send()
         .await
         .map_err(|e| format!("{endpoint}: {e}"))?;
-    let status = res.status();
-    let body: Value = res
-        .json()
-        .await
-        .map_err(|e| format!("{endpoint}: unreadable answer: {e}"))?;
+    let (status, body) = super::client::read_json(&endpoint, res).await?;
     if status == reqwest::StatusCode::UNAUTHORIZED {
         return Err(format!(
             "the login for {url} is no longer valid: run `tessera login --url {url}`"

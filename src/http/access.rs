@@ -1,6 +1,6 @@
-//! The one middleware every request passes: a request id, a tracing span
-//! carrying it, the request deadline, the request metrics and the access
-//! log line.
+//! The one middleware every request passes: a request id (carried to every
+//! line logged while serving the request), the request deadline, the
+//! request metrics and the access log line.
 //!
 //! - **Request id.** `X-Request-Id` from the client is kept when it is 1 to
 //!   128 characters of `[A-Za-z0-9._:-]` (what proxies and tracing systems

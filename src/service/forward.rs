@@ -313,8 +313,15 @@ fn check_permission(
         return Ok(());
     }
     Err(DomainError::InsufficientPermissions(match resource {
-        Some(r) => format!("this call needs the permission {p} on {r}"),
-        None => format!("this call needs the permission {p}"),
+        Some(r) => format!(
+            "this call needs the permission {} on {}",
+            crate::domain::error::listed([p.as_str()]),
+            crate::domain::error::listed([*r])
+        ),
+        None => format!(
+            "this call needs the permission {}",
+            crate::domain::error::listed([p.as_str()])
+        ),
     }))
 }
 

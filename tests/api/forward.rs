@@ -494,3 +494,32 @@ async fn the_edge_s_decisions_are_counted() {
         assert!(text.lines().any(|l| l == line), "{line} in:\n{text}");
     }
 }
+
+/// A refused route requirement names the permission and the resource only
+/// when they are plain: a pasted secret in the query (a well-formed
+/// permission of up to 128 bytes) is never repeated.
+#[tokio::test]
+async fn a_refused_requirement_does_not_repeat_a_secret_shaped_value() {
+    let app = spawn_app().await;
+    let (_, secret) = app
+        .create_app(json!({"name": "plain", "permissions": ["content:read"]}))
+        .await;
+    let long = format!("x{}", "Q7".repeat(30));
+    let query = format!("?permission=x:{long}&resource=cluster:{long}");
+    let res = forward(&app, &query, Some(&secret)).await;
+    assert_eq!(res.status(), 403);
+    let text = res.text().await.unwrap();
+    assert!(!text.contains(&long), "{text}");
+    assert!(text.contains("(a value of"), "{text}");
+    let res = forward(
+        &app,
+        "?permission=workloads:read&resource=cluster:c9",
+        Some(&secret),
+    )
+    .await;
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("this call needs the permission workloads:read on cluster:c9"),
+        "{text}"
+    );
+}
