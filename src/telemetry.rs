@@ -72,9 +72,9 @@ pub struct RequestId {
 }
 
 impl RequestId {
-    /// The id, when it is 1 to 128 bytes of `[A-Za-z0-9._:-]` (what the
-    /// access middleware keeps or makes); such an id needs no escaping in
-    /// either format.
+    /// The id, when it is 1 to 128 bytes of `[A-Za-z0-9._:-]`: the rule
+    /// for a client's `X-Request-Id` to be kept (see `http::access`). Such
+    /// an id needs no escaping in a header or in either log format.
     pub fn new(id: &[u8]) -> Option<Self> {
         let plain = id
             .iter()

@@ -85,6 +85,7 @@ pub fn shown(s: &str) -> String {
 /// unambiguous unquoted; a 128-byte permission that is a pasted secret
 /// still never comes back.
 pub fn listed<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    use std::fmt::Write as _;
     let mut out = String::new();
     for (i, n) in names.into_iter().enumerate() {
         if i > 0 {
@@ -93,7 +94,7 @@ pub fn listed<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
         if quotable(n) {
             out.push_str(n);
         } else {
-            out.push_str(&format!("(a value of {} bytes)", n.len()));
+            let _ = write!(out, "(a value of {} bytes)", n.len());
         }
     }
     out

@@ -11,9 +11,9 @@
 //!   task-local, so no tracing span is built per request).
 //! - **Access log.** One line per request at INFO, target `tessera::access`:
 //!   `request_id`, `method`, `route` (the matched pattern, or `unmatched`),
-//!   `path` (never the query string; escaped to printable ASCII), `status`, `duration_ms`, `peer` (the
-//!   client address as the gateway resolves it behind trusted proxies, else
-//!   the socket peer). Nothing of the headers, cookies, query or body.
+//!   `path` (never the query string; escaped to printable ASCII),
+//!   `status`, `duration_ms`, `peer` (the client address as the gateway
+//!   resolves it behind trusted proxies, else the socket peer). Nothing of the headers, cookies, query or body.
 //! - **Metrics.** `tessera_http_request_duration_seconds{route,method,status}`
 //!   and `tessera_http_responses_total{class}`.
 
@@ -28,39 +28,31 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::service::Gateway;
+use crate::telemetry::RequestId;
 
 /// The request id header, read and echoed.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Longest client request id kept.
-const MAX_REQUEST_ID: usize = 128;
 /// Longest path logged; the rest is cut (a path is client input).
 const MAX_LOGGED_PATH: usize = 512;
 
-/// Whether a client's request id is kept: 1 to 128 characters of
-/// `[A-Za-z0-9._:-]`, so it can be logged and echoed as is.
-pub fn valid_request_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_REQUEST_ID
-        && id
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
-}
-
-/// The client's id when valid, else a fresh one: 22 characters of
-/// base64url over 64 bits drawn at start and a 64-bit counter. Ids only
-/// need to be unique (per process by the counter, across processes by the
-/// random half), not secret, so no random bytes are drawn per request.
-fn request_id(req: &ServiceRequest) -> HeaderValue {
+/// The client's id when it is plain (1 to 128 characters of
+/// `[A-Za-z0-9._:-]`, the rule of [`RequestId::new`], so it can be logged
+/// and echoed as is), else a fresh one: 22 characters of base64url over 64
+/// bits drawn at start and a 64-bit counter. Ids only need to be unique
+/// (per process by the counter, across processes by the random half), not
+/// secret, so no random bytes are drawn per request. Returned as the
+/// header to echo and as the id the log lines carry.
+fn request_id(req: &ServiceRequest) -> (HeaderValue, Option<RequestId>) {
     use base64::Engine;
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: OnceLock<[u8; 8]> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     if let Some(v) = req.headers().get(&REQUEST_ID)
-        && valid_request_id(v.as_bytes())
+        && let Some(rid) = RequestId::new(v.as_bytes())
     {
-        return v.clone();
+        return (v.clone(), Some(rid));
     }
     let prefix = PREFIX.get_or_init(|| {
         let mut b = [0u8; 8];
@@ -72,11 +64,14 @@ fn request_id(req: &ServiceRequest) -> HeaderValue {
     raw[..8].copy_from_slice(prefix);
     raw[8..].copy_from_slice(&COUNTER.fetch_add(1, Ordering::Relaxed).to_be_bytes());
     let mut out = [0u8; 22];
-    match base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(raw, &mut out) {
-        Ok(22) => HeaderValue::from_bytes(&out)
-            .unwrap_or_else(|_| HeaderValue::from_static("unavailable")),
-        _ => HeaderValue::from_static("unavailable"),
-    }
+    let out: &[u8] =
+        match base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_slice(raw, &mut out) {
+            Ok(22) => &out,
+            _ => b"unavailable",
+        };
+    let header =
+        HeaderValue::from_bytes(out).unwrap_or_else(|_| HeaderValue::from_static("unavailable"));
+    (header, RequestId::new(out))
 }
 
 /// The matched route's pattern (`unmatched` when none). A path that is
@@ -138,12 +133,13 @@ fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
     if cut.bytes().all(|b| b.is_ascii_graphic()) {
         return std::borrow::Cow::Borrowed(cut);
     }
+    use std::fmt::Write as _;
     let mut out = String::with_capacity(cut.len() * 3);
     for b in cut.bytes() {
         if b.is_ascii_graphic() {
             out.push(char::from(b));
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            let _ = write!(out, "%{b:02X}");
         }
     }
     std::borrow::Cow::Owned(out)
@@ -227,7 +223,7 @@ where
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
         let started = Instant::now();
-        let id = request_id(&req);
+        let (id, rid) = request_id(&req);
         let gw = req.app_data::<web::Data<Gateway>>().cloned();
         let metrics_on = gw.as_ref().is_some_and(|g| g.metrics.enabled());
         let log_on = tracing::enabled!(target: "tessera::access", tracing::Level::INFO);
@@ -245,7 +241,6 @@ where
         });
         // Every line of the request carries its id, whatever the filter
         // (see `telemetry`: a task-local, not a span built per request).
-        let rid = crate::telemetry::RequestId::new(id.as_bytes());
         let fut = match rid {
             Some(rid) => crate::telemetry::in_request_sync(rid, || self.service.call(req)),
             None => self.service.call(req),
@@ -328,6 +323,11 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether a client's id is kept (the rule is `RequestId::new`'s).
+    fn valid_request_id(id: &[u8]) -> bool {
+        RequestId::new(id).is_some()
+    }
 
     #[test]
     fn request_ids_are_kept_only_when_plain() {
