@@ -24,6 +24,12 @@ pub fn mint_id_token<C: Serialize>(ring: &KeyRing, claims: &C) -> Result<String,
     sign_compact(key, key.id_header_b64(), claims)
 }
 
+/// As [`mint`], for claims already serialized (`claims::ClaimsTemplate`).
+pub fn mint_serialized(ring: &KeyRing, payload: &[u8]) -> Result<String, KeyError> {
+    let key = ring.active();
+    sign_payload(key, key.header_b64(), payload)
+}
+
 /// `header.payload.signature` with `header` already base64url-encoded.
 fn sign_compact<C: Serialize>(
     key: &SigningKey,
@@ -32,10 +38,15 @@ fn sign_compact<C: Serialize>(
 ) -> Result<String, KeyError> {
     let payload =
         serde_json::to_vec(claims).map_err(|e| KeyError::Crypto(format!("claims: {e}")))?;
+    sign_payload(key, header, &payload)
+}
+
+/// [`sign_compact`] once the claims are JSON.
+fn sign_payload(key: &SigningKey, header: &str, payload: &[u8]) -> Result<String, KeyError> {
     let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 100);
     token.push_str(header);
     token.push('.');
-    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    URL_SAFE_NO_PAD.encode_string(payload, &mut token);
     let sig = key.sign(token.as_bytes())?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&sig, &mut token);

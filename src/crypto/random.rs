@@ -34,21 +34,35 @@ pub fn base62(n: usize) -> Result<String, RandomError> {
     Ok(out)
 }
 
-/// Encodes `v` as exactly `width` base62 characters (big-endian digits).
-pub fn base62_fixed(mut v: u64, width: usize) -> String {
-    let mut digits = vec![b'0'; width];
+/// Encodes `v` as exactly `N` base62 characters (big-endian digits),
+/// without allocating: key checksums are checked on every exchange.
+pub fn base62_fixed<const N: usize>(mut v: u64) -> [u8; N] {
+    let mut digits = [b'0'; N];
     for d in digits.iter_mut().rev() {
         *d = BASE62[(v % 62) as usize];
         v /= 62;
     }
-    String::from_utf8_lossy(&digits).into_owned()
+    digits
 }
 
 /// A 128-bit random token id, base64url.
 pub fn token_id() -> Result<String, RandomError> {
+    let chars = token_id_chars()?;
+    Ok(chars.iter().copied().map(char::from).collect())
+}
+
+/// Characters of a [`token_id`].
+pub const TOKEN_ID_LEN: usize = 22;
+
+/// A [`token_id`] as ASCII bytes, without allocating (one per token).
+pub fn token_id_chars() -> Result<[u8; TOKEN_ID_LEN], RandomError> {
     let mut b = [0u8; 16];
     fill(&mut b)?;
-    Ok(URL_SAFE_NO_PAD.encode(b))
+    let mut out = [0u8; TOKEN_ID_LEN];
+    match URL_SAFE_NO_PAD.encode_slice(b, &mut out) {
+        Ok(TOKEN_ID_LEN) => Ok(out),
+        _ => Err(RandomError),
+    }
 }
 
 #[cfg(test)]
@@ -65,9 +79,9 @@ mod tests {
 
     #[test]
     fn fixed_width_encoding() {
-        assert_eq!(base62_fixed(0, 6), "000000");
-        assert_eq!(base62_fixed(61, 2), "0z");
-        assert_eq!(base62_fixed(62, 2), "10");
-        assert_eq!(base62_fixed(u64::from(u32::MAX), 6).len(), 6);
+        assert_eq!(&base62_fixed::<6>(0), b"000000");
+        assert_eq!(&base62_fixed::<2>(61), b"0z");
+        assert_eq!(&base62_fixed::<2>(62), b"10");
+        assert_eq!(&base62_fixed::<6>(u64::from(u32::MAX)), b"4gfFC3");
     }
 }

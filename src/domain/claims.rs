@@ -70,6 +70,75 @@ pub struct AccessClaims {
     pub may_act: Option<MayAct>,
 }
 
+/// Where the per-token fields sit in serialized claims whose other fields
+/// are fixed: `exp`, `iat`, `iat_ms`, `nbf` and `jti` follow `aud` and
+/// precede `client_id`, in the order of [`AccessClaims`]. Inside a JSON
+/// string every quote is escaped, so this text can only be the fields
+/// themselves.
+const TEMPLATE_GAP: &str = r#","exp":0,"iat":0,"iat_ms":0,"nbf":0,"jti":"","#;
+
+/// Claims serialized once with everything fixed but the instants and the
+/// token id: what an application's tokens share while its state does not
+/// change. [`ClaimsTemplate::render`] writes, byte for byte, what serde
+/// writes for the same [`AccessClaims`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimsTemplate {
+    /// The serialized claims without the gap's fields: the text up to `aud`
+    /// included, then from `client_id` on.
+    text: Box<str>,
+    /// Where the gap was.
+    split: usize,
+}
+
+impl ClaimsTemplate {
+    /// The template of `claims`, whose `exp`, `iat`, `iat_ms`, `nbf` and
+    /// `jti` are ignored (each token gets its own). `None` only if serde
+    /// fails, which a caller treats as "serialize in full".
+    pub fn new(mut claims: AccessClaims) -> Option<Self> {
+        claims.exp = 0;
+        claims.iat = 0;
+        claims.iat_ms = Some(0);
+        claims.nbf = 0;
+        claims.jti = String::new();
+        let mut json = serde_json::to_string(&claims).ok()?;
+        let split = json.find(TEMPLATE_GAP)?;
+        json.replace_range(split..split + TEMPLATE_GAP.len(), "");
+        Some(Self {
+            text: json.into_boxed_str(),
+            split,
+        })
+    }
+
+    /// Appends the claims with these per-token values to `out` (`iat_ms`
+    /// is always written: every application token carries it).
+    pub fn render(
+        &self,
+        exp: i64,
+        iat: i64,
+        iat_ms: i64,
+        nbf: i64,
+        jti: &str,
+        out: &mut Vec<u8>,
+    ) -> Result<(), serde_json::Error> {
+        let (head, tail) = self.text.split_at(self.split);
+        out.extend_from_slice(head.as_bytes());
+        for (name, value) in [
+            (",\"exp\":", exp),
+            (",\"iat\":", iat),
+            (",\"iat_ms\":", iat_ms),
+            (",\"nbf\":", nbf),
+        ] {
+            out.extend_from_slice(name.as_bytes());
+            serde_json::to_writer(&mut *out, &value)?;
+        }
+        out.extend_from_slice(b",\"jti\":");
+        serde_json::to_writer(&mut *out, jti)?;
+        out.push(b',');
+        out.extend_from_slice(tail.as_bytes());
+        Ok(())
+    }
+}
+
 /// The `act` claim: the current actor, and inside it the actor before.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
@@ -105,5 +174,78 @@ impl MayAct {
     /// Whether an actor token with this `sub` and `client_id` is named.
     pub fn names(&self, sub: &str, client_id: &str) -> bool {
         self.sub == sub && self.client_id.as_deref().is_none_or(|c| c == client_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{AccessGrant, Permission};
+
+    fn claims() -> AccessClaims {
+        AccessClaims {
+            iss: "https://gw.example/\"odd\",\"exp\":0,\"iat\":0,".into(),
+            sub: "app_1".into(),
+            aud: "api é \u{1}".into(),
+            exp: 0,
+            iat: 0,
+            iat_ms: None,
+            nbf: 0,
+            jti: "x".into(),
+            client_id: "app_1".into(),
+            scope: "a:b c:*".into(),
+            roles: vec!["reader".into()],
+            permissions: vec!["a:b".into(), "c:*".into()],
+            access: vec![AccessGrant {
+                scope: "cluster:c1".into(),
+                permissions: vec![Permission::parse("workloads:write").unwrap()],
+            }],
+            env: "live".into(),
+            key_type: "secret".into(),
+            allowed_cidrs: Some(vec!["10.0.0.0/8".into()]),
+            sid: None,
+            amr: None,
+            idp: None,
+            act: Some(Actor {
+                sub: "app_2".into(),
+                client_id: None,
+                act: None,
+            }),
+            may_act: None,
+        }
+    }
+
+    #[test]
+    fn a_rendered_template_is_what_serde_writes() {
+        for base in [
+            claims(),
+            AccessClaims {
+                access: vec![],
+                allowed_cidrs: None,
+                act: None,
+                ..claims()
+            },
+        ] {
+            let template = ClaimsTemplate::new(base.clone()).unwrap();
+            for (exp, iat, ms, jti) in [
+                (
+                    1_700_000_600,
+                    1_700_000_000,
+                    1_699_999_999_123,
+                    "AbC-_0123456789abcdefgh",
+                ),
+                (-5, i64::MIN, i64::MAX, "with \"quote\" and \\"),
+            ] {
+                let mut full = base.clone();
+                (full.exp, full.iat, full.iat_ms, full.nbf, full.jti) =
+                    (exp, iat, Some(ms), iat, jti.into());
+                let mut out = Vec::new();
+                template.render(exp, iat, ms, iat, jti, &mut out).unwrap();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    serde_json::to_string(&full).unwrap()
+                );
+            }
+        }
     }
 }

@@ -17,6 +17,7 @@ use std::pin::Pin;
 
 use super::OAuthError;
 use super::error::{NOT_A_FORM, NOT_FORM_TYPE};
+use super::token::OAuthParams;
 
 /// The largest request body the gateway reads, in bytes (`max_body`),
 /// registered with the routes.
@@ -81,15 +82,25 @@ pub fn read(
     }
 }
 
-/// An `application/x-www-form-urlencoded` body as its pairs, each value
-/// held as a secret: what the `/oauth/*` endpoints read. Errors as
-/// `error::form_config` gives them: RFC 6749 JSON, 413 over the limit.
-pub struct OAuthForm(pub Vec<(String, SecretString)>);
+/// An `application/x-www-form-urlencoded` body, as the `/oauth/*`
+/// endpoints read it: [`OAuthForm::params`] keeps the recognised
+/// parameters, each value held as a secret. Errors as `error::form_config`
+/// gives them: RFC 6749 JSON, 413 over the limit.
+pub enum OAuthForm {
+    /// A UTF-8 body as it came: decoded by `params`, which copies only the
+    /// values it keeps.
+    Body(Bytes),
+    /// A body in another charset, decoded by actix.
+    Pairs(Vec<(String, SecretString)>),
+}
 
 impl OAuthForm {
-    /// The pairs.
-    pub fn into_inner(self) -> Vec<(String, SecretString)> {
-        self.0
+    /// The recognised parameters; a repeated one is refused (RFC 6749 §3.2).
+    pub fn params(self) -> Result<OAuthParams, OAuthError> {
+        match self {
+            Self::Body(body) => OAuthParams::from_body(&body),
+            Self::Pairs(pairs) => OAuthParams::new(pairs),
+        }
     }
 }
 
@@ -103,7 +114,7 @@ impl FromRequest for OAuthForm {
             // Another charset (or a malformed one): actix's reader decodes
             // or refuses it, with the same errors.
             let form = web::Form::<Vec<(String, SecretString)>>::from_request(req, payload);
-            return Box::pin(async move { Ok(OAuthForm(form.await?.into_inner())) });
+            return Box::pin(async move { Ok(OAuthForm::Pairs(form.await?.into_inner())) });
         }
         if !req
             .content_type()
@@ -117,8 +128,7 @@ impl FromRequest for OAuthForm {
                 BodyError::TooLarge(limit) => OAuthError::too_large(limit),
                 BodyError::Unreadable => not_a_form(),
             })?;
-            let pairs = serde_urlencoded::from_bytes(&body).map_err(|_| not_a_form())?;
-            Ok(OAuthForm(pairs))
+            Ok(OAuthForm::Body(body))
         })
     }
 }

@@ -104,7 +104,7 @@ pub async fn revoke(
     form: super::body::OAuthForm,
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
-    let mut params = OAuthParams::new(form.into_inner())?;
+    let mut params = form.params()?;
     let token = params
         .take("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -197,7 +197,7 @@ pub async fn introspect(
     form: super::body::OAuthForm,
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
-    let mut params = OAuthParams::new(form.into_inner())?;
+    let mut params = form.params()?;
     let caller = oauth_caller(&gw, &req, &mut params).await?;
     if !caller.holds("tokens:introspect") {
         return Err(OAuthError::insufficient_scope(

@@ -193,49 +193,49 @@ fn issued_response(camel: bool, issued: crate::service::token::IssuedToken) -> H
     let plain = !issued.access_token.bytes().fold(false, |bad, b| {
         bad | (b < 0x20) | (b == b'"') | (b == b'\\')
     });
-    let scope = serde_json::to_string(&issued.scope);
-    let body = match scope {
-        Ok(scope) if plain => {
-            let (at, tt, ei, sc) = if camel {
-                ("accessToken", "tokenType", "expiresIn", "scope")
-            } else {
-                ("access_token", "token_type", "expires_in", "scope")
-            };
-            let mut out = String::with_capacity(issued.access_token.len() + scope.len() + 96);
-            out.push_str("{\"");
-            out.push_str(at);
-            out.push_str("\":\"");
-            out.push_str(&issued.access_token);
-            out.push_str("\",\"");
-            out.push_str(tt);
-            out.push_str("\":\"Bearer\",\"");
-            out.push_str(ei);
-            out.push_str("\":");
-            out.push_str(&issued.expires_in.to_string());
-            out.push_str(",\"");
-            out.push_str(sc);
-            out.push_str("\":");
-            out.push_str(&scope);
-            out.push('}');
-            out
-        }
-        _ if camel => {
-            return no_store(&mut HttpResponse::Ok()).json(ApiTokenResponse {
-                access_token: issued.access_token,
-                token_type: "Bearer",
-                expires_in: issued.expires_in,
-                scope: issued.scope,
-                refresh_token: None,
-            });
-        }
-        _ => {
-            return no_store(&mut HttpResponse::Ok())
-                .json(OAuthTokenResponse::issued(issued, None));
-        }
+    match plain.then(|| hand_written(camel, &issued)) {
+        Some(Ok(body)) => no_store(&mut HttpResponse::Ok())
+            .content_type(header::ContentType::json())
+            .body(body),
+        _ if camel => no_store(&mut HttpResponse::Ok()).json(ApiTokenResponse {
+            access_token: issued.access_token,
+            token_type: "Bearer",
+            expires_in: issued.expires_in,
+            scope: issued.scope,
+            refresh_token: None,
+        }),
+        _ => no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::issued(issued, None)),
+    }
+}
+
+/// [`issued_response`]'s body for a plain access token: written into one
+/// buffer, numbers and scope by serde_json.
+fn hand_written(
+    camel: bool,
+    issued: &crate::service::token::IssuedToken,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let (at, tt, ei, sc): (&[u8], &[u8], &[u8], &[u8]) = if camel {
+        (b"accessToken", b"tokenType", b"expiresIn", b"scope")
+    } else {
+        (b"access_token", b"token_type", b"expires_in", b"scope")
     };
-    no_store(&mut HttpResponse::Ok())
-        .content_type(header::ContentType::json())
-        .body(body)
+    let mut out = Vec::with_capacity(issued.access_token.len() + issued.scope.len() + 112);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(at);
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(issued.access_token.as_bytes());
+    out.extend_from_slice(b"\",\"");
+    out.extend_from_slice(tt);
+    out.extend_from_slice(b"\":\"Bearer\",\"");
+    out.extend_from_slice(ei);
+    out.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut out, &issued.expires_in)?;
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(sc);
+    out.extend_from_slice(b"\":");
+    serde_json::to_writer(&mut out, &issued.scope)?;
+    out.push(b'}');
+    Ok(out)
 }
 
 /// Names the grant only when it is one we know of: the value is the
@@ -453,34 +453,56 @@ fn slot(k: &str) -> Option<usize> {
 }
 
 impl OAuthParams {
-    /// Keeps the recognised parameters and refuses a repeated one.
+    /// Keeps the recognised parameters of decoded pairs and refuses a
+    /// repeated one.
     pub fn new(form: Vec<(String, SecretString)>) -> Result<Self, OAuthError> {
-        let mut params: [Option<SecretString>; OAUTH_PARAMETERS.len()] =
-            std::array::from_fn(|_| None);
+        let mut params = Self(std::array::from_fn(|_| None));
         for (k, v) in form {
-            let Some(i) = slot(&k) else {
-                continue;
-            };
-            let Some(place) = params.get_mut(i) else {
-                continue;
-            };
-            if place.replace(v).is_some() {
-                return Err(OAuthError::invalid_request(format!(
-                    "parameter {} is repeated",
-                    OAUTH_PARAMETERS.get(i).copied().unwrap_or("")
-                )));
-            }
+            params.put(&k, || v)?;
         }
-        Ok(Self(params))
+        Ok(params)
     }
 
-    /// A non-secret parameter.
-    pub fn get(&self, k: &str) -> Option<String> {
+    /// As [`OAuthParams::new`], from a UTF-8 form body: names are compared
+    /// where they lie and only the values kept are copied.
+    pub fn from_body(body: &[u8]) -> Result<Self, OAuthError> {
+        let mut params = Self(std::array::from_fn(|_| None));
+        for (k, v) in url::form_urlencoded::parse(body) {
+            params.put(&k, || SecretString::from(v.into_owned()))?;
+        }
+        Ok(params)
+    }
+
+    /// Keeps `value` if `name` is recognised; refuses it if already given.
+    fn put(&mut self, name: &str, value: impl FnOnce() -> SecretString) -> Result<(), OAuthError> {
+        let Some(place) = slot(name).and_then(|i| self.0.get_mut(i)) else {
+            return Ok(());
+        };
+        if place.is_some() {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter {} is repeated",
+                slot(name)
+                    .and_then(|i| OAUTH_PARAMETERS.get(i))
+                    .copied()
+                    .unwrap_or("")
+            )));
+        }
+        *place = Some(value());
+        Ok(())
+    }
+
+    /// A non-secret parameter, borrowed.
+    pub fn peek(&self, k: &str) -> Option<&str> {
         use secrecy::ExposeSecret;
         slot(k)
             .and_then(|i| self.0.get(i))
             .and_then(Option::as_ref)
-            .map(|v| v.expose_secret().to_owned())
+            .map(|v| v.expose_secret())
+    }
+
+    /// A non-secret parameter.
+    pub fn get(&self, k: &str) -> Option<String> {
+        self.peek(k).map(str::to_owned)
     }
 
     /// Takes a parameter out, still as a secret.
@@ -504,7 +526,7 @@ impl OAuthParams {
             )),
             (Some((id, secret)), None) => {
                 // Two identities for one client: authentication failed.
-                if self.get("client_id").is_some_and(|body_id| body_id != id) {
+                if self.peek("client_id").is_some_and(|body_id| body_id != id) {
                     return Err(DomainError::InvalidCredentials.into());
                 }
                 Ok(Some((Some(id), secret)))
@@ -538,11 +560,12 @@ fn oauth_step(
     form: super::body::OAuthForm,
 ) -> Result<Step<OAuthError>, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
-    let mut params = OAuthParams::new(form.into_inner())?;
+    let mut params = form.params()?;
     let grant = params
-        .get("grant_type")
+        .peek("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     if grant != "client_credentials" {
+        let grant = grant.to_owned();
         return Ok(Step::Other(Box::pin(oauth_other_grant(
             gw, params, req, grant,
         ))));
@@ -778,7 +801,7 @@ mod tests {
     #[test]
     fn the_exchange_handlers_futures_stay_small() {
         let req = actix_web::test::TestRequest::default().to_http_request();
-        let oauth = super::oauth_token(req.clone(), super::super::body::OAuthForm(vec![]));
+        let oauth = super::oauth_token(req.clone(), super::super::body::OAuthForm::Pairs(vec![]));
         let body: super::ApiTokenRequest = serde_json::from_str("{}").unwrap();
         let api = super::api_token(req, super::super::json::FastJsonObject(body));
         assert!(
@@ -791,6 +814,30 @@ mod tests {
             "{}",
             std::mem::size_of_val(&api)
         );
+    }
+
+    #[test]
+    fn a_form_body_is_read_as_its_recognised_parameters() {
+        use super::OAuthParams;
+        let p = OAuthParams::from_body(
+            b"grant_type=client_credentials&scope=a%3Ab+c&x=1&x=2&client_secret=s%26t",
+        )
+        .unwrap();
+        assert_eq!(p.peek("grant_type"), Some("client_credentials"));
+        assert_eq!(p.peek("scope"), Some("a:b c"));
+        assert_eq!(p.peek("client_secret"), Some("s&t"));
+        assert_eq!(p.peek("audience"), None);
+        // A name spelled with escapes is the same name, repeated or not.
+        for body in [
+            &b"scope=a&scope=b"[..],
+            b"scope=a&sc%6Fpe=b",
+            b"scope=&scope=",
+        ] {
+            let Err(e) = OAuthParams::from_body(body) else {
+                panic!("accepted {body:?}");
+            };
+            assert!(e.to_string().contains("parameter scope is repeated"), "{e}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use crate::domain::claims::ClaimsTemplate;
+use crate::service::grants::Grants;
 use crate::store::StoredApp;
 
 struct Bounded<K, V> {
@@ -82,6 +84,58 @@ pub struct AppSnapshot {
     pub stored: Arc<StoredApp>,
     /// Milliseconds since the epoch, no later than the read.
     pub as_of_ms: i64,
+    /// The claims of this application's default token, serialized once
+    /// (`token::issue`): they follow from this record and its grants alone.
+    default_token: RwLock<Option<DefaultToken>>,
+}
+
+/// What every token of an application asked for without `scope` or
+/// `audience` shares, prepared from one snapshot and one grants value:
+/// each token adds only its instants and its id.
+#[derive(Debug)]
+pub struct DefaultToken {
+    /// The grants it was prepared with: it serves only those (the record
+    /// is the snapshot holding it).
+    pub grants: Arc<Grants>,
+    /// Every claim but `exp`, `iat`, `iat_ms`, `nbf` and `jti`.
+    pub claims: ClaimsTemplate,
+    /// The granted scope, as answered.
+    pub scope: String,
+    /// The token lifetime, seconds.
+    pub ttl: u64,
+}
+
+impl AppSnapshot {
+    /// `stored`, read no earlier than `as_of_ms`.
+    pub fn new(stored: Arc<StoredApp>, as_of_ms: i64) -> Self {
+        Self {
+            stored,
+            as_of_ms,
+            default_token: RwLock::new(None),
+        }
+    }
+
+    /// Runs `f` on the default token prepared for exactly `grants` (the
+    /// same value, not an equal one), if there is one.
+    pub fn with_default_token<R>(
+        &self,
+        grants: &Arc<Grants>,
+        f: impl FnOnce(&DefaultToken) -> R,
+    ) -> Option<R> {
+        // A poisoned lock holds a complete value or none: writes are plain.
+        let slot = self.default_token.read().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref()
+            .filter(|d| Arc::ptr_eq(&d.grants, grants))
+            .map(f)
+    }
+
+    /// Keeps `prepared`, replacing one prepared for other grants.
+    pub fn keep_default_token(&self, prepared: DefaultToken) {
+        *self
+            .default_token
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(prepared);
+    }
 }
 
 /// Applications by id, as last read from the store.
@@ -117,7 +171,7 @@ impl AppCache {
 }
 
 /// Effective grants per application id (see `service::grants`).
-pub struct GrantsCache(Bounded<String, Arc<crate::service::grants::Grants>>);
+pub struct GrantsCache(Bounded<String, Arc<Grants>>);
 
 impl GrantsCache {
     /// A cache whose entries live `ttl`, holding at most `max`.
@@ -125,7 +179,7 @@ impl GrantsCache {
         Self(Bounded::new(ttl, max))
     }
     /// The cached grants of an application.
-    pub fn get(&self, id: &str) -> Option<Arc<crate::service::grants::Grants>> {
+    pub fn get(&self, id: &str) -> Option<Arc<Grants>> {
         self.0.get(id)
     }
     /// The invalidation epoch; read it before computing grants.
@@ -133,7 +187,7 @@ impl GrantsCache {
         self.0.epoch()
     }
     /// Remembers computed grants unless invalidated since `epoch`.
-    pub fn put(&self, id: String, g: Arc<crate::service::grants::Grants>, epoch: u64) {
+    pub fn put(&self, id: String, g: Arc<Grants>, epoch: u64) {
         self.0.put_if_current(id, g, epoch);
     }
     /// Forgets one application's grants.

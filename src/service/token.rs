@@ -11,17 +11,19 @@
 //!    correct secret; scope must be a subset; audience must be allowed;
 //! 6. claims are minted and signed with the active key.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use super::Gateway;
-use super::cache::{AppSnapshot, VerifiedSecret};
+use super::cache::{AppSnapshot, DefaultToken, VerifiedSecret};
+use super::grants::Grants;
 use super::inflight::Outcome;
 use super::metrics::{Cache, ExchangeOutcome, Grant};
 use crate::crypto::hashing::HashError;
 use crate::crypto::{SecretCheck, jwt, random, secret};
+use crate::domain::claims::ClaimsTemplate;
 use crate::domain::{AccessClaims, AppStatus, DomainError, Environment, IpNet};
 use crate::store::StoredApp;
 
@@ -89,10 +91,7 @@ async fn read_app(gw: &Gateway, id: &str) -> Result<Option<Arc<AppSnapshot>>, Do
     let as_of_ms = Utc::now().timestamp_millis();
     match gw.apps.get(id).await? {
         Some(app) => {
-            let snap = Arc::new(AppSnapshot {
-                stored: Arc::new(app),
-                as_of_ms,
-            });
+            let snap = Arc::new(AppSnapshot::new(Arc::new(app), as_of_ms));
             gw.app_cache.put(snap.clone(), epoch);
             Ok(Some(snap))
         }
@@ -328,7 +327,7 @@ async fn authenticate_cold(
 pub async fn authenticate_client(
     gw: &Gateway,
     req: &ExchangeRequest,
-) -> Result<(Arc<AppSnapshot>, Arc<super::grants::Grants>), DomainError> {
+) -> Result<(Arc<AppSnapshot>, Arc<Grants>), DomainError> {
     let snap = authenticate(gw, req).await?;
     let app = &snap.stored.app;
     match app.status_at(Utc::now()) {
@@ -356,10 +355,11 @@ pub async fn authenticate_client(
 fn state_instant(
     gw: &Gateway,
     snap: &AppSnapshot,
-    grants: &super::grants::Grants,
+    grants: &Grants,
+    now: DateTime<Utc>,
 ) -> Result<i64, DomainError> {
     let as_of = snap.as_of_ms.min(grants.as_of_ms);
-    let age_ms = Utc::now().timestamp_millis() - as_of;
+    let age_ms = now.timestamp_millis() - as_of;
     // Subject entries outlive their instant by this margin; older state
     // could mint a token that outlives the entry meant to kill it.
     if age_ms > super::revocation::MAX_STATE_AGE_SECS * 1000 {
@@ -416,17 +416,89 @@ pub async fn exchange(gw: &Gateway, req: &ExchangeRequest) -> Result<IssuedToken
 
 async fn exchange_timed(gw: &Gateway, req: &ExchangeRequest) -> Result<IssuedToken, DomainError> {
     let (snap, grants) = authenticate_client(gw, req).await?;
-    let (issued, _) = mint(
+    let now = Utc::now();
+    let issued = issue(
         gw,
         &snap,
         &grants,
         req.scope.as_deref(),
         req.audience.as_deref(),
+        now,
     )?;
-    gw.usage
-        .record(&snap.stored.app.id, Utc::now(), req.client_ip);
+    gw.usage.record(&snap.stored.app.id, now, req.client_ip);
     tracing::debug!(app_id = %snap.stored.app.id, "token issued");
     Ok(issued)
+}
+
+/// Whether a request leaves `scope` and `audience` to their defaults, as
+/// [`super::grants::narrow`] and [`audience_for`] read them.
+fn asks_default(scope: Option<&str>, audience: Option<&str>) -> bool {
+    scope
+        .map(|s| s.trim_matches(|c: char| c.is_ascii_whitespace()))
+        .is_none_or(str::is_empty)
+        && audience.map(str::trim).is_none_or(str::is_empty)
+}
+
+/// The token an exchange answers with: [`mint`]'s, except that the
+/// claims of an application's default token are serialized once per
+/// snapshot and grants (`cache::DefaultToken`), not once per token. Every
+/// check stays per token: the state's age here, and before this, all of
+/// `authenticate_client`.
+fn issue(
+    gw: &Gateway,
+    snap: &AppSnapshot,
+    grants: &Arc<Grants>,
+    scope: Option<&str>,
+    audience: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<IssuedToken, DomainError> {
+    if !asks_default(scope, audience) {
+        return mint_at(gw, snap, grants, scope, audience, now).map(|(issued, _)| issued);
+    }
+    let state_ms = state_instant(gw, snap, grants, now)?;
+    let iat = now.timestamp();
+    let internal = |e: &dyn std::fmt::Display| DomainError::Internal(e.to_string());
+    let jti_chars = random::token_id_chars().map_err(|e| internal(&e))?;
+    let jti = std::str::from_utf8(&jti_chars).map_err(|e| internal(&e))?;
+    let mut payload = Vec::with_capacity(1024);
+    let render = |d: &DefaultToken, payload: &mut Vec<u8>| {
+        let exp = iat.saturating_add(i64::try_from(d.ttl).unwrap_or(i64::MAX / 2));
+        d.claims
+            .render(exp, iat, state_ms, iat, jti, payload)
+            .map(|()| (d.scope.clone(), d.ttl))
+            .map_err(|e| DomainError::Internal(format!("claims: {e}")))
+    };
+    let (scope, ttl) = match snap.with_default_token(grants, |d| render(d, &mut payload)) {
+        Some(rendered) => rendered?,
+        None => {
+            // The first token of this state: the full claims, as `mint`
+            // builds them, become the template.
+            let narrowed = super::grants::narrow(grants, None, &gw.catalogue)?;
+            let audience = audience_for(gw, &snap.stored.app, None)?;
+            let (claims, ttl) =
+                claims_of(gw, snap, narrowed, audience, now, state_ms, jti.to_owned());
+            let Some(template) = ClaimsTemplate::new(claims.clone()) else {
+                return signed(gw, claims, ttl).map(|(issued, _)| issued);
+            };
+            let prepared = DefaultToken {
+                grants: grants.clone(),
+                claims: template,
+                scope: claims.scope,
+                ttl,
+            };
+            let rendered = render(&prepared, &mut payload)?;
+            snap.keep_default_token(prepared);
+            rendered
+        }
+    };
+    let access_token = jwt::mint_serialized(&gw.keys.current(), &payload)
+        .map_err(|e| DomainError::Internal(e.to_string()))?;
+    gw.metrics.token_issued();
+    Ok(IssuedToken {
+        access_token,
+        expires_in: ttl,
+        scope,
+    })
 }
 
 /// Mints an access token for an authenticated application from `snap` and
@@ -435,15 +507,41 @@ async fn exchange_timed(gw: &Gateway, req: &ExchangeRequest) -> Result<IssuedTok
 pub fn mint(
     gw: &Gateway,
     snap: &AppSnapshot,
-    grants: &super::grants::Grants,
+    grants: &Grants,
     scope: Option<&str>,
     audience: Option<&str>,
 ) -> Result<(IssuedToken, AccessClaims), DomainError> {
-    let app = &snap.stored.app;
-    let now = Utc::now();
+    mint_at(gw, snap, grants, scope, audience, Utc::now())
+}
+
+/// [`mint`] at `now`.
+fn mint_at(
+    gw: &Gateway,
+    snap: &AppSnapshot,
+    grants: &Grants,
+    scope: Option<&str>,
+    audience: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(IssuedToken, AccessClaims), DomainError> {
     let narrowed = super::grants::narrow(grants, scope, &gw.catalogue)?;
-    let state_ms = state_instant(gw, snap, grants)?;
-    let audience = audience_for(gw, app, audience)?;
+    let state_ms = state_instant(gw, snap, grants, now)?;
+    let audience = audience_for(gw, &snap.stored.app, audience)?;
+    let jti = random::token_id().map_err(|e| DomainError::Internal(e.to_string()))?;
+    let (claims, ttl) = claims_of(gw, snap, narrowed, audience, now, state_ms, jti);
+    signed(gw, claims, ttl)
+}
+
+/// The claims of a token for `snap` carrying `narrowed`, and its lifetime.
+fn claims_of(
+    gw: &Gateway,
+    snap: &AppSnapshot,
+    narrowed: super::grants::Narrowed,
+    audience: String,
+    now: DateTime<Utc>,
+    state_ms: i64,
+    jti: String,
+) -> (AccessClaims, u64) {
+    let app = &snap.stored.app;
     let ttl = app
         .token_ttl
         .map_or(gw.policy.token_ttl, |t| t.min(gw.policy.token_ttl));
@@ -458,13 +556,13 @@ pub fn mint(
         iss: gw.issuer.clone(),
         sub: app.id.clone(),
         aud: audience,
-        exp: iat + i64::try_from(ttl).unwrap_or(i64::MAX / 2),
+        exp: iat.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX / 2)),
         iat,
         iat_ms: Some(state_ms),
         nbf: iat,
-        jti: random::token_id().map_err(|e| DomainError::Internal(e.to_string()))?,
+        jti,
         client_id: app.id.clone(),
-        scope: scope.clone(),
+        scope,
         roles: narrowed.roles,
         permissions,
         access: narrowed.access,
@@ -478,6 +576,15 @@ pub fn mint(
         act: None,
         may_act: None,
     };
+    (claims, ttl)
+}
+
+/// Signs `claims` with the active key.
+fn signed(
+    gw: &Gateway,
+    claims: AccessClaims,
+    ttl: u64,
+) -> Result<(IssuedToken, AccessClaims), DomainError> {
     let access_token =
         jwt::mint(&gw.keys.current(), &claims).map_err(|e| DomainError::Internal(e.to_string()))?;
     gw.metrics.token_issued();
@@ -485,7 +592,7 @@ pub fn mint(
         IssuedToken {
             access_token,
             expires_in: ttl,
-            scope,
+            scope: claims.scope.clone(),
         },
         claims,
     ))

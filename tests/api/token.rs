@@ -370,6 +370,107 @@ async fn audience_and_ttl_follow_the_application() {
     assert_eq!((status, code.as_str()), (403, "insufficient_permissions"));
 }
 
+/// The claims of an application's default token are serialized once per
+/// application state (`cache::DefaultToken`): every token still gets its
+/// own instants and id, and the next change to the application or to a
+/// role it holds shows in the next token.
+#[tokio::test]
+async fn default_tokens_share_only_what_the_state_fixes() {
+    let app = spawn_app().await;
+    let admin = app.admin_token().await;
+    let res = app
+        .authed(reqwest::Method::POST, "/api/v1/roles", &admin)
+        .await
+        .json(&json!({"name": "r", "permissions": ["content:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let (created, secret) = app
+        .create_app(json!({
+            "name": "svc", "environment": "test", "roles": ["r"],
+            "permissions": ["content:write"], "tokenTtl": 300,
+            "allowedIps": ["127.0.0.0/8"],
+            "accessRules": [{"scope": "cluster:c1", "permissions": ["workloads:read"]}]
+        }))
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let per_token = ["exp", "iat", "iat_ms", "nbf", "jti"];
+    let fixed = |c: &Value| {
+        let mut c = c.clone();
+        for k in per_token {
+            c.as_object_mut().unwrap().remove(k);
+        }
+        c
+    };
+    let jwks = app.jwks().await;
+    let verified = |t: &str| verify_with_jwks(&jwks, t, &app.address, "tessera").unwrap();
+    // The first token is built in full, the next ones from the template.
+    let tokens: Vec<Value> = futures_util::future::join_all(
+        (0..3).map(|_| async { verified(&app.token_for(Some(id), &secret).await) }),
+    )
+    .await;
+    let tokens = [tokens, vec![verified(&app.token_for(None, &secret).await)]].concat();
+    for c in &tokens {
+        assert_eq!(fixed(c), fixed(&tokens[0]));
+        assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 300);
+        assert_eq!(c["nbf"], c["iat"]);
+        assert!(c["iat_ms"].as_i64().unwrap() <= c["iat"].as_i64().unwrap() * 1000 + 999);
+    }
+    let mut ids: Vec<&str> = tokens.iter().map(|c| c["jti"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), tokens.len(), "every token has its own id");
+    let c = &tokens[0];
+    assert_eq!(c["sub"], id);
+    assert_eq!(c["env"], "test");
+    assert_eq!(c["roles"], json!(["r"]));
+    assert_eq!(c["permissions"], json!(["content:read", "content:write"]));
+    assert_eq!(c["scope"], "content:read content:write");
+    assert_eq!(c["allowed_cidrs"], json!(["127.0.0.0/8"]));
+    assert_eq!(
+        c["access"],
+        json!([{"scope": "cluster:c1", "permissions": ["workloads:read"]}])
+    );
+
+    // A role's change reaches the next token.
+    let res = app
+        .authed(reqwest::Method::PATCH, "/api/v1/roles/r", &admin)
+        .await
+        .json(&json!({"permissions": ["content:read", "tokens:introspect"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let c = verified(&app.token_for(None, &secret).await);
+    assert_eq!(
+        c["permissions"],
+        json!(["content:read", "content:write", "tokens:introspect"])
+    );
+    assert_eq!(c["roles"], json!(["r"]));
+
+    // So does the application's.
+    let res = app
+        .authed(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/apps/{id}"),
+            &admin,
+        )
+        .await
+        .json(&json!({"tokenTtl": 120, "allowedIps": [], "permissions": []}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let c = verified(&app.token_for(None, &secret).await);
+    assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 120);
+    assert_eq!(
+        c["permissions"],
+        json!(["content:read", "tokens:introspect"])
+    );
+    assert!(c.get("allowed_cidrs").is_none(), "{c}");
+}
+
 #[tokio::test]
 async fn an_expired_key_says_so_only_after_the_right_secret() {
     let app = spawn_app().await;

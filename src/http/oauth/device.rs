@@ -21,7 +21,7 @@ use crate::domain::DomainError;
 use crate::domain::session::Session;
 use crate::http::error::{OAuthErrors, OAuthTooManyRequests};
 use crate::http::extract::{client_ip, gateway};
-use crate::http::token::{OAuthParams, people_client};
+use crate::http::token::people_client;
 use crate::http::{ApiError, OAuthError};
 use crate::service::Gateway;
 use crate::service::people::clients;
@@ -87,7 +87,7 @@ pub async fn device_authorization(
     form: crate::http::body::OAuthForm,
 ) -> Result<HttpResponse, OAuthError> {
     let gw = gateway(&req).map_err(OAuthError::from)?;
-    let mut params = OAuthParams::new(form.into_inner())?;
+    let mut params = form.params()?;
     let client = people_client(&gw, &mut params, &req).await?;
     let d = device::start(
         &gw,
