@@ -34,11 +34,7 @@ pub fn client_ip(req: &HttpRequest) -> Result<IpAddr, DomainError> {
         return Ok(crate::domain::cidr::canonical(peer));
     };
     let (trusted, header) = (&gw.client_address.trusted_proxies, gw.client_address.header);
-    let lines: Vec<&[u8]> = req
-        .headers()
-        .get_all(header.header_name())
-        .map(|v| v.as_bytes())
-        .collect();
+    let lines = crate::verifier::actix::forwarded_lines(req, header);
     crate::domain::cidr::client_ip(peer, header, &lines, trusted)
 }
 

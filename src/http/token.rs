@@ -177,8 +177,12 @@ impl OAuthTokenResponse {
 }
 
 fn no_store(res: &mut actix_web::HttpResponseBuilder) -> &mut actix_web::HttpResponseBuilder {
-    res.insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
+    // Static values: a `&str` would be copied into a new value per answer.
+    res.insert_header((
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    ))
+    .insert_header((header::PRAGMA, header::HeaderValue::from_static("no-cache")))
 }
 
 /// The answer to an application's exchange, on either endpoint
@@ -195,7 +199,10 @@ fn issued_response(camel: bool, issued: crate::service::token::IssuedToken) -> H
     });
     match plain.then(|| hand_written(camel, &issued)) {
         Some(Ok(body)) => no_store(&mut HttpResponse::Ok())
-            .content_type(header::ContentType::json())
+            .insert_header((
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            ))
             .body(body),
         _ if camel => no_store(&mut HttpResponse::Ok()).json(ApiTokenResponse {
             access_token: issued.access_token,

@@ -203,8 +203,8 @@ impl GrantsCache {
 /// A verified secret: which application, and which hash it matched.
 #[derive(Clone)]
 pub struct VerifiedSecret {
-    /// The application it belongs to.
-    pub app_id: String,
+    /// The application it belongs to (shared: a hit clones it).
+    pub app_id: Arc<str>,
     /// The stored hash it was verified against; a hit counts only while the
     /// application still holds this very hash (rotation changes it).
     pub secret_hash: Arc<str>,
@@ -237,7 +237,7 @@ impl SecretCache {
     }
     /// Forgets every entry of one application (revocation, rotation).
     pub fn invalidate_app(&self, app_id: &str) {
-        self.0.remove_where(|_, v| v.app_id == app_id);
+        self.0.remove_where(|_, v| *v.app_id == *app_id);
     }
 }
 

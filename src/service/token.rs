@@ -208,7 +208,7 @@ async fn authenticate(
     // Warm path: a secret verified before, for an application still active
     // and still holding the hash it matched.
     if let (Some(id), Some(hit)) = (&id, gw.secret_cache.get(&digest))
-        && hit.app_id == *id
+        && *hit.app_id == **id
         && let Some(snap) = usable(load_app(gw, id).await?)
         && still_valid(&snap.stored, &hit.secret_hash, now)
     {
@@ -281,7 +281,7 @@ async fn authenticate_cold(
         .inflight
         .share(digest, hash.clone(), || async {
             if let Some(hit) = gw.secret_cache.get(&digest)
-                && hit.app_id == id
+                && *hit.app_id == *id
                 && *hit.secret_hash == *hash
             {
                 return Outcome::Checked(true);
@@ -292,7 +292,7 @@ async fn authenticate_cold(
                     gw.secret_cache.put(
                         digest,
                         VerifiedSecret {
-                            app_id: id.clone(),
+                            app_id: Arc::from(id.as_str()),
                             secret_hash: hash.clone(),
                         },
                         cache_epoch,

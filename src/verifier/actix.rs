@@ -12,6 +12,7 @@
 //!     }))
 //! ```
 
+use crate::domain::cidr::ForwardedHeader;
 use crate::domain::error_body::{ApiErrorBody, ApiErrorDetail, ErrorCode};
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -75,6 +76,21 @@ impl ResponseError for VerifyError {
     }
 }
 
+/// The lines of the forwarding header `header` in `req`, as
+/// `domain::cidr::client_ip` reads them. The name is a constant, not a
+/// string: looking a request up by a non-standard name as a string copies
+/// it into a new `HeaderName` every time.
+pub fn forwarded_lines(req: &HttpRequest, forwarded: ForwardedHeader) -> Vec<&[u8]> {
+    let name = match forwarded {
+        ForwardedHeader::XForwardedFor => header::X_FORWARDED_FOR,
+        ForwardedHeader::Forwarded => header::FORWARDED,
+    };
+    req.headers()
+        .get_all(name)
+        .map(header::HeaderValue::as_bytes)
+        .collect()
+}
+
 /// The client address under the verifier's trusted-proxy rule: the socket
 /// peer, unless it is a trusted proxy; then only the configured forwarding
 /// header counts (the gateway's rule, `domain::cidr::client_ip`).
@@ -87,11 +103,7 @@ pub fn client_ip(req: &HttpRequest, verifier: &Verifier) -> Result<IpAddr, Verif
         .peer_addr()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
     let config = verifier.config();
-    let lines: Vec<&[u8]> = req
-        .headers()
-        .get_all(config.forwarded_header.header_name())
-        .map(|v| v.as_bytes())
-        .collect();
+    let lines = forwarded_lines(req, config.forwarded_header);
     crate::domain::cidr::client_ip(
         peer,
         config.forwarded_header,
