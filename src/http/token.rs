@@ -168,7 +168,7 @@ impl OAuthTokenResponse {
             access_token: issued.access_token,
             token_type: "Bearer",
             expires_in: issued.expires_in,
-            scope: issued.scope,
+            scope: issued.scope.to_string(),
             refresh_token: None,
             id_token: None,
             issued_token_type,
@@ -208,7 +208,7 @@ fn issued_response(camel: bool, issued: crate::service::token::IssuedToken) -> H
             access_token: issued.access_token,
             token_type: "Bearer",
             expires_in: issued.expires_in,
-            scope: issued.scope,
+            scope: issued.scope.to_string(),
             refresh_token: None,
         }),
         _ => no_store(&mut HttpResponse::Ok()).json(OAuthTokenResponse::issued(issued, None)),
@@ -240,7 +240,7 @@ fn hand_written(
     out.extend_from_slice(b",\"");
     out.extend_from_slice(sc);
     out.extend_from_slice(b"\":");
-    serde_json::to_writer(&mut out, &issued.scope)?;
+    serde_json::to_writer(&mut out, &*issued.scope)?;
     out.push(b'}');
     Ok(out)
 }
@@ -760,7 +760,7 @@ mod tests {
             IssuedToken {
                 access_token: token.to_owned(),
                 expires_in: 600,
-                scope: scope.to_owned(),
+                scope: scope.into(),
             },
         );
         assert_eq!(res.headers().get("cache-control").unwrap(), "no-store");

@@ -100,7 +100,7 @@ pub struct DefaultToken {
     /// Every claim but `exp`, `iat`, `iat_ms`, `nbf` and `jti`.
     pub claims: ClaimsTemplate,
     /// The granted scope, as answered.
-    pub scope: String,
+    pub scope: Arc<str>,
     /// The token lifetime, seconds.
     pub ttl: u64,
 }

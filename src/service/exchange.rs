@@ -403,7 +403,7 @@ async fn exchange_timed(gw: &Gateway, req: TokenExchange) -> Result<IssuedToken,
     Ok(IssuedToken {
         access_token,
         expires_in: u64::try_from(exp - iat).unwrap_or(0),
-        scope,
+        scope: scope.into(),
     })
 }
 
@@ -550,7 +550,7 @@ async fn exchange_id_token(
     Ok(IssuedToken {
         access_token,
         expires_in,
-        scope,
+        scope: scope.into(),
     })
 }
 

@@ -59,8 +59,9 @@ pub struct IssuedToken {
     pub access_token: String,
     /// Seconds until it expires.
     pub expires_in: u64,
-    /// Space-separated granted permissions.
-    pub scope: String,
+    /// Space-separated granted permissions (shared with the application's
+    /// prepared default token).
+    pub scope: Arc<str>,
 }
 
 impl std::fmt::Debug for IssuedToken {
@@ -142,13 +143,13 @@ fn candidate_hash(
 }
 
 /// Whether a verification still stands: its hash is the current one, or the
-/// rotated-out one within its grace period.
-fn still_valid(app: &StoredApp, verified_hash: &str, now: chrono::DateTime<Utc>) -> bool {
+/// rotated-out one within its grace period (the clock is read only then).
+fn still_valid(app: &StoredApp, verified_hash: &str, now: impl FnOnce() -> DateTime<Utc>) -> bool {
     *app.secret_hash == *verified_hash
         || app
             .previous_secret
             .as_ref()
-            .is_some_and(|p| p.until > now && *p.hash == *verified_hash)
+            .is_some_and(|p| *p.hash == *verified_hash && p.until > now())
 }
 
 /// Which application the request names (`None` when it cannot name one),
@@ -196,7 +197,6 @@ async fn authenticate(
     gw: &Gateway,
     req: &ExchangeRequest,
 ) -> Result<Arc<AppSnapshot>, DomainError> {
-    let now = Utc::now();
     let (id, hint) = match claimed_id(gw, req).await {
         Ok(found) => found,
         Err(e) => {
@@ -210,7 +210,7 @@ async fn authenticate(
     if let (Some(id), Some(hit)) = (&id, gw.secret_cache.get(&digest))
         && *hit.app_id == **id
         && let Some(snap) = usable(load_app(gw, id).await?)
-        && still_valid(&snap.stored, &hit.secret_hash, now)
+        && still_valid(&snap.stored, &hit.secret_hash, Utc::now)
     {
         gw.metrics.cache(Cache::Secret, true);
         return Ok(snap);
@@ -218,7 +218,7 @@ async fn authenticate(
     gw.metrics.cache(Cache::Secret, false);
     // Boxed: the argon2 path's future is large, and inlined it would make
     // every warm exchange allocate and copy it too.
-    Box::pin(authenticate_cold(gw, req, id, hint, digest, now)).await
+    Box::pin(authenticate_cold(gw, req, id, hint, digest)).await
 }
 
 /// The rest of [`authenticate`] when the secret is not in the cache: the
@@ -229,8 +229,8 @@ async fn authenticate_cold(
     id: Option<String>,
     hint: Option<String>,
     digest: [u8; 32],
-    now: chrono::DateTime<Utc>,
 ) -> Result<Arc<AppSnapshot>, DomainError> {
+    let now = Utc::now();
     let reservation = match gw.limiter.reserve(req.client_ip) {
         Ok(r) => r,
         Err(retry_after) => {
@@ -315,7 +315,7 @@ async fn authenticate_cold(
     // revoke or rotation that landed meanwhile is refused here rather than
     // answered with a token that is dead on arrival.
     match usable(load_app(gw, &id).await?) {
-        Some(fresh) if still_valid(&fresh.stored, &hash, Utc::now()) => Ok(fresh),
+        Some(fresh) if still_valid(&fresh.stored, &hash, Utc::now) => Ok(fresh),
         _ => refuse(reservation),
     }
 }
@@ -328,9 +328,22 @@ pub async fn authenticate_client(
     gw: &Gateway,
     req: &ExchangeRequest,
 ) -> Result<(Arc<AppSnapshot>, Arc<Grants>), DomainError> {
+    authenticate_client_at(gw, req)
+        .await
+        .map(|(snap, grants, _)| (snap, grants))
+}
+
+/// [`authenticate_client`], and the instant its policy was checked at: a
+/// token minted from it is issued at that instant (one clock read serves
+/// the check, the token and the usage record).
+async fn authenticate_client_at(
+    gw: &Gateway,
+    req: &ExchangeRequest,
+) -> Result<(Arc<AppSnapshot>, Arc<Grants>, DateTime<Utc>), DomainError> {
     let snap = authenticate(gw, req).await?;
     let app = &snap.stored.app;
-    match app.status_at(Utc::now()) {
+    let now = Utc::now();
+    match app.status_at(now) {
         AppStatus::Active => {}
         // Unreachable after `usable`, kept so a new status cannot slip by.
         AppStatus::Revoked => {
@@ -345,7 +358,7 @@ pub async fn authenticate_client(
         )));
     }
     let grants = super::grants::effective(gw, app).await?;
-    Ok((snap, grants))
+    Ok((snap, grants, now))
 }
 
 /// The instant a token minted from `snap` and `grants` speaks for: the
@@ -415,8 +428,7 @@ pub async fn exchange(gw: &Gateway, req: &ExchangeRequest) -> Result<IssuedToken
 }
 
 async fn exchange_timed(gw: &Gateway, req: &ExchangeRequest) -> Result<IssuedToken, DomainError> {
-    let (snap, grants) = authenticate_client(gw, req).await?;
-    let now = Utc::now();
+    let (snap, grants, now) = authenticate_client_at(gw, req).await?;
     let issued = issue(
         gw,
         &snap,
@@ -483,7 +495,7 @@ fn issue(
             let prepared = DefaultToken {
                 grants: grants.clone(),
                 claims: template,
-                scope: claims.scope,
+                scope: claims.scope.into(),
                 ttl,
             };
             let rendered = render(&prepared, &mut payload)?;
@@ -592,7 +604,7 @@ fn signed(
         IssuedToken {
             access_token,
             expires_in: ttl,
-            scope: claims.scope.clone(),
+            scope: claims.scope.as_str().into(),
         },
         claims,
     ))
