@@ -102,6 +102,40 @@ enum Pair {
     Rsa(RsaKeyPair),
 }
 
+/// A JWS signature's bytes: ES256 and EdDSA signatures (64 bytes) on the
+/// stack, so that signing allocates nothing per token; RS256's, of the
+/// modulus' size, on the heap.
+pub(crate) enum JwsSignature {
+    /// ES256 (`r || s`) or EdDSA.
+    Fixed([u8; 64]),
+    /// RS256.
+    Rsa(Vec<u8>),
+}
+
+impl JwsSignature {
+    fn fixed(sig: &aws_lc_rs::signature::Signature) -> Result<Self, KeyError> {
+        <[u8; 64]>::try_from(sig.as_ref())
+            .map(Self::Fixed)
+            .map_err(|_| KeyError::Crypto("unexpected signature length".into()))
+    }
+}
+
+impl AsRef<[u8]> for JwsSignature {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Self::Fixed(s) => s,
+            Self::Rsa(v) => v,
+        }
+    }
+}
+
+impl std::ops::Deref for JwsSignature {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_ref()
+    }
+}
+
 /// One loaded key: private half for signing, public half for the JWKS.
 pub struct SigningKey {
     kid: String,
@@ -182,19 +216,19 @@ impl SigningKey {
     }
 
     /// Signs `message`, returning the raw JWS signature bytes.
-    pub(crate) fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+    pub(crate) fn sign(&self, message: &[u8]) -> Result<JwsSignature, KeyError> {
         let rng = SystemRandom::new();
         match &self.pair {
             Pair::Ec(k) => k
                 .sign(&rng, message)
-                .map(|s| s.as_ref().to_vec())
-                .map_err(|_| KeyError::Crypto("ECDSA signing failed".into())),
-            Pair::Ed(k) => Ok(k.sign(message).as_ref().to_vec()),
+                .map_err(|_| KeyError::Crypto("ECDSA signing failed".into()))
+                .and_then(|s| JwsSignature::fixed(&s)),
+            Pair::Ed(k) => JwsSignature::fixed(&k.sign(message)),
             Pair::Rsa(k) => {
                 let mut sig = vec![0u8; k.public_modulus_len()];
                 k.sign(&RSA_PKCS1_SHA256, &rng, message, &mut sig)
                     .map_err(|_| KeyError::Crypto("RSA signing failed".into()))?;
-                Ok(sig)
+                Ok(JwsSignature::Rsa(sig))
             }
         }
     }

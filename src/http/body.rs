@@ -24,6 +24,9 @@ use super::token::OAuthParams;
 #[derive(Clone, Copy, Debug)]
 pub struct BodyLimit(pub usize);
 
+/// The one form type the `/oauth/*` endpoints read.
+const FORM_TYPE: &str = "application/x-www-form-urlencoded";
+
 /// The limit when none is registered (a handler run on its own).
 const DEFAULT_LIMIT: usize = 32 * 1024;
 
@@ -109,17 +112,20 @@ impl FromRequest for OAuthForm {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let utf8 = req.encoding().is_ok_and(|e| e.name() == "UTF-8");
+        // The type without parameters (what clients send) is UTF-8 and needs
+        // no parse of the header.
+        let bare = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(FORM_TYPE.as_bytes()));
+        let utf8 = bare || req.encoding().is_ok_and(|e| e.name() == "UTF-8");
         if !utf8 {
             // Another charset (or a malformed one): actix's reader decodes
             // or refuses it, with the same errors.
             let form = web::Form::<Vec<(String, SecretString)>>::from_request(req, payload);
             return Box::pin(async move { Ok(OAuthForm::Pairs(form.await?.into_inner())) });
         }
-        if !req
-            .content_type()
-            .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-        {
+        if !bare && !req.content_type().eq_ignore_ascii_case(FORM_TYPE) {
             return Box::pin(async { Err(OAuthError::invalid_request(NOT_FORM_TYPE).into()) });
         }
         let body = read(req, payload);
