@@ -9,7 +9,10 @@
 //!    dummy hash, so it costs what a wrong secret costs and answers the same;
 //! 5. policy: revoked looks like unknown, expired says so only after a
 //!    correct secret; scope must be a subset; audience must be allowed;
-//! 6. claims are minted and signed with the active key.
+//! 6. claims are minted and signed with the active key; those of an
+//!    application's default token (no scope, no audience) are serialized
+//!    once per application snapshot and grants value, each token adding its
+//!    instants and id.
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
