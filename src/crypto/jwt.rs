@@ -25,7 +25,7 @@ pub fn mint_id_token<C: Serialize>(ring: &KeyRing, claims: &C) -> Result<String,
 }
 
 /// As [`mint`], for claims already serialized (`claims::ClaimsTemplate`).
-pub fn mint_serialized(ring: &KeyRing, payload: &[u8]) -> Result<String, KeyError> {
+pub(crate) fn mint_serialized(ring: &KeyRing, payload: &[u8]) -> Result<String, KeyError> {
     let key = ring.active();
     sign_payload(key, key.header_b64(), payload)
 }

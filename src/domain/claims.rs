@@ -5,6 +5,11 @@ use serde::{Deserialize, Serialize};
 use super::AccessGrant;
 
 /// What every access token from this gateway carries.
+///
+/// The field order matters to [`ClaimsTemplate`]: the per-token fields
+/// (`exp`, `iat`, `iat_ms`, `nbf`, `jti`) sit together between `aud` and
+/// `client_id`. A new per-token claim belongs in that run and in the
+/// template's gap; its test compares the template with serde byte for byte.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// Issuer: the gateway's configured issuer URL.

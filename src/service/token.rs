@@ -470,6 +470,10 @@ fn issue(
     if !asks_default(scope, audience) {
         return mint_at(gw, snap, grants, scope, audience, now).map(|(issued, _)| issued);
     }
+    // `narrow` and `audience_for` without a scope or an audience depend on
+    // the snapshot, the grants and the configuration alone, so they run
+    // only when the template is made. A check that depends on anything else
+    // belongs before this point, for every token.
     let state_ms = state_instant(gw, snap, grants, now)?;
     let iat = now.timestamp();
     let internal = |e: &dyn std::fmt::Display| DomainError::Internal(e.to_string());
@@ -493,6 +497,7 @@ fn issue(
             let (claims, ttl) =
                 claims_of(gw, snap, narrowed, audience, now, state_ms, jti.to_owned());
             let Some(template) = ClaimsTemplate::new(claims.clone()) else {
+                tracing::warn!("default token claims could not be prepared; signing them in full");
                 return signed(gw, claims, ttl).map(|(issued, _)| issued);
             };
             let prepared = DefaultToken {

@@ -410,7 +410,38 @@ async fn default_tokens_share_only_what_the_state_fixes() {
         (0..3).map(|_| async { verified(&app.token_for(Some(id), &secret).await) }),
     )
     .await;
-    let tokens = [tokens, vec![verified(&app.token_for(None, &secret).await)]].concat();
+    // A blank scope and audience ask for the default token too, and so does
+    // the OAuth endpoint.
+    let blank = app
+        .post_json(
+            "/api/v1/token",
+            &json!({"AppSecret": secret, "scope": " \t ", "audience": " "}),
+        )
+        .await;
+    assert_eq!(blank.status(), 200);
+    let blank: Value = blank.json().await.unwrap();
+    let oauth = app
+        .client
+        .post(app.url("/oauth/token"))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", id),
+            ("client_secret", secret.as_str()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(oauth.status(), 200);
+    let oauth: Value = oauth.json().await.unwrap();
+    let tokens = [
+        tokens,
+        vec![
+            verified(&app.token_for(None, &secret).await),
+            verified(blank["accessToken"].as_str().unwrap()),
+            verified(oauth["access_token"].as_str().unwrap()),
+        ],
+    ]
+    .concat();
     for c in &tokens {
         assert_eq!(fixed(c), fixed(&tokens[0]));
         assert_eq!(c["exp"].as_i64().unwrap() - c["iat"].as_i64().unwrap(), 300);
