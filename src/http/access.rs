@@ -13,7 +13,8 @@
 //!   `request_id`, `method`, `route` (the matched pattern, or `unmatched`),
 //!   `path` (never the query string; escaped to printable ASCII),
 //!   `status`, `duration_ms`, `peer` (the client address as the gateway
-//!   resolves it behind trusted proxies, else the socket peer). Nothing of the headers, cookies, query or body.
+//!   resolves it behind trusted proxies, else the socket peer). Nothing of
+//!   the headers, cookies, query or body.
 //! - **Metrics.** `tessera_http_request_duration_seconds{route,method,status}`
 //!   and `tessera_http_responses_total{class}`.
 

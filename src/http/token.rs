@@ -486,12 +486,9 @@ impl OAuthParams {
             return Ok(());
         };
         if place.is_some() {
+            // `name` matched a recognised parameter: it is ours to repeat.
             return Err(OAuthError::invalid_request(format!(
-                "parameter {} is repeated",
-                slot(name)
-                    .and_then(|i| OAUTH_PARAMETERS.get(i))
-                    .copied()
-                    .unwrap_or("")
+                "parameter {name} is repeated"
             )));
         }
         *place = Some(value());
